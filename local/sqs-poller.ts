@@ -1,0 +1,150 @@
+/**
+ * Runs an SQS-triggered Lambda handler in-process with the event source mapping's semantics:
+ * batches of up to `batchSize`, the queue's visibility timeout, partial batch failure through
+ * `batchItemFailures` (only successes are deleted), and the queue's own redrive policy moving a
+ * message to its DLQ after maxReceiveCount receives.
+ */
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageBatchCommand,
+  type Message,
+  ReceiveMessageCommand,
+  type SQSClient,
+} from "@aws-sdk/client-sqs";
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+
+export type SqsHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | undefined | void>;
+
+export interface PollerOptions {
+  sqs: SQSClient;
+  queueUrl: string;
+  queueArn: string;
+  functionName: string;
+  handler: SqsHandler;
+  batchSize?: number;
+  /** Parallel pollers: Lambda's concurrency for this mapping. */
+  concurrency?: number;
+  /**
+   * Lambda leaves a failed message invisible for the queue's whole visibility timeout; locally a
+   * shorter retry delay keeps the feedback loop quick. Set to undefined to keep Lambda's behaviour.
+   */
+  retryDelaySeconds?: number;
+  awsRegion?: string;
+}
+
+function toRecord(m: Message, opts: PollerOptions): SQSRecord {
+  const attrs = m.Attributes ?? {};
+  return {
+    messageId: m.MessageId ?? "",
+    receiptHandle: m.ReceiptHandle ?? "",
+    body: m.Body ?? "",
+    attributes: {
+      ApproximateReceiveCount: attrs.ApproximateReceiveCount ?? "1",
+      SentTimestamp: attrs.SentTimestamp ?? String(Date.now()),
+      SenderId: attrs.SenderId ?? "local",
+      ApproximateFirstReceiveTimestamp: attrs.ApproximateFirstReceiveTimestamp ?? String(Date.now()),
+    },
+    messageAttributes: {},
+    md5OfBody: m.MD5OfBody ?? "",
+    eventSource: "aws:sqs",
+    eventSourceARN: opts.queueArn,
+    awsRegion: opts.awsRegion ?? "us-east-1",
+  };
+}
+
+function lambdaContext(functionName: string, timeoutMs = 60_000): Context {
+  const started = Date.now();
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: "$LATEST",
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
+    memoryLimitInMB: "1024",
+    awsRequestId: crypto.randomUUID(),
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: "local",
+    getRemainingTimeInMillis: () => Math.max(0, timeoutMs - (Date.now() - started)),
+    done: () => {},
+    fail: () => {},
+    succeed: () => {},
+  };
+}
+
+export interface Poller {
+  stop(): Promise<void>;
+}
+
+export function startSqsPoller(opts: PollerOptions): Poller {
+  let running = true;
+  const abort = new AbortController();
+  const batchSize = opts.batchSize ?? 10;
+
+  async function loop() {
+    while (running) {
+      let messages: Message[] = [];
+      try {
+        const out = await opts.sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: opts.queueUrl,
+            MaxNumberOfMessages: batchSize,
+            WaitTimeSeconds: 1,
+            MessageSystemAttributeNames: ["All"],
+          }),
+          { abortSignal: abort.signal },
+        );
+        messages = out.Messages ?? [];
+      } catch (err) {
+        if (!running) return;
+        console.error(`[${opts.functionName}] receive failed: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      if (messages.length === 0) continue;
+      const records = messages.map((m) => toRecord(m, opts));
+      let failedIds: Set<string>;
+      try {
+        const response = await opts.handler({ Records: records }, lambdaContext(opts.functionName));
+        failedIds = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
+      } catch (err) {
+        console.error(`[${opts.functionName}] invocation failed: ${(err as Error).message}`);
+        failedIds = new Set(records.map((r) => r.messageId));
+      }
+      const done = records.filter((r) => !failedIds.has(r.messageId));
+      const failed = records.filter((r) => failedIds.has(r.messageId));
+      try {
+        if (done.length > 0) {
+          await opts.sqs.send(
+            new DeleteMessageBatchCommand({
+              QueueUrl: opts.queueUrl,
+              Entries: done.map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle })),
+            }),
+          );
+        }
+        if (failed.length > 0 && opts.retryDelaySeconds !== undefined) {
+          await opts.sqs.send(
+            new ChangeMessageVisibilityBatchCommand({
+              QueueUrl: opts.queueUrl,
+              Entries: failed.map((r, i) => ({
+                Id: String(i),
+                ReceiptHandle: r.receiptHandle,
+                VisibilityTimeout: opts.retryDelaySeconds ?? 0,
+              })),
+            }),
+          );
+        }
+      } catch (err) {
+        // The messages come back after their visibility timeout; handlers are idempotent.
+        console.error(`[${opts.functionName}] ack failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  const loops = Array.from({ length: opts.concurrency ?? 2 }, () => loop());
+  return {
+    async stop() {
+      running = false;
+      abort.abort();
+      await Promise.allSettled(loops);
+    },
+  };
+}

@@ -1,0 +1,83 @@
+/**
+ * `npm start`: the whole of Pristine on this machine, in one process tree — DynamoDB Local,
+ * fauxqs, the API and the workers — with its state under PRISTINE_DATA_DIR.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { startDynamoDbLocal, startFauxqsServer } from "./emulators.ts";
+import { preflight } from "./preflight.ts";
+import { startRegion } from "./region.ts";
+
+const { values: flags } = parseArgs({ options: { "in-memory": { type: "boolean", default: false } } });
+const port = Number(process.env.PRISTINE_PORT ?? 8080);
+const dataDir = resolve(process.env.PRISTINE_DATA_DIR ?? "./.pristine");
+const inMemory = flags["in-memory"] ?? false;
+
+async function operatorKey(): Promise<{ key: string; origin: string }> {
+  if (process.env.PRISTINE_OPERATOR_KEY) return { key: process.env.PRISTINE_OPERATOR_KEY, origin: "PRISTINE_OPERATOR_KEY" };
+  const file = join(dataDir, "operator-key");
+  const existing = await readFile(file, "utf8").catch(() => undefined);
+  if (existing?.trim()) return { key: existing.trim(), origin: file };
+  const key = `prs_op_${randomBytes(32).toString("base64url")}`;
+  // Kept beside the local data (mode 600) so a restart finds the same key; never in the repo.
+  await writeFile(file, `${key}\n`, { mode: 0o600 });
+  return { key, origin: `${file} (generated)` };
+}
+
+async function main() {
+  await preflight();
+  await mkdir(dataDir, { recursive: true });
+  await mkdir(join(dataDir, "imports"), { recursive: true });
+  const { key, origin } = await operatorKey();
+  const stoppers: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stoppers.reverse()) await stop().catch(() => {});
+  };
+  let stopping = false;
+  const onSignal = () => {
+    if (stopping) return;
+    stopping = true;
+    console.log("\nstopping Pristine ...");
+    stopAll().then(() => process.exit(0));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    const dynamo = await startDynamoDbLocal(inMemory ? {} : { dbPath: join(dataDir, "dynamodb") });
+    stoppers.push(dynamo.stop);
+    const fauxqs = await startFauxqsServer(inMemory ? {} : { dataDir: join(dataDir, "fauxqs") });
+    stoppers.push(fauxqs.stop);
+    const primary = await startRegion({
+      name: process.env.PRISTINE_REGION_NAME ?? "primary",
+      dynamodbEndpoint: dynamo.endpoint,
+      sqsEndpoint: fauxqs.endpoint,
+      dataDir,
+      operatorKey: key,
+      port,
+    });
+    stoppers.push(primary.stop);
+    console.log(
+      [
+        "",
+        `Pristine is up (${inMemory ? "in memory" : "persistent"})`,
+        `  API            ${primary.apiUrl}    (GET ${primary.apiUrl}/health)`,
+        `  region         ${primary.name}`,
+        `  operator key   from ${origin}`,
+        `  data dir       ${dataDir}`,
+        `  DynamoDB Local ${dynamo.endpoint}`,
+        `  fauxqs (SQS)   ${fauxqs.endpoint}`,
+        "Ctrl-C stops everything.",
+        "",
+      ].join("\n"),
+    );
+  } catch (err) {
+    console.error((err as Error).message);
+    await stopAll();
+    process.exit(1);
+  }
+}
+
+await main();

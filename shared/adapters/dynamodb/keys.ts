@@ -1,0 +1,45 @@
+/**
+ * The one key scheme of the single table (DESIGN.md §2): every key is prefixed by its tenant, so
+ * nothing a tenant owns can be addressed with another tenant's id.
+ *
+ *   entity        pk                          sk
+ *   tenant        TENANT#<t>                  TENANT
+ *   api key       APIKEY#<sha256>             APIKEY
+ *   image         TENANT#<t>                  IMAGE#<i>
+ *   version       TENANT#<t>                  VERSION#<i>#<n, zero-padded>
+ *   pool          TENANT#<t>                  POOL#<p>
+ *   session       TENANT#<t>                  SESSION#<s>
+ *   desktop       TENANT#<t>#POOL#<p>         DESKTOP#<d>
+ *   user lock     TENANT#<t>#POOL#<p>         USER#<u>      (the user's one active session in the pool)
+ *
+ * GSI1 is sparse: only AVAILABLE desktops carry gsi1pk = FREE#<t>#<p>, with a random gsi1sk so
+ * that concurrent logons starting at random points rarely collide.
+ */
+export const tableKeys = { pk: "pk", sk: "sk" } as const;
+export const freeIndex = { name: "gsi1", pk: "gsi1pk", sk: "gsi1sk" } as const;
+
+export const keys = {
+  tenant: (t: string) => ({ pk: `TENANT#${t}`, sk: "TENANT" }),
+  apiKey: (hash: string) => ({ pk: `APIKEY#${hash}`, sk: "APIKEY" }),
+  image: (t: string, i: string) => ({ pk: `TENANT#${t}`, sk: `IMAGE#${i}` }),
+  imagePrefix: "IMAGE#",
+  version: (t: string, i: string, n: number) => ({ pk: `TENANT#${t}`, sk: `VERSION#${i}#${String(n).padStart(6, "0")}` }),
+  versionPrefix: (i: string) => `VERSION#${i}#`,
+  pool: (t: string, p: string) => ({ pk: `TENANT#${t}`, sk: `POOL#${p}` }),
+  poolPrefix: "POOL#",
+  session: (t: string, s: string) => ({ pk: `TENANT#${t}`, sk: `SESSION#${s}` }),
+  poolPartition: (t: string, p: string) => `TENANT#${t}#POOL#${p}`,
+  desktop: (t: string, p: string, d: string) => ({ pk: `TENANT#${t}#POOL#${p}`, sk: `DESKTOP#${d}` }),
+  desktopPrefix: "DESKTOP#",
+  userLock: (t: string, p: string, u: string) => ({ pk: `TENANT#${t}#POOL#${p}`, sk: `USER#${u}` }),
+  freeDesktops: (t: string, p: string) => `FREE#${t}#${p}`,
+};
+
+/** Attributes that only exist to index an item; stripped before an item becomes a domain object. */
+const keyAttributes = ["pk", "sk", "gsi1pk", "gsi1sk", "entity"];
+
+export function fromItem<T>(item: Record<string, unknown>): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(item)) if (!keyAttributes.includes(k)) out[k] = v;
+  return out as T;
+}

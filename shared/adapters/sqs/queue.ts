@@ -1,0 +1,27 @@
+import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
+import type { CloneJob } from "../../messages/clone-job.ts";
+import type { JobQueue } from "../../ports.ts";
+
+export function sqsClient(endpoint?: string, region?: string): SQSClient {
+  return new SQSClient({ ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
+}
+
+/** Sends JSON messages in batches of ten; any entry SQS refuses fails the whole call (the caller retries). */
+export async function sendJson(sqs: SQSClient, queueUrl: string, bodies: unknown[]): Promise<void> {
+  for (let i = 0; i < bodies.length; i += 10) {
+    const chunk = bodies.slice(i, i + 10);
+    const out = await sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: chunk.map((body, n) => ({ Id: String(n), MessageBody: JSON.stringify(body) })),
+      }),
+    );
+    if (out.Failed && out.Failed.length > 0) {
+      throw new Error(`SQS refused ${out.Failed.length} message(s): ${out.Failed.map((f) => f.Message).join("; ")}`);
+    }
+  }
+}
+
+export function sqsJobQueue(sqs: SQSClient, queueUrl: string): JobQueue {
+  return { send: (jobs: CloneJob[]) => sendJson(sqs, queueUrl, jobs) };
+}

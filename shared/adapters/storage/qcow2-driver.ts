@@ -1,0 +1,171 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { chmod, copyFile, link, mkdir, realpath, rename, rm, stat } from "node:fs/promises";
+import { dirname, join, relative, isAbsolute } from "node:path";
+import { invalid } from "../../domain/errors.ts";
+import type { Desktop, ImageSource, ImageVersion } from "../../domain/model.ts";
+import type { ImportedImage, StorageDriver } from "../../ports.ts";
+import { qemuImg, qemuInfo } from "./qemu-img.ts";
+
+export interface Qcow2Layout {
+  /** The region's image store: one imported qcow2 per image version. */
+  imageStorePath: string;
+  /** Datastore id -> folder (host-local SSD or a shared mount such as EFS). */
+  datastores: Record<string, string>;
+  /** Folders a publish may read source disks from; anything else is refused. */
+  importRoots: string[];
+}
+
+type VersionRef = Pick<ImageVersion, "tenantId" | "imageId" | "version">;
+type DesktopRef = Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId">;
+
+const tmpName = (path: string) => `${path}.${randomBytes(6).toString("hex")}.tmp`;
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+export function qcow2Paths(layout: Qcow2Layout) {
+  const datastore = (id: string) => {
+    const path = layout.datastores[id];
+    if (!path) throw new Error(`unknown datastore ${id}`);
+    return path;
+  };
+  return {
+    image: (v: VersionRef) => join(layout.imageStorePath, v.tenantId, v.imageId, `v${v.version}.qcow2`),
+    replica: (v: VersionRef, datastoreId: string) =>
+      join(datastore(datastoreId), "replicas", v.tenantId, `${v.imageId}-v${v.version}.qcow2`),
+    desktop: (d: DesktopRef) => join(datastore(d.datastoreId), "desktops", d.tenantId, d.poolId, `${d.desktopId}.qcow2`),
+  };
+}
+
+/**
+ * Linked clones with qemu-img: a replica is a read-only copy of an image version on a datastore,
+ * and a desktop is a qcow2 overlay whose backing file is that replica. Every write goes to a
+ * temporary name and is renamed (or hard-linked) into place, so a crash never leaves a half disk
+ * under a real name and a retried job simply redoes its step.
+ */
+export function qcow2Driver(layout: Qcow2Layout): StorageDriver {
+  const paths = qcow2Paths(layout);
+  const replicasInFlight = new Map<string, Promise<void>>();
+
+  async function insideImportRoots(path: string): Promise<string> {
+    if (!isAbsolute(path)) throw invalid("source.path", "must be an absolute path");
+    const real = await realpath(path).catch(() => {
+      throw invalid("source.path", `${path} does not exist`);
+    });
+    for (const root of layout.importRoots) {
+      const realRoot = await realpath(root).catch(() => undefined);
+      if (!realRoot) continue;
+      const rel = relative(realRoot, real);
+      if (!rel.startsWith("..") && !isAbsolute(rel)) return real;
+    }
+    throw invalid("source.path", `${path} is outside the allowed import roots (${layout.importRoots.join(", ")})`);
+  }
+
+  async function validateSource(source: ImageSource): Promise<void> {
+    if (!("path" in source)) return;
+    const path = await insideImportRoots(source.path);
+    const st = await stat(path);
+    if (!st.isFile()) throw invalid("source.path", `${source.path} is not a regular file`);
+    const info = await qemuInfo(path).catch((err: Error) => {
+      throw invalid("source.path", `not a readable disk image: ${err.message}`);
+    });
+    if (info.format !== "qcow2" && info.format !== "raw") {
+      throw invalid("source.path", `disk format ${info.format} is not supported (qcow2 or raw)`);
+    }
+    if (info["backing-filename"]) {
+      throw invalid("source.path", "a qcow2 with its own backing file cannot be a golden image; flatten it first");
+    }
+    // qemu-img calls any file "raw": a real raw disk is a whole number of 512-byte sectors.
+    if (info.format === "raw" && (st.size === 0 || st.size % 512 !== 0)) {
+      throw invalid("source.path", "not a disk image (a raw disk is a non-empty multiple of 512 bytes)");
+    }
+  }
+
+  return {
+    validateSource,
+
+    async importImage(version): Promise<ImportedImage> {
+      const target = paths.image(version);
+      await mkdir(dirname(target), { recursive: true });
+      const tmp = tmpName(target);
+      try {
+        if ("path" in version.source) {
+          await validateSource(version.source);
+          await qemuImg(["convert", "-q", "-O", "qcow2", version.source.path, tmp]);
+        } else {
+          await qemuImg(["create", "-q", "-f", "qcow2", tmp, `${version.source.blankSizeMiB}M`]);
+        }
+        await chmod(tmp, 0o444);
+        const [sha256, info, st] = await Promise.all([sha256File(tmp), qemuInfo(tmp), stat(tmp)]);
+        await rename(tmp, target);
+        return { sha256, virtualSizeBytes: info["virtual-size"], fileBytes: st.size };
+      } finally {
+        await rm(tmp, { force: true });
+      }
+    },
+
+    async removeImage(version) {
+      await rm(paths.image(version), { force: true });
+    },
+
+    async ensureReplica(version, datastoreId) {
+      const target = paths.replica(version, datastoreId);
+      const inFlight = replicasInFlight.get(target);
+      if (inFlight) return inFlight;
+      const work = (async () => {
+        if (await exists(target)) return;
+        await mkdir(dirname(target), { recursive: true });
+        const tmp = tmpName(target);
+        try {
+          await copyFile(paths.image(version), tmp);
+          await chmod(tmp, 0o444);
+          // link() fails if another worker got there first; theirs is identical, keep it.
+          await link(tmp, target).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== "EEXIST") throw err;
+          });
+        } finally {
+          await rm(tmp, { force: true });
+        }
+      })();
+      replicasInFlight.set(target, work);
+      try {
+        await work;
+      } finally {
+        replicasInFlight.delete(target);
+      }
+    },
+
+    async createLinkedClone(desktop) {
+      const replica = paths.replica({ ...desktop, version: desktop.imageVersion }, desktop.datastoreId);
+      const target = paths.desktop(desktop);
+      await mkdir(dirname(target), { recursive: true });
+      const tmp = tmpName(target);
+      try {
+        await qemuImg(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", replica, tmp]);
+        await rename(tmp, target);
+      } finally {
+        await rm(tmp, { force: true });
+      }
+    },
+
+    async deleteDesktopDisk(desktop) {
+      await rm(paths.desktop(desktop), { force: true });
+    },
+
+    async deltaBytes(desktop) {
+      const st = await stat(paths.desktop(desktop)).catch(() => undefined);
+      return st ? st.blocks * 512 : 0;
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import { documentClient } from "./adapters/dynamodb/client.ts";
+import { dynamoRepositories } from "./adapters/dynamodb/repositories.ts";
+import { sqsClient, sqsJobQueue } from "./adapters/sqs/queue.ts";
+import { qcow2Driver } from "./adapters/storage/qcow2-driver.ts";
+import type { PristineConfig } from "./config.ts";
+import type { Ports } from "./ports.ts";
+
+export interface App {
+  config: PristineConfig;
+  ports: Ports;
+  sqs: SQSClient;
+}
+
+/** Wires the adapters for one region. Lambda entry points call this once per container. */
+export function createApp(config: PristineConfig): App {
+  const doc = documentClient(config.endpoints.dynamodb, config.awsRegion);
+  const sqs = sqsClient(config.endpoints.sqs, config.awsRegion);
+  const ports: Ports = {
+    ...dynamoRepositories(doc, config.tableName),
+    jobs: sqsJobQueue(sqs, config.cloneJobsQueueUrl),
+    storage: qcow2Driver(config.storage),
+    clock: { now: () => new Date() },
+  };
+  return { config, ports, sqs };
+}

@@ -1,0 +1,68 @@
+import { join, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { z } from "zod";
+import type { Qcow2Layout } from "./adapters/storage/qcow2-driver.ts";
+
+/** Everything a region's functions need; built from the environment in Lambda, by hand locally. */
+export interface PristineConfig {
+  regionName: string;
+  tableName: string;
+  cloneJobsQueueUrl: string;
+  logoffQueueUrl: string;
+  operatorKeySha256: string;
+  storage: Qcow2Layout;
+  defaultDatastoreId: string;
+  /** Explicit endpoints for the emulators; in AWS the SDK's defaults (or AWS_ENDPOINT_URL_*) apply. */
+  endpoints: { dynamodb?: string; sqs?: string };
+  awsRegion?: string;
+}
+
+const envSchema = z.object({
+  PRISTINE_REGION_NAME: z.string().default("local"),
+  PRISTINE_TABLE_NAME: z.string().min(1),
+  PRISTINE_CLONE_JOBS_QUEUE_URL: z.url(),
+  PRISTINE_LOGOFF_QUEUE_URL: z.url(),
+  PRISTINE_OPERATOR_KEY_SHA256: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256 hex digest"),
+  PRISTINE_DATA_DIR: z.string().default("./.pristine"),
+  PRISTINE_IMAGE_STORE_PATH: z.string().optional(),
+  PRISTINE_DATASTORE_PATH: z.string().optional(),
+  PRISTINE_DATASTORE_ID: z.string().default("ds-default"),
+  PRISTINE_IMPORT_ROOTS: z.string().optional(),
+  AWS_ENDPOINT_URL_DYNAMODB: z.string().optional(),
+  AWS_ENDPOINT_URL_SQS: z.string().optional(),
+  AWS_REGION: z.string().optional(),
+});
+
+export function storageLayout(dataDir: string, overrides: Partial<{ imageStorePath: string; datastorePath: string; datastoreId: string; importRoots: string[] }> = {}): Qcow2Layout {
+  const root = resolve(dataDir);
+  return {
+    imageStorePath: overrides.imageStorePath ?? join(root, "images"),
+    datastores: { [overrides.datastoreId ?? "ds-default"]: overrides.datastorePath ?? join(root, "datastores", "ds-default") },
+    importRoots: overrides.importRoots ?? [join(root, "imports"), tmpdir()],
+  };
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`invalid configuration: ${problems}`);
+  }
+  const e = parsed.data;
+  return {
+    regionName: e.PRISTINE_REGION_NAME,
+    tableName: e.PRISTINE_TABLE_NAME,
+    cloneJobsQueueUrl: e.PRISTINE_CLONE_JOBS_QUEUE_URL,
+    logoffQueueUrl: e.PRISTINE_LOGOFF_QUEUE_URL,
+    operatorKeySha256: e.PRISTINE_OPERATOR_KEY_SHA256,
+    storage: storageLayout(e.PRISTINE_DATA_DIR, {
+      ...(e.PRISTINE_IMAGE_STORE_PATH ? { imageStorePath: e.PRISTINE_IMAGE_STORE_PATH } : {}),
+      ...(e.PRISTINE_DATASTORE_PATH ? { datastorePath: e.PRISTINE_DATASTORE_PATH } : {}),
+      datastoreId: e.PRISTINE_DATASTORE_ID,
+      ...(e.PRISTINE_IMPORT_ROOTS ? { importRoots: e.PRISTINE_IMPORT_ROOTS.split(":").filter(Boolean) } : {}),
+    }),
+    defaultDatastoreId: e.PRISTINE_DATASTORE_ID,
+    endpoints: { dynamodb: e.AWS_ENDPOINT_URL_DYNAMODB, sqs: e.AWS_ENDPOINT_URL_SQS },
+    ...(e.AWS_REGION ? { awsRegion: e.AWS_REGION } : {}),
+  };
+}

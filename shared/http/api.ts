@@ -1,0 +1,145 @@
+import middy from "@middy/core";
+import httpHeaderNormalizer from "@middy/http-header-normalizer";
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
+import type { App } from "../app.ts";
+import { forbidden } from "../domain/errors.ts";
+import { createImage, getImage, publishVersion } from "../domain/images.ts";
+import { createPool, deletePool, describePool, listPoolDesktops } from "../domain/pools.ts";
+import { getSession, logoff, logon } from "../domain/sessions.ts";
+import { authenticate, createTenant, type Principal } from "../domain/tenants.ts";
+import type { Tenant } from "../domain/model.ts";
+import { logger } from "../logger.ts";
+import { errorToResponse } from "./problem.ts";
+import { createRouter, type ParsedRequest, type Reply, type Route } from "./router.ts";
+import * as s from "./schemas.ts";
+
+type Access = "public" | "operator" | "tenant";
+interface Ctx {
+  app: App;
+  principal: Principal | undefined;
+}
+type ApiRoute = Route<Ctx> & { access: Access };
+
+const json = (status: number, body: unknown, headers?: Record<string, string>): Reply => ({
+  status,
+  body,
+  ...(headers ? { headers } : {}),
+});
+
+function tenantOf(ctx: Ctx): Tenant {
+  if (ctx.principal?.kind !== "tenant") throw forbidden("this route needs a tenant API key");
+  return ctx.principal.tenant;
+}
+
+const route = (
+  access: Access,
+  method: ApiRoute["method"],
+  path: string,
+  handle: (ctx: Ctx, req: ParsedRequest, tenantId: string) => Promise<Reply>,
+): ApiRoute => ({
+  access,
+  method,
+  path,
+  handle: (ctx, req) => handle(ctx, req, access === "tenant" ? tenantOf(ctx).tenantId : ""),
+});
+
+const routes: ApiRoute[] = [
+  route("public", "GET", "/health", async () => json(200, { status: "ok" })),
+
+  route("operator", "POST", "/v1/admin/tenants", async ({ app }, req) => {
+    const { tenant, apiKey } = await createTenant(app.ports, req.body(s.createTenantBody));
+    return json(201, { ...tenant, apiKey });
+  }),
+
+  route("tenant", "POST", "/v1/images", async ({ app }, req, t) =>
+    json(201, await createImage(app.ports, t, req.body(s.createImageBody))),
+  ),
+  route("tenant", "GET", "/v1/images", async ({ app }, _req, t) => json(200, { items: await app.ports.images.listImages(t) })),
+  route("tenant", "GET", "/v1/images/{imageId}", async ({ app }, req, t) =>
+    json(200, await getImage(app.ports, t, req.param("imageId", s.id))),
+  ),
+  route("tenant", "POST", "/v1/images/{imageId}/versions", async ({ app }, req, t) => {
+    const imageId = req.param("imageId", s.id);
+    const { source } = req.body(s.publishVersionBody);
+    const version = await publishVersion(app.ports, t, imageId, source);
+    return json(202, version, { location: `/v1/images/${imageId}` });
+  }),
+
+  route("tenant", "POST", "/v1/pools", async ({ app }, req, t) => {
+    const body = req.body(s.createPoolBody);
+    const pool = await createPool(app.ports, t, body, app.config.defaultDatastoreId);
+    return json(201, pool, { location: `/v1/pools/${pool.poolId}` });
+  }),
+  route("tenant", "GET", "/v1/pools", async ({ app }, _req, t) => json(200, { items: await app.ports.pools.list(t) })),
+  route("tenant", "GET", "/v1/pools/{poolId}", async ({ app }, req, t) =>
+    json(200, await describePool(app.ports, t, req.param("poolId", s.id))),
+  ),
+  route("tenant", "DELETE", "/v1/pools/{poolId}", async ({ app }, req, t) =>
+    json(202, await deletePool(app.ports, t, req.param("poolId", s.id))),
+  ),
+  route("tenant", "GET", "/v1/pools/{poolId}/desktops", async ({ app }, req, t) =>
+    json(200, { items: await listPoolDesktops(app.ports, t, req.param("poolId", s.id)) }),
+  ),
+  route("tenant", "POST", "/v1/pools/{poolId}/logons", async ({ app }, req, t) => {
+    const poolId = req.param("poolId", s.id);
+    const { userId } = req.body(s.logonBody);
+    const { session, connection, reconnected } = await logon(app.ports, t, poolId, userId);
+    return json(200, { ...session, connection, reconnected });
+  }),
+  route("tenant", "GET", "/v1/sessions/{sessionId}", async ({ app }, req, t) =>
+    json(200, await getSession(app.ports, t, req.param("sessionId", s.id))),
+  ),
+  route("tenant", "POST", "/v1/sessions/{sessionId}/logoff", async ({ app }, req, t) => {
+    const sessionId = req.param("sessionId", s.id);
+    req.body(s.emptyBody);
+    return json(200, await logoff(app.ports, t, sessionId, "api"));
+  }),
+];
+
+/** Keys are checked on every request; a short cache spares DynamoDB a read per call (like an authorizer cache). */
+function principalCache(app: App, ttlMs = 60_000) {
+  const cache = new Map<string, { principal: Principal; until: number }>();
+  return async (authorization: string | undefined): Promise<Principal> => {
+    const hit = authorization ? cache.get(authorization) : undefined;
+    if (hit && hit.until > Date.now()) return hit.principal;
+    const principal = await authenticate(app.ports, app.config.operatorKeySha256, authorization);
+    if (authorization) {
+      if (cache.size > 10_000) cache.clear();
+      cache.set(authorization, { principal, until: Date.now() + ttlMs });
+    }
+    return principal;
+  };
+}
+
+/** The API Lambda: API Gateway HTTP API (payload v2) in, JSON or problem+json out. */
+export function apiHandler(app: App) {
+  const resolve = createRouter<Ctx>(routes);
+  const principalFor = principalCache(app);
+
+  const base = async (event: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> => {
+    const { route: hit, request } = resolve(event);
+    const access = (hit as ApiRoute).access;
+    let principal: Principal | undefined;
+    if (access !== "public") {
+      principal = await principalFor(request.headers.authorization);
+      if (access === "operator" && principal.kind !== "operator") throw forbidden("this route needs the operator key");
+    }
+    const reply = await hit.handle({ app, principal }, request);
+    return {
+      statusCode: reply.status,
+      headers: { "content-type": "application/json", ...reply.headers },
+      body: reply.body === undefined ? "" : JSON.stringify(reply.body),
+    };
+  };
+
+  return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
+    .use(httpHeaderNormalizer())
+    .use({
+      onError: async (request) => {
+        const { response, unexpected } = errorToResponse(request.error);
+        if (unexpected) logger.error("unhandled error", { path: request.event.rawPath, error: request.error as Error });
+        request.response = response;
+      },
+    })
+    .handler(base);
+}

@@ -1,0 +1,37 @@
+/**
+ * Messages on the clone-jobs queue: one schema shared by every producer (api, logoff, reconciler)
+ * and the consumer (clone worker). Every job is idempotent; the worker re-checks state.
+ */
+import { z } from "zod";
+
+const desktopRef = {
+  tenantId: z.string().min(1),
+  poolId: z.string().min(1),
+  desktopId: z.string().min(1),
+};
+
+export const cloneJobSchema = z.discriminatedUnion("kind", [
+  z.object({
+    kind: z.literal("import-image-version"),
+    tenantId: z.string().min(1),
+    imageId: z.string().min(1),
+    version: z.number().int().positive(),
+  }),
+  z.object({ kind: z.literal("provision-desktop"), ...desktopRef }),
+  z.object({ kind: z.literal("refresh-desktop"), ...desktopRef, sessionId: z.string().min(1) }),
+  z.object({ kind: z.literal("delete-desktop"), ...desktopRef }),
+]);
+
+export type CloneJob = z.infer<typeof cloneJobSchema>;
+
+/** Lets the queue deduplicate sends of the same job in a short window (and makes logs greppable). */
+export function cloneJobKey(job: CloneJob): string {
+  switch (job.kind) {
+    case "import-image-version":
+      return `${job.kind}:${job.tenantId}:${job.imageId}:${job.version}`;
+    case "refresh-desktop":
+      return `${job.kind}:${job.tenantId}:${job.desktopId}:${job.sessionId}`;
+    default:
+      return `${job.kind}:${job.tenantId}:${job.desktopId}`;
+  }
+}
