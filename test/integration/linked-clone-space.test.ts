@@ -1,0 +1,35 @@
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { newTenant, readyImage, readyPool, run, startTestRegion, type TestRegion } from "./harness.ts";
+
+let r: TestRegion;
+beforeAll(async () => {
+  r = await startTestRegion();
+});
+afterAll(async () => {
+  await r?.stop();
+});
+
+const usedBytes = async (path: string) => (await stat(path)).blocks * 512;
+
+it("40 linked clones of an image holding 256 MiB take under 5% of 40 full copies", async () => {
+  const { tenantId, key } = await newTenant(r);
+  const source = join(r.dataDir, "golden.qcow2");
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "1G"]);
+  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 256M", source]);
+  const { imageId, version } = await readyImage(r, key, { path: source });
+  const poolId = await readyPool(r, key, imageId, 40);
+
+  const image = await usedBytes(r.paths.image({ tenantId, imageId, version }));
+  expect(image).toBeGreaterThanOrEqual(256 * 1024 * 1024);
+  const replica = await usedBytes(r.paths.replica({ tenantId, imageId, version }, "ds-default"));
+  const desktops = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key })).body.items;
+  expect(desktops).toHaveLength(40);
+  let deltas = 0;
+  for (const d of desktops) deltas += await usedBytes(r.paths.desktop({ tenantId, poolId, desktopId: d.desktopId, datastoreId: "ds-default" }));
+  // The pool's whole footprint (its replica included) against forty full copies.
+  const ratio = (replica + deltas) / (40 * image);
+  expect(ratio).toBeLessThan(0.05);
+  console.log(`linked pool: replica ${replica} B + 40 deltas ${deltas} B = ${(ratio * 100).toFixed(2)}% of 40 full copies`);
+});
