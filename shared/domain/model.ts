@@ -60,6 +60,8 @@ export interface Desktop {
   imageVersion: number;
   sessionId?: string;
   userId?: string;
+  /** When the current session started (only while ASSIGNED). */
+  sessionStartedAt?: string;
   /** The session whose logoff put the desktop into REFRESHING; refresh jobs must match it. */
   lastSessionId?: string;
   error?: string;

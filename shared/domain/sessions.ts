@@ -1,7 +1,7 @@
 import type { Ports } from "../ports.ts";
 import { conflict, noDesktopAvailable, notFound } from "./errors.ts";
-import { newId } from "./ids.ts";
-import { type ConnectionInfo, connectionInfo, type Session } from "./model.ts";
+import { newSessionId } from "./ids.ts";
+import { type ConnectionInfo, connectionInfo, type Desktop, type Session } from "./model.ts";
 import { desktopRef, requirePool } from "./pools.ts";
 
 export interface LogonResult {
@@ -14,14 +14,6 @@ export interface LogonResult {
 const candidatesPerRound = 8;
 const maxRounds = 200;
 
-function shuffle<T>(items: T[]): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [items[i], items[j]] = [items[j] as T, items[i] as T];
-  }
-  return items;
-}
-
 const withConnection = (session: Session, reconnected: boolean): LogonResult => ({
   session,
   connection: connectionInfo(session),
@@ -31,7 +23,7 @@ const withConnection = (session: Session, reconnected: boolean): LogonResult => 
 /**
  * Floating assignment: any AVAILABLE desktop, taken with one conditional transaction that also
  * claims the user's per-pool lock, so a storm can neither double-assign a desktop nor give a user
- * two desktops. Losing a race on a desktop just moves on to the next candidate; only an empty
+ * two desktops. Losing a race on a desktop just means another look; only an empty
  * free list (not a lost race) answers "none free".
  */
 export async function logon(
@@ -40,33 +32,44 @@ export async function logon(
   poolId: string,
   userId: string,
 ): Promise<LogonResult> {
-  const pool = await requirePool(ports, tenantId, poolId);
-  if (pool.state !== "ACTIVE") throw conflict("pool-not-active", `pool ${poolId} is ${pool.state}`);
-  const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-  if (existing) return withConnection(existing, true);
-
+  // Fast path: no read before the claim. A reconnecting user fails the user-lock condition and
+  // is answered from the lock; an unknown or draining pool simply has no free desktop.
   for (let round = 0; round < maxRounds; round++) {
-    const candidates = shuffle(await ports.desktops.findFree(tenantId, poolId, candidatesPerRound));
-    if (candidates.length === 0) throw noDesktopAvailable(poolId);
-    for (const desktop of candidates) {
-      const session: Session = {
-        tenantId,
-        sessionId: newId("ses"),
-        poolId,
-        desktopId: desktop.desktopId,
-        userId,
-        state: "ACTIVE",
-        startedAt: ports.clock.now().toISOString(),
-      };
-      const result = await ports.sessions.assign(desktop, session);
-      if (result.outcome === "assigned") return withConnection(result.session, false);
-      if (result.outcome === "user-has-session") {
-        // The same user's concurrent logon won: reconnect to its session.
-        const winner = await ports.sessions.findActive(tenantId, poolId, userId);
-        if (winner) return withConnection(winner, true);
-      }
+    const candidates = await ports.desktops.findFree(tenantId, poolId, candidatesPerRound);
+    if (candidates.length === 0) return noFreeDesktop(ports, tenantId, poolId, userId);
+    // One random candidate per look: under a storm a free list goes stale in milliseconds, so a
+    // lost race is followed by a fresh look rather than by the next name on an old list.
+    const desktop = candidates[Math.floor(Math.random() * candidates.length)] as Desktop;
+    const session: Session = {
+      tenantId,
+      sessionId: newSessionId(poolId, desktop.desktopId),
+      poolId,
+      desktopId: desktop.desktopId,
+      userId,
+      state: "ACTIVE",
+      startedAt: ports.clock.now().toISOString(),
+    };
+    const result = await ports.sessions.assign(desktop, session);
+    if (result.outcome === "assigned") return withConnection(result.session, false);
+    if (result.outcome === "user-has-session") {
+      const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+      if (existing) return withConnection(existing, true);
     }
   }
+  return noFreeDesktop(ports, tenantId, poolId, userId);
+}
+
+/** Nothing free: a user who already has a session reconnects; otherwise say precisely why. */
+async function noFreeDesktop(
+  ports: Pick<Ports, "pools" | "sessions">,
+  tenantId: string,
+  poolId: string,
+  userId: string,
+): Promise<LogonResult> {
+  const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+  if (existing) return withConnection(existing, true);
+  const pool = await requirePool(ports, tenantId, poolId);
+  if (pool.state !== "ACTIVE") throw conflict("pool-not-active", `pool ${poolId} is ${pool.state}`);
   throw noDesktopAvailable(poolId);
 }
 

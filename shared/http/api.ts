@@ -87,10 +87,10 @@ const routes: ApiRoute[] = [
     return json(200, { ...session, connection, reconnected });
   }),
   route("tenant", "GET", "/v1/sessions/{sessionId}", async ({ app }, req, t) =>
-    json(200, await getSession(app.ports, t, req.param("sessionId", s.id))),
+    json(200, await getSession(app.ports, t, req.param("sessionId", s.sessionId))),
   ),
   route("tenant", "POST", "/v1/sessions/{sessionId}/logoff", async ({ app }, req, t) => {
-    const sessionId = req.param("sessionId", s.id);
+    const sessionId = req.param("sessionId", s.sessionId);
     req.body(s.emptyBody);
     return json(200, await logoff(app.ports, t, sessionId, "api"));
   }),

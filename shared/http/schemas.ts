@@ -7,6 +7,13 @@ export const id = z
   .max(64)
   .regex(/^[A-Za-z0-9-]+$/, "must be letters, digits and dashes");
 
+/** Session ids are `ses-<token>.<poolId>.<desktopId>`. */
+export const sessionId = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9.-]+$/, "must be letters, digits, dots and dashes");
+
 export const name = z.string().trim().min(1).max(128);
 
 export const createTenantBody = z.strictObject({ name });

@@ -8,7 +8,7 @@
  *   image         TENANT#<t>                  IMAGE#<i>
  *   version       TENANT#<t>                  VERSION#<i>#<n, zero-padded>
  *   pool          TENANT#<t>                  POOL#<p>
- *   session       TENANT#<t>                  SESSION#<s>
+ *   ended session TENANT#<t>                  SESSION#<s>   (an active one lives on its desktop)
  *   desktop       TENANT#<t>#POOL#<p>         DESKTOP#<d>
  *   user lock     TENANT#<t>#POOL#<p>         USER#<u>      (the user's one active session in the pool)
  *

@@ -22,6 +22,7 @@ import type {
   SessionRepository,
   TenantRepository,
 } from "../../ports.ts";
+import { parseSessionId } from "../../domain/ids.ts";
 import { freeIndex, fromItem, keys } from "./keys.ts";
 
 const spreadToken = () => randomBytes(8).toString("hex");
@@ -233,7 +234,7 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
         sets.push(`${freeIndex.pk} = :free`, `${freeIndex.sk} = :spread`);
         values[":free"] = keys.freeDesktops(d.tenantId, d.poolId);
         values[":spread"] = spreadToken();
-        removes.push("sessionId", "userId", "#error");
+        removes.push("sessionId", "userId", "sessionStartedAt", "#error");
       } else if (from === "AVAILABLE") {
         removes.push(freeIndex.pk, freeIndex.sk);
       }
@@ -259,10 +260,33 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
     },
   };
 
+  const activeSessionOf = (d: Desktop): Session | undefined =>
+    d.state === "ASSIGNED" && d.sessionId && d.userId
+      ? {
+          tenantId: d.tenantId,
+          sessionId: d.sessionId,
+          poolId: d.poolId,
+          desktopId: d.desktopId,
+          userId: d.userId,
+          state: "ACTIVE",
+          startedAt: d.sessionStartedAt ?? d.updatedAt,
+        }
+      : undefined;
+
+  /*
+   * A session lives on its desktop while ACTIVE (the id names the desktop) and in the user's
+   * per-pool lock; when it ends, the same transaction writes its ENDED record. So there is never
+   * a moment when a session can be found in neither place.
+   */
   const sessions: SessionRepository = {
-    get: (t, s) => get<Session>(keys.session(t, s), true),
+    async get(t, sid) {
+      const ref = parseSessionId(sid);
+      if (!ref) return undefined;
+      const desktop = await get<Desktop>(keys.desktop(t, ref.poolId, ref.desktopId), true);
+      if (desktop?.sessionId === sid) return activeSessionOf(desktop);
+      return get<Session>(keys.session(t, sid), true);
+    },
     async findActive(t, p, u) {
-      // The user lock holds a copy of the active session, so a reconnect is one read.
       return get<Session>(keys.userLock(t, p, u), true);
     },
     async assign(desktop: Desktop, session: Session): Promise<AssignResult> {
@@ -275,7 +299,7 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
                 Update: {
                   TableName: table,
                   Key: keys.desktop(t, p, desktop.desktopId),
-                  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, updatedAt = :now REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
+                  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
                   ConditionExpression: "#state = :available",
                   ExpressionAttributeNames: { "#state": "state" },
                   ExpressionAttributeValues: {
@@ -294,13 +318,6 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
                   ConditionExpression: "attribute_not_exists(pk)",
                 },
               },
-              {
-                Put: {
-                  TableName: table,
-                  Item: { ...keys.session(t, session.sessionId), entity: "session", ...session },
-                  ConditionExpression: "attribute_not_exists(pk)",
-                },
-              },
             ],
           }),
         );
@@ -315,6 +332,7 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
     },
     async end(session, endedAt, endedBy): Promise<EndSessionResult> {
       const { tenantId: t, poolId: p, sessionId: sid } = session;
+      const ended: Session = { ...session, state: "ENDED", endedAt, endedBy };
       try {
         await doc.send(
           new TransactWriteCommand({
@@ -322,11 +340,12 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
               {
                 Update: {
                   TableName: table,
-                  Key: keys.session(t, sid),
-                  UpdateExpression: "SET #state = :ended, endedAt = :at, endedBy = :by",
-                  ConditionExpression: "#state = :active",
+                  Key: keys.desktop(t, p, session.desktopId),
+                  UpdateExpression:
+                    "SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at REMOVE sessionId, userId, sessionStartedAt",
+                  ConditionExpression: "#state = :assigned AND sessionId = :sid",
                   ExpressionAttributeNames: { "#state": "state" },
-                  ExpressionAttributeValues: { ":ended": "ENDED", ":active": "ACTIVE", ":at": endedAt, ":by": endedBy },
+                  ExpressionAttributeValues: { ":refreshing": "REFRESHING", ":assigned": "ASSIGNED", ":sid": sid, ":at": endedAt },
                 },
               },
               {
@@ -338,13 +357,10 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
                 },
               },
               {
-                Update: {
+                Put: {
                   TableName: table,
-                  Key: keys.desktop(t, p, session.desktopId),
-                  UpdateExpression: "SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at REMOVE sessionId, userId",
-                  ConditionExpression: "#state = :assigned AND sessionId = :sid",
-                  ExpressionAttributeNames: { "#state": "state" },
-                  ExpressionAttributeValues: { ":refreshing": "REFRESHING", ":assigned": "ASSIGNED", ":sid": sid, ":at": endedAt },
+                  Item: { ...keys.session(t, sid), entity: "session", ...ended },
+                  ConditionExpression: "attribute_not_exists(pk)",
                 },
               },
             ],

@@ -1,0 +1,20 @@
+/** `npm run bench [-- name...]`: runs the named benchmarks (all when none is named). */
+import { startBenchEnv } from "./env.ts";
+import { benchLogon } from "./logon.ts";
+
+const benches: Record<string, typeof benchLogon> = { logon: benchLogon };
+const names = process.argv.slice(2).filter((a) => !a.startsWith("-"));
+const selected = names.length > 0 ? names : Object.keys(benches);
+const unknown = selected.filter((n) => !benches[n]);
+if (unknown.length > 0) {
+  console.error(`unknown benchmark(s): ${unknown.join(", ")}; known: ${Object.keys(benches).join(", ")}`);
+  process.exit(2);
+}
+for (const name of selected) {
+  const env = await startBenchEnv();
+  try {
+    await benches[name]?.(env);
+  } finally {
+    await env.stop();
+  }
+}

@@ -1,0 +1,670 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { App, type CfnResource, Stack, Validations } from "aws-cdk-lib";
+import { Match, Template } from "aws-cdk-lib/assertions";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { AwsSolutionsChecks } from "cdk-nag";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OPERATOR_KEY_PLACEHOLDER, readConfig } from "../../infra/config.ts";
+import { FUNCTION_TIMEOUTS } from "../../infra/constructs/lambda-function.ts";
+import { FUNCTION_NAMES, type FunctionName, QUEUE_KINDS, type QueueKind } from "../../infra/names.ts";
+import { definePristineApp, type PristineApp } from "../../infra/pristine-app.ts";
+import type { PristineStack } from "../../infra/pristine-stack.ts";
+
+// Synthesizes the real app (cdk.json context) once per scenario, with asset bundling skipped
+// (esbuild is exercised by `npx cdk synth`), and checks the templates and the cdk-nag report.
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const CDK_CONTEXT = JSON.parse(readFileSync(path.join(ROOT, "cdk.json"), "utf8")).context as Record<
+  string,
+  unknown
+>;
+
+// biome-ignore lint/suspicious/noExplicitAny: templates are untyped JSON, walked freely by the assertions
+type Json = Record<string, any>;
+
+interface Synthesized {
+  readonly pristine: PristineApp;
+  readonly templates: Map<PristineStack, Template>;
+  readonly report: Json;
+  readonly manifest: Json;
+  readonly outdir: string;
+}
+
+const outdirs: string[] = [];
+
+function synthesize(extraContext: Record<string, unknown> = {}): Synthesized {
+  const outdir = mkdtempSync(path.join(os.tmpdir(), "pristine-cdk-test-"));
+  outdirs.push(outdir);
+  const app = new App({
+    outdir,
+    context: {
+      ...CDK_CONTEXT,
+      ...extraContext,
+      // Skip esbuild for every stack: the assets are not under test here.
+      "aws:cdk:bundling-stacks": [],
+      // Let synth finish and write validation-report.json; the tests read the report.
+      "@aws-cdk/core:failSynthOnValidationErrors": false,
+    },
+  });
+  const pristine = definePristineApp(app);
+  const assembly = app.synth();
+  const templates = new Map<PristineStack, Template>();
+  for (const stack of [pristine.primary, pristine.dr]) {
+    const file = assembly.getStackArtifact(stack.artifactId).templateFullPath;
+    templates.set(stack, Template.fromJSON(JSON.parse(readFileSync(file, "utf8"))));
+  }
+  return {
+    pristine,
+    templates,
+    report: JSON.parse(readFileSync(path.join(assembly.directory, "validation-report.json"), "utf8")),
+    manifest: JSON.parse(readFileSync(path.join(assembly.directory, "manifest.json"), "utf8")),
+    outdir,
+  };
+}
+
+afterAll(() => {
+  for (const dir of outdirs) rmSync(dir, { recursive: true, force: true });
+});
+
+const logicalId = (stack: Stack, construct: { node: { defaultChild?: unknown } }): string =>
+  stack.getLogicalId(construct.node.defaultChild as CfnResource);
+
+const resourcesOf = (template: Template, type: string): Record<string, Json> =>
+  template.findResources(type) as Record<string, Json>;
+
+const asArray = <T>(value: T | T[] | undefined): T[] =>
+  value === undefined ? [] : Array.isArray(value) ? value : [value];
+
+/** Every policy statement anywhere in a template (IAM, queue, bucket, topic, file system policies). */
+function allStatements(template: Template): Json[] {
+  const found: Json[] = [];
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      node.forEach(visit);
+    } else if (node && typeof node === "object") {
+      const obj = node as Json;
+      if (Array.isArray(obj.Statement)) found.push(...obj.Statement);
+      Object.values(obj).forEach(visit);
+    }
+  };
+  visit(template.toJSON().Resources);
+  return found;
+}
+
+/** Statements of the policies attached to one role (inline and AWS::IAM::Policy). */
+function roleStatements(template: Template, roleLogicalId: string): Json[] {
+  const statements: Json[] = [];
+  const role = resourcesOf(template, "AWS::IAM::Role")[roleLogicalId];
+  for (const policy of asArray<Json>(role?.Properties?.Policies))
+    statements.push(...policy.PolicyDocument.Statement);
+  for (const policy of Object.values(resourcesOf(template, "AWS::IAM::Policy"))) {
+    const roles = asArray<Json>(policy.Properties.Roles);
+    if (roles.some((r) => r.Ref === roleLogicalId))
+      statements.push(...policy.Properties.PolicyDocument.Statement);
+  }
+  return statements;
+}
+
+/** The queue name a function's SQS statement points at, or "?" if it is not a queue of the stack. */
+function queueOfResource(resource: unknown, queueIds: Map<string, string>): string {
+  const getAtt = (resource as Json)?.["Fn::GetAtt"];
+  if (Array.isArray(getAtt) && getAtt[1] === "Arn") return queueIds.get(getAtt[0]) ?? `?${getAtt[0]}`;
+  return `?${JSON.stringify(resource)}`;
+}
+
+/** Which queues each function may send to and consume from: nothing else. */
+const SQS_ACCESS: Record<FunctionName, { send: QueueKind[]; consume: QueueKind[] }> = {
+  api: { send: ["clone-jobs", "replication"], consume: [] },
+  authorizer: { send: [], consume: [] },
+  "clone-worker": { send: ["clone-jobs"], consume: ["clone-jobs"] },
+  logoff: { send: ["clone-jobs"], consume: ["logoff"] },
+  reconciler: { send: ["clone-jobs"], consume: [] },
+  "replication-worker": { send: [], consume: ["replication"] },
+};
+
+/** The environment each function gets (beyond POWERTOOLS_SERVICE_NAME and NODE_OPTIONS). */
+const ENVIRONMENT: Record<FunctionName, string[]> = {
+  api: [
+    "PRISTINE_TABLE_NAME",
+    "PRISTINE_CLONE_JOBS_QUEUE_URL",
+    "PRISTINE_REPLICATION_QUEUE_URL",
+    "PRISTINE_REGION_ROLE",
+    "PRISTINE_PEER_REGION",
+    "PRISTINE_OPERATOR_KEY_SHA256",
+    "PRISTINE_DATASTORE_ID",
+  ],
+  authorizer: ["PRISTINE_TABLE_NAME", "PRISTINE_OPERATOR_KEY_SHA256"],
+  "clone-worker": [
+    "PRISTINE_TABLE_NAME",
+    "PRISTINE_CLONE_JOBS_QUEUE_URL",
+    "PRISTINE_DATASTORE_PATH",
+    "PRISTINE_DATASTORE_ID",
+    "PRISTINE_IMAGE_BUCKET",
+  ],
+  logoff: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL"],
+  reconciler: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL", "PRISTINE_REGION_ROLE"],
+  "replication-worker": [
+    "PRISTINE_TABLE_NAME",
+    "PRISTINE_REGION_ROLE",
+    "PRISTINE_PEER_REGION",
+    "PRISTINE_USER_DATA_BUCKET",
+    "PRISTINE_PEER_USER_DATA_BUCKET",
+  ],
+};
+
+/** Violations of one plugin in a validation report (suppressed findings are not listed). */
+function violationsOf(report: Json, pluginName: string): Json[] {
+  return (report.pluginReports as Json[])
+    .filter((r) => r.pluginName === pluginName)
+    .flatMap((r) => r.violations as Json[]);
+}
+
+describe("the default app (cdk.json context, no account)", () => {
+  let synth: Synthesized;
+  beforeAll(() => {
+    synth = synthesize();
+  });
+
+  it("defines a primary and a DR stack that know each other", () => {
+    const { primary, dr, config } = synth.pristine;
+    expect(primary.stackName).toBe(`Pristine-${config.stage}-${config.primaryRegion}`);
+    expect(dr.stackName).toBe(`Pristine-${config.stage}-${config.drRegion}`);
+    expect([primary.role, primary.region, primary.peerRegion]).toEqual([
+      "primary",
+      "eu-west-1",
+      "eu-central-1",
+    ]);
+    expect([dr.role, dr.region, dr.peerRegion]).toEqual(["dr", "eu-central-1", "eu-west-1"]);
+    // Offline synth: no account, concrete regions, no context lookups.
+    expect(Stack.of(primary).account).toMatch(/\$\{Token/);
+    expect(synth.manifest.missing).toBeUndefined();
+  });
+
+  it("cdk-nag (AwsSolutions) reports no unacknowledged finding", () => {
+    expect(violationsOf(synth.report, "AwsSolutions")).toEqual([]);
+    // No construct reported an error either (warnings such as the placeholder key are fine).
+    const annotationErrors = violationsOf(synth.report, "Construct Annotations").filter(
+      (v) => v.severity === "error",
+    );
+    expect(annotationErrors).toEqual([]);
+  });
+
+  it("every acknowledged finding is written to the template with a reason", () => {
+    const allowed = /^(AwsSolutions-(IAM5\[Resource::.+\]|S1|APIG4)|CloudFormation-Validate::F300[23])$/;
+    for (const template of synth.templates.values()) {
+      const suppressions = Object.values(template.toJSON().Resources as Record<string, Json>).flatMap(
+        (r) => (r.Metadata?.cdk_nag?.rules_to_suppress ?? []) as Json[],
+      );
+      expect(suppressions.length).toBeGreaterThan(0);
+      for (const s of suppressions) {
+        expect(s.id).toMatch(allowed);
+        expect(String(s.reason).length).toBeGreaterThan(40);
+      }
+    }
+  });
+
+  describe.each(["primary", "dr"] as const)("%s stack", (which) => {
+    let stack: PristineStack;
+    let template: Template;
+    let queueIds: Map<string, string>;
+    beforeAll(() => {
+      stack = synth.pristine[which];
+      template = synth.templates.get(stack) as Template;
+      queueIds = new Map();
+      for (const kind of QUEUE_KINDS) {
+        queueIds.set(logicalId(stack, stack.queues.byKind[kind].queue), kind);
+        queueIds.set(logicalId(stack, stack.queues.byKind[kind].deadLetterQueue), `${kind}-dlq`);
+      }
+    });
+
+    it("has a DLQ with redrive (maxReceiveCount 5) on every queue but the DLQs", () => {
+      const queues = resourcesOf(template, "AWS::SQS::Queue");
+      const dlqIds = new Set(
+        Object.values(queues)
+          .map((q) => q.Properties.RedrivePolicy?.deadLetterTargetArn?.["Fn::GetAtt"]?.[0])
+          .filter(Boolean),
+      );
+      const mainIds = Object.keys(queues).filter((id) => !dlqIds.has(id));
+      expect(mainIds).toHaveLength(3);
+      expect(dlqIds.size).toBe(3);
+      for (const id of mainIds) {
+        expect(queues[id]?.Properties.RedrivePolicy).toEqual({
+          deadLetterTargetArn: { "Fn::GetAtt": [expect.any(String), "Arn"] },
+          maxReceiveCount: 5,
+        });
+      }
+      for (const id of dlqIds) expect(queues[id]?.Properties.RedrivePolicy).toBeUndefined();
+      for (const q of Object.values(queues)) expect(q.Properties.SqsManagedSseEnabled).toBe(true);
+    });
+
+    it("enforces TLS on every queue", () => {
+      const policies = Object.values(resourcesOf(template, "AWS::SQS::QueuePolicy"));
+      for (const queueId of Object.keys(resourcesOf(template, "AWS::SQS::Queue"))) {
+        const policy = policies.find((p) =>
+          asArray<Json>(p.Properties.Queues).some((q) => q.Ref === queueId),
+        );
+        expect(policy, queueId).toBeDefined();
+        expect(policy?.Properties.PolicyDocument.Statement).toContainEqual(
+          expect.objectContaining({
+            Effect: "Deny",
+            Condition: { Bool: { "aws:SecureTransport": "false" } },
+          }),
+        );
+      }
+    });
+
+    it("reports partial batch failures and bounds concurrency on every event source mapping", () => {
+      const mappings = Object.values(resourcesOf(template, "AWS::Lambda::EventSourceMapping"));
+      expect(mappings).toHaveLength(3);
+      for (const m of mappings) {
+        expect(m.Properties.FunctionResponseTypes).toEqual(["ReportBatchItemFailures"]);
+        expect(m.Properties.ScalingConfig.MaximumConcurrency).toBeGreaterThanOrEqual(2);
+        expect(m.Properties.ScalingConfig.MaximumConcurrency).toBeLessThanOrEqual(20);
+        expect(m.Properties.BatchSize).toBeGreaterThanOrEqual(1);
+        expect(m.Properties.BatchSize).toBeLessThanOrEqual(10);
+      }
+    });
+
+    it("sets each queue's visibility timeout to 6x its consumer's timeout", () => {
+      const queues = resourcesOf(template, "AWS::SQS::Queue");
+      const functions = resourcesOf(template, "AWS::Lambda::Function");
+      for (const m of Object.values(resourcesOf(template, "AWS::Lambda::EventSourceMapping"))) {
+        const queue = queues[m.Properties.EventSourceArn["Fn::GetAtt"][0]];
+        const fn = functions[m.Properties.FunctionName.Ref];
+        expect(queue?.Properties.VisibilityTimeout).toBe(6 * fn?.Properties.Timeout);
+      }
+      expect(FUNCTION_TIMEOUTS["clone-worker"].toSeconds() * 6).toBe(
+        queues[logicalId(stack, stack.queues.byKind["clone-jobs"].queue)]?.Properties.VisibilityTimeout,
+      );
+    });
+
+    it("has one table with PITR, deletion protection, TTL, gsi1 and retention", () => {
+      template.resourceCountIs("AWS::DynamoDB::Table", 1);
+      template.hasResource("AWS::DynamoDB::Table", {
+        DeletionPolicy: "Retain",
+        UpdateReplacePolicy: "Retain",
+        Properties: {
+          TableName: `pristine-${synth.pristine.config.stage}`,
+          BillingMode: "PAY_PER_REQUEST",
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+          DeletionProtectionEnabled: true,
+          TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
+          SSESpecification: { SSEEnabled: true },
+          KeySchema: [
+            { AttributeName: "pk", KeyType: "HASH" },
+            { AttributeName: "sk", KeyType: "RANGE" },
+          ],
+          GlobalSecondaryIndexes: [
+            Match.objectLike({
+              IndexName: "gsi1",
+              KeySchema: [
+                { AttributeName: "gsi1pk", KeyType: "HASH" },
+                { AttributeName: "gsi1sk", KeyType: "RANGE" },
+              ],
+            }),
+          ],
+        },
+      });
+    });
+
+    it("allows no wildcard action in any policy statement", () => {
+      const statements = allStatements(template);
+      expect(statements.length).toBeGreaterThan(20);
+      for (const st of statements) {
+        expect(st.NotAction, JSON.stringify(st)).toBeUndefined();
+        const actions = asArray<string>(st.Action);
+        if (st.Effect === "Allow") {
+          for (const action of actions) expect(action, JSON.stringify(st)).not.toContain("*");
+        } else {
+          // The only wildcard denies are the TLS-only guards of enforceSSL / minimumTLSVersion.
+          const wildcard = actions.some((a) => a.includes("*"));
+          if (wildcard) {
+            expect(JSON.stringify(st.Condition), JSON.stringify(st)).toMatch(
+              /aws:SecureTransport|s3:TlsVersion/,
+            );
+          }
+        }
+      }
+    });
+
+    it("lets each function touch only its own queues", () => {
+      for (const name of FUNCTION_NAMES) {
+        const fn = stack.functions[name];
+        const statements = roleStatements(template, logicalId(stack, fn.role));
+        const access = new Map<string, Set<string>>();
+        for (const st of statements) {
+          const actions = asArray<string>(st.Action).filter((a) => a.startsWith("sqs:"));
+          if (actions.length === 0) continue;
+          for (const resource of asArray(st.Resource)) {
+            const queue = queueOfResource(resource, queueIds);
+            const set = access.get(queue) ?? new Set<string>();
+            for (const a of actions) set.add(a);
+            access.set(queue, set);
+          }
+        }
+        const expected = SQS_ACCESS[name];
+        expect([...access.keys()].sort(), name).toEqual(
+          [...new Set([...expected.send, ...expected.consume])].sort(),
+        );
+        for (const [queue, actions] of access) {
+          expect(actions.has("sqs:SendMessage"), `${name} send ${queue}`).toBe(
+            expected.send.includes(queue as QueueKind),
+          );
+          expect(actions.has("sqs:ReceiveMessage"), `${name} receive ${queue}`).toBe(
+            expected.consume.includes(queue as QueueKind),
+          );
+          expect(actions.has("sqs:DeleteMessage"), `${name} delete ${queue}`).toBe(
+            expected.consume.includes(queue as QueueKind),
+          );
+        }
+      }
+    });
+
+    it("gives the authorizer read-only table access and nothing else", () => {
+      const fn = stack.functions.authorizer;
+      const actions = roleStatements(template, logicalId(stack, fn.role)).flatMap((st) =>
+        asArray<string>(st.Action),
+      );
+      expect(actions.filter((a) => !a.startsWith("logs:") && !a.startsWith("dynamodb:"))).toEqual([]);
+      for (const write of [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+      ]) {
+        expect(actions).not.toContain(write);
+      }
+    });
+
+    it("runs every function on Node 24, arm64, ESM with source maps and only its own variables", () => {
+      const functions = resourcesOf(template, "AWS::Lambda::Function");
+      for (const name of FUNCTION_NAMES) {
+        const fn = functions[logicalId(stack, stack.functions[name].fn)];
+        expect(fn?.Properties.Runtime, name).toBe("nodejs24.x");
+        expect(fn?.Properties.Architectures, name).toEqual(["arm64"]);
+        expect(fn?.Properties.Handler, name).toBe("index.handler");
+        const variables = fn?.Properties.Environment.Variables as Json;
+        expect(variables.NODE_OPTIONS).toBe("--enable-source-maps");
+        expect(variables.POWERTOOLS_SERVICE_NAME).toBe(`pristine-${name}`);
+        expect(Object.keys(variables).sort(), name).toEqual(
+          [...ENVIRONMENT[name], "NODE_OPTIONS", "POWERTOOLS_SERVICE_NAME"].sort(),
+        );
+      }
+      const role = stack.role;
+      const vars = (name: FunctionName) =>
+        functions[logicalId(stack, stack.functions[name].fn)]?.Properties.Environment.Variables as Json;
+      expect(vars("api").PRISTINE_REGION_ROLE).toBe(role);
+      expect(vars("clone-worker").PRISTINE_DATASTORE_PATH).toBe("/mnt/datastore");
+      expect(vars("authorizer").PRISTINE_OPERATOR_KEY_SHA256).toBe(OPERATOR_KEY_PLACEHOLDER);
+    });
+
+    it("mounts the encrypted EFS access point at /mnt/datastore in the clone worker only", () => {
+      template.hasResourceProperties("AWS::EFS::FileSystem", { Encrypted: true });
+      template.resourceCountIs("AWS::EFS::AccessPoint", 1);
+      const functions = Object.values(resourcesOf(template, "AWS::Lambda::Function"));
+      const mounting = functions.filter((f) => f.Properties.FileSystemConfigs);
+      expect(mounting).toHaveLength(1);
+      expect(mounting[0]?.Properties.FileSystemConfigs[0].LocalMountPath).toBe("/mnt/datastore");
+      expect(mounting[0]?.Properties.VpcConfig).toBeDefined();
+      // No NAT: DynamoDB and S3 through gateway endpoints, SQS through an interface endpoint.
+      template.resourceCountIs("AWS::EC2::NatGateway", 0);
+      template.resourceCountIs("AWS::EC2::InternetGateway", 0);
+      const endpoints = Object.values(resourcesOf(template, "AWS::EC2::VPCEndpoint")).map((e) => [
+        e.Properties.VpcEndpointType,
+        JSON.stringify(e.Properties.ServiceName),
+      ]);
+      expect(endpoints).toEqual(
+        expect.arrayContaining([
+          ["Gateway", expect.stringContaining("dynamodb")],
+          ["Gateway", expect.stringContaining("s3")],
+          ["Interface", expect.stringContaining("sqs")],
+        ]),
+      );
+    });
+
+    it("blocks public access and enforces TLS on every bucket", () => {
+      const buckets = resourcesOf(template, "AWS::S3::Bucket");
+      const policies = Object.values(resourcesOf(template, "AWS::S3::BucketPolicy"));
+      expect(Object.keys(buckets)).toHaveLength(3);
+      for (const [id, bucket] of Object.entries(buckets)) {
+        expect(bucket.DeletionPolicy, id).toBe("Retain");
+        expect(bucket.Properties.PublicAccessBlockConfiguration, id).toEqual({
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        });
+        expect(bucket.Properties.BucketEncryption, id).toBeDefined();
+        const policy = policies.find((p) => p.Properties.Bucket.Ref === id);
+        expect(policy?.Properties.PolicyDocument.Statement, id).toContainEqual(
+          expect.objectContaining({
+            Effect: "Deny",
+            Condition: { Bool: { "aws:SecureTransport": "false" } },
+          }),
+        );
+      }
+      for (const bucket of [stack.storage.images, stack.storage.userData]) {
+        const props = buckets[logicalId(stack, bucket)]?.Properties;
+        expect(props.VersioningConfiguration).toEqual({ Status: "Enabled" });
+        expect(props.LoggingConfiguration.DestinationBucketName).toEqual({
+          Ref: logicalId(stack, stack.storage.accessLogs),
+        });
+      }
+    });
+
+    it("routes Session Logoff events from pristine.desktop to the logoff queue", () => {
+      template.hasResourceProperties("AWS::Events::Rule", {
+        EventPattern: { source: ["pristine.desktop"], "detail-type": ["Session Logoff"] },
+        Targets: [
+          Match.objectLike({
+            Arn: { "Fn::GetAtt": [logicalId(stack, stack.queues.byKind.logoff.queue), "Arn"] },
+          }),
+        ],
+      });
+      template.hasResourceProperties("AWS::SQS::QueuePolicy", {
+        Queues: [{ Ref: logicalId(stack, stack.queues.byKind.logoff.queue) }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: "Allow",
+              Principal: { Service: "events.amazonaws.com" },
+              Action: Match.arrayWith(["sqs:SendMessage"]),
+            }),
+          ]),
+        },
+      });
+    });
+
+    it("runs the reconciler on a schedule", () => {
+      template.hasResourceProperties("AWS::Events::Rule", {
+        ScheduleExpression: "rate(1 minute)",
+        Targets: [
+          Match.objectLike({
+            Arn: { "Fn::GetAtt": [logicalId(stack, stack.functions.reconciler.fn), "Arn"] },
+          }),
+        ],
+      });
+    });
+
+    it("fronts the api with an HTTP API, a cached simple-response authorizer, throttling and access logs", () => {
+      template.hasResourceProperties("AWS::ApiGatewayV2::Authorizer", {
+        AuthorizerType: "REQUEST",
+        EnableSimpleResponses: true,
+        IdentitySource: ["$request.header.Authorization"],
+        AuthorizerResultTtlInSeconds: Match.anyValue(),
+      });
+      template.hasResourceProperties("AWS::ApiGatewayV2::Route", {
+        RouteKey: "ANY /v1/{proxy+}",
+        AuthorizationType: "CUSTOM",
+      });
+      template.hasResourceProperties("AWS::ApiGatewayV2::Route", {
+        RouteKey: "GET /health",
+        AuthorizationType: "NONE",
+      });
+      template.hasResourceProperties("AWS::ApiGatewayV2::Stage", {
+        StageName: "$default",
+        AutoDeploy: true,
+        AccessLogSettings: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp("requestId") },
+        DefaultRouteSettings: {
+          ThrottlingRateLimit: Match.anyValue(),
+          ThrottlingBurstLimit: Match.anyValue(),
+        },
+      });
+    });
+
+    it("alarms on DLQ depth, queue age, and errors and throttles of every function", () => {
+      const alarms = Object.values(resourcesOf(template, "AWS::CloudWatch::Alarm")).map((a) => a.Properties);
+      const on = (metric: string, dimension: Json) =>
+        alarms.filter(
+          (a) =>
+            a.MetricName === metric &&
+            a.Dimensions.some((d: Json) => JSON.stringify(d.Value) === JSON.stringify(dimension)),
+        );
+      for (const kind of QUEUE_KINDS) {
+        const wq = stack.queues.byKind[kind];
+        const dlqAlarms = on("ApproximateNumberOfMessagesVisible", {
+          "Fn::GetAtt": [logicalId(stack, wq.deadLetterQueue), "QueueName"],
+        });
+        expect(dlqAlarms, kind).toHaveLength(1);
+        expect(dlqAlarms[0]).toMatchObject({ Threshold: 0, ComparisonOperator: "GreaterThanThreshold" });
+        expect(
+          on("ApproximateAgeOfOldestMessage", { "Fn::GetAtt": [logicalId(stack, wq.queue), "QueueName"] }),
+        ).toHaveLength(1);
+      }
+      for (const name of FUNCTION_NAMES) {
+        const ref = { Ref: logicalId(stack, stack.functions[name].fn) };
+        expect(on("Errors", ref), name).toHaveLength(1);
+        expect(on("Throttles", ref), name).toHaveLength(1);
+      }
+      for (const a of alarms) expect(a.AlarmActions).toHaveLength(1);
+    });
+  });
+
+  it("derives each region's peer user-data bucket from the other stack's name", () => {
+    const { primary, dr } = synth.pristine;
+    for (const [self, peer] of [
+      [primary, dr],
+      [dr, primary],
+    ] as const) {
+      const selfTemplate = synth.templates.get(self) as Template;
+      const peerTemplate = synth.templates.get(peer) as Template;
+      const peerBucketName = resourcesOf(peerTemplate, "AWS::S3::Bucket")[
+        logicalId(peer, peer.storage.userData)
+      ]?.Properties.BucketName;
+      expect(JSON.stringify(peerBucketName)).toContain(`user-data-`);
+      const fn = resourcesOf(selfTemplate, "AWS::Lambda::Function")[
+        logicalId(self, self.functions["replication-worker"].fn)
+      ];
+      expect(fn?.Properties.Environment.Variables.PRISTINE_PEER_USER_DATA_BUCKET).toEqual(peerBucketName);
+      expect(fn?.Properties.Environment.Variables.PRISTINE_PEER_REGION).toBe(peer.region);
+      // The replication worker may write objects there (and only there).
+      const writes = roleStatements(
+        selfTemplate,
+        logicalId(self, self.functions["replication-worker"].role),
+      ).filter((st) => asArray<string>(st.Action).includes("s3:PutObject"));
+      expect(writes).toHaveLength(1);
+      const join = writes[0]?.Resource["Fn::Join"][1] as unknown[];
+      expect(JSON.stringify(join)).toContain(`user-data-`);
+      expect(JSON.stringify(join)).toContain(`-${peer.region}/*`);
+    }
+  });
+});
+
+describe("with an account and host-local datastores", () => {
+  let synth: Synthesized;
+  beforeAll(() => {
+    synth = synthesize({
+      "pristine:account": "123456789012",
+      "pristine:stage": "test",
+      "pristine:datastore": JSON.stringify({
+        id: "efs-1",
+        capacityGiB: 2048,
+        overcommit: 6,
+        hostDatastores: ["host-a"],
+      }),
+      "pristine:operatorKeySha256": "a".repeat(64),
+    });
+  });
+
+  it("synthesizes without lookups and uses literal names", () => {
+    expect(synth.manifest.missing).toBeUndefined();
+    expect(violationsOf(synth.report, "AwsSolutions")).toEqual([]);
+    const template = synth.templates.get(synth.pristine.primary) as Template;
+    template.hasResourceProperties("AWS::S3::Bucket", {
+      BucketName: "pristine-test-user-data-123456789012-eu-west-1",
+    });
+    template.hasResourceProperties("AWS::SQS::Queue", { QueueName: "pristine-test-datastore-host-a" });
+  });
+
+  it("gives the host agent its own queue and role, and clone-job producers the queue map", () => {
+    const stack = synth.pristine.primary;
+    const template = synth.templates.get(stack) as Template;
+    const hostQueue = stack.queues.hostDatastores.get("host-a");
+    expect(hostQueue).toBeDefined();
+    const role = stack.workers.agentRoles.get("host-a");
+    expect(role).toBeDefined();
+    if (!hostQueue || !role) return;
+    const statements = roleStatements(template, logicalId(stack, role));
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Action: expect.arrayContaining(["sqs:ReceiveMessage", "sqs:DeleteMessage"]),
+        Resource: { "Fn::GetAtt": [logicalId(stack, hostQueue.queue), "Arn"] },
+      }),
+    );
+    const fn = resourcesOf(template, "AWS::Lambda::Function")[logicalId(stack, stack.functions.api.fn)];
+    expect(JSON.stringify(fn?.Properties.Environment.Variables.PRISTINE_DATASTORE_QUEUE_URLS)).toContain(
+      "host-a",
+    );
+    // Only producers of clone jobs may send to it; the replication worker may not.
+    const replication = roleStatements(
+      template,
+      logicalId(stack, stack.functions["replication-worker"].role),
+    );
+    expect(JSON.stringify(replication)).not.toContain(logicalId(stack, hostQueue.queue));
+  });
+});
+
+describe("the cdk-nag check itself", () => {
+  it("reports a non-compliant resource (the report parsing is not vacuous)", () => {
+    const outdir = mkdtempSync(path.join(os.tmpdir(), "pristine-cdk-nag-"));
+    outdirs.push(outdir);
+    const app = new App({ outdir, context: { "@aws-cdk/core:failSynthOnValidationErrors": false } });
+    new sqs.Queue(new Stack(app, "Bare"), "Queue");
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    const assembly = app.synth();
+    const report = JSON.parse(readFileSync(path.join(assembly.directory, "validation-report.json"), "utf8"));
+    const rules = violationsOf(report, "AwsSolutions").map((v) => v.ruleName);
+    expect(rules).toEqual(expect.arrayContaining(["AwsSolutions-SQS3", "AwsSolutions-SQS4"]));
+  });
+});
+
+describe("configuration", () => {
+  const config = (context: Record<string, unknown>) => readConfig(new App({ context }).node);
+
+  it("defaults to dev in eu-west-1 and eu-central-1 with the placeholder operator key", () => {
+    const c = config({});
+    expect([c.stage, c.primaryRegion, c.drRegion, c.account]).toEqual([
+      "dev",
+      "eu-west-1",
+      "eu-central-1",
+      undefined,
+    ]);
+    expect(c.operatorKeyIsPlaceholder).toBe(true);
+    expect(c.operatorKeySha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("rejects bad values with the context key in the message", () => {
+    expect(() => config({ "pristine:stage": "Prod!" })).toThrow(/pristine:stage/);
+    expect(() => config({ "pristine:drRegion": "eu-west-1" })).toThrow(/pristine:drRegion/);
+    expect(() => config({ "pristine:account": "12" })).toThrow(/pristine:account/);
+    expect(() => config({ "pristine:operatorKeySha256": "secret" })).toThrow(/pristine:operatorKeySha256/);
+    expect(() => config({ "pristine:datastore": "{not json" })).toThrow(/pristine:datastore/);
+    expect(() => config({ "pristine:datastore": { overcommit: 0 } })).toThrow(/overcommit/);
+    expect(() =>
+      config({ "pristine:qemuImgLayerArns": { "eu-west-1": "arn:aws:lambda:us-east-1:1:layer:q:1" } }),
+    ).toThrow(/qemuImgLayerArns/);
+  });
+});
