@@ -6,12 +6,18 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
 
-export type HttpApiHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyStructuredResultV2>;
+export type HttpApiHandler = (
+  event: APIGatewayProxyEventV2,
+  context: Context,
+) => Promise<APIGatewayProxyStructuredResultV2>;
 
 /** API Gateway refuses payloads over 10 MB before the Lambda runs. */
 const gatewayMaxBytes = 10 * 1024 * 1024;
 
-export type LocalRoute = (req: IncomingMessage, body: Buffer) => Promise<APIGatewayProxyStructuredResultV2 | undefined>;
+export type LocalRoute = (
+  req: IncomingMessage,
+  body: Buffer,
+) => Promise<APIGatewayProxyStructuredResultV2 | undefined>;
 
 async function readBody(req: IncomingMessage): Promise<Buffer | "too-large"> {
   const chunks: Buffer[] = [];

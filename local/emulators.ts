@@ -25,7 +25,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls `check` until it passes or the deadline is reached (no fixed sleeps). */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000, everyMs = 100) {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 30_000,
+  everyMs = 100,
+) {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
@@ -36,7 +41,9 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`,
+  );
 }
 
 export interface Emulator {
@@ -47,7 +54,11 @@ export interface Emulator {
 export async function startDynamoDbLocal(opts: { port?: number; dbPath?: string } = {}): Promise<Emulator> {
   const port = opts.port ?? (await freePort());
   if (opts.dbPath) await mkdir(opts.dbPath, { recursive: true });
-  const child: ChildProcess = spawnDynamo({ port, sharedDb: true, ...(opts.dbPath ? { path: opts.dbPath } : {}) });
+  const child: ChildProcess = spawnDynamo({
+    port,
+    sharedDb: true,
+    ...(opts.dbPath ? { path: opts.dbPath } : {}),
+  });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => {
     output += d.toString();

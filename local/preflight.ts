@@ -28,8 +28,12 @@ async function has(cmd: string, args: string[]): Promise<boolean> {
 export async function preflight(log: (line: string) => void = console.log): Promise<void> {
   const problems: string[] = [];
   const java = await javaMajor();
-  if (java === undefined) problems.push("Java 17+ is needed for DynamoDB Local: apt-get install openjdk-17-jre-headless");
-  else if (java < 17) problems.push(`Java ${java} is too old for DynamoDB Local; install Java 17+ (apt-get install openjdk-17-jre-headless)`);
+  if (java === undefined)
+    problems.push("Java 17+ is needed for DynamoDB Local: apt-get install openjdk-17-jre-headless");
+  else if (java < 17)
+    problems.push(
+      `Java ${java} is too old for DynamoDB Local; install Java 17+ (apt-get install openjdk-17-jre-headless)`,
+    );
 
   if (!(await has("qemu-img", ["--version"]))) {
     const canInstall = process.getuid?.() === 0 && (await has("apt-get", ["--version"]));
@@ -44,7 +48,9 @@ export async function preflight(log: (line: string) => void = console.log): Prom
         problems.push("installing qemu-utils failed; install it by hand: apt-get install qemu-utils");
       }
     } else {
-      problems.push("qemu-img is needed for linked clones: sudo apt-get install qemu-utils (macOS: brew install qemu)");
+      problems.push(
+        "qemu-img is needed for linked clones: sudo apt-get install qemu-utils (macOS: brew install qemu)",
+      );
     }
   }
   if (problems.length > 0) {

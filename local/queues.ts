@@ -27,7 +27,10 @@ export async function ensureQueueWithDlq(
       QueueName: name,
       Attributes: {
         VisibilityTimeout: String(opts.visibilityTimeoutSeconds),
-        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: opts.maxReceiveCount ?? 5 }),
+        RedrivePolicy: JSON.stringify({
+          deadLetterTargetArn: dlqArn,
+          maxReceiveCount: opts.maxReceiveCount ?? 5,
+        }),
       },
     }),
   );

@@ -3,14 +3,15 @@
  * wired exactly as the Lambdas are in AWS. `npm start` and the integration tests both use it.
  */
 import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
-import { createApp, type App } from "../shared/app.ts";
 import { documentClient, ensureTable } from "../shared/adapters/dynamodb/client.ts";
 import { sendJson, sqsClient } from "../shared/adapters/sqs/queue.ts";
+import { type App, createApp } from "../shared/app.ts";
 import { type PristineConfig, storageLayout } from "../shared/config.ts";
 import { hashApiKey } from "../shared/domain/tenants.ts";
 import { apiHandler } from "../shared/http/api.ts";
 import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
+import { reconcilerHandler } from "../shared/workers/reconciler.ts";
 import { startApiServer } from "./api-server.ts";
 import { ensureQueueWithDlq } from "./queues.ts";
 import { type Poller, startSqsPoller } from "./sqs-poller.ts";
@@ -27,6 +28,8 @@ export interface RegionOptions {
   importRoots?: string[];
   /** Parallel pollers for the clone-jobs queue (Lambda concurrency). */
   cloneWorkerConcurrency?: number;
+  /** How often the reconciler runs (the EventBridge schedule in AWS); 0 turns it off. */
+  reconcileEveryMs?: number;
 }
 
 export interface Region {
@@ -86,11 +89,25 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     }),
   ];
 
+  const reconcileEveryMs = opts.reconcileEveryMs ?? 60_000;
+  const reconcileOnce = reconcilerHandler(app);
+  const reconciler =
+    reconcileEveryMs > 0
+      ? setInterval(() => {
+          reconcileOnce().catch((err: Error) => console.error(`[reconciler] ${err.message}`));
+        }, reconcileEveryMs)
+      : undefined;
+
   const handler = apiHandler(app);
   const problem = (status: number, detail: string): APIGatewayProxyStructuredResultV2 => ({
     statusCode: status,
     headers: { "content-type": "application/problem+json" },
-    body: JSON.stringify({ type: "https://pristine.dev/problems/validation-error", title: "Bad Request", status, detail }),
+    body: JSON.stringify({
+      type: "https://pristine.dev/problems/validation-error",
+      title: "Bad Request",
+      status,
+      detail,
+    }),
   });
   const server = await startApiServer({
     port: opts.port ?? 0,
@@ -98,7 +115,8 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     // Stand-in for EventBridge PutEvents: the rule routes Session Logoff events to the logoff queue.
     localRoute: async (req, body) => {
       if (req.url !== "/local/events" || req.method !== "POST") return undefined;
-      if (req.headers.authorization !== `Bearer ${opts.operatorKey}`) return problem(401, "operator key required");
+      if (req.headers.authorization !== `Bearer ${opts.operatorKey}`)
+        return problem(401, "operator key required");
       let event: unknown;
       try {
         event = JSON.parse(body.toString("utf8"));
@@ -106,9 +124,14 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
         return problem(400, "body is not valid JSON");
       }
       const parsed = logoffEventSchema.safeParse(event);
-      if (!parsed.success) return problem(400, parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+      if (!parsed.success)
+        return problem(400, parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
       await sendJson(sqs, logoff.url, [parsed.data]);
-      return { statusCode: 202, headers: { "content-type": "application/json" }, body: JSON.stringify({ queued: true }) };
+      return {
+        statusCode: 202,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ queued: true }),
+      };
     },
   });
 
@@ -118,6 +141,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     app,
     queues: { cloneJobs, logoff },
     async stop() {
+      clearInterval(reconciler);
       await server.close();
       await Promise.all(pollers.map((p) => p.stop()));
       sqs.destroy();

@@ -16,7 +16,8 @@ const dataDir = resolve(process.env.PRISTINE_DATA_DIR ?? "./.pristine");
 const inMemory = flags["in-memory"] ?? false;
 
 async function operatorKey(): Promise<{ key: string; origin: string }> {
-  if (process.env.PRISTINE_OPERATOR_KEY) return { key: process.env.PRISTINE_OPERATOR_KEY, origin: "PRISTINE_OPERATOR_KEY" };
+  if (process.env.PRISTINE_OPERATOR_KEY)
+    return { key: process.env.PRISTINE_OPERATOR_KEY, origin: "PRISTINE_OPERATOR_KEY" };
   const file = join(dataDir, "operator-key");
   const existing = await readFile(file, "utf8").catch(() => undefined);
   if (existing?.trim()) return { key: existing.trim(), origin: file };

@@ -1,5 +1,5 @@
-import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { z } from "zod";
 import type { Qcow2Layout } from "./adapters/storage/qcow2-driver.ts";
 
@@ -7,9 +7,10 @@ import type { Qcow2Layout } from "./adapters/storage/qcow2-driver.ts";
 export interface PristineConfig {
   regionName: string;
   tableName: string;
-  cloneJobsQueueUrl: string;
-  logoffQueueUrl: string;
-  operatorKeySha256: string;
+  /** Each function gets only what it uses; a missing one fails loudly at first use. */
+  cloneJobsQueueUrl?: string;
+  logoffQueueUrl?: string;
+  operatorKeySha256?: string;
   storage: Qcow2Layout;
   defaultDatastoreId: string;
   /** Explicit endpoints for the emulators; in AWS the SDK's defaults (or AWS_ENDPOINT_URL_*) apply. */
@@ -20,9 +21,12 @@ export interface PristineConfig {
 const envSchema = z.object({
   PRISTINE_REGION_NAME: z.string().default("local"),
   PRISTINE_TABLE_NAME: z.string().min(1),
-  PRISTINE_CLONE_JOBS_QUEUE_URL: z.url(),
-  PRISTINE_LOGOFF_QUEUE_URL: z.url(),
-  PRISTINE_OPERATOR_KEY_SHA256: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256 hex digest"),
+  PRISTINE_CLONE_JOBS_QUEUE_URL: z.url().optional(),
+  PRISTINE_LOGOFF_QUEUE_URL: z.url().optional(),
+  PRISTINE_OPERATOR_KEY_SHA256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, "must be a sha256 hex digest")
+    .optional(),
   PRISTINE_DATA_DIR: z.string().default("./.pristine"),
   PRISTINE_IMAGE_STORE_PATH: z.string().optional(),
   PRISTINE_DATASTORE_PATH: z.string().optional(),
@@ -33,11 +37,22 @@ const envSchema = z.object({
   AWS_REGION: z.string().optional(),
 });
 
-export function storageLayout(dataDir: string, overrides: Partial<{ imageStorePath: string; datastorePath: string; datastoreId: string; importRoots: string[] }> = {}): Qcow2Layout {
+export function storageLayout(
+  dataDir: string,
+  overrides: Partial<{
+    imageStorePath: string;
+    datastorePath: string;
+    datastoreId: string;
+    importRoots: string[];
+  }> = {},
+): Qcow2Layout {
   const root = resolve(dataDir);
   return {
     imageStorePath: overrides.imageStorePath ?? join(root, "images"),
-    datastores: { [overrides.datastoreId ?? "ds-default"]: overrides.datastorePath ?? join(root, "datastores", "ds-default") },
+    datastores: {
+      [overrides.datastoreId ?? "ds-default"]:
+        overrides.datastorePath ?? join(root, "datastores", "ds-default"),
+    },
     importRoots: overrides.importRoots ?? [join(root, "imports"), tmpdir()],
   };
 }
@@ -52,9 +67,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
   return {
     regionName: e.PRISTINE_REGION_NAME,
     tableName: e.PRISTINE_TABLE_NAME,
-    cloneJobsQueueUrl: e.PRISTINE_CLONE_JOBS_QUEUE_URL,
-    logoffQueueUrl: e.PRISTINE_LOGOFF_QUEUE_URL,
-    operatorKeySha256: e.PRISTINE_OPERATOR_KEY_SHA256,
+    ...(e.PRISTINE_CLONE_JOBS_QUEUE_URL ? { cloneJobsQueueUrl: e.PRISTINE_CLONE_JOBS_QUEUE_URL } : {}),
+    ...(e.PRISTINE_LOGOFF_QUEUE_URL ? { logoffQueueUrl: e.PRISTINE_LOGOFF_QUEUE_URL } : {}),
+    ...(e.PRISTINE_OPERATOR_KEY_SHA256 ? { operatorKeySha256: e.PRISTINE_OPERATOR_KEY_SHA256 } : {}),
     storage: storageLayout(e.PRISTINE_DATA_DIR, {
       ...(e.PRISTINE_IMAGE_STORE_PATH ? { imageStorePath: e.PRISTINE_IMAGE_STORE_PATH } : {}),
       ...(e.PRISTINE_DATASTORE_PATH ? { datastorePath: e.PRISTINE_DATASTORE_PATH } : {}),

@@ -16,7 +16,11 @@ export interface ImageRepository {
   getImage(tenantId: string, imageId: string): Promise<Image | undefined>;
   listImages(tenantId: string): Promise<Image[]>;
   /** Allocates the next version number atomically and stores the version as PUBLISHING. */
-  addVersion(tenantId: string, imageId: string, make: (version: number) => ImageVersion): Promise<ImageVersion>;
+  addVersion(
+    tenantId: string,
+    imageId: string,
+    make: (version: number) => ImageVersion,
+  ): Promise<ImageVersion>;
   getVersion(tenantId: string, imageId: string, version: number): Promise<ImageVersion | undefined>;
   listVersions(tenantId: string, imageId: string): Promise<ImageVersion[]>;
   completeVersion(
@@ -58,6 +62,8 @@ export interface DesktopRepository {
     changes?: Partial<Pick<Desktop, "error" | "lastSessionId">>,
   ): Promise<boolean>;
   remove(desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId">): Promise<void>;
+  /** Desktops of every tenant in a transitional state not updated since `updatedBefore` (reconciler only). */
+  listStuck(updatedBefore: string): Promise<Desktop[]>;
 }
 
 export interface SessionRepository {
@@ -84,13 +90,22 @@ export interface StorageDriver {
   /** Checks a publish source before anything is stored; throws a 400 DomainError naming the problem. */
   validateSource(source: ImageSource): Promise<void>;
   /** Imports a source disk into the region's image store (idempotent: the same target is rewritten). */
-  importImage(version: Pick<ImageVersion, "tenantId" | "imageId" | "version" | "source">): Promise<ImportedImage>;
+  importImage(
+    version: Pick<ImageVersion, "tenantId" | "imageId" | "version" | "source">,
+  ): Promise<ImportedImage>;
   removeImage(version: Pick<ImageVersion, "tenantId" | "imageId" | "version">): Promise<void>;
   /** Makes sure the read-only replica of a version exists on a datastore; created once. */
-  ensureReplica(version: Pick<ImageVersion, "tenantId" | "imageId" | "version">, datastoreId: string): Promise<void>;
+  ensureReplica(
+    version: Pick<ImageVersion, "tenantId" | "imageId" | "version">,
+    datastoreId: string,
+  ): Promise<void>;
   /** Creates (or recreates, empty) the desktop's delta on top of its replica. */
-  createLinkedClone(desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "imageId" | "imageVersion" | "datastoreId">): Promise<void>;
-  deleteDesktopDisk(desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId">): Promise<void>;
+  createLinkedClone(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "imageId" | "imageVersion" | "datastoreId">,
+  ): Promise<void>;
+  deleteDesktopDisk(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId">,
+  ): Promise<void>;
   /** Bytes the desktop's delta occupies on its datastore (0 when absent). */
   deltaBytes(desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId">): Promise<number>;
 }

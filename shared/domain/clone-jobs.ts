@@ -23,7 +23,7 @@ export async function runCloneJob(ports: WorkerPorts, job: CloneJob): Promise<st
 
 async function importVersion(ports: WorkerPorts, job: Extract<CloneJob, { kind: "import-image-version" }>) {
   const version = await ports.images.getVersion(job.tenantId, job.imageId, job.version);
-  if (!version || version.state !== "PUBLISHING") return "skipped: version not publishing";
+  if (version?.state !== "PUBLISHING") return "skipped: version not publishing";
   try {
     const imported = await ports.storage.importImage(version);
     await ports.images.completeVersion(job.tenantId, job.imageId, job.version, {
@@ -47,9 +47,10 @@ async function importVersion(ports: WorkerPorts, job: Extract<CloneJob, { kind: 
 
 async function provisionDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kind: "provision-desktop" }>) {
   const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
-  if (!desktop || desktop.state !== "PROVISIONING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
+  if (desktop?.state !== "PROVISIONING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
   const version = await ports.images.getVersion(desktop.tenantId, desktop.imageId, desktop.imageVersion);
-  if (version?.state !== "READY") throw new RetryLater(`image version ${desktop.imageId}@${desktop.imageVersion} not READY`);
+  if (version?.state !== "READY")
+    throw new RetryLater(`image version ${desktop.imageId}@${desktop.imageVersion} not READY`);
   await ports.storage.ensureReplica(version, desktop.datastoreId);
   await ports.storage.createLinkedClone(desktop);
   const moved = await ports.desktops.transition(desktop, "PROVISIONING", "AVAILABLE");
@@ -58,7 +59,7 @@ async function provisionDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kin
 
 async function refreshDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kind: "refresh-desktop" }>) {
   const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
-  if (!desktop || desktop.state !== "REFRESHING" || desktop.lastSessionId !== job.sessionId) {
+  if (desktop?.state !== "REFRESHING" || desktop.lastSessionId !== job.sessionId) {
     return `skipped: desktop is ${desktop?.state ?? "gone"}`;
   }
   // Discarding the delta is what makes the next user's desktop pristine (invariant 2).

@@ -32,9 +32,14 @@ export const invalid = (field: string, message: string) =>
 export const conflict = (type: string, message: string) => new DomainError(type, 409, message);
 
 export const noDesktopAvailable = (poolId: string) =>
-  new DomainError("no-desktop-available", 503, `pool ${poolId} has no free desktop right now; retry shortly`, {
-    retryAfterSeconds: 5,
-  });
+  new DomainError(
+    "no-desktop-available",
+    503,
+    `pool ${poolId} has no free desktop right now; retry shortly`,
+    {
+      retryAfterSeconds: 5,
+    },
+  );
 
 export const unauthorized = () =>
   new DomainError("unauthorized", 401, "missing or unknown API key (Authorization: Bearer <key>)");

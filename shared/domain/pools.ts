@@ -20,10 +20,14 @@ export async function createPool(
   const image = await ports.images.getImage(tenantId, input.imageId);
   if (!image) throw notFound("image", input.imageId);
   const versionNumber = input.imageVersion ?? image.latestVersion;
-  const version = versionNumber > 0 ? await ports.images.getVersion(tenantId, image.imageId, versionNumber) : undefined;
+  const version =
+    versionNumber > 0 ? await ports.images.getVersion(tenantId, image.imageId, versionNumber) : undefined;
   if (!version) throw notFound("image version", `${image.imageId}@${versionNumber}`);
   if (version.state !== "READY") {
-    throw conflict("image-version-not-ready", `image ${image.imageId} version ${versionNumber} is ${version.state}, not READY`);
+    throw conflict(
+      "image-version-not-ready",
+      `image ${image.imageId} version ${versionNumber} is ${version.state}, not READY`,
+    );
   }
   const now = ports.clock.now().toISOString();
   const pool: Pool = {
@@ -59,7 +63,11 @@ export function desktopRef(d: Pick<Desktop, "tenantId" | "poolId" | "desktopId">
   return { tenantId: d.tenantId, poolId: d.poolId, desktopId: d.desktopId };
 }
 
-export async function requirePool(ports: Pick<Ports, "pools">, tenantId: string, poolId: string): Promise<Pool> {
+export async function requirePool(
+  ports: Pick<Ports, "pools">,
+  tenantId: string,
+  poolId: string,
+): Promise<Pool> {
   const pool = await ports.pools.get(tenantId, poolId);
   if (!pool) throw notFound("pool", poolId);
   return pool;
@@ -71,7 +79,11 @@ export function countByState(desktops: Pick<Desktop, "state">[]): Record<Desktop
   return counts;
 }
 
-export async function describePool(ports: Pick<Ports, "pools" | "desktops">, tenantId: string, poolId: string) {
+export async function describePool(
+  ports: Pick<Ports, "pools" | "desktops">,
+  tenantId: string,
+  poolId: string,
+) {
   const pool = await requirePool(ports, tenantId, poolId);
   const desktops = await ports.desktops.list(tenantId, poolId);
   return { ...pool, desktopCounts: countByState(desktops) };

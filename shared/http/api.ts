@@ -4,10 +4,10 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "
 import type { App } from "../app.ts";
 import { forbidden } from "../domain/errors.ts";
 import { createImage, getImage, publishVersion } from "../domain/images.ts";
+import type { Tenant } from "../domain/model.ts";
 import { createPool, deletePool, describePool, listPoolDesktops } from "../domain/pools.ts";
 import { getSession, logoff, logon } from "../domain/sessions.ts";
 import { authenticate, createTenant, type Principal } from "../domain/tenants.ts";
-import type { Tenant } from "../domain/model.ts";
 import { logger } from "../logger.ts";
 import { errorToResponse } from "./problem.ts";
 import { createRouter, type ParsedRequest, type Reply, type Route } from "./router.ts";
@@ -54,7 +54,9 @@ const routes: ApiRoute[] = [
   route("tenant", "POST", "/v1/images", async ({ app }, req, t) =>
     json(201, await createImage(app.ports, t, req.body(s.createImageBody))),
   ),
-  route("tenant", "GET", "/v1/images", async ({ app }, _req, t) => json(200, { items: await app.ports.images.listImages(t) })),
+  route("tenant", "GET", "/v1/images", async ({ app }, _req, t) =>
+    json(200, { items: await app.ports.images.listImages(t) }),
+  ),
   route("tenant", "GET", "/v1/images/{imageId}", async ({ app }, req, t) =>
     json(200, await getImage(app.ports, t, req.param("imageId", s.id))),
   ),
@@ -70,7 +72,9 @@ const routes: ApiRoute[] = [
     const pool = await createPool(app.ports, t, body, app.config.defaultDatastoreId);
     return json(201, pool, { location: `/v1/pools/${pool.poolId}` });
   }),
-  route("tenant", "GET", "/v1/pools", async ({ app }, _req, t) => json(200, { items: await app.ports.pools.list(t) })),
+  route("tenant", "GET", "/v1/pools", async ({ app }, _req, t) =>
+    json(200, { items: await app.ports.pools.list(t) }),
+  ),
   route("tenant", "GET", "/v1/pools/{poolId}", async ({ app }, req, t) =>
     json(200, await describePool(app.ports, t, req.param("poolId", s.id))),
   ),
@@ -122,7 +126,8 @@ export function apiHandler(app: App) {
     let principal: Principal | undefined;
     if (access !== "public") {
       principal = await principalFor(request.headers.authorization);
-      if (access === "operator" && principal.kind !== "operator") throw forbidden("this route needs the operator key");
+      if (access === "operator" && principal.kind !== "operator")
+        throw forbidden("this route needs the operator key");
     }
     const reply = await hit.handle({ app, principal }, request);
     return {
@@ -137,7 +142,8 @@ export function apiHandler(app: App) {
     .use({
       onError: async (request) => {
         const { response, unexpected } = errorToResponse(request.error);
-        if (unexpected) logger.error("unhandled error", { path: request.event.rawPath, error: request.error as Error });
+        if (unexpected)
+          logger.error("unhandled error", { path: request.event.rawPath, error: request.error as Error });
         request.response = response;
       },
     })

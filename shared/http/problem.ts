@@ -1,5 +1,5 @@
 import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
-import { z } from "zod";
+import type { z } from "zod";
 import { DomainError } from "../domain/errors.ts";
 
 export const problemBase = "https://pristine.dev/problems/";
@@ -13,7 +13,10 @@ export interface Problem {
   errors?: { field: string; message: string }[];
 }
 
-export function problemResponse(problem: Problem, headers: Record<string, string> = {}): APIGatewayProxyStructuredResultV2 {
+export function problemResponse(
+  problem: Problem,
+  headers: Record<string, string> = {},
+): APIGatewayProxyStructuredResultV2 {
   return {
     statusCode: problem.status,
     headers: { "content-type": "application/problem+json", ...headers },
@@ -61,15 +64,26 @@ export function validationProblem(where: "body" | "path" | "query", error: z.Zod
 }
 
 /** Maps any error to a response; only a genuine bug becomes a 500, and its message stays in the logs. */
-export function errorToResponse(err: unknown): { response: APIGatewayProxyStructuredResultV2; unexpected: boolean } {
-  if (err instanceof HttpProblem) return { response: problemResponse(err.problem, err.headers), unexpected: false };
+export function errorToResponse(err: unknown): {
+  response: APIGatewayProxyStructuredResultV2;
+  unexpected: boolean;
+} {
+  if (err instanceof HttpProblem)
+    return { response: problemResponse(err.problem, err.headers), unexpected: false };
   if (err instanceof DomainError) {
-    const headers: Record<string, string> = err.retryAfterSeconds ? { "retry-after": String(err.retryAfterSeconds) } : {};
+    const headers: Record<string, string> = err.retryAfterSeconds
+      ? { "retry-after": String(err.retryAfterSeconds) }
+      : {};
     const field = err.field ? { field: err.field } : {};
-    return { response: problemResponse(problem(err.status, err.type, err.message, field), headers), unexpected: false };
+    return {
+      response: problemResponse(problem(err.status, err.type, err.message, field), headers),
+      unexpected: false,
+    };
   }
   return {
-    response: problemResponse(problem(500, "internal-error", "an unexpected error occurred; it has been logged")),
+    response: problemResponse(
+      problem(500, "internal-error", "an unexpected error occurred; it has been logged"),
+    ),
     unexpected: true,
   };
 }

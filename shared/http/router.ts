@@ -56,9 +56,12 @@ export function createRouter<C>(routes: Route<C>[]) {
     const hit = matches.find((x) => x.c.route.method === method);
     if (!hit) {
       const allow = [...new Set(matches.map((x) => x.c.route.method))].join(", ");
-      throw new HttpProblem(problem(405, "method-not-allowed", `${method} is not allowed on ${path} (allowed: ${allow})`), {
-        allow,
-      });
+      throw new HttpProblem(
+        problem(405, "method-not-allowed", `${method} is not allowed on ${path} (allowed: ${allow})`),
+        {
+          allow,
+        },
+      );
     }
     const params: Record<string, string> = {};
     hit.c.names.forEach((name, i) => {
@@ -84,13 +87,19 @@ export function createRouter<C>(routes: Route<C>[]) {
           try {
             json = JSON.parse(rawBody);
           } catch (err) {
-            throw new HttpProblem(problem(400, "malformed-json", `body is not valid JSON: ${(err as Error).message}`, { field: "body" }));
+            throw new HttpProblem(
+              problem(400, "malformed-json", `body is not valid JSON: ${(err as Error).message}`, {
+                field: "body",
+              }),
+            );
           }
         }
         const parsed = schema.safeParse(json);
         if (!parsed.success) {
           if (json === undefined) {
-            throw new HttpProblem(problem(400, "validation-error", "body: a JSON body is required", { field: "body" }));
+            throw new HttpProblem(
+              problem(400, "validation-error", "body: a JSON body is required", { field: "body" }),
+            );
           }
           throw validationProblem("body", parsed.error);
         }
@@ -100,7 +109,12 @@ export function createRouter<C>(routes: Route<C>[]) {
         const parsed = schema.safeParse(params[name]);
         if (!parsed.success) {
           throw new HttpProblem(
-            problem(400, "validation-error", `path.${name}: ${parsed.error.issues[0]?.message ?? "invalid"}`, { field: `path.${name}` }),
+            problem(
+              400,
+              "validation-error",
+              `path.${name}: ${parsed.error.issues[0]?.message ?? "invalid"}`,
+              { field: `path.${name}` },
+            ),
           );
         }
         return parsed.data;

@@ -24,7 +24,13 @@ export const publishVersionBody = z.strictObject({
   source: z.union(
     [
       z.strictObject({ path: z.string().min(1).max(4096) }),
-      z.strictObject({ blankSizeMiB: z.number().int().min(1).max(1024 * 1024) }),
+      z.strictObject({
+        blankSizeMiB: z
+          .number()
+          .int()
+          .min(1)
+          .max(1024 * 1024),
+      }),
     ],
     { error: 'must be {"path": "/abs/disk.qcow2"} or {"blankSizeMiB": n}' },
   ),

@@ -18,7 +18,10 @@ export function sqsWorker<S extends z.ZodType>(
     const parsed = schema.safeParse(JSON.parse(record.body));
     if (!parsed.success) {
       // Will never succeed; failing it sends it to the DLQ where an operator can see it.
-      logger.error(`${name}: malformed message`, { messageId: record.messageId, issues: parsed.error.issues });
+      logger.error(`${name}: malformed message`, {
+        messageId: record.messageId,
+        issues: parsed.error.issues,
+      });
       throw new Error(`malformed ${name} message ${record.messageId}`);
     }
     try {

@@ -61,17 +61,28 @@ export async function readyPool(env: BenchEnv, size: number, source: unknown = {
   const image = (await env.api("POST", "/v1/images", key, { name: "golden" })).body;
   const version = await env.api("POST", `/v1/images/${image.imageId}/versions`, key, { source });
   if (version.status !== 202) throw new Error(`publish failed: ${JSON.stringify(version.body)}`);
-  await waitFor("image READY", async () => {
-    const v = (await env.api("GET", `/v1/images/${image.imageId}`, key)).body.versions[0];
-    if (v?.state === "FAILED") throw new Error(v.error);
-    return v?.state === "READY";
-  }, 600_000, 200);
-  const pool = (await env.api("POST", "/v1/pools", key, { name: "bench", imageId: image.imageId, size })).body;
+  await waitFor(
+    "image READY",
+    async () => {
+      const v = (await env.api("GET", `/v1/images/${image.imageId}`, key)).body.versions[0];
+      if (v?.state === "FAILED") throw new Error(v.error);
+      return v?.state === "READY";
+    },
+    600_000,
+    200,
+  );
+  const pool = (await env.api("POST", "/v1/pools", key, { name: "bench", imageId: image.imageId, size }))
+    .body;
   const started = performance.now();
-  await waitFor(`${size} desktops AVAILABLE`, async () => {
-    const counts = (await env.api("GET", `/v1/pools/${pool.poolId}`, key)).body.desktopCounts;
-    return counts.AVAILABLE === size;
-  }, 600_000, 200);
+  await waitFor(
+    `${size} desktops AVAILABLE`,
+    async () => {
+      const counts = (await env.api("GET", `/v1/pools/${pool.poolId}`, key)).body.desktopCounts;
+      return counts.AVAILABLE === size;
+    },
+    600_000,
+    200,
+  );
   return {
     tenantId: tenant.tenantId as string,
     key,

@@ -2,9 +2,10 @@
  * Logon storm: N concurrent logons on an N-desktop pool through the api handler, against a
  * baseline of one query plus one conditional update per logon on the same DynamoDB Local.
  */
-import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
+
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
 import { documentClient } from "../../shared/adapters/dynamodb/client.ts";
 import { apiHandler } from "../../shared/http/api.ts";
 import { type BenchEnv, readyPool } from "./env.ts";
@@ -38,7 +39,11 @@ async function baseline(env: BenchEnv): Promise<{ perSecond: number; p50: number
     Array.from({ length: N }, async (_, i) => {
       const t0 = performance.now();
       await doc.send(
-        new QueryCommand({ TableName, KeyConditionExpression: "pk = :pk", ExpressionAttributeValues: { ":pk": `ITEM#${i}` } }),
+        new QueryCommand({
+          TableName,
+          KeyConditionExpression: "pk = :pk",
+          ExpressionAttributeValues: { ":pk": `ITEM#${i}` },
+        }),
       );
       await doc.send(
         new UpdateCommand({
@@ -91,7 +96,14 @@ export async function benchLogon(env: BenchEnv): Promise<void> {
   };
   const context = { awsRequestId: "bench", functionName: "api" } as Context;
   // Warm the key cache and the connections as a warm Lambda would be.
-  await handler({ ...logonEvent(pool.poolId, pool.key, "x"), rawPath: `/v1/pools/${pool.poolId}`, requestContext: { http: { method: "GET" } } } as never, context);
+  await handler(
+    {
+      ...logonEvent(pool.poolId, pool.key, "x"),
+      rawPath: `/v1/pools/${pool.poolId}`,
+      requestContext: { http: { method: "GET" } },
+    } as never,
+    context,
+  );
 
   const latencies: number[] = [];
   const results: { status: number; body: any }[] = [];
@@ -114,7 +126,8 @@ export async function benchLogon(env: BenchEnv): Promise<void> {
   // Cross-check the table: every ASSIGNED desktop holds exactly the session handed out for it.
   const bySession = new Map(ok.map((r) => [r.body.sessionId as string, r.body.desktopId as string]));
   const desktops = await env.region.app.ports.desktops.list(pool.tenantId, pool.poolId);
-  for (const d of desktops) if (d.state === "ASSIGNED" && bySession.get(d.sessionId ?? "") !== d.desktopId) doubleAssignments++;
+  for (const d of desktops)
+    if (d.state === "ASSIGNED" && bySession.get(d.sessionId ?? "") !== d.desktopId) doubleAssignments++;
 
   const base = await baseline(env);
   const logonsPerSecond = (N * 1000) / elapsed;
@@ -141,7 +154,10 @@ export async function benchLogon(env: BenchEnv): Promise<void> {
     ["baseline: query + conditional update per s", figures.baselinePerSecond],
     ["baseline p50 (ms)", figures.baselineP50Ms],
     ["ratio to baseline (target >= 0.5)", figures.ratioToBaseline],
-    ["claim attempts / free-list queries per logon", `${figures.claimAttemptsPerLogon} / ${figures.freeQueriesPerLogon}`],
+    [
+      "claim attempts / free-list queries per logon",
+      `${figures.claimAttemptsPerLogon} / ${figures.freeQueriesPerLogon}`,
+    ],
     ["(pool provisioning, s)", round(pool.provisionMs / 1000, 1)],
   ]);
   printJson(figures);

@@ -50,7 +50,10 @@ describe("logon storm", () => {
       expect(x.headers.get("content-type")).toContain("application/problem+json");
       expect(x.body.type).toMatch(/no-desktop-available$/);
     }
-    const desktops = expectStatus(await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key }), 200).items;
+    const desktops = expectStatus(
+      await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key }),
+      200,
+    ).items;
     const assigned = desktops.filter((d: any) => d.state === "ASSIGNED");
     expect(assigned).toHaveLength(40);
     // Each desktop records exactly the session that was handed out for it.
@@ -61,11 +64,16 @@ describe("logon storm", () => {
   it("a user's repeated and concurrent logons all get the same session", async () => {
     const poolId = await readyPool(r, tenant.key, imageId, 3);
     const burst = await Promise.all(
-      Array.from({ length: 6 }, () => r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "bob" } })),
+      Array.from({ length: 6 }, () =>
+        r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "bob" } }),
+      ),
     );
     for (const x of burst) expect(x.status).toBe(200);
     expect(new Set(burst.map((x) => x.body.sessionId)).size).toBe(1);
-    const again = expectStatus(await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "bob" } }), 200);
+    const again = expectStatus(
+      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "bob" } }),
+      200,
+    );
     expect(again.sessionId).toBe(burst[0]?.body.sessionId);
     expect(again.reconnected).toBe(true);
     const counts = (await r.api("GET", `/v1/pools/${poolId}`, { key: tenant.key })).body.desktopCounts;
@@ -83,20 +91,28 @@ describe("linked clones and logoff refresh", () => {
     const desktops = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key })).body.items;
     const replica = r.paths.replica({ tenantId: tenant.tenantId, imageId, version: 1 }, "ds-default");
     for (const d of desktops) {
-      const info = JSON.parse((await run("qemu-img", ["info", "--output=json", "-U", diskOf(poolId, d.desktopId)])).stdout);
+      const info = JSON.parse(
+        (await run("qemu-img", ["info", "--output=json", "-U", diskOf(poolId, d.desktopId)])).stdout,
+      );
       expect(info.format).toBe("qcow2");
       expect(info["full-backing-filename"] ?? info["backing-filename"]).toBe(replica);
     }
   });
 
   it("after logoff the desktop is AVAILABLE and identical to its replica although the user wrote to it", async () => {
-    const session = expectStatus(await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "carol" } }), 200);
+    const session = expectStatus(
+      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "carol" } }),
+      200,
+    );
     const disk = diskOf(poolId, session.desktopId);
     const replica = r.paths.replica({ tenantId: tenant.tenantId, imageId, version: 1 }, "ds-default");
     await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0xab 1M 4M", disk]);
     await expect(run("qemu-img", ["compare", "-U", disk, replica])).rejects.toMatchObject({ code: 1 });
 
-    const ended = expectStatus(await r.api("POST", `/v1/sessions/${session.sessionId}/logoff`, { key: tenant.key }), 200);
+    const ended = expectStatus(
+      await r.api("POST", `/v1/sessions/${session.sessionId}/logoff`, { key: tenant.key }),
+      200,
+    );
     expect(ended.state).toBe("ENDED");
     await waitFor("desktop AVAILABLE again", async () => {
       const ds = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key })).body.items;
@@ -105,12 +121,18 @@ describe("linked clones and logoff refresh", () => {
     const { stdout } = await run("qemu-img", ["compare", "-U", disk, replica]);
     expect(stdout).toContain("Images are identical");
     // A second logoff is harmless and reports the same ended session.
-    const again = expectStatus(await r.api("POST", `/v1/sessions/${session.sessionId}/logoff`, { key: tenant.key }), 200);
+    const again = expectStatus(
+      await r.api("POST", `/v1/sessions/${session.sessionId}/logoff`, { key: tenant.key }),
+      200,
+    );
     expect(again.endedAt).toBe(ended.endedAt);
   });
 
   it("duplicate and stale logoff events change nothing", async () => {
-    const first = expectStatus(await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "dave" } }), 200);
+    const first = expectStatus(
+      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "dave" } }),
+      200,
+    );
     const event = logoffEvent({
       tenantId: tenant.tenantId,
       sessionId: first.sessionId,
@@ -129,7 +151,12 @@ describe("linked clones and logoff refresh", () => {
     // Fill the pool so dave's old desktop is certainly re-assigned, then replay the stale event.
     const users = ["erin", "frank"];
     const sessions = await Promise.all(
-      users.map(async (u) => expectStatus(await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: u } }), 200)),
+      users.map(async (u) =>
+        expectStatus(
+          await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: u } }),
+          200,
+        ),
+      ),
     );
     await sendJson(r.region.app.sqs, r.region.queues.logoff.url, [event]);
     // An event for an unknown session is acknowledged too; wait until both are consumed.
@@ -143,12 +170,19 @@ describe("linked clones and logoff refresh", () => {
           AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         }),
       );
-      return out.Attributes?.ApproximateNumberOfMessages === "0" && out.Attributes?.ApproximateNumberOfMessagesNotVisible === "0";
+      return (
+        out.Attributes?.ApproximateNumberOfMessages === "0" &&
+        out.Attributes?.ApproximateNumberOfMessagesNotVisible === "0"
+      );
     });
     for (const s of sessions) {
-      expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body.state).toBe("ACTIVE");
+      expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body.state).toBe(
+        "ACTIVE",
+      );
     }
-    expect((await r.api("GET", `/v1/pools/${poolId}`, { key: tenant.key })).body.desktopCounts).toMatchObject({ ASSIGNED: 2 });
+    expect((await r.api("GET", `/v1/pools/${poolId}`, { key: tenant.key })).body.desktopCounts).toMatchObject(
+      { ASSIGNED: 2 },
+    );
   });
 });
 
@@ -156,7 +190,10 @@ describe("tenancy and input", () => {
   it("tenant B gets 404 for tenant A's pool, session and image", async () => {
     const other = await newTenant(r, "other");
     const poolId = await readyPool(r, tenant.key, imageId, 1);
-    const s = expectStatus(await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "gina" } }), 200);
+    const s = expectStatus(
+      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "gina" } }),
+      200,
+    );
     for (const [method, path, body] of [
       ["GET", `/v1/pools/${poolId}`],
       ["GET", `/v1/pools/${poolId}/desktops`],
@@ -170,7 +207,9 @@ describe("tenancy and input", () => {
       expect(res.status, `${method} ${path}`).toBe(404);
     }
     expect((await r.api("GET", "/v1/pools", { key: other.key })).body.items).toEqual([]);
-    expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body.state).toBe("ACTIVE");
+    expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body.state).toBe(
+      "ACTIVE",
+    );
   });
 
   it("bad input gets a 4xx problem that names the field and changes nothing", async () => {
@@ -185,8 +224,20 @@ describe("tenancy and input", () => {
       ["POST", "/v1/pools", {}, 400, "body"],
       ["POST", "/v1/pools", { raw: JSON.stringify({ name: "x".repeat(70_000) }) }, 413, undefined],
       ["POST", "/v1/images", { body: { name: "" } }, 400, "body.name"],
-      ["POST", `/v1/images/${imageId}/versions`, { body: { source: { blankSizeMiB: -1 } } }, 400, "body.source"],
-      ["POST", `/v1/images/${imageId}/versions`, { body: { source: { path: "/etc/passwd" } } }, 400, "source.path"],
+      [
+        "POST",
+        `/v1/images/${imageId}/versions`,
+        { body: { source: { blankSizeMiB: -1 } } },
+        400,
+        "body.source",
+      ],
+      [
+        "POST",
+        `/v1/images/${imageId}/versions`,
+        { body: { source: { path: "/etc/passwd" } } },
+        400,
+        "source.path",
+      ],
       ["POST", "/v1/pools/pool-nope/logons", { body: { userId: "" } }, 400, "body.userId"],
       ["POST", "/v1/pools/pool-nope/logons", { body: { userId: "a b" } }, 400, "body.userId"],
       ["GET", "/v1/pools/bad%20id", {}, 400, "path.poolId"],
@@ -196,7 +247,8 @@ describe("tenancy and input", () => {
       expect(res.status, `${method} ${path} ${JSON.stringify(opts).slice(0, 80)}`).toBe(status);
       expect(res.headers.get("content-type")).toContain("application/problem+json");
       expect(res.body.type).toMatch(/^https:\/\/pristine\.dev\/problems\//);
-      if (field) expect(res.body.field, JSON.stringify(res.body)).toMatch(new RegExp(`^${field.replace(".", "\\.")}`));
+      if (field)
+        expect(res.body.field, JSON.stringify(res.body)).toMatch(new RegExp(`^${field.replace(".", "\\.")}`));
     }
     expect((await r.api("GET", "/v1/pools", { key: k })).body.items.length).toBe(before);
   });
@@ -208,29 +260,50 @@ describe("tenancy and input", () => {
     expect(wrongMethod.headers.get("allow")).toBe("POST, GET");
     expect((await r.api("GET", "/v1/pools")).status).toBe(401);
     expect((await r.api("GET", "/v1/pools", { key: "prs_wrong" })).status).toBe(401);
-    expect((await r.api("POST", "/v1/admin/tenants", { key: tenant.key, body: { name: "x" } })).status).toBe(403);
+    expect((await r.api("POST", "/v1/admin/tenants", { key: tenant.key, body: { name: "x" } })).status).toBe(
+      403,
+    );
     expect((await r.api("GET", "/health")).status).toBe(200);
   });
 
   it("a file that is not a disk image is refused at publish", async () => {
     const notADisk = join(r.dataDir, "imports-notes.txt");
     await writeFile(notADisk, "hello, not a disk\n");
-    const image = expectStatus(await r.api("POST", "/v1/images", { key: tenant.key, body: { name: "bad" } }), 201);
-    const res = await r.api("POST", `/v1/images/${image.imageId}/versions`, { key: tenant.key, body: { source: { path: notADisk } } });
+    const image = expectStatus(
+      await r.api("POST", "/v1/images", { key: tenant.key, body: { name: "bad" } }),
+      201,
+    );
+    const res = await r.api("POST", `/v1/images/${image.imageId}/versions`, {
+      key: tenant.key,
+      body: { source: { path: notADisk } },
+    });
     expect(res.status).toBe(400);
     expect(res.body.detail).toMatch(/not a disk image/);
-    expect((await r.api("GET", `/v1/images/${image.imageId}`, { key: tenant.key })).body.versions).toEqual([]);
+    expect((await r.api("GET", `/v1/images/${image.imageId}`, { key: tenant.key })).body.versions).toEqual(
+      [],
+    );
   });
 });
 
 describe("pool deletion", () => {
   it("logs users off, deletes every desktop and its delta, then the pool", async () => {
     const poolId = await readyPool(r, tenant.key, imageId, 3);
-    const s = expectStatus(await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "hank" } }), 200);
+    const s = expectStatus(
+      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "hank" } }),
+      200,
+    );
     const desktops = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key })).body.items;
-    expect(expectStatus(await r.api("DELETE", `/v1/pools/${poolId}`, { key: tenant.key }), 202).state).toBe("DELETING");
-    expect((await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "ian" } })).status).toBe(409);
-    await waitFor("pool gone", async () => (await r.api("GET", `/v1/pools/${poolId}`, { key: tenant.key })).status === 404);
+    expect(expectStatus(await r.api("DELETE", `/v1/pools/${poolId}`, { key: tenant.key }), 202).state).toBe(
+      "DELETING",
+    );
+    expect(
+      (await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "ian" } }))
+        .status,
+    ).toBe(409);
+    await waitFor(
+      "pool gone",
+      async () => (await r.api("GET", `/v1/pools/${poolId}`, { key: tenant.key })).status === 404,
+    );
     expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body).toMatchObject({
       state: "ENDED",
       endedBy: "pool-delete",

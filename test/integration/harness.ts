@@ -23,7 +23,11 @@ export interface TestRegion {
   dataDir: string;
   operatorKey: string;
   paths: ReturnType<typeof qcow2Paths>;
-  api<T = any>(method: string, path: string, opts?: { key?: string; body?: unknown; raw?: string }): Promise<ApiResponse<T>>;
+  api<T = any>(
+    method: string,
+    path: string,
+    opts?: { key?: string; body?: unknown; raw?: string },
+  ): Promise<ApiResponse<T>>;
   stop(): Promise<void>;
 }
 
@@ -48,7 +52,11 @@ export async function startTestRegion(overrides: Partial<RegionOptions> = {}): P
       body = JSON.stringify(opts.body);
       headers["content-type"] = "application/json";
     }
-    const res = await fetch(`${region.apiUrl}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+    const res = await fetch(`${region.apiUrl}${path}`, {
+      method,
+      headers,
+      ...(body !== undefined ? { body } : {}),
+    });
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
   };
@@ -66,39 +74,63 @@ export async function startTestRegion(overrides: Partial<RegionOptions> = {}): P
 }
 
 export function expectStatus<T>(res: ApiResponse<T>, status: number): T {
-  if (res.status !== status) throw new Error(`expected HTTP ${status}, got ${res.status}: ${JSON.stringify(res.body)}`);
+  if (res.status !== status)
+    throw new Error(`expected HTTP ${status}, got ${res.status}: ${JSON.stringify(res.body)}`);
   return res.body;
 }
 
 /** Creates a tenant and returns its key. */
 export async function newTenant(r: TestRegion, name = "acme"): Promise<{ tenantId: string; key: string }> {
-  const body = expectStatus(await r.api("POST", "/v1/admin/tenants", { key: r.operatorKey, body: { name } }), 201);
+  const body = expectStatus(
+    await r.api("POST", "/v1/admin/tenants", { key: r.operatorKey, body: { name } }),
+    201,
+  );
   return { tenantId: body.tenantId, key: body.apiKey };
 }
 
 /** Publishes an image version and waits until it is READY. */
 export async function readyImage(r: TestRegion, key: string, source: unknown = { blankSizeMiB: 64 }) {
   const image = expectStatus(await r.api("POST", "/v1/images", { key, body: { name: "golden" } }), 201);
-  const version = expectStatus(await r.api("POST", `/v1/images/${image.imageId}/versions`, { key, body: { source } }), 202);
-  await waitFor(`image ${image.imageId} READY`, async () => {
-    const got = await r.api("GET", `/v1/images/${image.imageId}`, { key });
-    const v = got.body.versions.find((x: any) => x.version === version.version);
-    if (v?.state === "FAILED") throw new Error(`publish failed: ${v.error}`);
-    return v?.state === "READY";
-  }, 60_000);
+  const version = expectStatus(
+    await r.api("POST", `/v1/images/${image.imageId}/versions`, { key, body: { source } }),
+    202,
+  );
+  await waitFor(
+    `image ${image.imageId} READY`,
+    async () => {
+      const got = await r.api("GET", `/v1/images/${image.imageId}`, { key });
+      const v = got.body.versions.find((x: any) => x.version === version.version);
+      if (v?.state === "FAILED") throw new Error(`publish failed: ${v.error}`);
+      return v?.state === "READY";
+    },
+    60_000,
+  );
   return { imageId: image.imageId as string, version: version.version as number };
 }
 
 /** Creates a pool and waits until every desktop is AVAILABLE. */
 export async function readyPool(r: TestRegion, key: string, imageId: string, size: number) {
-  const pool = expectStatus(await r.api("POST", "/v1/pools", { key, body: { name: `pool-${size}`, imageId, size } }), 201);
+  const pool = expectStatus(
+    await r.api("POST", "/v1/pools", { key, body: { name: `pool-${size}`, imageId, size } }),
+    201,
+  );
   await waitForCounts(r, key, pool.poolId, { AVAILABLE: size });
   return pool.poolId as string;
 }
 
-export async function waitForCounts(r: TestRegion, key: string, poolId: string, want: Record<string, number>, timeoutMs = 90_000) {
-  await waitFor(`pool ${poolId} counts ${JSON.stringify(want)}`, async () => {
-    const got = await r.api("GET", `/v1/pools/${poolId}`, { key });
-    return Object.entries(want).every(([state, n]) => got.body.desktopCounts?.[state] === n);
-  }, timeoutMs);
+export async function waitForCounts(
+  r: TestRegion,
+  key: string,
+  poolId: string,
+  want: Record<string, number>,
+  timeoutMs = 90_000,
+) {
+  await waitFor(
+    `pool ${poolId} counts ${JSON.stringify(want)}`,
+    async () => {
+      const got = await r.api("GET", `/v1/pools/${poolId}`, { key });
+      return Object.entries(want).every(([state, n]) => got.body.desktopCounts?.[state] === n);
+    },
+    timeoutMs,
+  );
 }

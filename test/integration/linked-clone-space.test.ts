@@ -27,9 +27,14 @@ it("40 linked clones of an image holding 256 MiB take under 5% of 40 full copies
   const desktops = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key })).body.items;
   expect(desktops).toHaveLength(40);
   let deltas = 0;
-  for (const d of desktops) deltas += await usedBytes(r.paths.desktop({ tenantId, poolId, desktopId: d.desktopId, datastoreId: "ds-default" }));
+  for (const d of desktops)
+    deltas += await usedBytes(
+      r.paths.desktop({ tenantId, poolId, desktopId: d.desktopId, datastoreId: "ds-default" }),
+    );
   // The pool's whole footprint (its replica included) against forty full copies.
   const ratio = (replica + deltas) / (40 * image);
   expect(ratio).toBeLessThan(0.05);
-  console.log(`linked pool: replica ${replica} B + 40 deltas ${deltas} B = ${(ratio * 100).toFixed(2)}% of 40 full copies`);
+  console.log(
+    `linked pool: replica ${replica} B + 40 deltas ${deltas} B = ${(ratio * 100).toFixed(2)}% of 40 full copies`,
+  );
 });

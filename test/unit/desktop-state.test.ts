@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { assertTransition, canTransition, desktopStates, emptyStateCounts } from "../../shared/domain/desktop-state.ts";
+import {
+  assertTransition,
+  canTransition,
+  desktopStates,
+  emptyStateCounts,
+} from "../../shared/domain/desktop-state.ts";
 
 describe("desktop state machine", () => {
   it("follows the life cycle of DESIGN.md", () => {
@@ -14,7 +19,9 @@ describe("desktop state machine", () => {
     expect(canTransition("REFRESHING", "ASSIGNED")).toBe(false);
     expect(canTransition("PROVISIONING", "ASSIGNED")).toBe(false);
     expect(canTransition("DELETING", "AVAILABLE")).toBe(false);
-    expect(() => assertTransition("ERROR", "ASSIGNED")).toThrow(/illegal desktop transition ERROR -> ASSIGNED/);
+    expect(() => assertTransition("ERROR", "ASSIGNED")).toThrow(
+      /illegal desktop transition ERROR -> ASSIGNED/,
+    );
   });
 
   it("every state but DELETING can be drained", () => {

@@ -9,13 +9,24 @@ describe("messages", () => {
     const e = logoffEvent({ tenantId: "t", sessionId: "s", desktopId: "d", at: "2026-11-30T10:00:00Z" });
     expect(logoffEventSchema.parse(JSON.parse(JSON.stringify(e)))).toEqual(e);
     expect(logoffEventSchema.safeParse({ ...e, "detail-type": "Session Logon" }).success).toBe(false);
-    expect(logoffEventSchema.safeParse({ ...e, detail: { ...e.detail, at: "yesterday" } }).success).toBe(false);
+    expect(logoffEventSchema.safeParse({ ...e, detail: { ...e.detail, at: "yesterday" } }).success).toBe(
+      false,
+    );
   });
 
   it("parses every clone job kind and keys jobs stably", () => {
-    const refresh = cloneJobSchema.parse({ kind: "refresh-desktop", tenantId: "t", poolId: "p", desktopId: "d", sessionId: "s" });
+    const refresh = cloneJobSchema.parse({
+      kind: "refresh-desktop",
+      tenantId: "t",
+      poolId: "p",
+      desktopId: "d",
+      sessionId: "s",
+    });
     expect(cloneJobKey(refresh)).toBe("refresh-desktop:t:d:s");
-    expect(cloneJobSchema.safeParse({ kind: "refresh-desktop", tenantId: "t", poolId: "p", desktopId: "d" }).success).toBe(false);
+    expect(
+      cloneJobSchema.safeParse({ kind: "refresh-desktop", tenantId: "t", poolId: "p", desktopId: "d" })
+        .success,
+    ).toBe(false);
     expect(cloneJobSchema.safeParse({ kind: "format-c", tenantId: "t" }).success).toBe(false);
   });
 });
@@ -30,6 +41,9 @@ describe("api keys and config", () => {
   });
 
   it("names the missing setting", () => {
-    expect(() => loadConfig({ PRISTINE_TABLE_NAME: "t" })).toThrow(/PRISTINE_CLONE_JOBS_QUEUE_URL/);
+    expect(() => loadConfig({})).toThrow(/PRISTINE_TABLE_NAME/);
+    expect(() =>
+      loadConfig({ PRISTINE_TABLE_NAME: "t", PRISTINE_CLONE_JOBS_QUEUE_URL: "not a url" }),
+    ).toThrow(/PRISTINE_CLONE_JOBS_QUEUE_URL/);
   });
 });

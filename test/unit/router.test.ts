@@ -47,15 +47,22 @@ describe("router", () => {
   });
 
   it("answers 413 for bodies over the limit", () => {
-    expect(problemOf(() => resolve(event("POST", "/v1/pools", "x".repeat(maxBodyBytes + 1)))).problem.status).toBe(413);
+    expect(
+      problemOf(() => resolve(event("POST", "/v1/pools", "x".repeat(maxBodyBytes + 1)))).problem.status,
+    ).toBe(413);
   });
 
   it("names the field of an invalid body and reports malformed JSON as 400", () => {
-    const { request } = resolve(event("POST", "/v1/pools", JSON.stringify({ name: "p", imageId: "img-1", size: -3 })));
+    const { request } = resolve(
+      event("POST", "/v1/pools", JSON.stringify({ name: "p", imageId: "img-1", size: -3 })),
+    );
     const p = problemOf(() => request.body(createPoolBody));
     expect(p.problem).toMatchObject({ status: 400, field: "body.size" });
     const bad = resolve(event("POST", "/v1/pools", "{oops")).request;
-    expect(problemOf(() => bad.body(createPoolBody)).problem).toMatchObject({ status: 400, type: expect.stringMatching(/malformed-json$/) });
+    expect(problemOf(() => bad.body(createPoolBody)).problem).toMatchObject({
+      status: 400,
+      type: expect.stringMatching(/malformed-json$/),
+    });
     const missing = resolve(event("POST", "/v1/pools")).request;
     expect(problemOf(() => missing.body(logonBody)).problem).toMatchObject({ status: 400, field: "body" });
   });

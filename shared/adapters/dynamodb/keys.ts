@@ -23,7 +23,10 @@ export const keys = {
   apiKey: (hash: string) => ({ pk: `APIKEY#${hash}`, sk: "APIKEY" }),
   image: (t: string, i: string) => ({ pk: `TENANT#${t}`, sk: `IMAGE#${i}` }),
   imagePrefix: "IMAGE#",
-  version: (t: string, i: string, n: number) => ({ pk: `TENANT#${t}`, sk: `VERSION#${i}#${String(n).padStart(6, "0")}` }),
+  version: (t: string, i: string, n: number) => ({
+    pk: `TENANT#${t}`,
+    sk: `VERSION#${i}#${String(n).padStart(6, "0")}`,
+  }),
   versionPrefix: (i: string) => `VERSION#${i}#`,
   pool: (t: string, p: string) => ({ pk: `TENANT#${t}`, sk: `POOL#${p}` }),
   poolPrefix: "POOL#",

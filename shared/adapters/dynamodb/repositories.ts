@@ -8,10 +8,12 @@ import {
   PutCommand,
   QueryCommand,
   type QueryCommandInput,
+  ScanCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { assertTransition } from "../../domain/desktop-state.ts";
+import { parseSessionId } from "../../domain/ids.ts";
 import type { Desktop, Image, ImageVersion, Pool, Session, Tenant } from "../../domain/model.ts";
 import type {
   AssignResult,
@@ -22,7 +24,6 @@ import type {
   SessionRepository,
   TenantRepository,
 } from "../../ports.ts";
-import { parseSessionId } from "../../domain/ids.ts";
 import { freeIndex, fromItem, keys } from "./keys.ts";
 
 const spreadToken = () => randomBytes(8).toString("hex");
@@ -75,9 +76,21 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
       await doc.send(
         new TransactWriteCommand({
           TransactItems: [
-            { Put: { TableName: table, Item: { ...keys.tenant(tenant.tenantId), entity: "tenant", ...tenant }, ConditionExpression: "attribute_not_exists(pk)" } },
+            {
+              Put: {
+                TableName: table,
+                Item: { ...keys.tenant(tenant.tenantId), entity: "tenant", ...tenant },
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
             // The key item carries a copy of the tenant so authentication is one read.
-            { Put: { TableName: table, Item: { ...keys.apiKey(apiKeyHash), entity: "apiKey", ...tenant }, ConditionExpression: "attribute_not_exists(pk)" } },
+            {
+              Put: {
+                TableName: table,
+                Item: { ...keys.apiKey(apiKeyHash), entity: "apiKey", ...tenant },
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
           ],
         }),
       );
@@ -167,7 +180,9 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
     ...keys.desktop(d.tenantId, d.poolId, d.desktopId),
     entity: "desktop",
     ...d,
-    ...(d.state === "AVAILABLE" ? { gsi1pk: keys.freeDesktops(d.tenantId, d.poolId), gsi1sk: spreadToken() } : {}),
+    ...(d.state === "AVAILABLE"
+      ? { gsi1pk: keys.freeDesktops(d.tenantId, d.poolId), gsi1sk: spreadToken() }
+      : {}),
   });
 
   const pools: PoolRepository = {
@@ -218,7 +233,8 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
       };
       const token = spreadToken();
       const found = await query(`${freeIndex.sk} >= :token`, token, limit);
-      if (found.length < limit) found.push(...(await query(`${freeIndex.sk} < :token`, token, limit - found.length)));
+      if (found.length < limit)
+        found.push(...(await query(`${freeIndex.sk} < :token`, token, limit - found.length)));
       return found;
     },
     async transition(d, from, to, changes = {}) {
@@ -245,7 +261,10 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
             Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
             UpdateExpression: `SET ${sets.join(", ")}${removes.length ? ` REMOVE ${removes.join(", ")}` : ""}`,
             ConditionExpression: "#state = :from",
-            ExpressionAttributeNames: { "#state": "state", ...(to === "AVAILABLE" ? { "#error": "error" } : {}) },
+            ExpressionAttributeNames: {
+              "#state": "state",
+              ...(to === "AVAILABLE" ? { "#error": "error" } : {}),
+            },
             ExpressionAttributeValues: values,
           }),
         );
@@ -256,7 +275,34 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
       }
     },
     async remove(d) {
-      await doc.send(new DeleteCommand({ TableName: table, Key: keys.desktop(d.tenantId, d.poolId, d.desktopId) }));
+      await doc.send(
+        new DeleteCommand({ TableName: table, Key: keys.desktop(d.tenantId, d.poolId, d.desktopId) }),
+      );
+    },
+    // A scan, on purpose: the reconciler runs every few minutes off the request path.
+    async listStuck(updatedBefore) {
+      const found: Desktop[] = [];
+      let start: Record<string, unknown> | undefined;
+      do {
+        const out = await doc.send(
+          new ScanCommand({
+            TableName: table,
+            FilterExpression: "entity = :desktop AND #state IN (:p, :r, :d) AND updatedAt < :cutoff",
+            ExpressionAttributeNames: { "#state": "state" },
+            ExpressionAttributeValues: {
+              ":desktop": "desktop",
+              ":p": "PROVISIONING",
+              ":r": "REFRESHING",
+              ":d": "DELETING",
+              ":cutoff": updatedBefore,
+            },
+            ExclusiveStartKey: start,
+          }),
+        );
+        for (const item of out.Items ?? []) found.push(fromItem<Desktop>(item));
+        start = out.LastEvaluatedKey;
+      } while (start);
+      return found;
     },
   };
 
@@ -345,7 +391,12 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
                     "SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at REMOVE sessionId, userId, sessionStartedAt",
                   ConditionExpression: "#state = :assigned AND sessionId = :sid",
                   ExpressionAttributeNames: { "#state": "state" },
-                  ExpressionAttributeValues: { ":refreshing": "REFRESHING", ":assigned": "ASSIGNED", ":sid": sid, ":at": endedAt },
+                  ExpressionAttributeValues: {
+                    ":refreshing": "REFRESHING",
+                    ":assigned": "ASSIGNED",
+                    ":sid": sid,
+                    ":at": endedAt,
+                  },
                 },
               },
               {
@@ -370,7 +421,8 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
       } catch (err) {
         const codes = cancellationCodes(err);
         if (!codes) throw err;
-        if (codes.includes("TransactionConflict")) throw new Error(`logoff of ${sid} collided with another write; retry`);
+        if (codes.includes("TransactionConflict"))
+          throw new Error(`logoff of ${sid} collided with another write; retry`);
         return { outcome: "not-active" };
       }
     },

@@ -17,11 +17,18 @@ export async function sendJson(sqs: SQSClient, queueUrl: string, bodies: unknown
       }),
     );
     if (out.Failed && out.Failed.length > 0) {
-      throw new Error(`SQS refused ${out.Failed.length} message(s): ${out.Failed.map((f) => f.Message).join("; ")}`);
+      throw new Error(
+        `SQS refused ${out.Failed.length} message(s): ${out.Failed.map((f) => f.Message).join("; ")}`,
+      );
     }
   }
 }
 
-export function sqsJobQueue(sqs: SQSClient, queueUrl: string): JobQueue {
-  return { send: (jobs: CloneJob[]) => sendJson(sqs, queueUrl, jobs) };
+export function sqsJobQueue(sqs: SQSClient, queueUrl: string | undefined): JobQueue {
+  return {
+    send: async (jobs: CloneJob[]) => {
+      if (!queueUrl) throw new Error("PRISTINE_CLONE_JOBS_QUEUE_URL is not configured for this function");
+      await sendJson(sqs, queueUrl, jobs);
+    },
+  };
 }

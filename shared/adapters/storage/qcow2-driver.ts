@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { chmod, copyFile, link, mkdir, realpath, rename, rm, stat } from "node:fs/promises";
-import { dirname, join, relative, isAbsolute } from "node:path";
+import { dirname, isAbsolute, join, relative } from "node:path";
 import { invalid } from "../../domain/errors.ts";
 import type { Desktop, ImageSource, ImageVersion } from "../../domain/model.ts";
 import type { ImportedImage, StorageDriver } from "../../ports.ts";
@@ -44,7 +44,8 @@ export function qcow2Paths(layout: Qcow2Layout) {
     image: (v: VersionRef) => join(layout.imageStorePath, v.tenantId, v.imageId, `v${v.version}.qcow2`),
     replica: (v: VersionRef, datastoreId: string) =>
       join(datastore(datastoreId), "replicas", v.tenantId, `${v.imageId}-v${v.version}.qcow2`),
-    desktop: (d: DesktopRef) => join(datastore(d.datastoreId), "desktops", d.tenantId, d.poolId, `${d.desktopId}.qcow2`),
+    desktop: (d: DesktopRef) =>
+      join(datastore(d.datastoreId), "desktops", d.tenantId, d.poolId, `${d.desktopId}.qcow2`),
   };
 }
 
@@ -69,7 +70,10 @@ export function qcow2Driver(layout: Qcow2Layout): StorageDriver {
       const rel = relative(realRoot, real);
       if (!rel.startsWith("..") && !isAbsolute(rel)) return real;
     }
-    throw invalid("source.path", `${path} is outside the allowed import roots (${layout.importRoots.join(", ")})`);
+    throw invalid(
+      "source.path",
+      `${path} is outside the allowed import roots (${layout.importRoots.join(", ")})`,
+    );
   }
 
   async function validateSource(source: ImageSource): Promise<void> {
@@ -84,7 +88,10 @@ export function qcow2Driver(layout: Qcow2Layout): StorageDriver {
       throw invalid("source.path", `disk format ${info.format} is not supported (qcow2 or raw)`);
     }
     if (info["backing-filename"]) {
-      throw invalid("source.path", "a qcow2 with its own backing file cannot be a golden image; flatten it first");
+      throw invalid(
+        "source.path",
+        "a qcow2 with its own backing file cannot be a golden image; flatten it first",
+      );
     }
     // qemu-img calls any file "raw": a real raw disk is a whole number of 512-byte sectors.
     if (info.format === "raw" && (st.size === 0 || st.size % 512 !== 0)) {

@@ -10,7 +10,8 @@ export async function qemuImg(args: string[]): Promise<string> {
     return stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string; code?: string };
-    if (e.code === "ENOENT") throw new Error("qemu-img is not installed (Debian/Ubuntu: apt-get install qemu-utils)");
+    if (e.code === "ENOENT")
+      throw new Error("qemu-img is not installed (Debian/Ubuntu: apt-get install qemu-utils)");
     throw new Error(`qemu-img ${args[0]} failed: ${(e.stderr || e.message).trim()}`);
   }
 }

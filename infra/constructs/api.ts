@@ -1,0 +1,151 @@
+import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
+import { AccessLogFormat } from "aws-cdk-lib/aws-apigateway";
+import * as apigw from "aws-cdk-lib/aws-apigatewayv2";
+import { HttpLambdaAuthorizer, HttpLambdaResponseType } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
+import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as logs from "aws-cdk-lib/aws-logs";
+import { Construct } from "constructs";
+import type { ApiSettings } from "../config.ts";
+import type { RegionRole } from "../names.ts";
+import { grantTableRead, grantTableReadWrite } from "./data.ts";
+import { PristineFunction } from "./lambda-function.ts";
+import type { Queues } from "./queues.ts";
+
+/** Authorizer decisions are cached per Authorization header value for this long. */
+export const AUTHORIZER_CACHE_TTL = Duration.minutes(5);
+
+export interface ApiProps {
+  readonly stage: string;
+  readonly role: RegionRole;
+  readonly peerRegion: string;
+  readonly table: dynamodb.Table;
+  readonly queues: Queues;
+  readonly operatorKeySha256: string;
+  /** Id of the region's EFS datastore (pristine:datastore.id). */
+  readonly defaultDatastoreId: string;
+  readonly settings: ApiSettings;
+}
+
+/**
+ * The HTTP API: every /v1 route goes through a Lambda authorizer (tenant API keys and the
+ * operator key, simple responses, cached) into the api function; GET /health is open.
+ */
+export class Api extends Construct {
+  readonly httpApi: apigw.HttpApi;
+  readonly stage: apigw.HttpStage;
+  readonly handler: PristineFunction;
+  readonly authorizer: PristineFunction;
+  readonly accessLogs: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: ApiProps) {
+    super(scope, id);
+    const { queues, table } = props;
+
+    this.authorizer = new PristineFunction(this, "Authorizer", {
+      name: "authorizer",
+      stage: props.stage,
+      environment: {
+        PRISTINE_TABLE_NAME: table.tableName,
+        PRISTINE_OPERATOR_KEY_SHA256: props.operatorKeySha256,
+      },
+    });
+    grantTableRead(table, this.authorizer.role);
+
+    this.handler = new PristineFunction(this, "Handler", {
+      name: "api",
+      stage: props.stage,
+      environment: {
+        PRISTINE_TABLE_NAME: table.tableName,
+        ...queues.cloneJobsEnvironment(),
+        PRISTINE_REPLICATION_QUEUE_URL: queues.byKind.replication.queue.queueUrl,
+        PRISTINE_REGION_ROLE: props.role,
+        PRISTINE_PEER_REGION: props.peerRegion,
+        // The handler authenticates each request itself too (defence in depth behind the authorizer).
+        PRISTINE_OPERATOR_KEY_SHA256: props.operatorKeySha256,
+        // Datastore new pools are placed on.
+        PRISTINE_DATASTORE_ID: props.defaultDatastoreId,
+      },
+    });
+    grantTableReadWrite(table, this.handler.role);
+    queues.grantSendCloneJobs(this.handler.fn);
+    queues.byKind.replication.queue.grantSendMessages(this.handler.fn);
+
+    const authorizer = new HttpLambdaAuthorizer("ApiKeyAuthorizer", this.authorizer.fn, {
+      authorizerName: "api-key",
+      identitySource: ["$request.header.Authorization"],
+      responseTypes: [HttpLambdaResponseType.SIMPLE],
+      resultsCacheTtl: AUTHORIZER_CACHE_TTL,
+    });
+    const integration = new HttpLambdaIntegration("ApiIntegration", this.handler.fn, {
+      payloadFormatVersion: apigw.PayloadFormatVersion.VERSION_2_0,
+      // One permission for the whole API instead of one per route (the function policy stays small).
+      scopePermissionToRoute: false,
+    });
+
+    this.httpApi = new apigw.HttpApi(this, "HttpApi", {
+      apiName: `pristine-${props.stage}`,
+      description: `Pristine control plane API (${props.stage}, ${props.role} region)`,
+      createDefaultStage: false,
+    });
+
+    this.accessLogs = new logs.LogGroup(this, "AccessLogs", {
+      retention: logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.stage = new apigw.HttpStage(this, "DefaultStage", {
+      httpApi: this.httpApi,
+      stageName: "$default",
+      autoDeploy: true,
+      throttle: { rateLimit: props.settings.rateLimit, burstLimit: props.settings.burstLimit },
+      accessLogSettings: {
+        destination: new apigw.LogGroupLogDestination(this.accessLogs),
+        format: AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: "$context.requestId",
+            ip: "$context.identity.sourceIp",
+            requestTime: "$context.requestTime",
+            method: "$context.httpMethod",
+            path: "$context.path",
+            routeKey: "$context.routeKey",
+            status: "$context.status",
+            protocol: "$context.protocol",
+            responseLength: "$context.responseLength",
+            responseLatency: "$context.responseLatency",
+            integrationLatency: "$context.integrationLatency",
+            integrationError: "$context.integrationErrorMessage",
+            authorizerError: "$context.authorizer.error",
+          }),
+        ),
+      },
+    });
+
+    // Every v1 route of DESIGN.md section 4 goes through one authorized proxy route: the handler
+    // routes on method and rawPath itself (shared/http/router.ts), so the two cannot drift.
+    this.httpApi.addRoutes({
+      path: "/v1/{proxy+}",
+      methods: [apigw.HttpMethod.ANY],
+      integration,
+      authorizer,
+    });
+
+    const [health] = this.httpApi.addRoutes({
+      path: "/health",
+      methods: [apigw.HttpMethod.GET],
+      integration,
+    });
+    if (health) {
+      Validations.of(health).acknowledge({
+        id: "AwsSolutions-APIG4",
+        reason:
+          "GET /health is the unauthenticated liveness probe for load balancers and uptime checks; it " +
+          "returns no tenant data. Every /v1 route uses the API key authorizer.",
+      });
+    }
+  }
+
+  /** The invoke URL of the $default stage. */
+  get url(): string {
+    return this.stage.url;
+  }
+}

@@ -1,0 +1,116 @@
+import { Duration } from "aws-cdk-lib";
+import type * as apigw from "aws-cdk-lib/aws-apigatewayv2";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as cwActions from "aws-cdk-lib/aws-cloudwatch-actions";
+import * as sns from "aws-cdk-lib/aws-sns";
+import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import { Construct } from "constructs";
+import { alarmTopicName } from "../names.ts";
+import type { PristineFunction } from "./lambda-function.ts";
+import { MAX_RECEIVE_COUNT, type WorkQueue } from "./queues.ts";
+
+/** Oldest-message age that means a queue is not keeping up, per queue kind. */
+const OLDEST_MESSAGE_AGE: Readonly<Record<string, Duration>> = {
+  // A clone job can legitimately run up to the worker's 15 minute timeout.
+  "clone-jobs": Duration.minutes(30),
+  // Logoff to refresh should take seconds; minutes mean users wait for desktops.
+  logoff: Duration.minutes(5),
+  // This is the replication lag: the data loss (RPO) a failover right now would cause.
+  replication: Duration.minutes(15),
+};
+const DEFAULT_OLDEST_MESSAGE_AGE = Duration.minutes(30);
+
+export interface ObservabilityProps {
+  readonly stage: string;
+  readonly functions: readonly PristineFunction[];
+  readonly queues: readonly WorkQueue[];
+  readonly httpApi: apigw.HttpApi;
+  /** Subscribed to the alarm topic when given. */
+  readonly alarmEmail: string | undefined;
+}
+
+/**
+ * Alarms, all published to one SNS topic: any message in a DLQ, a main queue falling behind,
+ * and errors or throttles of any function, plus API 5xx responses.
+ */
+export class Observability extends Construct {
+  readonly topic: sns.Topic;
+  readonly alarms: cloudwatch.Alarm[] = [];
+  private readonly stage: string;
+
+  constructor(scope: Construct, id: string, props: ObservabilityProps) {
+    super(scope, id);
+    this.stage = props.stage;
+
+    this.topic = new sns.Topic(this, "AlarmTopic", {
+      topicName: alarmTopicName(props.stage),
+      displayName: `Pristine ${props.stage} alarms`,
+      enforceSSL: true,
+    });
+    if (props.alarmEmail) this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+
+    for (const workQueue of props.queues) {
+      this.alarm(`${workQueue.kind}-dlq-not-empty`, {
+        alarmDescription: `Messages in the ${workQueue.kind} dead-letter queue: jobs failed ${MAX_RECEIVE_COUNT} times or events were undeliverable.`,
+        metric: workQueue.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          period: Duration.minutes(1),
+          statistic: cloudwatch.Stats.MAXIMUM,
+        }),
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      });
+      const maxAge = OLDEST_MESSAGE_AGE[workQueue.kind] ?? DEFAULT_OLDEST_MESSAGE_AGE;
+      this.alarm(`${workQueue.kind}-oldest-message`, {
+        alarmDescription: `The oldest message in the ${workQueue.kind} queue is older than ${maxAge.toHumanString()}.`,
+        metric: workQueue.queue.metricApproximateAgeOfOldestMessage({
+          period: Duration.minutes(1),
+          statistic: cloudwatch.Stats.MAXIMUM,
+        }),
+        threshold: maxAge.toSeconds(),
+        evaluationPeriods: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      });
+    }
+
+    for (const fn of props.functions) {
+      this.alarm(`${fn.name}-errors`, {
+        alarmDescription: `The ${fn.name} function failed (an error, timeout or crash).`,
+        metric: fn.fn.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      });
+      this.alarm(`${fn.name}-throttles`, {
+        alarmDescription: `The ${fn.name} function was throttled (account or function concurrency exhausted).`,
+        metric: fn.fn.metricThrottles({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      });
+    }
+
+    this.alarm("api-5xx", {
+      alarmDescription: "The HTTP API answered with 5xx responses.",
+      metric: props.httpApi.metricServerError({
+        period: Duration.minutes(5),
+        statistic: cloudwatch.Stats.SUM,
+      }),
+      threshold: 5,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    });
+  }
+
+  private alarm(
+    name: string,
+    props: Omit<cloudwatch.AlarmProps, "alarmName" | "evaluationPeriods"> & { evaluationPeriods?: number },
+  ): cloudwatch.Alarm {
+    const alarm = new cloudwatch.Alarm(this, name, {
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      ...props,
+      alarmName: `pristine-${this.stage}-${name}`,
+    });
+    alarm.addAlarmAction(new cwActions.SnsAction(this.topic));
+    alarm.addOkAction(new cwActions.SnsAction(this.topic));
+    this.alarms.push(alarm);
+    return alarm;
+  }
+}

@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { sendJson } from "../../shared/adapters/sqs/queue.ts";
+import { reconcile } from "../../shared/domain/reconcile.ts";
+import {
+  expectStatus,
+  newTenant,
+  readyImage,
+  readyPool,
+  run,
+  startTestRegion,
+  type TestRegion,
+  waitFor,
+  waitForCounts,
+} from "./harness.ts";
+
+let r: TestRegion;
+let tenant: { tenantId: string; key: string };
+let imageId: string;
+let poolId: string;
+
+beforeAll(async () => {
+  r = await startTestRegion({ reconcileEveryMs: 0 });
+  tenant = await newTenant(r);
+  ({ imageId } = await readyImage(r, tenant.key));
+  poolId = await readyPool(r, tenant.key, imageId, 2);
+});
+afterAll(async () => {
+  await r?.stop();
+});
+
+const disk = (desktopId: string) =>
+  r.paths.desktop({ tenantId: tenant.tenantId, poolId, desktopId, datastoreId: "ds-default" });
+const replica = () => r.paths.replica({ tenantId: tenant.tenantId, imageId, version: 1 }, "ds-default");
+
+it("a logoff that died before sending its refresh job is repaired by the reconciler", async () => {
+  const s = expectStatus(
+    await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "ann" } }),
+    200,
+  );
+  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x11 0 1M", disk(s.desktopId)]);
+  // The session ends in the table, but the process dies before the refresh job is sent.
+  const session = await r.region.app.ports.sessions.get(tenant.tenantId, s.sessionId);
+  if (!session) throw new Error("session missing");
+  expect((await r.region.app.ports.sessions.end(session, new Date().toISOString(), "api")).outcome).toBe(
+    "ended",
+  );
+  await waitForCounts(r, tenant.key, poolId, { REFRESHING: 1 });
+
+  const report = await reconcile(r.region.app.ports, 0);
+  expect(report.requeued["refresh-desktop"]).toBe(1);
+  await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 2 });
+  expect((await run("qemu-img", ["compare", "-U", disk(s.desktopId), replica()])).stdout).toContain(
+    "identical",
+  );
+});
+
+it("redelivered jobs change nothing: a provision or refresh job for an assigned desktop leaves the user's disk alone", async () => {
+  const s = expectStatus(
+    await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "ben" } }),
+    200,
+  );
+  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x22 0 1M", disk(s.desktopId)]);
+  const ref = { tenantId: tenant.tenantId, poolId, desktopId: s.desktopId };
+  await sendJson(r.region.app.sqs, r.region.queues.cloneJobs.url, [
+    { kind: "provision-desktop", ...ref },
+    { kind: "refresh-desktop", ...ref, sessionId: "ses-old.x.y" },
+    { kind: "provision-desktop", ...ref },
+  ]);
+  await waitFor("clone-jobs queue drained", async () => {
+    const { GetQueueAttributesCommand } = await import("@aws-sdk/client-sqs");
+    const out = await r.region.app.sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: r.region.queues.cloneJobs.url,
+        AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+      }),
+    );
+    return (
+      out.Attributes?.ApproximateNumberOfMessages === "0" &&
+      out.Attributes?.ApproximateNumberOfMessagesNotVisible === "0"
+    );
+  });
+  // The user's write is still there: the disk still differs from the replica.
+  await expect(run("qemu-img", ["compare", "-U", disk(s.desktopId), replica()])).rejects.toMatchObject({
+    code: 1,
+  });
+  expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body.state).toBe("ACTIVE");
+});
+
+it("a malformed job goes to the dead-letter queue instead of blocking the worker", async () => {
+  await sendJson(r.region.app.sqs, r.region.queues.cloneJobs.url, [{ kind: "format-everything" }]);
+  const { GetQueueAttributesCommand } = await import("@aws-sdk/client-sqs");
+  await waitFor(
+    "message in the DLQ",
+    async () => {
+      const out = await r.region.app.sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: r.region.queues.cloneJobs.dlqUrl,
+          AttributeNames: ["ApproximateNumberOfMessages"],
+        }),
+      );
+      return out.Attributes?.ApproximateNumberOfMessages === "1";
+    },
+    60_000,
+  );
+});
