@@ -14,6 +14,7 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      { test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], testTimeout: 240_000 } },
       {
         test: {
           name: "infra",

@@ -1,0 +1,64 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, expect, it } from "vitest";
+import { freePort, waitFor } from "../../local/emulators.ts";
+
+const run = promisify(execFile);
+const dataDir = await mkdtemp(join(tmpdir(), "pristine-e2e-"));
+const children: ChildProcess[] = [];
+afterAll(async () => {
+  for (const c of children) c.kill("SIGKILL");
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+async function start(port: number) {
+  const child = spawn(process.execPath, ["local/start.ts"], {
+    env: { ...process.env, PRISTINE_PORT: String(port), PRISTINE_DATA_DIR: dataDir },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  await waitFor(
+    "GET /health",
+    async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200,
+    90_000,
+    250,
+  );
+  return { child, exited, output: () => output };
+}
+
+it("npm start serves the API, stops every child on Ctrl-C, and finds its data again", async () => {
+  const port = await freePort();
+  const first = await start(port);
+  expect(first.output()).toContain(`http://127.0.0.1:${port}`);
+  const operatorKey = (await readFile(join(dataDir, "operator-key"), "utf8")).trim();
+  const created = await fetch(`http://127.0.0.1:${port}/v1/admin/tenants`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${operatorKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "persisted" }),
+  });
+  expect(created.status).toBe(201);
+  const { apiKey } = (await created.json()) as { apiKey: string };
+
+  first.child.kill("SIGINT");
+  expect(await first.exited).toBe(0);
+  // DynamoDB Local (a JVM child, started with -dbPath under the data dir) is gone with it.
+  await expect(run("pgrep", ["-f", join(dataDir, "dynamodb")])).rejects.toMatchObject({ code: 1 });
+  const second = await start(port);
+  const pools = await fetch(`http://127.0.0.1:${port}/v1/pools`, {
+    headers: { authorization: `Bearer ${apiKey}` },
+  });
+  expect(pools.status).toBe(200);
+  second.child.kill("SIGINT");
+  expect(await second.exited).toBe(0);
+});
