@@ -1,5 +1,6 @@
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import { documentClient } from "./adapters/dynamodb/client.ts";
+import { documentClient, dynamoClient } from "./adapters/dynamodb/client.ts";
 import { dynamoRepositories } from "./adapters/dynamodb/repositories.ts";
 import { sqsClient, sqsJobQueue } from "./adapters/sqs/queue.ts";
 import { qcow2Driver } from "./adapters/storage/qcow2-driver.ts";
@@ -10,11 +11,13 @@ export interface App {
   config: PristineConfig;
   ports: Ports;
   sqs: SQSClient;
+  dynamodb: DynamoDBClient;
 }
 
 /** Wires the adapters for one region. Lambda entry points call this once per container. */
 export function createApp(config: PristineConfig): App {
-  const doc = documentClient(config.endpoints.dynamodb, config.awsRegion);
+  const dynamodb = dynamoClient(config.endpoints.dynamodb, config.awsRegion);
+  const doc = documentClient(dynamodb);
   const sqs = sqsClient(config.endpoints.sqs, config.awsRegion);
   const ports: Ports = {
     ...dynamoRepositories(doc, config.tableName),
@@ -22,5 +25,5 @@ export function createApp(config: PristineConfig): App {
     storage: qcow2Driver(config.storage),
     clock: { now: () => new Date() },
   };
-  return { config, ports, sqs };
+  return { config, ports, sqs, dynamodb };
 }

@@ -9,7 +9,8 @@ import { createPool, deletePool, describePool, listPoolDesktops } from "../domai
 import { getSession, logoff, logon } from "../domain/sessions.ts";
 import { authenticate, createTenant, type Principal } from "../domain/tenants.ts";
 import { logger } from "../logger.ts";
-import { errorToResponse } from "./problem.ts";
+import { idempotentWrites } from "./idempotency.ts";
+import { errorToResponse, HttpProblem, problem } from "./problem.ts";
 import { createRouter, type ParsedRequest, type Reply, type Route } from "./router.ts";
 import * as s from "./schemas.ts";
 
@@ -18,7 +19,8 @@ interface Ctx {
   app: App;
   principal: Principal | undefined;
 }
-type ApiRoute = Route<Ctx> & { access: Access };
+/** `replayable: false` for answers that carry a secret: an idempotency record would store it. */
+type ApiRoute = Route<Ctx> & { access: Access; replayable: boolean };
 
 const json = (status: number, body: unknown, headers?: Record<string, string>): Reply => ({
   status,
@@ -36,20 +38,28 @@ const route = (
   method: ApiRoute["method"],
   path: string,
   handle: (ctx: Ctx, req: ParsedRequest, tenantId: string) => Promise<Reply>,
+  replayable = true,
 ): ApiRoute => ({
   access,
   method,
   path,
+  replayable,
   handle: (ctx, req) => handle(ctx, req, access === "tenant" ? tenantOf(ctx).tenantId : ""),
 });
 
 const routes: ApiRoute[] = [
   route("public", "GET", "/health", async () => json(200, { status: "ok" })),
 
-  route("operator", "POST", "/v1/admin/tenants", async ({ app }, req) => {
-    const { tenant, apiKey } = await createTenant(app.ports, req.body(s.createTenantBody));
-    return json(201, { ...tenant, apiKey });
-  }),
+  route(
+    "operator",
+    "POST",
+    "/v1/admin/tenants",
+    async ({ app }, req) => {
+      const { tenant, apiKey } = await createTenant(app.ports, req.body(s.createTenantBody));
+      return json(201, { ...tenant, apiKey });
+    },
+    false,
+  ),
 
   route("tenant", "POST", "/v1/images", async ({ app }, req, t) =>
     json(201, await createImage(app.ports, t, req.body(s.createImageBody))),
@@ -120,16 +130,38 @@ export function apiHandler(app: App) {
   const resolve = createRouter<Ctx>(routes);
   const principalFor = principalCache(app);
 
+  const idempotent = idempotentWrites(app.dynamodb, app.config.tableName);
+
   const base = async (event: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> => {
-    const { route: hit, request } = resolve(event);
-    const access = (hit as ApiRoute).access;
+    const { route, request } = resolve(event);
+    const hit = route as ApiRoute;
+    const access = hit.access;
     let principal: Principal | undefined;
     if (access !== "public") {
       principal = await principalFor(request.headers.authorization);
       if (access === "operator" && principal.kind !== "operator")
         throw forbidden("this route needs the operator key");
     }
-    const reply = await hit.handle({ app, principal }, request);
+    const run = () => hit.handle({ app, principal }, request);
+    const key = request.headers["idempotency-key"];
+    if (key === undefined || hit.method === "GET" || !hit.replayable) return toResponse(await run());
+    if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
+      throw new HttpProblem(
+        problem(400, "validation-error", "headers.idempotency-key: 1 to 255 visible ASCII characters", {
+          field: "headers.idempotency-key",
+        }),
+      );
+    }
+    const scope = principal?.kind === "tenant" ? principal.tenant.tenantId : (principal?.kind ?? "public");
+    return toResponse(
+      await idempotent(
+        { scope, method: hit.method, path: event.rawPath, key, body: request.rawBody ?? "" },
+        run,
+      ),
+    );
+  };
+
+  const toResponse = (reply: Reply): APIGatewayProxyStructuredResultV2 => {
     return {
       statusCode: reply.status,
       headers: { "content-type": "application/json", ...reply.headers },

@@ -312,3 +312,41 @@ describe("pool deletion", () => {
     for (const d of desktops) await expect(stat(diskOf(poolId, d.desktopId))).rejects.toThrow();
   });
 });
+
+describe("Idempotency-Key", () => {
+  it("a retried write returns the first answer and creates nothing twice; another body is refused", async () => {
+    const headers = { "idempotency-key": "create-pool-42" };
+    const body = { name: "once", imageId, size: 1 };
+    const call = (b: unknown) =>
+      fetch(`${r.region.apiUrl}/v1/pools`, {
+        method: "POST",
+        headers: { ...headers, authorization: `Bearer ${tenant.key}`, "content-type": "application/json" },
+        body: JSON.stringify(b),
+      });
+    const first = await call(body);
+    const second = await call(body);
+    expect(first.status).toBe(201);
+    expect(second.status).toBe(201);
+    const [a, b] = [(await first.json()) as any, (await second.json()) as any];
+    expect(b.poolId).toBe(a.poolId);
+    const pools = (await r.api("GET", "/v1/pools", { key: tenant.key })).body.items.filter(
+      (p: any) => p.name === "once",
+    );
+    expect(pools).toHaveLength(1);
+    const reused = await call({ ...body, size: 2 });
+    expect(reused.status).toBe(422);
+    expect(((await reused.json()) as any).field).toBe("headers.idempotency-key");
+  });
+
+  it("tenant creation is never replayed, so its API key is never stored", async () => {
+    const create = () =>
+      fetch(`${r.region.apiUrl}/v1/admin/tenants`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${r.operatorKey}`, "idempotency-key": "t-1", "content-type": "application/json" },
+        body: JSON.stringify({ name: "twice" }),
+      }).then((res) => res.json() as Promise<any>);
+    const [a, b] = [await create(), await create()];
+    expect(a.apiKey).toMatch(/^prs_/);
+    expect(b.tenantId).not.toBe(a.tenantId);
+  });
+});

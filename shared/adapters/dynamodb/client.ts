@@ -2,8 +2,12 @@ import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from "@aws
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { freeIndex } from "./keys.ts";
 
-export function documentClient(endpoint?: string, region?: string): DynamoDBDocumentClient {
-  const client = new DynamoDBClient({ ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
+export function dynamoClient(endpoint?: string, region?: string): DynamoDBClient {
+  return new DynamoDBClient({ ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
+}
+
+export function documentClient(endpoint?: string | DynamoDBClient, region?: string): DynamoDBDocumentClient {
+  const client = endpoint instanceof DynamoDBClient ? endpoint : dynamoClient(endpoint, region);
   return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
 }
 
