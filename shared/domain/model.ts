@@ -54,6 +54,8 @@ export interface Desktop {
   tenantId: string;
   poolId: string;
   desktopId: string;
+  /** Position in the pool at creation; spreads desktops evenly in the free index. */
+  slot?: number;
   state: DesktopState;
   datastoreId: string;
   imageId: string;

@@ -44,10 +44,11 @@ export async function createPool(
     state: "ACTIVE",
     createdAt: now,
   };
-  const desktops: Desktop[] = Array.from({ length: input.size }, () => ({
+  const desktops: Desktop[] = Array.from({ length: input.size }, (_, slot) => ({
     tenantId,
     poolId: pool.poolId,
     desktopId: newId("dsk"),
+    slot,
     state: "PROVISIONING",
     datastoreId,
     imageId: pool.imageId,

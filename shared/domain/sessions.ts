@@ -11,7 +11,7 @@ export interface LogonResult {
   reconnected: boolean;
 }
 
-const candidatesPerRound = 8;
+const candidatesPerRound = 1;
 const maxRounds = 200;
 
 const withConnection = (session: Session, reconnected: boolean): LogonResult => ({
@@ -37,9 +37,9 @@ export async function logon(
   for (let round = 0; round < maxRounds; round++) {
     const candidates = await ports.desktops.findFree(tenantId, poolId, candidatesPerRound);
     if (candidates.length === 0) return noFreeDesktop(ports, tenantId, poolId, userId);
-    // One random candidate per look: under a storm a free list goes stale in milliseconds, so a
-    // lost race is followed by a fresh look rather than by the next name on an old list.
-    const desktop = candidates[Math.floor(Math.random() * candidates.length)] as Desktop;
+    // One candidate per look (the first free one at a well-spread starting point): under a storm a
+    // list goes stale in milliseconds, so a lost race is followed by a fresh look.
+    const desktop = candidates[0] as Desktop;
     const session: Session = {
       tenantId,
       sessionId: newSessionId(poolId, desktop.desktopId),

@@ -22,7 +22,6 @@ const CDK_CONTEXT = JSON.parse(readFileSync(path.join(ROOT, "cdk.json"), "utf8")
   unknown
 >;
 
-// biome-ignore lint/suspicious/noExplicitAny: templates are untyped JSON, walked freely by the assertions
 type Json = Record<string, any>;
 
 interface Synthesized {

@@ -342,7 +342,11 @@ describe("Idempotency-Key", () => {
     const create = () =>
       fetch(`${r.region.apiUrl}/v1/admin/tenants`, {
         method: "POST",
-        headers: { authorization: `Bearer ${r.operatorKey}`, "idempotency-key": "t-1", "content-type": "application/json" },
+        headers: {
+          authorization: `Bearer ${r.operatorKey}`,
+          "idempotency-key": "t-1",
+          "content-type": "application/json",
+        },
         body: JSON.stringify({ name: "twice" }),
       }).then((res) => res.json() as Promise<any>);
     const [a, b] = [await create(), await create()];

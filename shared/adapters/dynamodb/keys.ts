@@ -12,8 +12,8 @@
  *   desktop       TENANT#<t>#POOL#<p>         DESKTOP#<d>
  *   user lock     TENANT#<t>#POOL#<p>         USER#<u>      (the user's one active session in the pool)
  *
- * GSI1 is sparse: only AVAILABLE desktops carry gsi1pk = FREE#<t>#<p>, with a random gsi1sk so
- * that concurrent logons starting at random points rarely collide.
+ * GSI1 is sparse: only AVAILABLE desktops carry gsi1pk = FREE#<t>#<p>; gsi1sk is the desktop's
+ * `spread` token, evenly spread over the key space so that concurrent logons rarely collide.
  */
 export const tableKeys = { pk: "pk", sk: "sk" } as const;
 export const freeIndex = { name: "gsi1", pk: "gsi1pk", sk: "gsi1sk" } as const;
@@ -39,7 +39,7 @@ export const keys = {
 };
 
 /** Attributes that only exist to index an item; stripped before an item becomes a domain object. */
-const keyAttributes = ["pk", "sk", "gsi1pk", "gsi1sk", "entity"];
+const keyAttributes = ["pk", "sk", "gsi1pk", "gsi1sk", "entity", "spread"];
 
 export function fromItem<T>(item: Record<string, unknown>): T {
   const out: Record<string, unknown> = {};

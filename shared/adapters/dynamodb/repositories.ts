@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
   BatchWriteCommand,
@@ -26,7 +25,20 @@ import type {
 } from "../../ports.ts";
 import { freeIndex, fromItem, keys } from "./keys.ts";
 
-const spreadToken = () => randomBytes(8).toString("hex");
+/*
+ * Where a desktop sits in the free index, and where a logon starts looking. Both follow the
+ * golden-ratio sequence (slot * phi mod 1): its points are as evenly spread as N points can be, so
+ * in a logon storm the k-th concurrent logon of a process starts next to a different free desktop
+ * than its neighbours instead of racing them for the same one. Desktops without a slot, and each
+ * process's starting offset, are random.
+ */
+const phi = (Math.sqrt(5) - 1) / 2;
+const tokenAt = (fraction: number) =>
+  Math.floor((fraction - Math.floor(fraction)) * 2 ** 52)
+    .toString(16)
+    .padStart(13, "0");
+const spreadToken = (slot?: number) => tokenAt(slot === undefined ? Math.random() : slot * phi);
+let logonProbe = Math.floor(Math.random() * 1_000_000);
 
 function cancellationCodes(err: unknown): string[] | undefined {
   if (!(err instanceof TransactionCanceledException)) return undefined;
@@ -180,8 +192,9 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
     ...keys.desktop(d.tenantId, d.poolId, d.desktopId),
     entity: "desktop",
     ...d,
+    spread: spreadToken(d.slot),
     ...(d.state === "AVAILABLE"
-      ? { gsi1pk: keys.freeDesktops(d.tenantId, d.poolId), gsi1sk: spreadToken() }
+      ? { gsi1pk: keys.freeDesktops(d.tenantId, d.poolId), gsi1sk: spreadToken(d.slot) }
       : {}),
   });
 
@@ -231,7 +244,7 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
         );
         return (out.Items ?? []).map((item) => fromItem<Desktop>(item));
       };
-      const token = spreadToken();
+      const token = tokenAt(logonProbe++ * phi);
       const found = await query(`${freeIndex.sk} >= :token`, token, limit);
       if (found.length < limit)
         found.push(...(await query(`${freeIndex.sk} < :token`, token, limit - found.length)));
@@ -247,7 +260,8 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
         values[`:${k}`] = v;
       }
       if (to === "AVAILABLE") {
-        sets.push(`${freeIndex.pk} = :free`, `${freeIndex.sk} = :spread`);
+        // Back in the free index at the desktop's own place (its `spread`, set at creation).
+        sets.push(`${freeIndex.pk} = :free`, `${freeIndex.sk} = if_not_exists(spread, :spread)`);
         values[":free"] = keys.freeDesktops(d.tenantId, d.poolId);
         values[":spread"] = spreadToken();
         removes.push("sessionId", "userId", "sessionStartedAt", "#error");
