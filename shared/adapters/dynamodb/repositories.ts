@@ -38,7 +38,13 @@ const tokenAt = (fraction: number) =>
     .toString(16)
     .padStart(13, "0");
 const spreadToken = (slot?: number) => tokenAt(slot === undefined ? Math.random() : slot * phi);
-let logonProbe = Math.floor(Math.random() * 1_000_000);
+
+/**
+ * Each process walks a pool's slots round-robin from a random start, probing at a slot's own place:
+ * its concurrent logons then aim at distinct desktops. The pool's size is only a hint for this
+ * walk (read once a minute), never a correctness input: the claim itself is conditional.
+ */
+const probeCursors = new Map<string, { next: number; size: Promise<number>; readAt: number }>();
 
 function cancellationCodes(err: unknown): string[] | undefined {
   if (!(err instanceof TransactionCanceledException)) return undefined;
@@ -244,7 +250,20 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
         );
         return (out.Items ?? []).map((item) => fromItem<Desktop>(item));
       };
-      const token = tokenAt(logonProbe++ * phi);
+      const poolKey = keys.freeDesktops(t, p);
+      let cursor = probeCursors.get(poolKey);
+      if (!cursor || Date.now() - cursor.readAt > 60_000) {
+        // Set before the read so that concurrent logons share one cursor (and one read).
+        cursor = {
+          next: cursor?.next ?? Math.floor(Math.random() * 1_000_000),
+          size: get<Pool>(keys.pool(t, p)).then((pool) => Math.max(1, pool?.size ?? 1)),
+          readAt: Date.now(),
+        };
+        if (probeCursors.size > 10_000) probeCursors.clear();
+        probeCursors.set(poolKey, cursor);
+      }
+      const slot = cursor.next++;
+      const token = tokenAt((slot % (await cursor.size)) * phi);
       const found = await query(`${freeIndex.sk} >= :token`, token, limit);
       if (found.length < limit)
         found.push(...(await query(`${freeIndex.sk} < :token`, token, limit - found.length)));
