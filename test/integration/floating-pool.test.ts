@@ -13,6 +13,7 @@ import {
   type TestRegion,
   waitFor,
   waitForCounts,
+  waitUntilDrained,
 } from "./harness.ts";
 
 let r: TestRegion;
@@ -162,19 +163,7 @@ describe("linked clones and logoff refresh", () => {
     // An event for an unknown session is acknowledged too; wait until both are consumed.
     const bogus = logoffEvent({ ...event.detail, sessionId: "ses-doesnotexist" });
     await sendJson(r.region.app.sqs, r.region.queues.logoff.url, [bogus]);
-    await waitFor("logoff queue drained", async () => {
-      const { GetQueueAttributesCommand } = await import("@aws-sdk/client-sqs");
-      const out = await r.region.app.sqs.send(
-        new GetQueueAttributesCommand({
-          QueueUrl: r.region.queues.logoff.url,
-          AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        }),
-      );
-      return (
-        out.Attributes?.ApproximateNumberOfMessages === "0" &&
-        out.Attributes?.ApproximateNumberOfMessagesNotVisible === "0"
-      );
-    });
+    await waitUntilDrained(r, r.region.queues.logoff.url);
     for (const s of sessions) {
       expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body.state).toBe(
         "ACTIVE",

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { inject } from "vitest";
 import { waitFor } from "../../local/emulators.ts";
 import { type Region, type RegionOptions, startRegion } from "../../local/region.ts";
@@ -130,6 +131,34 @@ export async function waitForCounts(
     async () => {
       const got = await r.api("GET", `/v1/pools/${poolId}`, { key });
       return Object.entries(want).every(([state, n]) => got.body.desktopCounts?.[state] === n);
+    },
+    timeoutMs,
+  );
+}
+
+/** Messages waiting and in flight on a queue. */
+export async function queueDepth(
+  r: TestRegion,
+  queueUrl: string,
+): Promise<{ waiting: number; inFlight: number }> {
+  const out = await r.region.app.sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    }),
+  );
+  return {
+    waiting: Number(out.Attributes?.ApproximateNumberOfMessages ?? 0),
+    inFlight: Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0),
+  };
+}
+
+export async function waitUntilDrained(r: TestRegion, queueUrl: string, timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    `queue ${queueUrl} drained`,
+    async () => {
+      const { waiting, inFlight } = await queueDepth(r, queueUrl);
+      return waiting === 0 && inFlight === 0;
     },
     timeoutMs,
   );

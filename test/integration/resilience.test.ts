@@ -4,6 +4,7 @@ import { reconcile } from "../../shared/domain/reconcile.ts";
 import {
   expectStatus,
   newTenant,
+  queueDepth,
   readyImage,
   readyPool,
   run,
@@ -11,6 +12,7 @@ import {
   type TestRegion,
   waitFor,
   waitForCounts,
+  waitUntilDrained,
 } from "./harness.ts";
 
 let r: TestRegion;
@@ -66,19 +68,7 @@ it("redelivered jobs change nothing: a provision or refresh job for an assigned 
     { kind: "refresh-desktop", ...ref, sessionId: "ses-old.x.y" },
     { kind: "provision-desktop", ...ref },
   ]);
-  await waitFor("clone-jobs queue drained", async () => {
-    const { GetQueueAttributesCommand } = await import("@aws-sdk/client-sqs");
-    const out = await r.region.app.sqs.send(
-      new GetQueueAttributesCommand({
-        QueueUrl: r.region.queues.cloneJobs.url,
-        AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-      }),
-    );
-    return (
-      out.Attributes?.ApproximateNumberOfMessages === "0" &&
-      out.Attributes?.ApproximateNumberOfMessagesNotVisible === "0"
-    );
-  });
+  await waitUntilDrained(r, r.region.queues.cloneJobs.url);
   // The user's write is still there: the disk still differs from the replica.
   await expect(run("qemu-img", ["compare", "-U", disk(s.desktopId), replica()])).rejects.toMatchObject({
     code: 1,
@@ -88,18 +78,8 @@ it("redelivered jobs change nothing: a provision or refresh job for an assigned 
 
 it("a malformed job goes to the dead-letter queue instead of blocking the worker", async () => {
   await sendJson(r.region.app.sqs, r.region.queues.cloneJobs.url, [{ kind: "format-everything" }]);
-  const { GetQueueAttributesCommand } = await import("@aws-sdk/client-sqs");
   await waitFor(
     "message in the DLQ",
-    async () => {
-      const out = await r.region.app.sqs.send(
-        new GetQueueAttributesCommand({
-          QueueUrl: r.region.queues.cloneJobs.dlqUrl,
-          AttributeNames: ["ApproximateNumberOfMessages"],
-        }),
-      );
-      return out.Attributes?.ApproximateNumberOfMessages === "1";
-    },
-    60_000,
+    async () => (await queueDepth(r, r.region.queues.cloneJobs.dlqUrl)).waiting === 1,
   );
 });
