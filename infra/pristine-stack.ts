@@ -67,6 +67,8 @@ export class PristineStack extends Stack {
       operatorKeySha256: config.operatorKeySha256,
       defaultDatastoreId: config.datastore.id,
       settings: config.api,
+      datastore: this.datastore,
+      qemuImgLayerArn: config.qemuImgLayerArns[props.region],
     });
     this.workers = new Workers(this, "Workers", {
       stage,

@@ -4,11 +4,13 @@ import * as apigw from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaAuthorizer, HttpLambdaResponseType } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import type { ApiSettings } from "../config.ts";
 import type { RegionRole } from "../names.ts";
 import { grantTableRead, grantTableReadWrite } from "./data.ts";
+import { DATASTORE_MOUNT_PATH, type EfsDatastore } from "./datastore.ts";
 import { PristineFunction } from "./lambda-function.ts";
 import type { Queues } from "./queues.ts";
 
@@ -25,6 +27,9 @@ export interface ApiProps {
   /** Id of the region's EFS datastore (pristine:datastore.id). */
   readonly defaultDatastoreId: string;
   readonly settings: ApiSettings;
+  /** The api reads the datastore too: publish validates source disks, desktop listings show delta sizes. */
+  readonly datastore: EfsDatastore;
+  readonly qemuImgLayerArn: string | undefined;
 }
 
 /**
@@ -65,7 +70,17 @@ export class Api extends Construct {
         PRISTINE_OPERATOR_KEY_SHA256: props.operatorKeySha256,
         // Datastore new pools are placed on.
         PRISTINE_DATASTORE_ID: props.defaultDatastoreId,
+        PRISTINE_DATA_DIR: DATASTORE_MOUNT_PATH,
+        PRISTINE_DATASTORE_PATH: DATASTORE_MOUNT_PATH,
+        PRISTINE_IMPORT_ROOTS: `${DATASTORE_MOUNT_PATH}/imports`,
       },
+      vpc: props.datastore.vpc,
+      vpcSubnets: props.datastore.subnets,
+      securityGroups: [props.datastore.clientSecurityGroup],
+      filesystem: props.datastore.lambdaFileSystem(),
+      layers: props.qemuImgLayerArn
+        ? [lambda.LayerVersion.fromLayerVersionArn(this, "QemuImgLayer", props.qemuImgLayerArn)]
+        : undefined,
     });
     grantTableReadWrite(table, this.handler.role);
     queues.grantSendCloneJobs(this.handler.fn);

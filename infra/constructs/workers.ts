@@ -56,8 +56,10 @@ export class Workers extends Construct {
       environment: {
         ...tableEnv,
         ...queues.cloneJobsEnvironment(),
+        PRISTINE_DATA_DIR: DATASTORE_MOUNT_PATH,
         PRISTINE_DATASTORE_PATH: DATASTORE_MOUNT_PATH,
         PRISTINE_DATASTORE_ID: props.datastoreId,
+        PRISTINE_IMPORT_ROOTS: `${DATASTORE_MOUNT_PATH}/imports`,
         PRISTINE_IMAGE_BUCKET: storage.images.bucketName,
       },
       vpc: datastore.vpc,

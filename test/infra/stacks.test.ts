@@ -134,13 +134,18 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_PEER_REGION",
     "PRISTINE_OPERATOR_KEY_SHA256",
     "PRISTINE_DATASTORE_ID",
+    "PRISTINE_DATA_DIR",
+    "PRISTINE_DATASTORE_PATH",
+    "PRISTINE_IMPORT_ROOTS",
   ],
   authorizer: ["PRISTINE_TABLE_NAME", "PRISTINE_OPERATOR_KEY_SHA256"],
   "clone-worker": [
     "PRISTINE_TABLE_NAME",
     "PRISTINE_CLONE_JOBS_QUEUE_URL",
+    "PRISTINE_DATA_DIR",
     "PRISTINE_DATASTORE_PATH",
     "PRISTINE_DATASTORE_ID",
+    "PRISTINE_IMPORT_ROOTS",
     "PRISTINE_IMAGE_BUCKET",
   ],
   logoff: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL"],
@@ -400,14 +405,21 @@ describe("the default app (cdk.json context, no account)", () => {
       expect(vars("authorizer").PRISTINE_OPERATOR_KEY_SHA256).toBe(OPERATOR_KEY_PLACEHOLDER);
     });
 
-    it("mounts the encrypted EFS access point at /mnt/datastore in the clone worker only", () => {
+    it("mounts the encrypted EFS access point at /mnt/datastore in the clone worker and the api only", () => {
       template.hasResourceProperties("AWS::EFS::FileSystem", { Encrypted: true });
       template.resourceCountIs("AWS::EFS::AccessPoint", 1);
-      const functions = Object.values(resourcesOf(template, "AWS::Lambda::Function"));
-      const mounting = functions.filter((f) => f.Properties.FileSystemConfigs);
-      expect(mounting).toHaveLength(1);
-      expect(mounting[0]?.Properties.FileSystemConfigs[0].LocalMountPath).toBe("/mnt/datastore");
-      expect(mounting[0]?.Properties.VpcConfig).toBeDefined();
+      const functions = resourcesOf(template, "AWS::Lambda::Function");
+      const mounting = Object.entries(functions).filter(([, f]) => f.Properties.FileSystemConfigs);
+      expect(mounting.map(([id]) => id).sort()).toEqual(
+        [
+          logicalId(stack, stack.functions["clone-worker"].fn),
+          logicalId(stack, stack.functions.api.fn),
+        ].sort(),
+      );
+      for (const [, f] of mounting) {
+        expect(f.Properties.FileSystemConfigs[0].LocalMountPath).toBe("/mnt/datastore");
+        expect(f.Properties.VpcConfig).toBeDefined();
+      }
       // No NAT: DynamoDB and S3 through gateway endpoints, SQS through an interface endpoint.
       template.resourceCountIs("AWS::EC2::NatGateway", 0);
       template.resourceCountIs("AWS::EC2::InternetGateway", 0);
