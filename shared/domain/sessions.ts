@@ -1,4 +1,5 @@
 import type { Ports } from "../ports.ts";
+import { dedicatedLogon } from "./dedicated.ts";
 import { conflict, noDesktopAvailable, notFound } from "./errors.ts";
 import { newSessionId } from "./ids.ts";
 import { type ConnectionInfo, connectionInfo, type Desktop, type Session } from "./model.ts";
@@ -32,6 +33,9 @@ export async function logon(
   poolId: string,
   userId: string,
 ): Promise<LogonResult> {
+  // Dedicated pools (issue 3) give a user their own desktop back: see dedicated.ts.
+  const dedicated = await dedicatedLogon(ports, tenantId, poolId, userId);
+  if (dedicated) return dedicated;
   // Fast path: no read before the claim. A reconnecting user fails the user-lock condition and
   // is answered from the lock; an unknown or draining pool simply has no free desktop.
   for (let round = 0; round < maxRounds; round++) {

@@ -1,0 +1,66 @@
+import type { Ports } from "../ports.ts";
+import { conflict, DomainError, noDesktopAvailable } from "./errors.ts";
+import { newSessionId } from "./ids.ts";
+import { connectionInfo, type Desktop, type Session } from "./model.ts";
+import type { LogonResult } from "./sessions.ts";
+
+const result = (session: Session, reconnected: boolean): LogonResult => ({
+  session,
+  connection: connectionInfo(session),
+  reconnected,
+});
+
+/**
+ * Dedicated assignment: a user's first logon takes a free desktop and makes it theirs (the owner
+ * item and the desktop's `assignedUserId`, written in the same transaction as the session); every
+ * later logon gets that same desktop back. Returns undefined for a floating pool.
+ */
+export async function dedicatedLogon(
+  ports: Pick<Ports, "pools" | "desktops" | "sessions" | "clock">,
+  tenantId: string,
+  poolId: string,
+  userId: string,
+): Promise<LogonResult | undefined> {
+  const pool = await ports.pools.get(tenantId, poolId);
+  if (pool?.assignment !== "dedicated") return undefined;
+  if (pool.state !== "ACTIVE") throw conflict("pool-not-active", `pool ${poolId} is ${pool.state}`);
+  const sessionOn = (desktop: Desktop): Session => ({
+    tenantId,
+    sessionId: newSessionId(poolId, desktop.desktopId),
+    poolId,
+    desktopId: desktop.desktopId,
+    userId,
+    state: "ACTIVE",
+    startedAt: ports.clock.now().toISOString(),
+  });
+  for (let round = 0; round < 50; round++) {
+    const ownedId = await ports.sessions.ownedDesktop(tenantId, poolId, userId);
+    const owned = ownedId ? await ports.desktops.get(tenantId, poolId, ownedId) : undefined;
+    let desktop: Desktop | undefined = owned;
+    if (!ownedId) {
+      const free = await ports.desktops.findFree(tenantId, poolId, 8);
+      if (free.length === 0) throw noDesktopAvailable(poolId);
+      desktop = free[Math.floor(Math.random() * free.length)];
+    } else if (owned?.state === "ASSIGNED") {
+      const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+      if (existing) return result(existing, true);
+      continue;
+    } else if (owned?.state !== "AVAILABLE") {
+      throw new DomainError(
+        "desktop-not-ready",
+        503,
+        `your desktop ${ownedId} is ${owned?.state ?? "gone"}; retry shortly`,
+        { retryAfterSeconds: 5 },
+      );
+    }
+    const assigned = await ports.sessions.assign(desktop as Desktop, sessionOn(desktop as Desktop), {
+      dedicate: !ownedId,
+    });
+    if (assigned.outcome === "assigned") return result(assigned.session, false);
+    if (assigned.outcome === "user-has-session") {
+      const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+      if (existing) return result(existing, true);
+    }
+  }
+  throw noDesktopAvailable(poolId);
+}
