@@ -1,14 +1,8 @@
 import type { Ports } from "../ports.ts";
 import { conflict, DomainError, noDesktopAvailable } from "./errors.ts";
 import { newSessionId } from "./ids.ts";
-import { connectionInfo, type Desktop, type Session } from "./model.ts";
-import type { LogonResult } from "./sessions.ts";
-
-const result = (session: Session, reconnected: boolean): LogonResult => ({
-  session,
-  connection: connectionInfo(session),
-  reconnected,
-});
+import type { Desktop, Session } from "./model.ts";
+import { type LogonResult, withConnection as result } from "./sessions.ts";
 
 /**
  * Dedicated assignment: a user's first logon takes a free desktop and makes it theirs (the owner

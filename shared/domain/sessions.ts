@@ -15,7 +15,7 @@ export interface LogonResult {
 const candidatesPerRound = 8;
 const maxRounds = 200;
 
-const withConnection = (session: Session, reconnected: boolean): LogonResult => ({
+export const withConnection = (session: Session, reconnected: boolean): LogonResult => ({
   session,
   connection: connectionInfo(session),
   reconnected,

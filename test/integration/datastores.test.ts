@@ -2,6 +2,8 @@ import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { qcow2Driver } from "../../shared/adapters/storage/qcow2-driver.ts";
+import type { ImageVersion } from "../../shared/domain/model.ts";
+import type { StorageDriver } from "../../shared/ports.ts";
 import {
   expectStatus,
   newTenant,
@@ -151,12 +153,15 @@ describe("replicas", () => {
   });
 
   it("two workers on one datastore (separate processes' drivers) create it once; a bad checksum keeps none", async () => {
-    const version = (await r.region.app.ports.images.getVersion(tenant.tenantId, imageId, 1))!;
+    const version = (await r.region.app.ports.images.getVersion(tenant.tenantId, imageId, 1)) as ImageVersion;
     const storage = r.region.app.config.storage;
     const path = join(r.dataDir, "race");
-    const drivers = [1, 2].map(() => qcow2Driver({ ...storage, datastores: { race: path } }));
+    const [one, two] = [1, 2].map(() => qcow2Driver({ ...storage, datastores: { race: path } })) as [
+      StorageDriver,
+      StorageDriver,
+    ];
     const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => drivers[i % 2]!.ensureReplica(version, "race")),
+      Array.from({ length: 10 }, (_, i) => (i % 2 ? one : two).ensureReplica(version, "race")),
     );
     expect(results.filter((x) => x.created)).toHaveLength(1);
     const corrupt = qcow2Driver({ ...storage, datastores: { bad: join(r.dataDir, "bad") } });
@@ -200,7 +205,7 @@ describe("image versions", () => {
     const raw = join(r.dataDir, "disk.raw");
     await writeFile(raw, Buffer.alloc(1024 * 1024, 0x5a));
     const n = await readyVersion(r, tenant.key, image.imageId, { path: raw });
-    const v = (await r.region.app.ports.images.getVersion(tenant.tenantId, image.imageId, n))!;
+    const v = (await r.region.app.ports.images.getVersion(tenant.tenantId, image.imageId, n)) as ImageVersion;
     expect(v).toMatchObject({ state: "READY", virtualSizeBytes: 1024 * 1024 });
     expect(v.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
