@@ -107,14 +107,14 @@ export class PristineStack extends Stack {
       Annotations.of(this).addWarningV2(
         "pristine:operatorKeyPlaceholder",
         "pristine:operatorKeySha256 is the placeholder: no operator key is accepted until it is set " +
-          "(see "Deploy to AWS" in README.md).",
+          "(see Deploy to AWS in README.md).",
       );
     }
     if (!config.qemuImgLayerArns[props.region]) {
       Annotations.of(this).addWarningV2(
         "pristine:noQemuImgLayer",
         `No pristine:qemuImgLayerArns entry for ${props.region}: the clone worker Lambda has no qemu-img ` +
-          "binary (see "Deploy to AWS" in README.md).",
+          "binary (see Deploy to AWS in README.md).",
       );
     }
 

@@ -6,7 +6,8 @@ import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { documentClient, ensureTable } from "../shared/adapters/dynamodb/client.ts";
 import { sendJson, sqsClient } from "../shared/adapters/sqs/queue.ts";
 import { type App, createApp } from "../shared/app.ts";
-import { type PristineConfig, storageLayout } from "../shared/config.ts";
+import { defaultDatastoreOf, type PristineConfig, storageLayout } from "../shared/config.ts";
+import { defaultWorkerSettings, type WorkerSettings } from "../shared/domain/clone-jobs.ts";
 import { hashApiKey } from "../shared/domain/tenants.ts";
 import { apiHandler } from "../shared/http/api.ts";
 import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
@@ -30,6 +31,9 @@ export interface RegionOptions {
   cloneWorkerConcurrency?: number;
   /** How often the reconciler runs (the EventBridge schedule in AWS); 0 turns it off. */
   reconcileEveryMs?: number;
+  /** Capacity of the default local datastore (`ds-default`). */
+  defaultDatastoreCapacity?: { capacityGiB: number; overcommit: number };
+  worker?: Partial<WorkerSettings>;
 }
 
 export interface Region {
@@ -53,14 +57,16 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   const cloneJobs = await ensureQueueWithDlq(sqs, `${prefix}-clone-jobs`, { visibilityTimeoutSeconds: 900 });
   const logoff = await ensureQueueWithDlq(sqs, `${prefix}-logoff`, { visibilityTimeoutSeconds: 180 });
 
+  const storage = storageLayout(opts.dataDir, opts.importRoots ? { importRoots: opts.importRoots } : {});
   const config: PristineConfig = {
     regionName: opts.name,
     tableName,
     cloneJobsQueueUrl: cloneJobs.url,
     logoffQueueUrl: logoff.url,
     operatorKeySha256: hashApiKey(opts.operatorKey),
-    storage: storageLayout(opts.dataDir, opts.importRoots ? { importRoots: opts.importRoots } : {}),
-    defaultDatastoreId: "ds-default",
+    storage,
+    defaultDatastore: defaultDatastoreOf(storage, opts.defaultDatastoreCapacity),
+    worker: { ...defaultWorkerSettings, ...opts.worker },
     endpoints: { dynamodb: opts.dynamodbEndpoint, sqs: opts.sqsEndpoint },
     awsRegion,
   };

@@ -19,10 +19,12 @@ export function createApp(config: PristineConfig): App {
   const dynamodb = dynamoClient(config.endpoints.dynamodb, config.awsRegion);
   const doc = documentClient(dynamodb);
   const sqs = sqsClient(config.endpoints.sqs, config.awsRegion);
+  const repositories = dynamoRepositories(doc, config.tableName);
   const ports: Ports = {
-    ...dynamoRepositories(doc, config.tableName),
+    ...repositories,
     jobs: sqsJobQueue(sqs, config.cloneJobsQueueUrl),
-    storage: qcow2Driver(config.storage),
+    // Registered datastores' folders come from the table; the default one from configuration.
+    storage: qcow2Driver(config.storage, async (id) => (await repositories.datastores.get(id))?.path),
     clock: { now: () => new Date() },
   };
   return { config, ports, sqs, dynamodb };

@@ -2,6 +2,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import type { Qcow2Layout } from "./adapters/storage/qcow2-driver.ts";
+import { defaultWorkerSettings, type WorkerSettings } from "./domain/clone-jobs.ts";
+import type { DefaultDatastore } from "./domain/datastores.ts";
 
 /** Everything a region's functions need; built from the environment in Lambda, by hand locally. */
 export interface PristineConfig {
@@ -12,7 +14,9 @@ export interface PristineConfig {
   logoffQueueUrl?: string;
   operatorKeySha256?: string;
   storage: Qcow2Layout;
-  defaultDatastoreId: string;
+  /** The region's own datastore, usable before (and overridden by) a registration of the same id. */
+  defaultDatastore: DefaultDatastore;
+  worker: WorkerSettings;
   /** Explicit endpoints for the emulators; in AWS the SDK's defaults (or AWS_ENDPOINT_URL_*) apply. */
   endpoints: { dynamodb?: string; sqs?: string };
   awsRegion?: string;
@@ -31,6 +35,9 @@ const envSchema = z.object({
   PRISTINE_IMAGE_STORE_PATH: z.string().optional(),
   PRISTINE_DATASTORE_PATH: z.string().optional(),
   PRISTINE_DATASTORE_ID: z.string().default("ds-default"),
+  PRISTINE_DATASTORE_CAPACITY_GIB: z.coerce.number().positive().default(1024),
+  PRISTINE_DATASTORE_OVERCOMMIT: z.coerce.number().positive().default(4),
+  PRISTINE_RECOMPOSE_SLOTS_PER_DATASTORE: z.coerce.number().int().positive().default(4),
   PRISTINE_IMPORT_ROOTS: z.string().optional(),
   AWS_ENDPOINT_URL_DYNAMODB: z.string().optional(),
   AWS_ENDPOINT_URL_SQS: z.string().optional(),
@@ -57,6 +64,15 @@ export function storageLayout(
   };
 }
 
+/** The default datastore of a layout built by `storageLayout` (its one entry). */
+export function defaultDatastoreOf(
+  layout: Qcow2Layout,
+  capacity: { capacityGiB: number; overcommit: number } = { capacityGiB: 1024, overcommit: 4 },
+): DefaultDatastore {
+  const [datastoreId, path] = Object.entries(layout.datastores)[0] as [string, string];
+  return { datastoreId, path, ...capacity };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
@@ -64,19 +80,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
     throw new Error(`invalid configuration: ${problems}`);
   }
   const e = parsed.data;
+  const storage = storageLayout(e.PRISTINE_DATA_DIR, {
+    ...(e.PRISTINE_IMAGE_STORE_PATH ? { imageStorePath: e.PRISTINE_IMAGE_STORE_PATH } : {}),
+    ...(e.PRISTINE_DATASTORE_PATH ? { datastorePath: e.PRISTINE_DATASTORE_PATH } : {}),
+    datastoreId: e.PRISTINE_DATASTORE_ID,
+    ...(e.PRISTINE_IMPORT_ROOTS ? { importRoots: e.PRISTINE_IMPORT_ROOTS.split(":").filter(Boolean) } : {}),
+  });
   return {
     regionName: e.PRISTINE_REGION_NAME,
     tableName: e.PRISTINE_TABLE_NAME,
     ...(e.PRISTINE_CLONE_JOBS_QUEUE_URL ? { cloneJobsQueueUrl: e.PRISTINE_CLONE_JOBS_QUEUE_URL } : {}),
     ...(e.PRISTINE_LOGOFF_QUEUE_URL ? { logoffQueueUrl: e.PRISTINE_LOGOFF_QUEUE_URL } : {}),
     ...(e.PRISTINE_OPERATOR_KEY_SHA256 ? { operatorKeySha256: e.PRISTINE_OPERATOR_KEY_SHA256 } : {}),
-    storage: storageLayout(e.PRISTINE_DATA_DIR, {
-      ...(e.PRISTINE_IMAGE_STORE_PATH ? { imageStorePath: e.PRISTINE_IMAGE_STORE_PATH } : {}),
-      ...(e.PRISTINE_DATASTORE_PATH ? { datastorePath: e.PRISTINE_DATASTORE_PATH } : {}),
-      datastoreId: e.PRISTINE_DATASTORE_ID,
-      ...(e.PRISTINE_IMPORT_ROOTS ? { importRoots: e.PRISTINE_IMPORT_ROOTS.split(":").filter(Boolean) } : {}),
+    storage,
+    defaultDatastore: defaultDatastoreOf(storage, {
+      capacityGiB: e.PRISTINE_DATASTORE_CAPACITY_GIB,
+      overcommit: e.PRISTINE_DATASTORE_OVERCOMMIT,
     }),
-    defaultDatastoreId: e.PRISTINE_DATASTORE_ID,
+    worker: {
+      ...defaultWorkerSettings,
+      recomposeSlotsPerDatastore: e.PRISTINE_RECOMPOSE_SLOTS_PER_DATASTORE,
+    },
     endpoints: { dynamodb: e.AWS_ENDPOINT_URL_DYNAMODB, sqs: e.AWS_ENDPOINT_URL_SQS },
     ...(e.AWS_REGION ? { awsRegion: e.AWS_REGION } : {}),
   };

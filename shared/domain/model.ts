@@ -31,22 +31,68 @@ export interface ImageVersion {
   error?: string;
   createdAt: string;
   readyAt?: string;
+  /** Set once retired: no new desktop may be made from this version. */
+  retiredAt?: string;
 }
 
 export type PoolState = "ACTIVE" | "DELETING";
+export type Assignment = "floating" | "dedicated";
+export type CloneType = "linked" | "full";
+export type RefreshPolicy = "refresh" | "delete" | "none";
+
+export interface RecomposeTarget {
+  fromVersion: number;
+  toVersion: number;
+  startedAt: string;
+}
 
 export interface Pool {
   tenantId: string;
   poolId: string;
   name: string;
   imageId: string;
+  /** The version every desktop of the pool is (or is being recomposed) on. */
   imageVersion: number;
-  assignment: "floating";
-  cloneType: "linked";
-  refreshPolicy: "refresh";
+  assignment: Assignment;
+  cloneType: CloneType;
+  refreshPolicy: RefreshPolicy;
+  /** Refresh at logoff once the delta holds more than this % of the replica's size (any policy). */
+  refreshWhenDeltaExceedsPercent?: number;
+  /** Refresh at logoff once the desktop was last made pristine this many days ago. */
+  refreshEveryDays?: number;
   size: number;
-  datastoreId: string;
+  /** Datastores the pool may place desktops on (all registered ones when created without a list). */
+  datastoreIds: string[];
+  /** The last recompose (its progress is counted from the desktops). */
+  recompose?: RecomposeTarget;
   state: PoolState;
+  createdAt: string;
+}
+
+/** Where desktop disks live; capacity is in virtual (provisioned) bytes times the overcommit ratio. */
+export interface Datastore {
+  datastoreId: string;
+  path: string;
+  capacityGiB: number;
+  overcommit: number;
+  hostId?: string;
+  createdAt: string;
+}
+
+/** A datastore with the bytes its desktops have reserved (their virtual sizes). */
+export interface DatastoreUsage extends Datastore {
+  provisionedBytes: number;
+}
+
+/** A read-only copy of one image version on one datastore. */
+export interface Replica {
+  tenantId: string;
+  imageId: string;
+  version: number;
+  datastoreId: string;
+  sha256: string;
+  /** How many times the replica file was actually written (1, however many desktops raced for it). */
+  creations: number;
   createdAt: string;
 }
 
@@ -60,6 +106,13 @@ export interface Desktop {
   datastoreId: string;
   imageId: string;
   imageVersion: number;
+  cloneType?: CloneType;
+  /** Virtual size reserved on the datastore for this desktop. */
+  provisionedBytes?: number;
+  /** Dedicated pools: the user this desktop belongs to, across sessions. */
+  assignedUserId?: string;
+  /** When the disk was last made pristine (created, refreshed or recomposed). */
+  pristineAt?: string;
   sessionId?: string;
   userId?: string;
   /** When the current session started (only while ASSIGNED). */
@@ -81,7 +134,7 @@ export interface Session {
   state: SessionState;
   startedAt: string;
   endedAt?: string;
-  endedBy?: "api" | "event" | "pool-delete";
+  endedBy?: "api" | "event" | "pool-delete" | "recompose";
 }
 
 export interface ConnectionInfo {

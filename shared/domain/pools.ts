@@ -1,51 +1,59 @@
+import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
+import { allowedDatastores, type DefaultDatastore, placeAndReserve } from "./datastores.ts";
 import { type DesktopState, emptyStateCounts } from "./desktop-state.ts";
 import { conflict, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
-import type { Desktop, Pool } from "./model.ts";
+import type { Assignment, CloneType, Desktop, ImageVersion, Pool, RefreshPolicy } from "./model.ts";
 
 export interface CreatePoolInput {
   name: string;
   imageId: string;
   imageVersion?: number;
   size: number;
+  assignment?: Assignment;
+  cloneType?: CloneType;
+  refreshPolicy?: RefreshPolicy;
+  refreshWhenDeltaExceedsPercent?: number;
+  refreshEveryDays?: number;
+  datastoreIds?: string[];
 }
 
-export async function createPool(
-  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock">,
+/** A version new desktops may be made from: READY and not retired. */
+export async function usableVersion(
+  ports: Pick<Ports, "images">,
   tenantId: string,
-  input: CreatePoolInput,
-  datastoreId: string,
-): Promise<Pool> {
-  const image = await ports.images.getImage(tenantId, input.imageId);
-  if (!image) throw notFound("image", input.imageId);
-  const versionNumber = input.imageVersion ?? image.latestVersion;
-  const version =
-    versionNumber > 0 ? await ports.images.getVersion(tenantId, image.imageId, versionNumber) : undefined;
-  if (!version) throw notFound("image version", `${image.imageId}@${versionNumber}`);
+  imageId: string,
+  versionNumber: number | undefined,
+): Promise<ImageVersion> {
+  const image = await ports.images.getImage(tenantId, imageId);
+  if (!image) throw notFound("image", imageId);
+  const n = versionNumber ?? image.latestVersion;
+  const version = n > 0 ? await ports.images.getVersion(tenantId, imageId, n) : undefined;
+  if (!version) throw notFound("image version", `${imageId}@${n}`);
   if (version.state !== "READY") {
-    throw conflict(
-      "image-version-not-ready",
-      `image ${image.imageId} version ${versionNumber} is ${version.state}, not READY`,
-    );
+    throw conflict("image-version-not-ready", `image ${imageId} version ${n} is ${version.state}, not READY`);
   }
-  const now = ports.clock.now().toISOString();
-  const pool: Pool = {
-    tenantId,
-    poolId: newId("pool"),
-    name: input.name,
-    imageId: image.imageId,
-    imageVersion: versionNumber,
-    assignment: "floating",
-    cloneType: "linked",
-    refreshPolicy: "refresh",
-    size: input.size,
-    datastoreId,
-    state: "ACTIVE",
-    createdAt: now,
-  };
-  const desktops: Desktop[] = Array.from({ length: input.size }, (_, slot) => ({
-    tenantId,
+  if (version.retiredAt)
+    throw conflict(
+      "image-version-retired",
+      `image ${imageId} version ${n} is retired: no new desktops from it`,
+    );
+  return version;
+}
+
+/** What a desktop reserves on its datastore: its disk's virtual size. */
+const bytesOf = (version: ImageVersion) => version.virtualSizeBytes ?? 0;
+
+function newDesktop(
+  pool: Pool,
+  datastoreId: string,
+  provisionedBytes: number,
+  now: string,
+  slot: number,
+): Desktop {
+  return {
+    tenantId: pool.tenantId,
     poolId: pool.poolId,
     desktopId: newId("dsk"),
     slot,
@@ -53,11 +61,122 @@ export async function createPool(
     datastoreId,
     imageId: pool.imageId,
     imageVersion: pool.imageVersion,
+    cloneType: pool.cloneType,
+    provisionedBytes,
     updatedAt: now,
+  };
+}
+
+/** Linked clones read through a replica: have it made once per datastore before any desktop asks. */
+function replicaJobs(pool: Pool, datastoreIds: Iterable<string>): CloneJob[] {
+  if (pool.cloneType !== "linked") return [];
+  return [...new Set(datastoreIds)].map((datastoreId) => ({
+    kind: "prepare-replica",
+    tenantId: pool.tenantId,
+    imageId: pool.imageId,
+    version: pool.imageVersion,
+    datastoreId,
   }));
-  await ports.pools.create(pool, desktops);
-  await ports.jobs.send(desktops.map((d) => ({ kind: "provision-desktop", ...desktopRef(d) })));
+}
+
+export async function createPool(
+  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock" | "datastores">,
+  tenantId: string,
+  input: CreatePoolInput,
+  defaults: DefaultDatastore,
+): Promise<Pool> {
+  const version = await usableVersion(ports, tenantId, input.imageId, input.imageVersion);
+  const assignment = input.assignment ?? "floating";
+  const now = ports.clock.now().toISOString();
+  const pool: Pool = {
+    tenantId,
+    poolId: newId("pool"),
+    name: input.name,
+    imageId: input.imageId,
+    imageVersion: version.version,
+    assignment,
+    cloneType: input.cloneType ?? "linked",
+    // A dedicated user expects their desktop back as they left it.
+    refreshPolicy: input.refreshPolicy ?? (assignment === "dedicated" ? "none" : "refresh"),
+    ...(input.refreshWhenDeltaExceedsPercent !== undefined
+      ? { refreshWhenDeltaExceedsPercent: input.refreshWhenDeltaExceedsPercent }
+      : {}),
+    ...(input.refreshEveryDays !== undefined ? { refreshEveryDays: input.refreshEveryDays } : {}),
+    size: input.size,
+    datastoreIds: await allowedDatastores(ports, defaults, input.datastoreIds),
+    state: "ACTIVE",
+    createdAt: now,
+  };
+  let desktops: Desktop[] = [];
+  await placeAndReserve(
+    ports,
+    defaults,
+    pool.datastoreIds,
+    pool.size,
+    bytesOf(version),
+    (placement, reservations) => {
+      desktops = placement.datastoreIds.map((ds, i) => newDesktop(pool, ds, bytesOf(version), now, i));
+      return ports.pools.create(pool, desktops, reservations);
+    },
+  );
+  await ports.jobs.send([
+    ...replicaJobs(
+      pool,
+      desktops.map((d) => d.datastoreId),
+    ),
+    ...desktops.map((d): CloneJob => ({ kind: "provision-desktop", ...desktopRef(d) })),
+  ]);
   return pool;
+}
+
+/** Grows a pool (placing and reserving like a new one) or shrinks it by deleting free desktops. */
+export async function resizePool(
+  ports: Pick<Ports, "images" | "pools" | "desktops" | "jobs" | "clock" | "datastores">,
+  tenantId: string,
+  poolId: string,
+  size: number,
+  defaults: DefaultDatastore,
+): Promise<Pool> {
+  const pool = await requirePool(ports, tenantId, poolId);
+  if (pool.state !== "ACTIVE") throw conflict("pool-not-active", `pool ${poolId} is ${pool.state}`);
+  if (size === pool.size) return pool;
+  if (size < pool.size) {
+    const free = (await ports.desktops.list(tenantId, poolId)).filter((d) => d.state === "AVAILABLE");
+    const gone: Desktop[] = [];
+    for (const d of free) {
+      if (gone.length === pool.size - size) break;
+      if (await ports.desktops.transition(d, "AVAILABLE", "DELETING")) gone.push(d);
+    }
+    const newSize = pool.size - gone.length;
+    if (!(await ports.pools.grow(pool, newSize, [], [])))
+      throw conflict("pool-changed", `pool ${poolId} changed during the resize; retry`);
+    await ports.jobs.send(gone.map((d) => ({ kind: "delete-desktop", ...desktopRef(d) })));
+    return { ...pool, size: newSize };
+  }
+  const version = await usableVersion(ports, tenantId, pool.imageId, pool.imageVersion);
+  const now = ports.clock.now().toISOString();
+  let desktops: Desktop[] = [];
+  await placeAndReserve(
+    ports,
+    defaults,
+    pool.datastoreIds,
+    size - pool.size,
+    bytesOf(version),
+    (placement, reservations) => {
+      desktops = placement.datastoreIds.map((ds, i) =>
+        newDesktop(pool, ds, bytesOf(version), now, pool.size + i),
+      );
+      return ports.pools.grow(pool, size, desktops, reservations);
+    },
+  );
+  await ports.jobs.send([
+    ...replicaJobs(
+      pool,
+      desktops.map((d) => d.datastoreId),
+    ),
+    ...desktops.map((d): CloneJob => ({ kind: "provision-desktop", ...desktopRef(d) })),
+  ]);
+  return { ...pool, size };
 }
 
 export function desktopRef(d: Pick<Desktop, "tenantId" | "poolId" | "desktopId">) {
@@ -87,7 +206,12 @@ export async function describePool(
 ) {
   const pool = await requirePool(ports, tenantId, poolId);
   const desktops = await ports.desktops.list(tenantId, poolId);
-  return { ...pool, desktopCounts: countByState(desktops) };
+  const { recompose, ...rest } = pool;
+  return {
+    ...rest,
+    desktopCounts: countByState(desktops),
+    ...(recompose ? { recompose: recomposeProgress(recompose, desktops) } : {}),
+  };
 }
 
 export async function listPoolDesktops(
@@ -131,4 +255,22 @@ export async function deletePool(
   await ports.jobs.send(toDelete.map((d) => ({ kind: "delete-desktop", ...desktopRef(d) })));
   if (desktops.length === 0) await ports.pools.remove(tenantId, poolId);
   return { ...pool, state: "DELETING" };
+}
+
+/** Recompose progress, counted from the desktops themselves (no counter to drift). */
+export function recomposeProgress(
+  recompose: NonNullable<Pool["recompose"]>,
+  desktops: Pick<Desktop, "state" | "imageVersion">[],
+) {
+  let done = 0;
+  let pending = 0;
+  let failed = 0;
+  for (const d of desktops) {
+    if (d.state === "DELETING") continue;
+    if (d.state === "ERROR") failed += 1;
+    else if (d.imageVersion === recompose.toVersion && (d.state === "AVAILABLE" || d.state === "ASSIGNED"))
+      done += 1;
+    else pending += 1;
+  }
+  return { ...recompose, done, pending, failed };
 }

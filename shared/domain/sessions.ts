@@ -1,4 +1,5 @@
 import type { Ports } from "../ports.ts";
+import { dedicatedLogon } from "./dedicated.ts";
 import { conflict, noDesktopAvailable, notFound } from "./errors.ts";
 import { newSessionId } from "./ids.ts";
 import { type ConnectionInfo, connectionInfo, type Desktop, type Session } from "./model.ts";
@@ -14,7 +15,7 @@ export interface LogonResult {
 const candidatesPerRound = 1;
 const maxRounds = 200;
 
-const withConnection = (session: Session, reconnected: boolean): LogonResult => ({
+export const withConnection = (session: Session, reconnected: boolean): LogonResult => ({
   session,
   connection: connectionInfo(session),
   reconnected,
@@ -32,24 +33,18 @@ export async function logon(
   poolId: string,
   userId: string,
 ): Promise<LogonResult> {
-  // Fast path: no read before the claim. A reconnecting user fails the user-lock condition and
-  // is answered from the lock; an unknown or draining pool simply has no free desktop.
+  // Dedicated pools (issue 3) give a user their own desktop back: see dedicated.ts.
+  const dedicated = await dedicatedLogon(ports, tenantId, poolId, userId);
+  if (dedicated) return dedicated;
+  // Fast path (floating): no read before the claim. A reconnecting user fails the user-lock
+  // condition and is answered from the lock; an unknown or draining pool has no free desktop.
   for (let round = 0; round < maxRounds; round++) {
     const candidates = await ports.desktops.findFree(tenantId, poolId, candidatesPerRound);
     if (candidates.length === 0) return noFreeDesktop(ports, tenantId, poolId, userId);
     // One candidate per look (the first free one at a well-spread starting point): under a storm a
     // list goes stale in milliseconds, so a lost race is followed by a fresh look.
     const desktop = candidates[0] as Desktop;
-    const session: Session = {
-      tenantId,
-      sessionId: newSessionId(poolId, desktop.desktopId),
-      poolId,
-      desktopId: desktop.desktopId,
-      userId,
-      state: "ACTIVE",
-      startedAt: ports.clock.now().toISOString(),
-    };
-    const result = await ports.sessions.assign(desktop, session);
+    const result = await ports.sessions.assign(desktop, newSession(ports, desktop, userId));
     if (result.outcome === "assigned") return withConnection(result.session, false);
     if (result.outcome === "user-has-session") {
       const existing = await ports.sessions.findActive(tenantId, poolId, userId);
@@ -57,6 +52,18 @@ export async function logon(
     }
   }
   return noFreeDesktop(ports, tenantId, poolId, userId);
+}
+
+export function newSession(ports: Pick<Ports, "clock">, desktop: Desktop, userId: string): Session {
+  return {
+    tenantId: desktop.tenantId,
+    sessionId: newSessionId(desktop.poolId, desktop.desktopId),
+    poolId: desktop.poolId,
+    desktopId: desktop.desktopId,
+    userId,
+    state: "ACTIVE",
+    startedAt: ports.clock.now().toISOString(),
+  };
 }
 
 /** Nothing free: a user who already has a session reconnects; otherwise say precisely why. */

@@ -2,11 +2,15 @@ import middy from "@middy/core";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import type { App } from "../app.ts";
+import { listDatastores, registerDatastore } from "../domain/datastores.ts";
 import { forbidden } from "../domain/errors.ts";
-import { createImage, getImage, publishVersion } from "../domain/images.ts";
+import { createImage, deleteVersion, getImage, publishVersion, retireVersion } from "../domain/images.ts";
 import type { Tenant } from "../domain/model.ts";
-import { createPool, deletePool, describePool, listPoolDesktops } from "../domain/pools.ts";
+import { createPool, deletePool, describePool, listPoolDesktops, resizePool } from "../domain/pools.ts";
+import { rebalanceDatastore } from "../domain/rebalance.ts";
+import { recomposePool, rollbackRecompose } from "../domain/recompose.ts";
 import { getSession, logoff, logon } from "../domain/sessions.ts";
+import { storageReport } from "../domain/storage.ts";
 import { authenticate, createTenant, type Principal } from "../domain/tenants.ts";
 import { logger } from "../logger.ts";
 import { idempotentWrites } from "./idempotency.ts";
@@ -61,6 +65,20 @@ const routes: ApiRoute[] = [
     false,
   ),
 
+  route("operator", "POST", "/v1/admin/datastores", async ({ app }, req) => {
+    const body = req.body(s.registerDatastoreBody);
+    const { hostId, ...rest } = body;
+    return json(201, await registerDatastore(app.ports, { ...rest, ...(hostId ? { hostId } : {}) }));
+  }),
+  route("operator", "GET", "/v1/admin/datastores", async ({ app }) =>
+    json(200, { items: await listDatastores(app.ports, app.config.defaultDatastore) }),
+  ),
+  route("operator", "POST", "/v1/admin/datastores/{datastoreId}/rebalance", async ({ app }, req) => {
+    const datastoreId = req.param("datastoreId", s.id);
+    const body = req.body(s.rebalanceBody) ?? {};
+    return json(202, await rebalanceDatastore(app.ports, app.config.defaultDatastore, datastoreId, body));
+  }),
+
   route("tenant", "POST", "/v1/images", async ({ app }, req, t) =>
     json(201, await createImage(app.ports, t, req.body(s.createImageBody))),
   ),
@@ -77,11 +95,37 @@ const routes: ApiRoute[] = [
     return json(202, version, { location: `/v1/images/${imageId}` });
   }),
 
+  route("tenant", "POST", "/v1/images/{imageId}/versions/{version}/retire", async ({ app }, req, t) => {
+    const imageId = req.param("imageId", s.id);
+    const n = req.param("version", s.versionNumber);
+    req.body(s.emptyBody);
+    return json(200, await retireVersion(app.ports, t, imageId, n));
+  }),
+  route("tenant", "DELETE", "/v1/images/{imageId}/versions/{version}", async ({ app }, req, t) => {
+    await deleteVersion(app.ports, t, req.param("imageId", s.id), req.param("version", s.versionNumber));
+    return json(204, undefined);
+  }),
+
   route("tenant", "POST", "/v1/pools", async ({ app }, req, t) => {
     const body = req.body(s.createPoolBody);
-    const pool = await createPool(app.ports, t, body, app.config.defaultDatastoreId);
+    const pool = await createPool(app.ports, t, body, app.config.defaultDatastore);
     return json(201, pool, { location: `/v1/pools/${pool.poolId}` });
   }),
+  route("tenant", "PATCH", "/v1/pools/{poolId}", async ({ app }, req, t) => {
+    const poolId = req.param("poolId", s.id);
+    const { size } = req.body(s.patchPoolBody);
+    return json(200, await resizePool(app.ports, t, poolId, size, app.config.defaultDatastore));
+  }),
+  route("tenant", "POST", "/v1/pools/{poolId}/recompose", async ({ app }, req, t) =>
+    json(202, await recomposePool(app.ports, t, req.param("poolId", s.id), req.body(s.recomposeBody))),
+  ),
+  route("tenant", "POST", "/v1/pools/{poolId}/recompose/rollback", async ({ app }, req, t) => {
+    const poolId = req.param("poolId", s.id);
+    return json(202, await rollbackRecompose(app.ports, t, poolId, req.body(s.rollbackBody) ?? {}));
+  }),
+  route("tenant", "GET", "/v1/storage", async ({ app }, _req, t) =>
+    json(200, await storageReport(app.ports, t)),
+  ),
   route("tenant", "GET", "/v1/pools", async ({ app }, _req, t) =>
     json(200, { items: await app.ports.pools.list(t) }),
   ),

@@ -36,14 +36,56 @@ export const publishVersionBody = z.strictObject({
   ),
 });
 
-export const createPoolBody = z.strictObject({
-  name,
-  imageId: id,
-  imageVersion: z.number().int().positive().optional(),
-  size: z.number().int().min(1).max(2000),
-  assignment: z.literal("floating").default("floating"),
-  cloneType: z.literal("linked").default("linked"),
+const poolSize = z.number().int().min(1).max(2000);
+
+export const createPoolBody = z
+  .strictObject({
+    name,
+    imageId: id,
+    imageVersion: z.number().int().positive().optional(),
+    size: poolSize,
+    assignment: z.enum(["floating", "dedicated"]).default("floating"),
+    cloneType: z.enum(["linked", "full"]).default("linked"),
+    refreshPolicy: z.enum(["refresh", "delete", "none"]).optional(),
+    refreshWhenDeltaExceedsPercent: z.number().positive().max(10_000).optional(),
+    refreshEveryDays: z.number().positive().max(3650).optional(),
+    datastoreIds: z.array(id).min(1).max(64).optional(),
+  })
+  .refine((b) => !(b.assignment === "dedicated" && b.refreshPolicy === "delete"), {
+    path: ["refreshPolicy"],
+    message: "delete would take a dedicated user's desktop away at every logoff; use none or refresh",
+  });
+
+export const patchPoolBody = z.strictObject({ size: poolSize });
+
+export const recomposeBody = z.strictObject({
+  imageVersion: z.number().int().positive(),
+  force: z.boolean().optional(),
 });
+
+export const rollbackBody = z.union([z.strictObject({ force: z.boolean().optional() }), z.undefined()]);
+
+export const versionNumber = z.coerce.number().int().positive();
+
+export const registerDatastoreBody = z.strictObject({
+  datastoreId: id,
+  path: z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine((p) => p.startsWith("/"), "must be an absolute path"),
+  capacityGiB: z
+    .number()
+    .positive()
+    .max(1024 * 1024),
+  overcommit: z.number().min(1).max(100).default(1),
+  hostId: id.optional(),
+});
+
+export const rebalanceBody = z.union([
+  z.strictObject({ thresholdPercent: z.number().min(0).max(100).optional() }),
+  z.undefined(),
+]);
 
 export const logonBody = z.strictObject({
   userId: z

@@ -17,7 +17,16 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
     imageId: z.string().min(1),
     version: z.number().int().positive(),
   }),
+  z.object({
+    kind: z.literal("prepare-replica"),
+    tenantId: z.string().min(1),
+    imageId: z.string().min(1),
+    version: z.number().int().positive(),
+    datastoreId: z.string().min(1),
+  }),
   z.object({ kind: z.literal("provision-desktop"), ...desktopRef }),
+  /** Moves a RECOMPOSING desktop onto its pool's current image version. */
+  z.object({ kind: z.literal("recompose-desktop"), ...desktopRef }),
   z.object({ kind: z.literal("refresh-desktop"), ...desktopRef, sessionId: z.string().min(1) }),
   z.object({ kind: z.literal("delete-desktop"), ...desktopRef }),
 ]);
@@ -29,6 +38,8 @@ export function cloneJobKey(job: CloneJob): string {
   switch (job.kind) {
     case "import-image-version":
       return `${job.kind}:${job.tenantId}:${job.imageId}:${job.version}`;
+    case "prepare-replica":
+      return `${job.kind}:${job.tenantId}:${job.imageId}:${job.version}:${job.datastoreId}`;
     case "refresh-desktop":
       return `${job.kind}:${job.tenantId}:${job.desktopId}:${job.sessionId}`;
     default:

@@ -6,7 +6,7 @@ import { logoffEventSchema } from "../messages/logoff-event.ts";
 import { sqsWorker } from "./sqs-batch.ts";
 
 export const cloneWorkerHandler = (app: App) =>
-  sqsWorker("clone-job", cloneJobSchema, (job) => runCloneJob(app.ports, job));
+  sqsWorker("clone-job", cloneJobSchema, (job) => runCloneJob(app.ports, job, app.config.worker));
 
 export const logoffWorkerHandler = (app: App) =>
   sqsWorker("logoff-event", logoffEventSchema, (event) => logoffFromEvent(app.ports, event.detail));

@@ -92,27 +92,63 @@ export async function newTenant(r: TestRegion, name = "acme"): Promise<{ tenantI
 /** Publishes an image version and waits until it is READY. */
 export async function readyImage(r: TestRegion, key: string, source: unknown = { blankSizeMiB: 64 }) {
   const image = expectStatus(await r.api("POST", "/v1/images", { key, body: { name: "golden" } }), 201);
+  return { imageId: image.imageId as string, version: await readyVersion(r, key, image.imageId, source) };
+}
+
+/** Publishes another version of an image and waits until it is READY; returns its number. */
+export async function readyVersion(r: TestRegion, key: string, imageId: string, source: unknown) {
   const version = expectStatus(
-    await r.api("POST", `/v1/images/${image.imageId}/versions`, { key, body: { source } }),
+    await r.api("POST", `/v1/images/${imageId}/versions`, { key, body: { source } }),
     202,
   );
   await waitFor(
-    `image ${image.imageId} READY`,
+    `image ${imageId} v${version.version} READY`,
     async () => {
-      const got = await r.api("GET", `/v1/images/${image.imageId}`, { key });
+      const got = await r.api("GET", `/v1/images/${imageId}`, { key });
       const v = got.body.versions.find((x: any) => x.version === version.version);
       if (v?.state === "FAILED") throw new Error(`publish failed: ${v.error}`);
       return v?.state === "READY";
     },
     60_000,
   );
-  return { imageId: image.imageId as string, version: version.version as number };
+  return version.version as number;
+}
+
+/** Registers a datastore in a folder of the region's data dir (operator route). */
+export async function registerDatastore(
+  r: TestRegion,
+  datastoreId: string,
+  capacityGiB: number,
+  overcommit = 1,
+) {
+  const path = join(r.dataDir, "datastores", datastoreId);
+  expectStatus(
+    await r.api("POST", "/v1/admin/datastores", {
+      key: r.operatorKey,
+      body: { datastoreId, path, capacityGiB, overcommit },
+    }),
+    201,
+  );
+  return path;
+}
+
+/** The driver's paths on a datastore registered in the table (or the default one). */
+export async function pathsOn(r: TestRegion, datastoreId: string) {
+  const ds = await r.region.app.ports.datastores.get(datastoreId);
+  const storage = r.region.app.config.storage;
+  return ds ? qcow2Paths({ ...storage, datastores: { [datastoreId]: ds.path } }) : r.paths;
 }
 
 /** Creates a pool and waits until every desktop is AVAILABLE. */
-export async function readyPool(r: TestRegion, key: string, imageId: string, size: number) {
+export async function readyPool(
+  r: TestRegion,
+  key: string,
+  imageId: string,
+  size: number,
+  extra: Record<string, unknown> = {},
+) {
   const pool = expectStatus(
-    await r.api("POST", "/v1/pools", { key, body: { name: `pool-${size}`, imageId, size } }),
+    await r.api("POST", "/v1/pools", { key, body: { name: `pool-${size}`, imageId, size, ...extra } }),
     201,
   );
   await waitForCounts(r, key, pool.poolId, { AVAILABLE: size });

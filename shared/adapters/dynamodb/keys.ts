@@ -11,6 +11,11 @@
  *   ended session TENANT#<t>                  SESSION#<s>   (an active one lives on its desktop)
  *   desktop       TENANT#<t>#POOL#<p>         DESKTOP#<d>
  *   user lock     TENANT#<t>#POOL#<p>         USER#<u>      (the user's one active session in the pool)
+ *   owner         TENANT#<t>#POOL#<p>         OWNER#<u>     (dedicated pools: the user's own desktop)
+ *   replica       TENANT#<t>                  REPLICA#<i>#<n, zero-padded>#<datastore>
+ *   datastore     DATASTORES                  DATASTORE#<ds>   (region-wide, operator-owned)
+ *   ds usage      DATASTORES                  USAGE#<ds>       (bytes reserved by desktops)
+ *   recompose slot DATASTORES                 RECOMPOSE#<ds>#<slot>  (a lease: I/O storm control)
  *
  * GSI1 is sparse: only AVAILABLE desktops carry gsi1pk = FREE#<t>#<p>; gsi1sk is the desktop's
  * `spread` token, evenly spread over the key space so that concurrent logons rarely collide.
@@ -36,6 +41,19 @@ export const keys = {
   desktopPrefix: "DESKTOP#",
   userLock: (t: string, p: string, u: string) => ({ pk: `TENANT#${t}#POOL#${p}`, sk: `USER#${u}` }),
   freeDesktops: (t: string, p: string) => `FREE#${t}#${p}`,
+  owner: (t: string, p: string, u: string) => ({ pk: `TENANT#${t}#POOL#${p}`, sk: `OWNER#${u}` }),
+  replica: (t: string, i: string, n: number, ds: string) => ({
+    pk: `TENANT#${t}`,
+    sk: `REPLICA#${i}#${String(n).padStart(6, "0")}#${ds}`,
+  }),
+  replicaPrefix: (i?: string, n?: number) =>
+    i === undefined ? "REPLICA#" : `REPLICA#${i}#${n === undefined ? "" : `${String(n).padStart(6, "0")}#`}`,
+  datastoresPartition: "DATASTORES",
+  datastore: (ds: string) => ({ pk: "DATASTORES", sk: `DATASTORE#${ds}` }),
+  datastorePrefix: "DATASTORE#",
+  datastoreUsage: (ds: string) => ({ pk: "DATASTORES", sk: `USAGE#${ds}` }),
+  usagePrefix: "USAGE#",
+  recomposeSlot: (ds: string, slot: number) => ({ pk: "DATASTORES", sk: `RECOMPOSE#${ds}#${slot}` }),
 };
 
 /** Attributes that only exist to index an item; stripped before an item becomes a domain object. */

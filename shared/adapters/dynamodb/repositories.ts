@@ -13,13 +13,26 @@ import {
 } from "@aws-sdk/lib-dynamodb";
 import { assertTransition } from "../../domain/desktop-state.ts";
 import { parseSessionId } from "../../domain/ids.ts";
-import type { Desktop, Image, ImageVersion, Pool, Session, Tenant } from "../../domain/model.ts";
+import type {
+  Datastore,
+  DatastoreUsage,
+  Desktop,
+  Image,
+  ImageVersion,
+  Pool,
+  Replica,
+  Session,
+  Tenant,
+} from "../../domain/model.ts";
 import type {
   AssignResult,
+  DatastoreRepository,
   DesktopRepository,
   EndSessionResult,
   ImageRepository,
   PoolRepository,
+  ReplicaRepository,
+  Reservation,
   SessionRepository,
   TenantRepository,
 } from "../../ports.ts";
@@ -45,6 +58,8 @@ const spreadToken = (slot?: number) => tokenAt(slot === undefined ? Math.random(
  * walk (read once a minute), never a correctness input: the claim itself is conditional.
  */
 const probeCursors = new Map<string, { next: number; size: Promise<number>; readAt: number }>();
+
+const isConditionFailure = (err: unknown) => (err as Error).name === "ConditionalCheckFailedException";
 
 function cancellationCodes(err: unknown): string[] | undefined {
   if (!(err instanceof TransactionCanceledException)) return undefined;
@@ -74,6 +89,25 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
       ExpressionAttributeValues: { ":pk": pk, ":prefix": prefix },
       ConsistentRead: true,
     });
+
+  const scanAll = async <T>(filter: string, values: Record<string, unknown>): Promise<T[]> => {
+    const found: T[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await doc.send(
+        new ScanCommand({
+          TableName: table,
+          FilterExpression: filter,
+          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeValues: values,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) found.push(fromItem<T>(item));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return found;
+  };
 
   const batchPut = async (items: Record<string, unknown>[]) => {
     for (let i = 0; i < items.length; i += 25) {
@@ -189,9 +223,56 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
           }),
         );
       } catch (err) {
-        if ((err as Error).name !== "ConditionalCheckFailedException") throw err;
+        if (!isConditionFailure(err)) throw err;
       }
     },
+    async retireVersion(t, i, n, at) {
+      await doc.send(
+        new UpdateCommand({
+          TableName: table,
+          Key: keys.version(t, i, n),
+          UpdateExpression: "SET retiredAt = if_not_exists(retiredAt, :at)",
+          ConditionExpression: "attribute_exists(pk)",
+          ExpressionAttributeValues: { ":at": at },
+        }),
+      );
+    },
+    async removeVersion(t, i, n) {
+      await doc.send(new DeleteCommand({ TableName: table, Key: keys.version(t, i, n) }));
+    },
+  };
+
+  // A reservation is a conditional add on the datastore's usage item: never past its limit.
+  const reserve = (r: Reservation) => ({
+    Update: {
+      TableName: table,
+      Key: keys.datastoreUsage(r.datastoreId),
+      UpdateExpression:
+        "SET datastoreId = :ds, provisionedBytes = if_not_exists(provisionedBytes, :zero) + :bytes",
+      ConditionExpression: "attribute_not_exists(provisionedBytes) OR provisionedBytes <= :max",
+      ExpressionAttributeValues: {
+        ":ds": r.datastoreId,
+        ":zero": 0,
+        ":bytes": r.bytes,
+        ":max": r.limitBytes - r.bytes,
+      },
+    },
+  });
+
+  /** Runs a pool write with its reservations; false when a condition refused it. */
+  const withReservations = async (poolWrite: Record<string, unknown>, reservations: Reservation[]) => {
+    try {
+      await doc.send(
+        new TransactWriteCommand({ TransactItems: [poolWrite, ...reservations.map(reserve)] as never }),
+      );
+      return true;
+    } catch (err) {
+      const codes = cancellationCodes(err);
+      if (!codes) throw err;
+      if (codes.includes("TransactionConflict")) return false;
+      if (codes.some((c) => c === "ConditionalCheckFailed")) return false;
+      throw err;
+    }
   };
 
   const desktopItem = (d: Desktop) => ({
@@ -205,15 +286,44 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
   });
 
   const pools: PoolRepository = {
-    async create(pool: Pool, desktops: Desktop[]) {
-      await doc.send(
-        new PutCommand({
+    async create(pool, desktops, reservations) {
+      const put = {
+        Put: {
           TableName: table,
           Item: { ...keys.pool(pool.tenantId, pool.poolId), entity: "pool", ...pool },
           ConditionExpression: "attribute_not_exists(pk)",
+        },
+      };
+      if (!(await withReservations(put, reservations))) return false;
+      await batchPut(desktops.map(desktopItem));
+      return true;
+    },
+    async grow(pool, newSize, desktops, reservations) {
+      const update = {
+        Update: {
+          TableName: table,
+          Key: keys.pool(pool.tenantId, pool.poolId),
+          UpdateExpression: "SET #size = :new",
+          ConditionExpression: "#size = :old AND #state = :active",
+          ExpressionAttributeNames: { "#size": "size", "#state": "state" },
+          ExpressionAttributeValues: { ":new": newSize, ":old": pool.size, ":active": "ACTIVE" },
+        },
+      };
+      if (!(await withReservations(update, reservations))) return false;
+      await batchPut(desktops.map(desktopItem));
+      return true;
+    },
+    async startRecompose(t, p, imageVersion, recompose) {
+      await doc.send(
+        new UpdateCommand({
+          TableName: table,
+          Key: keys.pool(t, p),
+          UpdateExpression: "SET imageVersion = :v, recompose = :r",
+          ConditionExpression: "#state = :active",
+          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeValues: { ":v": imageVersion, ":r": recompose, ":active": "ACTIVE" },
         }),
       );
-      await batchPut(desktops.map(desktopItem));
     },
     get: (t, p) => get<Pool>(keys.pool(t, p), true),
     list: (t) => byPrefix<Pool>(keys.tenant(t).pk, keys.poolPrefix),
@@ -279,10 +389,13 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
         values[`:${k}`] = v;
       }
       if (to === "AVAILABLE") {
-        // Back in the free index at the desktop's own place (its `spread`, set at creation).
-        sets.push(`${freeIndex.pk} = :free`, `${freeIndex.sk} = if_not_exists(spread, :spread)`);
-        values[":free"] = keys.freeDesktops(d.tenantId, d.poolId);
-        values[":spread"] = spreadToken();
+        // A dedicated desktop waits for its own user, who finds it through the owner item; a floating
+        // one goes back into the free index at its own place (its `spread`, set at creation).
+        if (!d.assignedUserId) {
+          sets.push(`${freeIndex.pk} = :free`, `${freeIndex.sk} = if_not_exists(spread, :spread)`);
+          values[":free"] = keys.freeDesktops(d.tenantId, d.poolId);
+          values[":spread"] = spreadToken();
+        }
         removes.push("sessionId", "userId", "sessionStartedAt", "#error");
       } else if (from === "AVAILABLE") {
         removes.push(freeIndex.pk, freeIndex.sk);
@@ -303,39 +416,85 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
         );
         return true;
       } catch (err) {
-        if ((err as Error).name === "ConditionalCheckFailedException") return false;
+        if (isConditionFailure(err)) return false;
         throw err;
       }
     },
     async remove(d) {
-      await doc.send(
-        new DeleteCommand({ TableName: table, Key: keys.desktop(d.tenantId, d.poolId, d.desktopId) }),
-      );
+      const remove = {
+        Delete: {
+          TableName: table,
+          Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
+          ConditionExpression: "attribute_exists(pk)",
+        },
+      };
+      const release = d.provisionedBytes
+        ? [
+            {
+              Update: {
+                TableName: table,
+                Key: keys.datastoreUsage(d.datastoreId),
+                UpdateExpression: "ADD provisionedBytes :minus",
+                ExpressionAttributeValues: { ":minus": -d.provisionedBytes },
+              },
+            },
+          ]
+        : [];
+      try {
+        await doc.send(new TransactWriteCommand({ TransactItems: [remove, ...release] }));
+      } catch (err) {
+        // Already removed (and released) by an earlier delivery of the same job.
+        if (cancellationCodes(err)?.[0] !== "ConditionalCheckFailed") throw err;
+      }
+    },
+    async replace(old, fresh) {
+      try {
+        await doc.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Delete: {
+                  TableName: table,
+                  Key: keys.desktop(old.tenantId, old.poolId, old.desktopId),
+                  ConditionExpression: "#state = :deleting",
+                  ExpressionAttributeNames: { "#state": "state" },
+                  ExpressionAttributeValues: { ":deleting": "DELETING" },
+                },
+              },
+              {
+                Put: {
+                  TableName: table,
+                  Item: desktopItem(fresh),
+                  ConditionExpression: "attribute_not_exists(pk)",
+                },
+              },
+            ],
+          }),
+        );
+        return true;
+      } catch (err) {
+        if (!cancellationCodes(err)) throw err;
+        return false;
+      }
+    },
+    // A scan, on purpose: rebalancing is a rare operator action.
+    async listFreeOnDatastore(datastoreId) {
+      return scanAll<Desktop>("entity = :desktop AND #state = :available AND datastoreId = :ds", {
+        ":desktop": "desktop",
+        ":available": "AVAILABLE",
+        ":ds": datastoreId,
+      });
     },
     // A scan, on purpose: the reconciler runs every few minutes off the request path.
     async listStuck(updatedBefore) {
-      const found: Desktop[] = [];
-      let start: Record<string, unknown> | undefined;
-      do {
-        const out = await doc.send(
-          new ScanCommand({
-            TableName: table,
-            FilterExpression: "entity = :desktop AND #state IN (:p, :r, :d) AND updatedAt < :cutoff",
-            ExpressionAttributeNames: { "#state": "state" },
-            ExpressionAttributeValues: {
-              ":desktop": "desktop",
-              ":p": "PROVISIONING",
-              ":r": "REFRESHING",
-              ":d": "DELETING",
-              ":cutoff": updatedBefore,
-            },
-            ExclusiveStartKey: start,
-          }),
-        );
-        for (const item of out.Items ?? []) found.push(fromItem<Desktop>(item));
-        start = out.LastEvaluatedKey;
-      } while (start);
-      return found;
+      return scanAll<Desktop>("entity = :desktop AND #state IN (:p, :r, :c, :d) AND updatedAt < :cutoff", {
+        ":desktop": "desktop",
+        ":p": "PROVISIONING",
+        ":r": "REFRESHING",
+        ":c": "RECOMPOSING",
+        ":d": "DELETING",
+        ":cutoff": updatedBefore,
+      });
     },
   };
 
@@ -368,8 +527,21 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
     async findActive(t, p, u) {
       return get<Session>(keys.userLock(t, p, u), true);
     },
-    async assign(desktop: Desktop, session: Session): Promise<AssignResult> {
+    ownedDesktop: async (t, p, u) => (await get<{ desktopId: string }>(keys.owner(t, p, u), true))?.desktopId,
+    async assign(desktop: Desktop, session: Session, opts = {}): Promise<AssignResult> {
       const { tenantId: t, poolId: p } = session;
+      // Dedicating: the desktop must be nobody's yet, and the user must own no other one.
+      const dedication = opts.dedicate
+        ? [
+            {
+              Put: {
+                TableName: table,
+                Item: { ...keys.owner(t, p, session.userId), entity: "owner", desktopId: desktop.desktopId },
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+          ]
+        : [];
       try {
         await doc.send(
           new TransactWriteCommand({
@@ -378,8 +550,10 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
                 Update: {
                   TableName: table,
                   Key: keys.desktop(t, p, desktop.desktopId),
-                  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
-                  ConditionExpression: "#state = :available",
+                  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now${opts.dedicate ? ", assignedUserId = :uid" : ""} REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
+                  ConditionExpression: opts.dedicate
+                    ? "#state = :available AND attribute_not_exists(assignedUserId)"
+                    : "#state = :available",
                   ExpressionAttributeNames: { "#state": "state" },
                   ExpressionAttributeValues: {
                     ":assigned": "ASSIGNED",
@@ -397,6 +571,7 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
                   ConditionExpression: "attribute_not_exists(pk)",
                 },
               },
+              ...dedication,
             ],
           }),
         );
@@ -404,7 +579,8 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
       } catch (err) {
         const codes = cancellationCodes(err);
         if (!codes) throw err;
-        if (codes[1] === "ConditionalCheckFailed") return { outcome: "user-has-session" };
+        if (codes[1] === "ConditionalCheckFailed" || codes[2] === "ConditionalCheckFailed")
+          return { outcome: "user-has-session" };
         // The desktop was taken, or another transaction held one of the items: try another desktop.
         return { outcome: "desktop-taken" };
       }
@@ -461,5 +637,108 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
     },
   };
 
-  return { tenants, images, pools, desktops, sessions };
+  const datastores: DatastoreRepository = {
+    async put(ds: Datastore) {
+      await doc.send(
+        new PutCommand({
+          TableName: table,
+          Item: { ...keys.datastore(ds.datastoreId), entity: "datastore", ...ds },
+        }),
+      );
+    },
+    get: (id) => get<Datastore>(keys.datastore(id), true),
+    async list() {
+      // Registration and usage items share one partition: one query reads both.
+      const items = await queryAll<Partial<DatastoreUsage> & { holder?: string }>({
+        KeyConditionExpression: "pk = :pk",
+        ExpressionAttributeValues: { ":pk": keys.datastoresPartition },
+        ConsistentRead: true,
+      });
+      const usage = new Map<string, number>();
+      for (const item of items)
+        if (item.path === undefined && item.holder === undefined && item.datastoreId)
+          usage.set(item.datastoreId, item.provisionedBytes ?? 0);
+      return items
+        .filter((item): item is DatastoreUsage => item.path !== undefined)
+        .map((ds) => ({ ...ds, provisionedBytes: usage.get(ds.datastoreId) ?? 0 }));
+    },
+    async provisionedBytes(id) {
+      return (await get<{ provisionedBytes?: number }>(keys.datastoreUsage(id), true))?.provisionedBytes ?? 0;
+    },
+    async acquireRecomposeSlot(ds, holder, slots, leaseMs) {
+      const now = Date.now();
+      // Re-entrant: a redelivered job finds the slot it already holds.
+      for (let slot = 0; slot < slots; slot++) {
+        try {
+          await doc.send(
+            new PutCommand({
+              TableName: table,
+              Item: {
+                ...keys.recomposeSlot(ds, slot),
+                entity: "recomposeSlot",
+                holder,
+                expiresAt: now + leaseMs,
+              },
+              ConditionExpression: "attribute_not_exists(pk) OR holder = :holder OR expiresAt < :now",
+              ExpressionAttributeValues: { ":holder": holder, ":now": now },
+            }),
+          );
+          return true;
+        } catch (err) {
+          if (!isConditionFailure(err)) throw err;
+        }
+      }
+      return false;
+    },
+    async releaseRecomposeSlot(ds, holder, slots) {
+      for (let slot = 0; slot < slots; slot++) {
+        try {
+          await doc.send(
+            new DeleteCommand({
+              TableName: table,
+              Key: keys.recomposeSlot(ds, slot),
+              ConditionExpression: "holder = :holder",
+              ExpressionAttributeValues: { ":holder": holder },
+            }),
+          );
+        } catch (err) {
+          if (!isConditionFailure(err)) throw err;
+        }
+      }
+    },
+  };
+
+  const replicas: ReplicaRepository = {
+    async record(r, created) {
+      await doc.send(
+        new UpdateCommand({
+          TableName: table,
+          Key: keys.replica(r.tenantId, r.imageId, r.version, r.datastoreId),
+          UpdateExpression:
+            "SET entity = :entity, tenantId = :t, imageId = :i, version = :n, datastoreId = :ds, sha256 = :sha, createdAt = if_not_exists(createdAt, :at) ADD creations :c",
+          ExpressionAttributeValues: {
+            ":entity": "replica",
+            ":t": r.tenantId,
+            ":i": r.imageId,
+            ":n": r.version,
+            ":ds": r.datastoreId,
+            ":sha": r.sha256,
+            ":at": r.createdAt,
+            ":c": created ? 1 : 0,
+          },
+        }),
+      );
+    },
+    list: (t, i, n) => byPrefix<Replica>(keys.tenant(t).pk, keys.replicaPrefix(i, n)),
+    async remove(r) {
+      await doc.send(
+        new DeleteCommand({
+          TableName: table,
+          Key: keys.replica(r.tenantId, r.imageId, r.version, r.datastoreId),
+        }),
+      );
+    },
+  };
+
+  return { tenants, images, pools, desktops, sessions, datastores, replicas };
 }

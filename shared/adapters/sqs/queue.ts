@@ -7,13 +7,22 @@ export function sqsClient(endpoint?: string, region?: string): SQSClient {
 }
 
 /** Sends JSON messages in batches of ten; any entry SQS refuses fails the whole call (the caller retries). */
-export async function sendJson(sqs: SQSClient, queueUrl: string, bodies: unknown[]): Promise<void> {
+export async function sendJson(
+  sqs: SQSClient,
+  queueUrl: string,
+  bodies: unknown[],
+  delaySeconds?: number,
+): Promise<void> {
   for (let i = 0; i < bodies.length; i += 10) {
     const chunk = bodies.slice(i, i + 10);
     const out = await sqs.send(
       new SendMessageBatchCommand({
         QueueUrl: queueUrl,
-        Entries: chunk.map((body, n) => ({ Id: String(n), MessageBody: JSON.stringify(body) })),
+        Entries: chunk.map((body, n) => ({
+          Id: String(n),
+          MessageBody: JSON.stringify(body),
+          ...(delaySeconds ? { DelaySeconds: delaySeconds } : {}),
+        })),
       }),
     );
     if (out.Failed && out.Failed.length > 0) {
@@ -26,9 +35,9 @@ export async function sendJson(sqs: SQSClient, queueUrl: string, bodies: unknown
 
 export function sqsJobQueue(sqs: SQSClient, queueUrl: string | undefined): JobQueue {
   return {
-    send: async (jobs: CloneJob[]) => {
+    send: async (jobs: CloneJob[], opts = {}) => {
       if (!queueUrl) throw new Error("PRISTINE_CLONE_JOBS_QUEUE_URL is not configured for this function");
-      await sendJson(sqs, queueUrl, jobs);
+      await sendJson(sqs, queueUrl, jobs, opts.delaySeconds);
     },
   };
 }

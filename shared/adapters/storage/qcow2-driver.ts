@@ -4,13 +4,13 @@ import { chmod, copyFile, link, mkdir, realpath, rename, rm, stat } from "node:f
 import { dirname, isAbsolute, join, relative } from "node:path";
 import { invalid } from "../../domain/errors.ts";
 import type { Desktop, ImageSource, ImageVersion } from "../../domain/model.ts";
-import type { ImportedImage, StorageDriver } from "../../ports.ts";
+import type { CloneTarget, ImportedImage, StorageDriver } from "../../ports.ts";
 import { qemuImg, qemuInfo } from "./qemu-img.ts";
 
 export interface Qcow2Layout {
   /** The region's image store: one imported qcow2 per image version. */
   imageStorePath: string;
-  /** Datastore id -> folder (host-local SSD or a shared mount such as EFS). */
+  /** Datastores known without a lookup (the default local one): id -> folder. */
   datastores: Record<string, string>;
   /** Folders a publish may read source disks from; anything else is refused. */
   importRoots: string[];
@@ -28,11 +28,20 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** Bytes a file really occupies (allocated blocks), not its apparent size. */
+async function usedBytes(path: string): Promise<number> {
+  const st = await stat(path).catch(() => undefined);
+  return st ? st.blocks * 512 : 0;
+}
+
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest("hex");
 }
+
+/** Finds a registered datastore's folder (the worker reads it from the table). */
+export type DatastoreLookup = (datastoreId: string) => Promise<string | undefined>;
 
 export function qcow2Paths(layout: Qcow2Layout) {
   const datastore = (id: string) => {
@@ -55,9 +64,34 @@ export function qcow2Paths(layout: Qcow2Layout) {
  * temporary name and is renamed (or hard-linked) into place, so a crash never leaves a half disk
  * under a real name and a retried job simply redoes its step.
  */
-export function qcow2Driver(layout: Qcow2Layout): StorageDriver {
-  const paths = qcow2Paths(layout);
-  const replicasInFlight = new Map<string, Promise<void>>();
+export function qcow2Driver(
+  layout: Qcow2Layout,
+  lookup: DatastoreLookup = async () => undefined,
+): StorageDriver {
+  // Folders of registered datastores are learnt on first use; a datastore's path does not move.
+  const known: Record<string, string> = { ...layout.datastores };
+  const paths = qcow2Paths({ ...layout, datastores: known });
+  const locate = async (datastoreId: string) => {
+    if (!known[datastoreId]) {
+      const path = await lookup(datastoreId);
+      if (!path) throw new Error(`unknown datastore ${datastoreId}`);
+      known[datastoreId] = path;
+    }
+  };
+  const replicasInFlight = new Map<string, Promise<{ created: boolean }>>();
+
+  async function cloneWith(desktop: CloneTarget, make: (tmp: string) => Promise<unknown>) {
+    await locate(desktop.datastoreId);
+    const target = paths.desktop(desktop);
+    await mkdir(dirname(target), { recursive: true });
+    const tmp = tmpName(target);
+    try {
+      await make(tmp);
+      await rename(tmp, target);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
 
   async function insideImportRoots(path: string): Promise<string> {
     if (!isAbsolute(path)) throw invalid("source.path", "must be an absolute path");
@@ -127,52 +161,84 @@ export function qcow2Driver(layout: Qcow2Layout): StorageDriver {
     },
 
     async ensureReplica(version, datastoreId) {
+      await locate(datastoreId);
       const target = paths.replica(version, datastoreId);
       const inFlight = replicasInFlight.get(target);
-      if (inFlight) return inFlight;
+      if (inFlight) {
+        await inFlight;
+        return { created: false };
+      }
       const work = (async () => {
-        if (await exists(target)) return;
+        if (await exists(target)) return { created: false };
         await mkdir(dirname(target), { recursive: true });
         const tmp = tmpName(target);
         try {
           await copyFile(paths.image(version), tmp);
+          // A replica every desktop reads through must be the version, bit for bit.
+          const sha256 = await sha256File(tmp);
+          if (version.sha256 && sha256 !== version.sha256)
+            throw new Error(
+              `replica of ${version.imageId}@${version.version} on ${datastoreId}: sha256 mismatch`,
+            );
           await chmod(tmp, 0o444);
           // link() fails if another worker got there first; theirs is identical, keep it.
-          await link(tmp, target).catch((err: NodeJS.ErrnoException) => {
-            if (err.code !== "EEXIST") throw err;
-          });
+          return await link(tmp, target).then(
+            () => ({ created: true }),
+            (err: NodeJS.ErrnoException) => {
+              if (err.code !== "EEXIST") throw err;
+              return { created: false };
+            },
+          );
         } finally {
           await rm(tmp, { force: true });
         }
       })();
       replicasInFlight.set(target, work);
       try {
-        await work;
+        return await work;
       } finally {
         replicasInFlight.delete(target);
       }
     },
 
-    async createLinkedClone(desktop) {
-      const replica = paths.replica({ ...desktop, version: desktop.imageVersion }, desktop.datastoreId);
-      const target = paths.desktop(desktop);
-      await mkdir(dirname(target), { recursive: true });
-      const tmp = tmpName(target);
-      try {
-        await qemuImg(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", replica, tmp]);
-        await rename(tmp, target);
-      } finally {
-        await rm(tmp, { force: true });
-      }
+    async removeReplica(version, datastoreId) {
+      await locate(datastoreId);
+      await rm(paths.replica(version, datastoreId), { force: true });
     },
 
+    createLinkedClone: (desktop) =>
+      cloneWith(desktop, async (tmp) => {
+        await locate(desktop.datastoreId);
+        const replica = paths.replica({ ...desktop, version: desktop.imageVersion }, desktop.datastoreId);
+        await qemuImg(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", replica, tmp]);
+      }),
+
+    // The baseline linked clones beat: a complete, independent copy (compact: unallocated stays so).
+    createFullClone: (desktop) =>
+      cloneWith(desktop, (tmp) =>
+        qemuImg([
+          "convert",
+          "-q",
+          "-O",
+          "qcow2",
+          paths.image({ ...desktop, version: desktop.imageVersion }),
+          tmp,
+        ]),
+      ),
+
     async deleteDesktopDisk(desktop) {
+      await locate(desktop.datastoreId);
       await rm(paths.desktop(desktop), { force: true });
     },
 
     async deltaBytes(desktop) {
-      const st = await stat(paths.desktop(desktop)).catch(() => undefined);
-      return st ? st.blocks * 512 : 0;
+      await locate(desktop.datastoreId);
+      return usedBytes(paths.desktop(desktop));
+    },
+
+    async replicaBytes(version, datastoreId) {
+      await locate(datastoreId);
+      return usedBytes(paths.replica(version, datastoreId));
     },
   };
 }

@@ -1,0 +1,138 @@
+/**
+ * Linked against full clones through the control plane, for an image holding 1 GiB of data:
+ * time per clone (pool created -> all AVAILABLE), bytes used per pool, and the control plane's
+ * linked-clone time against a bare loop of `qemu-img create -b` on the same replica.
+ *
+ * The replica is made ahead (as pool creation does with prepare-replica) by a one-desktop warm-up
+ * pool, so the timed linked pool measures clones, not the one-off 1 GiB replica copy (reported
+ * separately). Full clones are 1 GiB each: when the disk cannot hold 100 of them, fewer are made
+ * (BENCH_FULL_CLONES) and the full pool's bytes are scaled to 100, which the table says.
+ */
+import { execFile } from "node:child_process";
+import { statfs } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { waitFor } from "../../local/emulators.ts";
+import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
+import type { BenchEnv } from "./env.ts";
+import { printJson, printTable, round } from "./report.ts";
+
+const run = promisify(execFile);
+const N = Number(process.env.BENCH_CLONES ?? 100);
+const GiB = 1024 ** 3;
+
+async function freeGiB(path: string) {
+  const s = await statfs(path);
+  return (s.bavail * s.bsize) / GiB;
+}
+
+export async function benchClones(env: BenchEnv): Promise<void> {
+  const room = await freeGiB(env.dataDir);
+  // Each full clone takes ~1 GiB: at most 40 (a few minutes of writing), and never more than
+  // three quarters of the free space less 8 GiB.
+  const fullClones = Number(
+    process.env.BENCH_FULL_CLONES ?? Math.max(1, Math.min(N, 40, Math.floor(room * 0.75 - 8))),
+  );
+  const source = join(env.dataDir, "golden-1g.qcow2");
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "1G"]);
+  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 1G", source]);
+
+  const tenant = (await env.api("POST", "/v1/admin/tenants", env.operatorKey, { name: "bench" })).body;
+  const key = tenant.apiKey as string;
+  const image = (await env.api("POST", "/v1/images", key, { name: "golden-1g" })).body;
+  await env.api("POST", `/v1/images/${image.imageId}/versions`, key, { source: { path: source } });
+  await waitFor(
+    "image READY",
+    async () =>
+      (await env.api("GET", `/v1/images/${image.imageId}`, key)).body.versions[0]?.state === "READY",
+    600_000,
+    100,
+  );
+
+  const timedPool = async (size: number, cloneType: "linked" | "full") => {
+    const started = performance.now();
+    const res = await env.api("POST", "/v1/pools", key, {
+      name: cloneType,
+      imageId: image.imageId,
+      size,
+      cloneType,
+    });
+    if (res.status !== 201) throw new Error(`pool create: ${JSON.stringify(res.body)}`);
+    await waitFor(
+      `${size} ${cloneType} desktops AVAILABLE`,
+      async () =>
+        (await env.api("GET", `/v1/pools/${res.body.poolId}`, key)).body.desktopCounts.AVAILABLE === size,
+      1_800_000,
+      50,
+    );
+    return { poolId: res.body.poolId as string, ms: performance.now() - started };
+  };
+
+  const warmUp = await timedPool(1, "linked");
+  const linked = await timedPool(N, "linked");
+
+  // The bare loop: what qemu-img alone takes for the same N deltas on the same replica.
+  const paths = qcow2Paths(env.region.app.config.storage);
+  const replica = paths.replica(
+    { tenantId: tenant.tenantId, imageId: image.imageId, version: 1 },
+    "ds-default",
+  );
+  const rawDir = join(env.dataDir, "raw-loop");
+  await run("mkdir", ["-p", rawDir]);
+  const rawStarted = performance.now();
+  for (let i = 0; i < N; i++)
+    await run("qemu-img", [
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-F",
+      "qcow2",
+      "-b",
+      replica,
+      join(rawDir, `d${i}.qcow2`),
+    ]);
+  const rawMs = performance.now() - rawStarted;
+
+  const full = await timedPool(fullClones, "full");
+  const storage = (await env.api("GET", "/v1/storage", key)).body;
+  const used = (poolId: string) =>
+    storage.pools.find((p: { poolId: string }) => p.poolId === poolId).usedBytes as number;
+  const linkedBytes = used(linked.poolId);
+  const fullMeasured = used(full.poolId);
+  const fullBytes = Math.round((fullMeasured / fullClones) * N);
+
+  const linkedMsPerClone = linked.ms / N;
+  const fullMsPerClone = full.ms / fullClones;
+  const rawMsPerClone = rawMs / N;
+  const figures = {
+    bench: "clones",
+    linkedMsPerClone: round(linkedMsPerClone),
+    fullMsPerClone: round(fullMsPerClone),
+    rawMsPerClone: round(rawMsPerClone),
+    linkedBytes,
+    fullBytes,
+    linkedToRawRatio: round(linked.ms / rawMs, 3),
+    linkedToFullBytesRatio: round(linkedBytes / fullBytes, 5),
+    linkedToFullTimeRatio: round(linkedMsPerClone / fullMsPerClone, 4),
+  };
+  const mib = (b: number) => `${round(b / 1024 ** 2, 1)} MiB`;
+  printTable(`Clones: ${N} desktops of an image holding 1 GiB of data`, [
+    ["replica + 1 linked clone (warm-up, one-off)", `${round(warmUp.ms)} ms`],
+    [`linked pool of ${N}: total`, `${round(linked.ms)} ms`],
+    ["linked: per clone", `${round(linkedMsPerClone)} ms`],
+    [`raw qemu-img create -b loop of ${N}: total`, `${round(rawMs)} ms`],
+    ["raw: per clone", `${round(rawMsPerClone)} ms`],
+    ["linked / raw (target <= 3)", figures.linkedToRawRatio],
+    [`full pool of ${fullClones}: total`, `${round(full.ms)} ms`],
+    ["full: per clone", `${round(fullMsPerClone)} ms`],
+    ["linked pool bytes used (replica + deltas)", mib(linkedBytes)],
+    [
+      `full pool bytes used (${fullClones} measured${fullClones < N ? `, scaled to ${N}` : ""})`,
+      `${mib(fullMeasured)} -> ${mib(fullBytes)}`,
+    ],
+    ["linked / full bytes (target <= 0.02)", figures.linkedToFullBytesRatio],
+    ["linked / full time per clone", figures.linkedToFullTimeRatio],
+  ]);
+  printJson(figures);
+}
