@@ -1,8 +1,12 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
 import { DomainError, RetryLater } from "./errors.ts";
+import { replicateConfig } from "./replication.ts";
 
-type WorkerPorts = Pick<Ports, "images" | "pools" | "desktops" | "storage" | "clock">;
+type WorkerPorts = Pick<
+  Ports,
+  "images" | "pools" | "desktops" | "storage" | "clock" | "peer" | "replication"
+>;
 
 /**
  * The clone worker's one entry point. Every branch re-reads state and is safe to run twice:
@@ -31,6 +35,8 @@ async function importVersion(ports: WorkerPorts, job: Extract<CloneJob, { kind: 
       ...imported,
       readyAt: ports.clock.now().toISOString(),
     });
+    // Each published version goes to the DR region once (with the tenant's configuration).
+    await replicateConfig(ports, job.tenantId);
     return "imported";
   } catch (err) {
     // A source that is not a usable disk will not get better on retry: record why and stop.

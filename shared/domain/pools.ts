@@ -3,6 +3,8 @@ import { type DesktopState, emptyStateCounts } from "./desktop-state.ts";
 import { conflict, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Desktop, Pool } from "./model.ts";
+import { replicateConfig } from "./replication.ts";
+import { commitLater } from "./sessions.ts";
 
 export interface CreatePoolInput {
   name: string;
@@ -12,7 +14,7 @@ export interface CreatePoolInput {
 }
 
 export async function createPool(
-  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock">,
+  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock" | "peer" | "replication">,
   tenantId: string,
   input: CreatePoolInput,
   datastoreId: string,
@@ -56,6 +58,7 @@ export async function createPool(
   }));
   await ports.pools.create(pool, desktops);
   await ports.jobs.send(desktops.map((d) => ({ kind: "provision-desktop", ...desktopRef(d) })));
+  await replicateConfig(ports, tenantId);
   return pool;
 }
 
@@ -104,7 +107,7 @@ export async function listPoolDesktops(
  * job; the clone worker removes the pool record after its last desktop.
  */
 export async function deletePool(
-  ports: Pick<Ports, "pools" | "desktops" | "sessions" | "jobs" | "clock">,
+  ports: Pick<Ports, "pools" | "desktops" | "sessions" | "jobs" | "clock" | "userDataJobs">,
   tenantId: string,
   poolId: string,
 ): Promise<Pool> {
@@ -119,6 +122,7 @@ export async function deletePool(
       if (desktop.state === "ASSIGNED" && desktop.sessionId) {
         const session = await ports.sessions.get(tenantId, desktop.sessionId);
         if (session) await ports.sessions.end(session, ports.clock.now().toISOString(), "pool-delete");
+        if (session) await commitLater(ports, session);
       } else if (await ports.desktops.transition(desktop, desktop.state, "DELETING")) {
         desktop = { ...desktop, state: "DELETING" };
         break;

@@ -11,6 +11,10 @@
  *   ended session TENANT#<t>                  SESSION#<s>   (an active one lives on its desktop)
  *   desktop       TENANT#<t>#POOL#<p>         DESKTOP#<d>
  *   user lock     TENANT#<t>#POOL#<p>         USER#<u>      (the user's one active session in the pool)
+ *   user data     TENANT#<t>                  USERDATA#<u>  (the user's data disk: version, checksum, replication)
+ *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
+ *   DR drill      TENANT#<t>                  DRILL#<d>
+ *   DR state      TENANT#<t>                  DR            (failed over or not; replicated config sync)
  *
  * GSI1 is sparse: only AVAILABLE desktops carry gsi1pk = FREE#<t>#<p>, with a random gsi1sk so
  * that concurrent logons starting at random points rarely collide.
@@ -36,6 +40,16 @@ export const keys = {
   desktopPrefix: "DESKTOP#",
   userLock: (t: string, p: string, u: string) => ({ pk: `TENANT#${t}#POOL#${p}`, sk: `USER#${u}` }),
   freeDesktops: (t: string, p: string) => `FREE#${t}#${p}`,
+  userData: (t: string, u: string) => ({ pk: `TENANT#${t}`, sk: `USERDATA#${u}` }),
+  userDataPrefix: "USERDATA#",
+  userDataChange: (t: string, u: string, n: number) => ({
+    pk: `TENANT#${t}#USERDATA`,
+    sk: `CHANGE#${u}#${String(n).padStart(9, "0")}`,
+  }),
+  userDataChangePartition: (t: string) => `TENANT#${t}#USERDATA`,
+  userDataChangePrefix: "CHANGE#",
+  drill: (t: string, d: string) => ({ pk: `TENANT#${t}`, sk: `DRILL#${d}` }),
+  drState: (t: string) => ({ pk: `TENANT#${t}`, sk: "DR" }),
 };
 
 /** Attributes that only exist to index an item; stripped before an item becomes a domain object. */

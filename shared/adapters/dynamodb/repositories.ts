@@ -79,7 +79,8 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
             {
               Put: {
                 TableName: table,
-                Item: { ...keys.tenant(tenant.tenantId), entity: "tenant", ...tenant },
+                // The key hash rides along so the tenant can be replicated with a working key.
+                Item: { ...keys.tenant(tenant.tenantId), entity: "tenant", ...tenant, apiKeyHash },
                 ConditionExpression: "attribute_not_exists(pk)",
               },
             },
