@@ -96,7 +96,7 @@ export function startDrPollers(app: App, sqs: SQSClient, res: DrResources, name:
       handler: userDataWorkerHandler(app),
       // Small batches: FIFO records are handled one by one, so parallelism comes from pollers.
       batchSize: 2,
-      concurrency: 4,
+      concurrency: 8,
       retryDelaySeconds: 1,
     }),
     startSqsPoller({
@@ -106,7 +106,7 @@ export function startDrPollers(app: App, sqs: SQSClient, res: DrResources, name:
       functionName: `${name}-replication`,
       handler: replicationWorkerHandler(app),
       batchSize: 2,
-      concurrency: 4,
+      concurrency: 8,
       retryDelaySeconds: 1,
     }),
   ];

@@ -46,8 +46,14 @@ function drPorts(config: PristineConfig, doc: ReturnType<typeof documentClient>,
           bucket: peer.bucket,
           queueUrl: peer.replicationQueueUrl,
           // The peer may be reached through other endpoints than this region's own (locally: a fault proxy).
-          s3: peer.s3Endpoint ? s3Client(peer.s3Endpoint, config.awsRegion) : s3,
-          sqs: peer.sqsEndpoint ? sqsClient(peer.sqsEndpoint, config.awsRegion) : sqs,
+          s3:
+            peer.s3Endpoint || peer.awsRegion
+              ? s3Client(peer.s3Endpoint, peer.awsRegion ?? config.awsRegion)
+              : s3,
+          sqs:
+            peer.sqsEndpoint || peer.awsRegion
+              ? sqsClient(peer.sqsEndpoint, peer.awsRegion ?? config.awsRegion)
+              : sqs,
         })
       : undefined,
     inbox: s3ReplicaInbox(s3, dr.replicationBucket ?? ""),

@@ -33,6 +33,8 @@ export interface DrConfig {
     name: string;
     bucket: string;
     replicationQueueUrl: string;
+    /** The peer's AWS region (its bucket and queue are reached there). */
+    awsRegion?: string;
     sqsEndpoint?: string;
     s3Endpoint?: string;
   };
@@ -67,6 +69,7 @@ const envSchema = z.object({
   PRISTINE_PEER_REGION_NAME: z.string().optional(),
   PRISTINE_PEER_BUCKET: z.string().optional(),
   PRISTINE_PEER_REPLICATION_QUEUE_URL: z.url().optional(),
+  PRISTINE_PEER_AWS_REGION: z.string().optional(),
 });
 
 export function storageLayout(
@@ -127,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
               name: e.PRISTINE_PEER_REGION_NAME,
               bucket: e.PRISTINE_PEER_BUCKET,
               replicationQueueUrl: e.PRISTINE_PEER_REPLICATION_QUEUE_URL,
+              ...(e.PRISTINE_PEER_AWS_REGION ? { awsRegion: e.PRISTINE_PEER_AWS_REGION } : {}),
             },
           }
         : {}),

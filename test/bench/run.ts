@@ -1,8 +1,9 @@
 /** `npm run bench [-- name...]`: runs the named benchmarks (all when none is named). */
+import { benchDr } from "./dr.ts";
 import { startBenchEnv } from "./env.ts";
 import { benchLogon } from "./logon.ts";
 
-const benches: Record<string, typeof benchLogon> = { logon: benchLogon };
+const benches: Record<string, typeof benchLogon> = { logon: benchLogon, dr: benchDr };
 const names = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const selected = names.length > 0 ? names : Object.keys(benches);
 const unknown = selected.filter((n) => !benches[n]);
