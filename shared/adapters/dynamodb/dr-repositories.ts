@@ -1,10 +1,7 @@
 import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
   type DynamoDBDocumentClient,
-  GetCommand,
   PutCommand,
-  QueryCommand,
-  type QueryCommandInput,
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
@@ -12,35 +9,17 @@ import type { Drill, DrState } from "../../domain/dr.ts";
 import type { Image, ImageVersion, Pool, Tenant } from "../../domain/model.ts";
 import type { UserData, UserDataChange } from "../../domain/user-data.ts";
 import type { DrRepository, UserDataRepository } from "../../ports.ts";
-import { fromItem, keys } from "./keys.ts";
+import { keys } from "./keys.ts";
+import { tableReads } from "./table.ts";
 
 const conditionFailed = (err: unknown) =>
   (err as Error).name === "ConditionalCheckFailedException" || err instanceof TransactionCanceledException;
 
 /** User data records, their changes, DR state, drills and replicated configuration. */
 export function drRepositories(doc: DynamoDBDocumentClient, table: string) {
-  const get = async <T>(key: { pk: string; sk: string }) => {
-    const out = await doc.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }));
-    return out.Item ? fromItem<T>(out.Item) : undefined;
-  };
-  const byPrefix = async <T>(pk: string, prefix: string): Promise<T[]> => {
-    const items: T[] = [];
-    let start: QueryCommandInput["ExclusiveStartKey"];
-    do {
-      const out = await doc.send(
-        new QueryCommand({
-          TableName: table,
-          KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
-          ExpressionAttributeValues: { ":pk": pk, ":prefix": prefix },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      for (const item of out.Items ?? []) items.push(fromItem<T>(item));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
-  };
+  const reads = tableReads(doc, table);
+  const get = <T>(key: { pk: string; sk: string }) => reads.get<T>(key, true);
+  const byPrefix = reads.byPrefix;
   /** An update that is allowed to find its condition false. */
   const tryUpdate = async (input: ConstructorParameters<typeof UpdateCommand>[0]) => {
     try {

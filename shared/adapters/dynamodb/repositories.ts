@@ -4,10 +4,8 @@ import {
   BatchWriteCommand,
   DeleteCommand,
   type DynamoDBDocumentClient,
-  GetCommand,
   PutCommand,
   QueryCommand,
-  type QueryCommandInput,
   ScanCommand,
   TransactWriteCommand,
   UpdateCommand,
@@ -25,6 +23,7 @@ import type {
   TenantRepository,
 } from "../../ports.ts";
 import { freeIndex, fromItem, keys } from "./keys.ts";
+import { tableReads } from "./table.ts";
 
 const spreadToken = () => randomBytes(8).toString("hex");
 
@@ -34,28 +33,7 @@ function cancellationCodes(err: unknown): string[] | undefined {
 }
 
 export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
-  const get = async <T>(key: { pk: string; sk: string }, consistent = false) => {
-    const out = await doc.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: consistent }));
-    return out.Item ? fromItem<T>(out.Item) : undefined;
-  };
-
-  const queryAll = async <T>(input: Omit<QueryCommandInput, "TableName">): Promise<T[]> => {
-    const items: T[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await doc.send(new QueryCommand({ ...input, TableName: table, ExclusiveStartKey: start }));
-      for (const item of out.Items ?? []) items.push(fromItem<T>(item));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
-  };
-
-  const byPrefix = <T>(pk: string, prefix: string) =>
-    queryAll<T>({
-      KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
-      ExpressionAttributeValues: { ":pk": pk, ":prefix": prefix },
-      ConsistentRead: true,
-    });
+  const { get, byPrefix } = tableReads(doc, table);
 
   const batchPut = async (items: Record<string, unknown>[]) => {
     for (let i = 0; i < items.length; i += 25) {
