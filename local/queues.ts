@@ -17,15 +17,21 @@ async function arnOf(sqs: SQSClient, url: string): Promise<string> {
 export async function ensureQueueWithDlq(
   sqs: SQSClient,
   name: string,
-  opts: { visibilityTimeoutSeconds: number; maxReceiveCount?: number },
+  opts: { visibilityTimeoutSeconds: number; maxReceiveCount?: number; fifo?: boolean },
 ): Promise<QueueRef> {
-  const dlq = await sqs.send(new CreateQueueCommand({ QueueName: `${name}-dlq` }));
+  // A FIFO queue's name ends in .fifo and its DLQ must be FIFO too.
+  const fifo = opts.fifo ? { FifoQueue: "true" } : undefined;
+  const named = (n: string) => (opts.fifo ? `${n}.fifo` : n);
+  const dlq = await sqs.send(
+    new CreateQueueCommand({ QueueName: named(`${name}-dlq`), ...(fifo ? { Attributes: fifo } : {}) }),
+  );
   if (!dlq.QueueUrl) throw new Error(`could not create ${name}-dlq`);
   const dlqArn = await arnOf(sqs, dlq.QueueUrl);
   const queue = await sqs.send(
     new CreateQueueCommand({
-      QueueName: name,
+      QueueName: named(name),
       Attributes: {
+        ...fifo,
         VisibilityTimeout: String(opts.visibilityTimeoutSeconds),
         RedrivePolicy: JSON.stringify({
           deadLetterTargetArn: dlqArn,

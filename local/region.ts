@@ -14,6 +14,7 @@ import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
 import { reconcilerHandler } from "../shared/workers/reconciler.ts";
 import { startApiServer } from "./api-server.ts";
+import { type DrResources, ensureDrResources, type PeerOptions, startDrPollers } from "./dr-region.ts";
 import { ensureQueueWithDlq } from "./queues.ts";
 import { type Poller, startSqsPoller } from "./sqs-poller.ts";
 
@@ -34,6 +35,9 @@ export interface RegionOptions {
   /** Capacity of the default local datastore (`ds-default`). */
   defaultDatastoreCapacity?: { capacityGiB: number; overcommit: number };
   worker?: Partial<WorkerSettings>;
+  /** The DR peer region (user data, images and configuration are replicated to it). */
+  peer?: PeerOptions;
+  userDataSizeBytes?: number;
 }
 
 export interface Region {
@@ -41,6 +45,7 @@ export interface Region {
   apiUrl: string;
   app: App;
   queues: { cloneJobs: { url: string; dlqUrl: string }; logoff: { url: string; dlqUrl: string } };
+  dr: DrResources;
   stop(): Promise<void>;
 }
 
@@ -56,6 +61,14 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   // Visibility timeouts as in the stack: 6x the worker's timeout.
   const cloneJobs = await ensureQueueWithDlq(sqs, `${prefix}-clone-jobs`, { visibilityTimeoutSeconds: 900 });
   const logoff = await ensureQueueWithDlq(sqs, `${prefix}-logoff`, { visibilityTimeoutSeconds: 180 });
+  const dr = await ensureDrResources({
+    sqs,
+    sqsEndpoint: opts.sqsEndpoint,
+    prefix,
+    dataDir: opts.dataDir,
+    ...(opts.userDataSizeBytes ? { userDataSizeBytes: opts.userDataSizeBytes } : {}),
+    ...(opts.peer ? { peer: opts.peer } : {}),
+  });
 
   const storage = storageLayout(opts.dataDir, opts.importRoots ? { importRoots: opts.importRoots } : {});
   const config: PristineConfig = {
@@ -67,8 +80,9 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     storage,
     defaultDatastore: defaultDatastoreOf(storage, opts.defaultDatastoreCapacity),
     worker: { ...defaultWorkerSettings, ...opts.worker },
-    endpoints: { dynamodb: opts.dynamodbEndpoint, sqs: opts.sqsEndpoint },
+    endpoints: { dynamodb: opts.dynamodbEndpoint, sqs: opts.sqsEndpoint, s3: opts.sqsEndpoint },
     awsRegion,
+    dr: dr.config,
   };
   const app = createApp(config);
 
@@ -93,6 +107,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
       concurrency: 2,
       retryDelaySeconds: 2,
     }),
+    ...startDrPollers(app, sqs, dr, opts.name),
   ];
 
   const reconcileEveryMs = opts.reconcileEveryMs ?? 60_000;
@@ -146,6 +161,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     apiUrl: server.url,
     app,
     queues: { cloneJobs, logoff },
+    dr,
     async stop() {
       clearInterval(reconciler);
       await server.close();

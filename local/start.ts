@@ -12,6 +12,9 @@ import { startRegion } from "./region.ts";
 
 const { values: flags } = parseArgs({ options: { "in-memory": { type: "boolean", default: false } } });
 const port = Number(process.env.PRISTINE_PORT ?? 8080);
+const drPort = Number(process.env.PRISTINE_DR_PORT ?? 8081);
+const primaryName = process.env.PRISTINE_REGION_NAME ?? "primary";
+const drName = process.env.PRISTINE_DR_REGION_NAME ?? "dr";
 const dataDir = resolve(process.env.PRISTINE_DATA_DIR ?? "./.pristine");
 const inMemory = flags["in-memory"] ?? false;
 
@@ -52,24 +55,38 @@ async function main() {
     const fauxqs = await startFauxqsServer(inMemory ? {} : { dataDir: join(dataDir, "fauxqs") });
     stoppers.push(fauxqs.stop);
     const primary = await startRegion({
-      name: process.env.PRISTINE_REGION_NAME ?? "primary",
+      name: primaryName,
       dynamodbEndpoint: dynamo.endpoint,
       sqsEndpoint: fauxqs.endpoint,
       dataDir,
       operatorKey: key,
       port,
+      peer: { name: drName },
     });
     stoppers.push(primary.stop);
+    // The DR region: its own table, queues, bucket and data dir, on the same emulators.
+    const dr = await startRegion({
+      name: drName,
+      dynamodbEndpoint: dynamo.endpoint,
+      sqsEndpoint: fauxqs.endpoint,
+      dataDir: join(dataDir, "dr"),
+      importRoots: [join(dataDir, "imports")],
+      operatorKey: key,
+      port: drPort,
+      peer: { name: primaryName },
+    });
+    stoppers.push(dr.stop);
     console.log(
       [
         "",
         `Pristine is up (${inMemory ? "in memory" : "persistent"})`,
         `  API            ${primary.apiUrl}    (GET ${primary.apiUrl}/health)`,
         `  region         ${primary.name}`,
+        `  DR API         ${dr.apiUrl}    (region ${dr.name}, data under ${join(dataDir, "dr")})`,
         `  operator key   from ${origin}`,
         `  data dir       ${dataDir}`,
         `  DynamoDB Local ${dynamo.endpoint}`,
-        `  fauxqs (SQS)   ${fauxqs.endpoint}`,
+        `  fauxqs (SQS/S3) ${fauxqs.endpoint}`,
         "Ctrl-C stops everything.",
         "",
       ].join("\n"),

@@ -1,10 +1,14 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { documentClient, dynamoClient } from "./adapters/dynamodb/client.ts";
+import { drRepositories } from "./adapters/dynamodb/dr-repositories.ts";
 import { dynamoRepositories } from "./adapters/dynamodb/repositories.ts";
+import { s3Client, s3PeerRegion, s3ReplicaInbox } from "./adapters/s3/replication-bucket.ts";
+import { sqsReplicationQueue, sqsUserDataJobQueue } from "./adapters/sqs/dr-queues.ts";
 import { sqsClient, sqsJobQueue } from "./adapters/sqs/queue.ts";
-import { qcow2Driver } from "./adapters/storage/qcow2-driver.ts";
-import type { PristineConfig } from "./config.ts";
+import { installImageFile, qcow2Driver, qcow2Paths } from "./adapters/storage/qcow2-driver.ts";
+import { qcow2UserDataStore } from "./adapters/storage/user-data-store.ts";
+import { type PristineConfig, userDataPath } from "./config.ts";
 import type { Ports } from "./ports.ts";
 
 export interface App {
@@ -26,6 +30,44 @@ export function createApp(config: PristineConfig): App {
     // Registered datastores' folders come from the table; the default one from configuration.
     storage: qcow2Driver(config.storage, async (id) => (await repositories.datastores.get(id))?.path),
     clock: { now: () => new Date() },
+    ...drPorts(config, doc, sqs),
   };
   return { config, ports, sqs, dynamodb };
+}
+
+function drPorts(config: PristineConfig, doc: ReturnType<typeof documentClient>, sqs: SQSClient) {
+  const dr = config.dr ?? { userDataPath: userDataPath("./.pristine"), userDataSizeBytes: 1024 ** 3 };
+  const s3 = s3Client(config.endpoints.s3, config.awsRegion);
+  const peer = dr.peer;
+  const images = qcow2Paths(config.storage);
+  return {
+    ...drRepositories(doc, config.tableName),
+    userDataStore: qcow2UserDataStore(dr.userDataPath),
+    userDataJobs: sqsUserDataJobQueue(sqs, dr.userDataQueueUrl),
+    replication: sqsReplicationQueue(sqs, dr.replicationQueueUrl),
+    peer: peer
+      ? s3PeerRegion({
+          name: peer.name,
+          bucket: peer.bucket,
+          queueUrl: peer.replicationQueueUrl,
+          // The peer may be reached through other endpoints than this region's own (locally: a fault proxy).
+          s3:
+            peer.s3Endpoint || peer.awsRegion
+              ? s3Client(peer.s3Endpoint, peer.awsRegion ?? config.awsRegion)
+              : s3,
+          sqs:
+            peer.sqsEndpoint || peer.awsRegion
+              ? sqsClient(peer.sqsEndpoint, peer.awsRegion ?? config.awsRegion)
+              : sqs,
+        })
+      : undefined,
+    inbox: s3ReplicaInbox(s3, dr.replicationBucket ?? ""),
+    region: {
+      name: config.regionName,
+      userDataSizeBytes: dr.userDataSizeBytes,
+      imagePath: images.image,
+      installImage: (v: Parameters<typeof images.image>[0], file: string, sha256: string) =>
+        installImageFile(images.image(v), file, sha256),
+    },
+  };
 }

@@ -18,9 +18,34 @@ export interface PristineConfig {
   defaultDatastore: DefaultDatastore;
   worker: WorkerSettings;
   /** Explicit endpoints for the emulators; in AWS the SDK's defaults (or AWS_ENDPOINT_URL_*) apply. */
-  endpoints: { dynamodb?: string; sqs?: string };
+  endpoints: { dynamodb?: string; sqs?: string; s3?: string };
   awsRegion?: string;
+  /** User data and DR (issue 4); each function gets what it uses. */
+  dr?: DrConfig;
 }
+
+export interface DrConfig {
+  /** The user-data FIFO queue (group = tenant#user). */
+  userDataQueueUrl?: string;
+  replicationQueueUrl?: string;
+  /** This region's replication bucket (the peer ships into it). */
+  replicationBucket?: string;
+  userDataPath: string;
+  userDataSizeBytes: number;
+  /** The peer region's names, as each stack knows its peer's. */
+  peer?: {
+    name: string;
+    bucket: string;
+    replicationQueueUrl: string;
+    /** The peer's AWS region (its bucket and queue are reached there). */
+    awsRegion?: string;
+    sqsEndpoint?: string;
+    s3Endpoint?: string;
+  };
+}
+
+/** The user-data store of a data dir, beside its datastores. */
+export const userDataPath = (dataDir: string) => join(resolve(dataDir), "userdata");
 
 const envSchema = z.object({
   PRISTINE_REGION_NAME: z.string().default("local"),
@@ -42,6 +67,16 @@ const envSchema = z.object({
   AWS_ENDPOINT_URL_DYNAMODB: z.string().optional(),
   AWS_ENDPOINT_URL_SQS: z.string().optional(),
   AWS_REGION: z.string().optional(),
+  AWS_ENDPOINT_URL_S3: z.string().optional(),
+  PRISTINE_USER_DATA_QUEUE_URL: z.url().optional(),
+  PRISTINE_REPLICATION_QUEUE_URL: z.url().optional(),
+  PRISTINE_REPLICATION_BUCKET: z.string().optional(),
+  PRISTINE_USER_DATA_PATH: z.string().optional(),
+  PRISTINE_USER_DATA_SIZE_MIB: z.coerce.number().int().positive().default(1024),
+  PRISTINE_PEER_REGION_NAME: z.string().optional(),
+  PRISTINE_PEER_BUCKET: z.string().optional(),
+  PRISTINE_PEER_REPLICATION_QUEUE_URL: z.url().optional(),
+  PRISTINE_PEER_AWS_REGION: z.string().optional(),
 });
 
 export function storageLayout(
@@ -101,7 +136,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
       ...defaultWorkerSettings,
       recomposeSlotsPerDatastore: e.PRISTINE_RECOMPOSE_SLOTS_PER_DATASTORE,
     },
-    endpoints: { dynamodb: e.AWS_ENDPOINT_URL_DYNAMODB, sqs: e.AWS_ENDPOINT_URL_SQS },
+    endpoints: {
+      dynamodb: e.AWS_ENDPOINT_URL_DYNAMODB,
+      sqs: e.AWS_ENDPOINT_URL_SQS,
+      s3: e.AWS_ENDPOINT_URL_S3,
+    },
     ...(e.AWS_REGION ? { awsRegion: e.AWS_REGION } : {}),
+    dr: {
+      ...(e.PRISTINE_USER_DATA_QUEUE_URL ? { userDataQueueUrl: e.PRISTINE_USER_DATA_QUEUE_URL } : {}),
+      ...(e.PRISTINE_REPLICATION_QUEUE_URL ? { replicationQueueUrl: e.PRISTINE_REPLICATION_QUEUE_URL } : {}),
+      ...(e.PRISTINE_REPLICATION_BUCKET ? { replicationBucket: e.PRISTINE_REPLICATION_BUCKET } : {}),
+      userDataPath: e.PRISTINE_USER_DATA_PATH ?? userDataPath(e.PRISTINE_DATA_DIR),
+      userDataSizeBytes: e.PRISTINE_USER_DATA_SIZE_MIB * 1024 * 1024,
+      ...(e.PRISTINE_PEER_REGION_NAME && e.PRISTINE_PEER_BUCKET && e.PRISTINE_PEER_REPLICATION_QUEUE_URL
+        ? {
+            peer: {
+              name: e.PRISTINE_PEER_REGION_NAME,
+              bucket: e.PRISTINE_PEER_BUCKET,
+              replicationQueueUrl: e.PRISTINE_PEER_REPLICATION_QUEUE_URL,
+              ...(e.PRISTINE_PEER_AWS_REGION ? { awsRegion: e.PRISTINE_PEER_AWS_REGION } : {}),
+            },
+          }
+        : {}),
+    },
   };
 }

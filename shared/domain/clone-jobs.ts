@@ -6,10 +6,20 @@ import { releaseUnusedReplicas } from "./images.ts";
 import type { Desktop, ImageVersion } from "./model.ts";
 import { desktopRef } from "./pools.ts";
 import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
+import { replicateConfig } from "./replication.ts";
 
 type WorkerPorts = Pick<
   Ports,
-  "images" | "pools" | "desktops" | "storage" | "clock" | "replicas" | "datastores" | "jobs"
+  | "images"
+  | "pools"
+  | "desktops"
+  | "storage"
+  | "clock"
+  | "replicas"
+  | "datastores"
+  | "jobs"
+  | "peer"
+  | "replication"
 >;
 
 export interface WorkerSettings {
@@ -59,6 +69,8 @@ async function importVersion(ports: WorkerPorts, job: Extract<CloneJob, { kind: 
       ...imported,
       readyAt: ports.clock.now().toISOString(),
     });
+    // Each published version goes to the DR region once (with the tenant's configuration).
+    await replicateConfig(ports, job.tenantId);
     return "imported";
   } catch (err) {
     // A source that is not a usable disk will not get better on retry: record why and stop.

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 const token = () => randomBytes(9).toString("base64url").replace(/[-_]/g, "x").toLowerCase();
 
 /** Short, URL-safe, prefixed ids: the prefix tells an operator what an id names. */
-export function newId(prefix: "ten" | "img" | "pool" | "dsk"): string {
+export function newId(prefix: "ten" | "img" | "pool" | "dsk" | "drl"): string {
   return `${prefix}-${token()}`;
 }
 

@@ -5,6 +5,8 @@ import { type DesktopState, emptyStateCounts } from "./desktop-state.ts";
 import { conflict, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Assignment, CloneType, Desktop, ImageVersion, Pool, RefreshPolicy } from "./model.ts";
+import { replicateConfig } from "./replication.ts";
+import { commitLater } from "./sessions.ts";
 
 export interface CreatePoolInput {
   name: string;
@@ -80,7 +82,7 @@ function replicaJobs(pool: Pool, datastoreIds: Iterable<string>): CloneJob[] {
 }
 
 export async function createPool(
-  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock" | "datastores">,
+  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock" | "datastores" | "peer" | "replication">,
   tenantId: string,
   input: CreatePoolInput,
   defaults: DefaultDatastore,
@@ -107,6 +109,19 @@ export async function createPool(
     state: "ACTIVE",
     createdAt: now,
   };
+  await provisionPool(ports, pool, version, defaults);
+  await replicateConfig(ports, tenantId);
+  return pool;
+}
+
+/** Places a new pool's desktops, stores pool and desktops with their capacity, and sends the jobs. */
+export async function provisionPool(
+  ports: Pick<Ports, "pools" | "jobs" | "clock" | "datastores">,
+  pool: Pool,
+  version: ImageVersion,
+  defaults: DefaultDatastore,
+): Promise<Desktop[]> {
+  const now = ports.clock.now().toISOString();
   let desktops: Desktop[] = [];
   await placeAndReserve(
     ports,
@@ -126,7 +141,7 @@ export async function createPool(
     ),
     ...desktops.map((d): CloneJob => ({ kind: "provision-desktop", ...desktopRef(d) })),
   ]);
-  return pool;
+  return desktops;
 }
 
 /** Grows a pool (placing and reserving like a new one) or shrinks it by deleting free desktops. */
@@ -229,7 +244,7 @@ export async function listPoolDesktops(
  * job; the clone worker removes the pool record after its last desktop.
  */
 export async function deletePool(
-  ports: Pick<Ports, "pools" | "desktops" | "sessions" | "jobs" | "clock">,
+  ports: Pick<Ports, "pools" | "desktops" | "sessions" | "jobs" | "clock" | "userDataJobs">,
   tenantId: string,
   poolId: string,
 ): Promise<Pool> {
@@ -244,6 +259,7 @@ export async function deletePool(
       if (desktop.state === "ASSIGNED" && desktop.sessionId) {
         const session = await ports.sessions.get(tenantId, desktop.sessionId);
         if (session) await ports.sessions.end(session, ports.clock.now().toISOString(), "pool-delete");
+        if (session) await commitLater(ports, session);
       } else if (await ports.desktops.transition(desktop, desktop.state, "DELETING")) {
         desktop = { ...desktop, state: "DELETING" };
         break;

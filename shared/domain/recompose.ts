@@ -5,7 +5,10 @@ import type { Pool } from "./model.ts";
 import { describePool, desktopRef, requirePool, usableVersion } from "./pools.ts";
 import { logoff } from "./sessions.ts";
 
-type RecomposePorts = Pick<Ports, "images" | "pools" | "desktops" | "sessions" | "jobs" | "clock">;
+type RecomposePorts = Pick<
+  Ports,
+  "images" | "pools" | "desktops" | "sessions" | "jobs" | "clock" | "userDataJobs"
+>;
 
 /**
  * Moves a pool onto another image version: free desktops at once (AVAILABLE -> RECOMPOSING ->

@@ -10,6 +10,8 @@ export interface LogonResult {
   connection: ConnectionInfo;
   /** True when the user already had a session in this pool and is reconnected to it. */
   reconnected: boolean;
+  /** Attached by a job (never on the logon path); GET the session to see it ATTACHED. */
+  userData?: { state: "ATTACHING" };
 }
 
 const candidatesPerRound = 1;
@@ -28,14 +30,14 @@ export const withConnection = (session: Session, reconnected: boolean): LogonRes
  * free list (not a lost race) answers "none free".
  */
 export async function logon(
-  ports: Pick<Ports, "pools" | "desktops" | "sessions" | "clock">,
+  ports: Pick<Ports, "pools" | "desktops" | "sessions" | "clock" | "userDataJobs">,
   tenantId: string,
   poolId: string,
   userId: string,
 ): Promise<LogonResult> {
   // Dedicated pools (issue 3) give a user their own desktop back: see dedicated.ts.
   const dedicated = await dedicatedLogon(ports, tenantId, poolId, userId);
-  if (dedicated) return dedicated;
+  if (dedicated) return attachingUserData(ports, dedicated);
   // Fast path (floating): no read before the claim. A reconnecting user fails the user-lock
   // condition and is answered from the lock; an unknown or draining pool has no free desktop.
   for (let round = 0; round < maxRounds; round++) {
@@ -45,10 +47,10 @@ export async function logon(
     // list goes stale in milliseconds, so a lost race is followed by a fresh look.
     const desktop = candidates[0] as Desktop;
     const result = await ports.sessions.assign(desktop, newSession(ports, desktop, userId));
-    if (result.outcome === "assigned") return withConnection(result.session, false);
+    if (result.outcome === "assigned") return attachingUserData(ports, withConnection(result.session, false));
     if (result.outcome === "user-has-session") {
       const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-      if (existing) return withConnection(existing, true);
+      if (existing) return attachingUserData(ports, withConnection(existing, true));
     }
   }
   return noFreeDesktop(ports, tenantId, poolId, userId);
@@ -66,15 +68,29 @@ export function newSession(ports: Pick<Ports, "clock">, desktop: Desktop, userId
   };
 }
 
+/**
+ * The user's data disk is attached by a job on the user's FIFO group, so it runs after any
+ * commit of their previous session. Sent again on a reconnect (deduplicated by SQS), which heals
+ * a logon whose send failed after its claim.
+ */
+async function attachingUserData(
+  ports: Pick<Ports, "userDataJobs">,
+  result: LogonResult,
+): Promise<LogonResult> {
+  const { tenantId, userId, sessionId } = result.session;
+  await ports.userDataJobs.send([{ kind: "attach-user-data", tenantId, userId, sessionId }]);
+  return { ...result, userData: { state: "ATTACHING" } };
+}
+
 /** Nothing free: a user who already has a session reconnects; otherwise say precisely why. */
 async function noFreeDesktop(
-  ports: Pick<Ports, "pools" | "sessions">,
+  ports: Pick<Ports, "pools" | "sessions" | "userDataJobs">,
   tenantId: string,
   poolId: string,
   userId: string,
 ): Promise<LogonResult> {
   const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-  if (existing) return withConnection(existing, true);
+  if (existing) return attachingUserData(ports, withConnection(existing, true));
   const pool = await requirePool(ports, tenantId, poolId);
   if (pool.state !== "ACTIVE") throw conflict("pool-not-active", `pool ${poolId} is ${pool.state}`);
   throw noDesktopAvailable(poolId);
@@ -92,7 +108,7 @@ export async function getSession(ports: Pick<Ports, "sessions">, tenantId: strin
  * crash between the write and the send is healed by the client's retry).
  */
 export async function logoff(
-  ports: Pick<Ports, "sessions" | "desktops" | "jobs" | "clock">,
+  ports: Pick<Ports, "sessions" | "desktops" | "jobs" | "clock" | "userDataJobs">,
   tenantId: string,
   sessionId: string,
   endedBy: NonNullable<Session["endedBy"]>,
@@ -102,11 +118,16 @@ export async function logoff(
     const endedAt = ports.clock.now().toISOString();
     const result = await ports.sessions.end(session, endedAt, endedBy);
     if (result.outcome === "ended") {
-      await ports.jobs.send([{ kind: "refresh-desktop", ...desktopRef(result.desktop), sessionId }]);
+      await Promise.all([
+        ports.jobs.send([{ kind: "refresh-desktop", ...desktopRef(result.desktop), sessionId }]),
+        commitLater(ports, session),
+      ]);
       return { ...session, state: "ENDED", endedAt, endedBy };
     }
     return getSession(ports, tenantId, sessionId);
   }
+  // A repeated logoff re-sends the commit too: it is idempotent, and heals a lost send.
+  await commitLater(ports, session);
   const desktop = await ports.desktops.get(tenantId, session.poolId, session.desktopId);
   if (desktop?.state === "REFRESHING" && desktop.lastSessionId === sessionId) {
     await ports.jobs.send([{ kind: "refresh-desktop", ...desktopRef(desktop), sessionId }]);
@@ -119,7 +140,7 @@ export async function logoff(
  * or one that names another desktop, is acknowledged and changes nothing.
  */
 export async function logoffFromEvent(
-  ports: Pick<Ports, "sessions" | "desktops" | "jobs" | "clock">,
+  ports: Pick<Ports, "sessions" | "desktops" | "jobs" | "clock" | "userDataJobs">,
   event: { tenantId: string; sessionId: string; desktopId: string },
 ): Promise<"logged-off" | "already-ended" | "ignored"> {
   const session = await ports.sessions.get(event.tenantId, event.sessionId);
@@ -127,4 +148,13 @@ export async function logoffFromEvent(
   const wasActive = session.state === "ACTIVE";
   await logoff(ports, event.tenantId, event.sessionId, "event");
   return wasActive ? "logged-off" : "already-ended";
+}
+
+/** The session's user data becomes the user's next disk version (a job on the user's FIFO group). */
+export function commitLater(
+  ports: Pick<Ports, "userDataJobs">,
+  session: Pick<Session, "tenantId" | "userId" | "sessionId">,
+): Promise<void> {
+  const { tenantId, userId, sessionId } = session;
+  return ports.userDataJobs.send([{ kind: "commit-user-data", tenantId, userId, sessionId }]);
 }

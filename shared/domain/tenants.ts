@@ -3,6 +3,7 @@ import type { Ports } from "../ports.ts";
 import { unauthorized } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Tenant } from "./model.ts";
+import { replicateConfig } from "./replication.ts";
 
 /**
  * API keys are 256-bit random secrets, so a plain SHA-256 is a sound one-way store (no need for a
@@ -19,7 +20,7 @@ export function newApiKey(): string {
 export type Principal = { kind: "operator" } | { kind: "tenant"; tenant: Tenant };
 
 export async function createTenant(
-  ports: Pick<Ports, "tenants" | "clock">,
+  ports: Pick<Ports, "tenants" | "clock" | "peer" | "replication">,
   input: { name: string },
 ): Promise<{ tenant: Tenant; apiKey: string }> {
   const tenant: Tenant = {
@@ -29,6 +30,7 @@ export async function createTenant(
   };
   const apiKey = newApiKey();
   await ports.tenants.create(tenant, hashApiKey(apiKey));
+  await replicateConfig(ports, tenant.tenantId);
   return { tenant, apiKey };
 }
 

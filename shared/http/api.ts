@@ -3,15 +3,18 @@ import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import type { App } from "../app.ts";
 import { listDatastores, registerDatastore } from "../domain/datastores.ts";
+import { assertServing, failback, failover, getDrill, startDrill } from "../domain/dr.ts";
 import { forbidden } from "../domain/errors.ts";
 import { createImage, deleteVersion, getImage, publishVersion, retireVersion } from "../domain/images.ts";
 import type { Tenant } from "../domain/model.ts";
 import { createPool, deletePool, describePool, listPoolDesktops, resizePool } from "../domain/pools.ts";
 import { rebalanceDatastore } from "../domain/rebalance.ts";
 import { recomposePool, rollbackRecompose } from "../domain/recompose.ts";
-import { getSession, logoff, logon } from "../domain/sessions.ts";
+import { replicationStatus } from "../domain/replication.ts";
+import { logoff, logon } from "../domain/sessions.ts";
 import { storageReport } from "../domain/storage.ts";
 import { authenticate, createTenant, type Principal } from "../domain/tenants.ts";
+import { describeSession } from "../domain/user-data.ts";
 import { logger } from "../logger.ts";
 import { idempotentWrites } from "./idempotency.ts";
 import { errorToResponse, HttpProblem, problem } from "./problem.ts";
@@ -138,24 +141,49 @@ const routes: ApiRoute[] = [
   route("tenant", "GET", "/v1/pools/{poolId}/desktops", async ({ app }, req, t) =>
     json(200, { items: await listPoolDesktops(app.ports, t, req.param("poolId", s.id)) }),
   ),
-  route("tenant", "POST", "/v1/pools/{poolId}/logons", async ({ app }, req, t) => {
+  route("tenant", "POST", "/v1/pools/{poolId}/logons", async (ctx, req, t) => {
     const poolId = req.param("poolId", s.id);
     const { userId } = req.body(s.logonBody);
-    const { session, connection, reconnected } = await logon(app.ports, t, poolId, userId);
-    return json(200, { ...session, connection, reconnected });
+    assertServing(tenantOf(ctx));
+    const { session, connection, reconnected, userData } = await logon(ctx.app.ports, t, poolId, userId);
+    return json(200, { ...session, connection, reconnected, ...(userData ? { userData } : {}) });
   }),
   route("tenant", "GET", "/v1/sessions/{sessionId}", async ({ app }, req, t) =>
-    json(200, await getSession(app.ports, t, req.param("sessionId", s.sessionId))),
+    json(200, await describeSession(app.ports, t, req.param("sessionId", s.sessionId))),
   ),
   route("tenant", "POST", "/v1/sessions/{sessionId}/logoff", async ({ app }, req, t) => {
     const sessionId = req.param("sessionId", s.sessionId);
     req.body(s.emptyBody);
     return json(200, await logoff(app.ports, t, sessionId, "api"));
   }),
+  ...drRoutes(),
 ];
 
+function drRoutes(): ApiRoute[] {
+  return [
+    route("tenant", "GET", "/v1/dr/replication", async ({ app }, _req, t) =>
+      json(200, await replicationStatus(app.ports, t)),
+    ),
+    route("tenant", "POST", "/v1/dr/drills", async ({ app }, req, t) => {
+      const drill = await startDrill(app.ports, t, req.body(s.startDrillBody));
+      return json(202, drill, { location: `/v1/dr/drills/${drill.drillId}` });
+    }),
+    route("tenant", "GET", "/v1/dr/drills/{drillId}", async ({ app }, req, t) =>
+      json(200, await getDrill(app.ports, t, req.param("drillId", s.id))),
+    ),
+    route("tenant", "POST", "/v1/dr/failover", async ({ app }, req, t) => {
+      req.body(s.emptyBody);
+      return json(202, await failover(app.ports, t, app.config.defaultDatastore));
+    }),
+    route("tenant", "POST", "/v1/dr/failback", async ({ app }, req, t) => {
+      req.body(s.emptyBody);
+      return json(202, await failback(app.ports, t));
+    }),
+  ];
+}
+
 /** Keys are checked on every request; a short cache spares DynamoDB a read per call (like an authorizer cache). */
-function principalCache(app: App, ttlMs = 60_000) {
+function principalCache(app: App, ttlMs = Number(process.env.PRISTINE_KEY_CACHE_MS ?? 60_000)) {
   const cache = new Map<string, { principal: Principal; until: number }>();
   return async (authorization: string | undefined): Promise<Principal> => {
     const hit = authorization ? cache.get(authorization) : undefined;

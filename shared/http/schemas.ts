@@ -96,3 +96,8 @@ export const logonBody = z.strictObject({
 });
 
 export const emptyBody = z.union([z.strictObject({}), z.undefined()]);
+
+export const startDrillBody = z.strictObject({
+  pools: z.array(id).min(1).max(100),
+  sampleUsers: z.number().int().min(1).max(100_000).optional(),
+});

@@ -1,4 +1,9 @@
-import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
+import {
+  BatchProcessor,
+  EventType,
+  processPartialResponse,
+  SqsFifoPartialProcessorAsync,
+} from "@aws-lambda-powertools/batch";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import type { z } from "zod";
 import { logger } from "../logger.ts";
@@ -12,8 +17,11 @@ export function sqsWorker<S extends z.ZodType>(
   name: string,
   schema: S,
   handle: (message: z.infer<S>, record: SQSRecord) => Promise<string>,
+  /** FIFO queue: a failure fails the rest of its message group in the batch, keeping the order. */
+  fifo = false,
 ) {
   const processor = new BatchProcessor(EventType.SQS);
+  const fifoProcessor = new SqsFifoPartialProcessorAsync();
   const recordHandler = async (record: SQSRecord) => {
     const parsed = schema.safeParse(JSON.parse(record.body));
     if (!parsed.success) {
@@ -37,5 +45,7 @@ export function sqsWorker<S extends z.ZodType>(
     }
   };
   return (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
-    processPartialResponse(event, recordHandler, processor, { context });
+    fifo
+      ? processPartialResponse(event, recordHandler, fifoProcessor, { context, skipGroupOnError: true })
+      : processPartialResponse(event, recordHandler, processor, { context });
 }

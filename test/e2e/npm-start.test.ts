@@ -14,9 +14,16 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
+const drPort = await freePort();
+
 async function start(port: number) {
   const child = spawn(process.execPath, ["local/start.ts"], {
-    env: { ...process.env, PRISTINE_PORT: String(port), PRISTINE_DATA_DIR: dataDir },
+    env: {
+      ...process.env,
+      PRISTINE_PORT: String(port),
+      PRISTINE_DR_PORT: String(drPort),
+      PRISTINE_DATA_DIR: dataDir,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
@@ -40,7 +47,10 @@ async function start(port: number) {
 it("npm start serves the API, stops every child on Ctrl-C, and finds its data again", async () => {
   const port = await freePort();
   const first = await start(port);
+  // The banner comes once the DR region (started after the primary) is up too.
+  await waitFor("the banner", async () => first.output().includes("Pristine is up"), 60_000);
   expect(first.output()).toContain(`http://127.0.0.1:${port}`);
+  expect(first.output()).toContain(`http://127.0.0.1:${drPort}`);
   const operatorKey = (await readFile(join(dataDir, "operator-key"), "utf8")).trim();
   const created = await fetch(`http://127.0.0.1:${port}/v1/admin/tenants`, {
     method: "POST",
@@ -49,6 +59,12 @@ it("npm start serves the API, stops every child on Ctrl-C, and finds its data ag
   });
   expect(created.status).toBe(201);
   const { apiKey } = (await created.json()) as { apiKey: string };
+  await waitFor("the tenant replicated to DR", async () => {
+    const dr = await fetch(`http://127.0.0.1:${drPort}/v1/pools`, {
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    return dr.status === 200;
+  });
 
   first.child.kill("SIGINT");
   expect(await first.exited).toBe(0);

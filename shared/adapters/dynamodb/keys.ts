@@ -16,6 +16,10 @@
  *   datastore     DATASTORES                  DATASTORE#<ds>   (region-wide, operator-owned)
  *   ds usage      DATASTORES                  USAGE#<ds>       (bytes reserved by desktops)
  *   recompose slot DATASTORES                 RECOMPOSE#<ds>#<slot>  (a lease: I/O storm control)
+ *   user data     TENANT#<t>                  USERDATA#<u>  (the user's data disk: version, checksum, replication)
+ *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
+ *   DR drill      TENANT#<t>                  DRILL#<d>
+ *   DR state      TENANT#<t>                  DR            (failed over or not; replicated config sync)
  *
  * GSI1 is sparse: only AVAILABLE desktops carry gsi1pk = FREE#<t>#<p>; gsi1sk is the desktop's
  * `spread` token, evenly spread over the key space so that concurrent logons rarely collide.
@@ -54,6 +58,16 @@ export const keys = {
   datastoreUsage: (ds: string) => ({ pk: "DATASTORES", sk: `USAGE#${ds}` }),
   usagePrefix: "USAGE#",
   recomposeSlot: (ds: string, slot: number) => ({ pk: "DATASTORES", sk: `RECOMPOSE#${ds}#${slot}` }),
+  userData: (t: string, u: string) => ({ pk: `TENANT#${t}`, sk: `USERDATA#${u}` }),
+  userDataPrefix: "USERDATA#",
+  userDataChange: (t: string, u: string, n: number) => ({
+    pk: `TENANT#${t}#USERDATA`,
+    sk: `CHANGE#${u}#${String(n).padStart(9, "0")}`,
+  }),
+  userDataChangePartition: (t: string) => `TENANT#${t}#USERDATA`,
+  userDataChangePrefix: "CHANGE#",
+  drill: (t: string, d: string) => ({ pk: `TENANT#${t}`, sk: `DRILL#${d}` }),
+  drState: (t: string) => ({ pk: `TENANT#${t}`, sk: "DR" }),
 };
 
 /** Attributes that only exist to index an item; stripped before an item becomes a domain object. */

@@ -3,10 +3,8 @@ import {
   BatchWriteCommand,
   DeleteCommand,
   type DynamoDBDocumentClient,
-  GetCommand,
   PutCommand,
   QueryCommand,
-  type QueryCommandInput,
   ScanCommand,
   TransactWriteCommand,
   UpdateCommand,
@@ -37,6 +35,7 @@ import type {
   TenantRepository,
 } from "../../ports.ts";
 import { freeIndex, fromItem, keys } from "./keys.ts";
+import { tableReads } from "./table.ts";
 
 /*
  * Where a desktop sits in the free index, and where a logon starts looking. Both follow the
@@ -67,28 +66,7 @@ function cancellationCodes(err: unknown): string[] | undefined {
 }
 
 export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
-  const get = async <T>(key: { pk: string; sk: string }, consistent = false) => {
-    const out = await doc.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: consistent }));
-    return out.Item ? fromItem<T>(out.Item) : undefined;
-  };
-
-  const queryAll = async <T>(input: Omit<QueryCommandInput, "TableName">): Promise<T[]> => {
-    const items: T[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await doc.send(new QueryCommand({ ...input, TableName: table, ExclusiveStartKey: start }));
-      for (const item of out.Items ?? []) items.push(fromItem<T>(item));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
-  };
-
-  const byPrefix = <T>(pk: string, prefix: string) =>
-    queryAll<T>({
-      KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
-      ExpressionAttributeValues: { ":pk": pk, ":prefix": prefix },
-      ConsistentRead: true,
-    });
+  const { get, queryAll, byPrefix } = tableReads(doc, table);
 
   const scanAll = async <T>(filter: string, values: Record<string, unknown>): Promise<T[]> => {
     const found: T[] = [];
@@ -131,7 +109,8 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
             {
               Put: {
                 TableName: table,
-                Item: { ...keys.tenant(tenant.tenantId), entity: "tenant", ...tenant },
+                // The key hash rides along so the tenant can be replicated with a working key.
+                Item: { ...keys.tenant(tenant.tenantId), entity: "tenant", ...tenant, apiKeyHash },
                 ConditionExpression: "attribute_not_exists(pk)",
               },
             },

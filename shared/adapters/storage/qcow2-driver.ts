@@ -242,3 +242,18 @@ export function qcow2Driver(
     },
   };
 }
+
+/** Puts a replicated image version's file in place, refusing one whose sha256 is not the source's. */
+export async function installImageFile(target: string, file: string, sha256: string): Promise<void> {
+  const actual = await sha256File(file);
+  if (actual !== sha256) throw new Error(`replicated image ${target}: sha256 ${actual} != source ${sha256}`);
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = tmpName(target);
+  try {
+    await copyFile(file, tmp);
+    await chmod(tmp, 0o444);
+    await rename(tmp, target);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}

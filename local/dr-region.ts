@@ -1,0 +1,113 @@
+/**
+ * The user-data and DR part of a local region: the user-data FIFO queue, the replication queue
+ * and bucket, the peer's names, and their in-process workers (as the stack wires them in AWS).
+ */
+import { BucketAlreadyOwnedByYou, CreateBucketCommand } from "@aws-sdk/client-s3";
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import { s3Client } from "../shared/adapters/s3/replication-bucket.ts";
+import type { App } from "../shared/app.ts";
+import { type DrConfig, userDataPath } from "../shared/config.ts";
+import { replicationWorkerHandler, userDataWorkerHandler } from "../shared/workers/dr-handlers.ts";
+import { ensureQueueWithDlq, type QueueRef } from "./queues.ts";
+import { type Poller, startSqsPoller } from "./sqs-poller.ts";
+
+export interface PeerOptions {
+  name: string;
+  /** The peer's resource prefix (default `pristine-<name>`), from which its names follow. */
+  resourcePrefix?: string;
+  /** Reach the peer through other endpoints (tests put a fault proxy there). */
+  sqsEndpoint?: string;
+  s3Endpoint?: string;
+}
+
+export interface DrResources {
+  userData: QueueRef;
+  replication: QueueRef;
+  bucket: string;
+  config: DrConfig;
+}
+
+async function ensureBucket(endpoint: string, bucket: string) {
+  const s3 = s3Client(endpoint, "us-east-1");
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  } catch (err) {
+    if (!(err instanceof BucketAlreadyOwnedByYou) && (err as Error).name !== "BucketAlreadyExists") throw err;
+  } finally {
+    s3.destroy();
+  }
+}
+
+const replicationQueue = (sqs: SQSClient, prefix: string) =>
+  // Long enough for a drill, which runs as one message.
+  ensureQueueWithDlq(sqs, `${prefix}-replication`, { visibilityTimeoutSeconds: 900, maxReceiveCount: 50 });
+
+export async function ensureDrResources(opts: {
+  sqs: SQSClient;
+  sqsEndpoint: string;
+  prefix: string;
+  dataDir: string;
+  userDataSizeBytes?: number;
+  peer?: PeerOptions;
+}): Promise<DrResources> {
+  const userData = await ensureQueueWithDlq(opts.sqs, `${opts.prefix}-user-data`, {
+    visibilityTimeoutSeconds: 900,
+    fifo: true,
+  });
+  const replication = await replicationQueue(opts.sqs, opts.prefix);
+  const bucket = `${opts.prefix}-replication`;
+  await ensureBucket(opts.sqsEndpoint, bucket);
+  let peer: DrConfig["peer"];
+  if (opts.peer) {
+    // Each stack knows its peer's names; locally the peer's queue and bucket may not exist yet.
+    const peerPrefix = opts.peer.resourcePrefix ?? `pristine-${opts.peer.name}`;
+    const peerQueue = await replicationQueue(opts.sqs, peerPrefix);
+    await ensureBucket(opts.sqsEndpoint, `${peerPrefix}-replication`);
+    peer = {
+      name: opts.peer.name,
+      bucket: `${peerPrefix}-replication`,
+      replicationQueueUrl: peerQueue.url,
+      ...(opts.peer.sqsEndpoint ? { sqsEndpoint: opts.peer.sqsEndpoint } : {}),
+      ...(opts.peer.s3Endpoint ? { s3Endpoint: opts.peer.s3Endpoint } : {}),
+    };
+  }
+  return {
+    userData,
+    replication,
+    bucket,
+    config: {
+      userDataQueueUrl: userData.url,
+      replicationQueueUrl: replication.url,
+      replicationBucket: bucket,
+      userDataPath: userDataPath(opts.dataDir),
+      userDataSizeBytes: opts.userDataSizeBytes ?? 1024 * 1024 * 1024,
+      ...(peer ? { peer } : {}),
+    },
+  };
+}
+
+export function startDrPollers(app: App, sqs: SQSClient, res: DrResources, name: string): Poller[] {
+  return [
+    startSqsPoller({
+      sqs,
+      queueUrl: res.userData.url,
+      queueArn: res.userData.arn,
+      functionName: `${name}-user-data`,
+      handler: userDataWorkerHandler(app),
+      // Small batches: FIFO records are handled one by one, so parallelism comes from pollers.
+      batchSize: 2,
+      concurrency: 8,
+      retryDelaySeconds: 1,
+    }),
+    startSqsPoller({
+      sqs,
+      queueUrl: res.replication.url,
+      queueArn: res.replication.arn,
+      functionName: `${name}-replication`,
+      handler: replicationWorkerHandler(app),
+      batchSize: 2,
+      concurrency: 8,
+      retryDelaySeconds: 1,
+    }),
+  ];
+}

@@ -1,0 +1,133 @@
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { UserDataRef, UserDataStore } from "../../ports.ts";
+import { contentSha256 } from "./content-checksum.ts";
+import { qemuImg } from "./qemu-img.ts";
+
+const tmpName = (path: string) => `${path}.${randomBytes(6).toString("hex")}.tmp`;
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
+
+/** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
+const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
+
+export function userDataPaths(root: string) {
+  const user = (r: UserDataRef) => join(root, r.tenantId, r.userId);
+  return {
+    user,
+    disk: (r: UserDataRef, version: number) => join(user(r), `disk-v${version}.qcow2`),
+    overlay: (r: UserDataRef, sessionId: string) => join(user(r), "sessions", `${sessionId}.qcow2`),
+    delta: (r: UserDataRef, version: number) => join(user(r), "deltas", `v${version}.qcow2`),
+  };
+}
+
+/**
+ * Users' data disks as qcow2 under `<root>/<tenant>/<user>/`. Disk versions are immutable files
+ * (`disk-v<n>.qcow2`): a commit or an apply builds version n+1 in a temporary copy of version n
+ * and renames it into place, so a crash or a second run can never apply a delta twice to one file.
+ */
+export function qcow2UserDataStore(root: string): UserDataStore {
+  const paths = userDataPaths(root);
+
+  /** Builds version `to` = version `from` + delta, verifies nothing, returns its content checksum. */
+  async function buildVersion(ref: UserDataRef, from: string, deltaCopy: string, to: number) {
+    const target = paths.disk(ref, to);
+    const tmp = tmpName(target);
+    try {
+      await cloneFile(from, tmp);
+      await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", tmp, deltaCopy]);
+      // -d keeps the delta intact: it is the artifact that is shipped to the peer region.
+      await qemuImg(["commit", "-q", "-d", deltaCopy]);
+      const sha256 = await contentSha256(tmp);
+      return { tmp, target, sha256 };
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  return {
+    async ensureBlank(ref, sizeBytes) {
+      const target = paths.disk(ref, 0);
+      if (!(await exists(target))) {
+        await mkdir(dirname(target), { recursive: true });
+        const tmp = tmpName(target);
+        try {
+          await qemuImg(["create", "-q", "-f", "qcow2", tmp, String(sizeBytes)]);
+          await rename(tmp, target);
+        } finally {
+          await rm(tmp, { force: true });
+        }
+      }
+      return contentSha256(target);
+    },
+
+    async ensureOverlay(ref, sessionId, version) {
+      const target = paths.overlay(ref, sessionId);
+      // An existing overlay may already hold the session's writes: never recreate it.
+      if (await exists(target)) return target;
+      await mkdir(dirname(target), { recursive: true });
+      const tmp = tmpName(target);
+      try {
+        await qemuImg(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", paths.disk(ref, version), tmp]);
+        await rename(tmp, target);
+      } finally {
+        await rm(tmp, { force: true });
+      }
+      return target;
+    },
+
+    hasOverlay: (ref, sessionId) => exists(paths.overlay(ref, sessionId)),
+    overlayPath: (ref, sessionId) => paths.overlay(ref, sessionId),
+
+    async commitOverlay(ref, sessionId, fromVersion) {
+      const to = fromVersion + 1;
+      const delta = paths.delta(ref, to);
+      await mkdir(dirname(delta), { recursive: true });
+      const deltaTmp = tmpName(delta);
+      try {
+        await copyFile(paths.overlay(ref, sessionId), deltaTmp);
+        const built = await buildVersion(ref, paths.disk(ref, fromVersion), deltaTmp, to);
+        // The artifact points at the version it applies to, a valid chain on this host.
+        await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", paths.disk(ref, fromVersion), deltaTmp]);
+        await rename(deltaTmp, delta);
+        await rename(built.tmp, built.target);
+        return { sha256: built.sha256, deltaBytes: (await stat(delta)).size };
+      } finally {
+        await rm(deltaTmp, { force: true });
+      }
+    },
+
+    async applyDelta(ref, fromVersion, deltaFile, sizeBytes) {
+      const base = paths.disk(ref, fromVersion);
+      // Version 0 is a blank disk: qemu-img makes it byte-identical here, so it is never shipped.
+      if (fromVersion === 0) await this.ensureBlank(ref, sizeBytes);
+      const built = await buildVersion(ref, base, deltaFile, fromVersion + 1);
+      return {
+        sha256: built.sha256,
+        install: () => rename(built.tmp, built.target),
+        discard: () => rm(built.tmp, { force: true }),
+      };
+    },
+
+    async hasVersion(ref, version) {
+      return exists(paths.disk(ref, version));
+    },
+    contentSha256: (ref, version) => contentSha256(paths.disk(ref, version)),
+    deltaPath: (ref, version) => paths.delta(ref, version),
+    async removeOverlay(ref, sessionId) {
+      await rm(paths.overlay(ref, sessionId), { force: true });
+    },
+    async removeDelta(ref, version) {
+      await rm(paths.delta(ref, version), { force: true });
+    },
+    async removeVersion(ref, version) {
+      await rm(paths.disk(ref, version), { force: true });
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import type { App } from "../app.ts";
+import { notifyFailover, runDrill, runFailback, setFailover } from "../domain/dr.ts";
+import {
+  applyConfig,
+  applyUserData,
+  shipConfig,
+  shipUserData,
+  userDataApplied,
+} from "../domain/replication.ts";
+import { attachUserData, commitUserData, discardUserData } from "../domain/user-data.ts";
+import { type ReplicationMessage, replicationMessageSchema } from "../messages/replication.ts";
+import { type UserDataJob, userDataJobSchema } from "../messages/user-data-job.ts";
+import { sqsWorker } from "./sqs-batch.ts";
+
+export function runUserDataJob(app: App, job: UserDataJob): Promise<string> {
+  switch (job.kind) {
+    case "attach-user-data":
+      return attachUserData(app.ports, job);
+    case "commit-user-data":
+      return commitUserData(app.ports, job);
+    case "discard-user-data":
+      return discardUserData(app.ports, job);
+  }
+}
+
+/** FIFO: a failed job fails the rest of its user's group in the batch, keeping the user's order. */
+export const userDataWorkerHandler = (app: App) =>
+  sqsWorker("user-data-job", userDataJobSchema, (job) => runUserDataJob(app, job), true);
+
+export function runReplicationMessage(app: App, m: ReplicationMessage): Promise<string> {
+  const ports = app.ports;
+  switch (m.kind) {
+    case "ship-config":
+      return shipConfig(ports, m);
+    case "apply-config":
+      return applyConfig(ports, m);
+    case "ship-user-data":
+      return shipUserData(ports, m);
+    case "apply-user-data":
+      return applyUserData(ports, m);
+    case "user-data-applied":
+      return userDataApplied(ports, m);
+    case "set-failover":
+      return setFailover(ports, m.tenantId, m.failedOver);
+    case "notify-failover":
+      return notifyFailover(ports, m.tenantId, m.failedOver);
+    case "run-failback":
+      return runFailback(ports, m.tenantId);
+    case "run-drill":
+      return runDrill(ports, m, app.config.defaultDatastore);
+  }
+}
+
+export const replicationWorkerHandler = (app: App) =>
+  sqsWorker("replication", replicationMessageSchema, (m) => runReplicationMessage(app, m));

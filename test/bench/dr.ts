@@ -1,0 +1,201 @@
+/**
+ * DR replication: N users each change ~8 MiB of their data disk in a session and log off at
+ * once. Measures bytes shipped per logoff (against the session's change and against shipping a
+ * whole desktop), RPO (logoff to verified apply in the DR region) and a drill's RTO.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { waitFor } from "../../local/emulators.ts";
+import { type Region, startRegion } from "../../local/region.ts";
+import type { BenchEnv } from "./env.ts";
+import { percentile, printJson, printTable, round } from "./report.ts";
+
+const run = promisify(execFile);
+const N = Number(process.env.BENCH_DR_USERS ?? 100);
+const changeBytes = 8 * 1024 * 1024;
+
+async function api(region: Region, method: string, path: string, key: string, body?: unknown) {
+  const res = await fetch(`${region.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time. */
+async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>) {
+  const queue = [...items];
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
+    }),
+  );
+}
+
+/** The size of one full desktop: a golden image holding 2 GiB of written data. */
+async function desktopBytes(dir: string): Promise<number> {
+  const file = join(dir, "desktop-2g.qcow2");
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", file, "4G"]);
+  // qemu-io writes at most 2 GiB - 512 B at once.
+  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0xab 0 1G", "-c", "write -P 0xab 1G 1G", file]);
+  const { size } = await stat(file);
+  await rm(file, { force: true });
+  return size;
+}
+
+export async function benchDr(env: BenchEnv): Promise<void> {
+  const dataDir = await mkdtemp(join(tmpdir(), "pristine-bench-dr-"));
+  const operatorKey = `prs_op_${randomBytes(16).toString("hex")}`;
+  const common = {
+    dynamodbEndpoint: env.dynamo.endpoint,
+    sqsEndpoint: env.fauxqs.endpoint,
+    operatorKey,
+    reconcileEveryMs: 0,
+  };
+  const primary = await startRegion({
+    ...common,
+    name: "bench-primary",
+    dataDir,
+    peer: { name: "bench-dr" },
+  });
+  const dr = await startRegion({
+    ...common,
+    name: "bench-dr",
+    dataDir: join(dataDir, "dr"),
+    peer: { name: "bench-primary" },
+  });
+  try {
+    const { apiKey: key } = await api(primary, "POST", "/v1/admin/tenants", operatorKey, { name: "bench" });
+    const image = await api(primary, "POST", "/v1/images", key, { name: "golden" });
+    await api(primary, "POST", `/v1/images/${image.imageId}/versions`, key, {
+      source: { blankSizeMiB: 1024 },
+    });
+    await waitFor(
+      "image READY",
+      async () =>
+        (await api(primary, "GET", `/v1/images/${image.imageId}`, key)).versions[0]?.state === "READY",
+      120_000,
+    );
+    const { poolId } = await api(primary, "POST", "/v1/pools", key, {
+      name: "bench",
+      imageId: image.imageId,
+      size: N,
+    });
+    await waitFor(
+      `${N} desktops`,
+      async () => (await api(primary, "GET", `/v1/pools/${poolId}`, key)).desktopCounts.AVAILABLE === N,
+      600_000,
+      250,
+    );
+
+    const users = Array.from({ length: N }, (_, i) => `user-${i}`);
+    const logonStarted = performance.now();
+    const sessions = await Promise.all(
+      users.map((userId) => api(primary, "POST", `/v1/pools/${poolId}/logons`, key, { userId })),
+    );
+    const { userData, userDataStore } = primary.app.ports;
+    const tenantId = sessions[0].tenantId as string;
+    await waitFor(
+      "user data attached",
+      async () => {
+        const all = await userData.list(tenantId);
+        return all.filter((u) => u.attachedSessionId).length === N;
+      },
+      300_000,
+      250,
+    );
+    // Each session changes ~8 MiB of its user's disk (scattered 1 MiB writes).
+    await pool(sessions, 4, async (s) => {
+      const overlay = userDataStore.overlayPath({ tenantId, userId: s.userId }, s.sessionId);
+      const writes = Array.from({ length: 8 }, (_, i) => [
+        "-c",
+        `write -P ${(i % 250) + 1} ${i * 64}M 1M`,
+      ]).flat();
+      await run("qemu-io", ["-f", "qcow2", ...writes, overlay]);
+    });
+
+    const attachedMs = performance.now() - logonStarted;
+    const logoffAt = new Map<string, number>();
+    await Promise.all(
+      sessions.map(async (s) => {
+        logoffAt.set(s.userId, Date.now());
+        await api(primary, "POST", `/v1/sessions/${s.sessionId}/logoff`, key);
+      }),
+    );
+    await waitFor(
+      "every change applied in DR",
+      async () => {
+        const all = await userData.list(tenantId);
+        return all.filter((u) => u.replicatedVersion >= 1).length === N;
+      },
+      600_000,
+      250,
+    );
+
+    const shipped = (await userData.listChanges(tenantId)).filter((c) => c.origin === primary.name);
+    const applied = (await dr.app.ports.userData.listChanges(tenantId)).filter((c) => c.replicatedAt);
+    const rpos = applied
+      .map((c) => Date.parse(c.replicatedAt as string) - (logoffAt.get(c.userId) ?? 0))
+      .sort((a, b) => a - b);
+    const bytesShippedPerLogoff = shipped.reduce((sum, c) => sum + (c.shippedBytes ?? 0), 0) / shipped.length;
+    const desktop = await desktopBytes(dataDir);
+
+    await waitFor(
+      "pool configuration in DR",
+      async () => (await api(dr, "GET", "/v1/dr/replication", key)).dr.standbyPools.includes(poolId),
+      120_000,
+    );
+    const drill = await api(dr, "POST", "/v1/dr/drills", key, { pools: [poolId] });
+    let report: any;
+    await waitFor(
+      "drill done",
+      async () => {
+        report = await api(dr, "GET", `/v1/dr/drills/${drill.drillId}`, key);
+        return report.phase === "DONE";
+      },
+      600_000,
+      250,
+    );
+
+    const figures = {
+      bench: "dr",
+      bytesShippedPerLogoff: Math.round(bytesShippedPerLogoff),
+      sessionChangeBytes: changeBytes,
+      desktopBytes: desktop,
+      shippedToChangeRatio: round(bytesShippedPerLogoff / changeBytes, 3),
+      desktopToShippedRatio: round(desktop / bytesShippedPerLogoff, 1),
+      rpoP50Ms: Math.round(percentile(rpos, 50)),
+      rpoP99Ms: Math.round(percentile(rpos, 99)),
+      drillRtoMs: report.rtoAllLogonsMs as number,
+    };
+    printTable(
+      `DR replication: ${N} users change ~8 MiB each and log off at once (two regions, fauxqs S3/SQS)`,
+      [
+        ["bytes shipped per logoff", figures.bytesShippedPerLogoff],
+        ["session change (bytes)", figures.sessionChangeBytes],
+        ["shipped / change (target <= 1.2)", figures.shippedToChangeRatio],
+        ["full desktop, 2 GiB written (bytes)", figures.desktopBytes],
+        ["desktop / shipped (target >= 100)", figures.desktopToShippedRatio],
+        ["RPO logoff -> verified in DR p50 / p99 (ms)", `${figures.rpoP50Ms} / ${figures.rpoP99Ms}`],
+        [
+          `drill: ${N}-desktop pool, first / all users on with data (ms)`,
+          `${report.rtoFirstLogonMs} / ${report.rtoAllLogonsMs}`,
+        ],
+        ["drill users verified / failed", `${report.usersVerified} / ${report.usersFailed?.length}`],
+        ["drill state", report.state],
+        [`(${N} logons to every data disk attached, ms)`, Math.round(attachedMs)],
+      ],
+    );
+    printJson(figures);
+  } finally {
+    await Promise.all([primary.stop(), dr.stop()]);
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}

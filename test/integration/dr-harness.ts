@@ -1,0 +1,96 @@
+import { randomBytes } from "node:crypto";
+import { connect, createServer, type Socket } from "node:net";
+import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
+import { inject } from "vitest";
+import { startTestRegion, type TestRegion, waitFor } from "./harness.ts";
+
+/**
+ * A TCP proxy in front of the emulators: the primary reaches its peer through it, and a test cuts
+ * it to make the DR region unreachable (a real network fault, not a mock).
+ */
+export async function startFaultProxy(target: string) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  let up = true;
+  const server = createServer((client) => {
+    if (!up) return client.destroy();
+    const upstream = connect(Number(port), hostname === "localhost" ? "127.0.0.1" : hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => s.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const address = server.address();
+  const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  return {
+    url,
+    cut() {
+      up = false;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      up = true;
+    },
+    stop: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+export interface RegionPair {
+  primary: TestRegion;
+  dr: TestRegion;
+  proxy: Awaited<ReturnType<typeof startFaultProxy>>;
+  stop(): Promise<void>;
+}
+
+/** A primary and a DR region on the shared emulators, each knowing the other by name. */
+export async function startRegionPair(userDataSizeBytes = 64 * 1024 * 1024): Promise<RegionPair> {
+  const id = randomBytes(3).toString("hex");
+  const [p, d] = [`it-${id}-primary`, `it-${id}-dr`];
+  const proxy = await startFaultProxy(inject("sqsEndpoint"));
+  const primary = await startTestRegion({
+    name: "primary",
+    resourcePrefix: p,
+    userDataSizeBytes,
+    peer: { name: "dr", resourcePrefix: d, sqsEndpoint: proxy.url, s3Endpoint: proxy.url },
+  });
+  const dr = await startTestRegion({
+    name: "dr",
+    resourcePrefix: d,
+    userDataSizeBytes,
+    peer: { name: "primary", resourcePrefix: p },
+  });
+  return {
+    primary,
+    dr,
+    proxy,
+    async stop() {
+      await Promise.all([primary.stop(), dr.stop()]);
+      await proxy.stop();
+    },
+  };
+}
+
+/** Until a queue has nothing visible or in flight (the workers are idle on it). */
+export async function waitForDrained(r: TestRegion, queueUrl: string, timeoutMs = 60_000) {
+  await waitFor(
+    `queue ${queueUrl} drained`,
+    async () => {
+      const out = await r.region.app.sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: queueUrl,
+          AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        }),
+      );
+      const a = out.Attributes ?? {};
+      return a.ApproximateNumberOfMessages === "0" && a.ApproximateNumberOfMessagesNotVisible === "0";
+    },
+    timeoutMs,
+  );
+}

@@ -1,0 +1,235 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { s3Client, s3PeerRegion } from "../../shared/adapters/s3/replication-bucket.ts";
+import { sendJson } from "../../shared/adapters/sqs/queue.ts";
+import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts";
+import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
+import { replicationKeys } from "../../shared/messages/replication.ts";
+import { type RegionPair, startRegionPair, waitForDrained } from "./dr-harness.ts";
+import { expectStatus, newTenant, readyImage, readyPool, run, type TestRegion, waitFor } from "./harness.ts";
+
+// The primary must see a failover at once, not after the key cache's minute.
+process.env.PRISTINE_KEY_CACHE_MS = "0";
+
+let pair: RegionPair;
+let tenant: { tenantId: string; key: string };
+let poolId: string;
+
+beforeAll(async () => {
+  pair = await startRegionPair();
+  tenant = await newTenant(pair.primary);
+  const { imageId } = await readyImage(pair.primary, tenant.key);
+  poolId = await readyPool(pair.primary, tenant.key, imageId, 3);
+});
+afterAll(async () => {
+  await pair?.stop();
+});
+
+const ref = (userId: string) => ({ tenantId: tenant.tenantId, userId });
+const diskOf = (r: TestRegion, userId: string, version: number) =>
+  userDataPaths(r.region.app.config.dr?.userDataPath ?? "").disk(ref(userId), version);
+
+/** Logs a user on, waits for their data disk, writes `pattern` at `offset` into it, logs off. */
+async function session(r: TestRegion, userId: string, pattern: number, offset: string, pool = poolId) {
+  const logon = expectStatus(
+    await r.api("POST", `/v1/pools/${pool}/logons`, { key: tenant.key, body: { userId } }),
+    200,
+  );
+  expect(logon.userData).toEqual({ state: "ATTACHING" });
+  await waitFor(`${userId}'s data attached`, async () => {
+    const s = await r.api("GET", `/v1/sessions/${logon.sessionId}`, { key: tenant.key });
+    return s.body.userData?.state === "ATTACHED";
+  });
+  const overlay = r.region.app.ports.userDataStore.overlayPath(ref(userId), logon.sessionId);
+  await run("qemu-io", ["-f", "qcow2", "-c", `write -P ${pattern} ${offset} 1M`, overlay]);
+  expectStatus(await r.api("POST", `/v1/sessions/${logon.sessionId}/logoff`, { key: tenant.key }), 200);
+  return logon.sessionId as string;
+}
+
+async function replicated(r: TestRegion, userId: string, version: number) {
+  await waitFor(
+    `${userId} v${version} replicated from ${r.region.name}`,
+    async () => {
+      const status = expectStatus(await r.api("GET", "/v1/dr/replication", { key: tenant.key }), 200);
+      return status.users.some((u: any) => u.userId === userId && u.replicatedVersion >= version);
+    },
+    60_000,
+  );
+}
+
+async function readsBack(path: string, pattern: number, offset: string) {
+  await run("qemu-io", ["-f", "qcow2", "-r", "-U", "-c", `read -P ${pattern} ${offset} 1M`, path]).then(
+    ({ stdout }) => expect(stdout).not.toContain("Pattern verification failed"),
+  );
+}
+
+describe("user data and replication", () => {
+  it("a session's change is committed, shipped as a delta and verified in DR by content checksum", async () => {
+    await session(pair.primary, "alice", 0x5a, "0");
+    await replicated(pair.primary, "alice", 1);
+    const [p, d] = await Promise.all([
+      pair.primary.region.app.ports.userData.get(ref("alice")),
+      pair.dr.region.app.ports.userData.get(ref("alice")),
+    ]);
+    expect(p?.version).toBe(1);
+    expect(d?.version).toBe(1);
+    expect(d?.sha256).toBe(p?.sha256);
+    expect(await contentSha256(diskOf(pair.dr, "alice", 1))).toBe(p?.sha256);
+    await readsBack(diskOf(pair.dr, "alice", 1), 0x5a, "0");
+    const status = expectStatus(
+      await pair.primary.api("GET", "/v1/dr/replication", { key: tenant.key }),
+      200,
+    );
+    expect(status.pendingChanges).toBe(0);
+    // A 1 MiB change ships as about 1 MiB, not as the 64 MiB disk.
+    expect(status.bytesShipped).toBeLessThan(1.5 * 1024 * 1024);
+  });
+
+  it("with DR unreachable the backlog grows; duplicated and reordered deliveries are applied once, in order", async () => {
+    pair.proxy.cut();
+    for (const [i, pattern] of [0x11, 0x22, 0x33].entries())
+      await session(pair.primary, "bob", pattern, `${i}M`);
+    await waitFor(
+      "bob's 3 commits",
+      async () => (await pair.primary.region.app.ports.userData.get(ref("bob")))?.version === 3,
+    );
+    const during = expectStatus(
+      await pair.primary.api("GET", "/v1/dr/replication", { key: tenant.key }),
+      200,
+    );
+    expect(during.pendingChanges).toBe(3);
+    expect(during.oldestPendingAgeMs).toBeGreaterThan(0);
+    expect((await pair.dr.region.app.ports.userData.get(ref("bob")))?.version ?? 0).toBe(0);
+
+    // Deliver the applies to DR directly, newest first and twice: DR must wait and apply each once.
+    const app = pair.primary.region.app;
+    const peerQueue = app.config.dr?.peer?.replicationQueueUrl as string;
+    const sizeBytes = app.config.dr?.userDataSizeBytes as number;
+    // Straight to the DR bucket and queue (same fauxqs), around the cut proxy.
+    const s3 = s3Client(app.config.endpoints.sqs, "us-east-1");
+    const peer = s3PeerRegion({
+      name: "dr",
+      s3,
+      bucket: app.config.dr?.peer?.bucket as string,
+      sqs: app.sqs,
+      queueUrl: peerQueue,
+    });
+    const applies = [];
+    for (const version of [3, 2, 1]) {
+      const change = await app.ports.userData.getChange(ref("bob"), version);
+      const key = replicationKeys.userDataDelta(tenant.tenantId, "bob", version);
+      await peer.putFile(key, app.ports.userDataStore.deltaPath(ref("bob"), version));
+      applies.push({
+        kind: "apply-user-data",
+        ...ref("bob"),
+        version,
+        sha256: change?.sha256,
+        sizeBytes,
+        key,
+        committedAt: change?.committedAt,
+        sourceRegion: "primary",
+      });
+    }
+    await sendJson(app.sqs, peerQueue, [...applies, ...applies]);
+    await waitFor(
+      "DR at bob v3",
+      async () => (await pair.dr.region.app.ports.userData.get(ref("bob")))?.version === 3,
+    );
+    s3.destroy();
+
+    // The link comes back: the primary's own (retried) ships arrive as duplicates, and are acknowledged.
+    pair.proxy.restore();
+    await replicated(pair.primary, "bob", 3);
+    await waitForDrained(pair.dr, pair.dr.region.dr.replication.url);
+    const p = await app.ports.userData.get(ref("bob"));
+    const d = await pair.dr.region.app.ports.userData.get(ref("bob"));
+    expect(d?.version).toBe(3);
+    expect(d?.sha256).toBe(p?.sha256);
+    expect(await contentSha256(diskOf(pair.dr, "bob", 3))).toBe(p?.sha256);
+    for (const [i, pattern] of [0x11, 0x22, 0x33].entries())
+      await readsBack(diskOf(pair.dr, "bob", 3), pattern, `${i}M`);
+    const after = expectStatus(await pair.primary.api("GET", "/v1/dr/replication", { key: tenant.key }), 200);
+    expect(after.pendingChanges).toBe(0);
+  });
+
+  it("a drill logs the users on in DR with their replicated data, reports RPO/RTO and cleans up", async () => {
+    await waitFor("pool config in DR", async () => {
+      const s = await pair.dr.api("GET", "/v1/dr/replication", { key: tenant.key });
+      return s.status === 200 && s.body.dr.standbyPools.includes(poolId);
+    });
+    const bad = await pair.dr.api("POST", "/v1/dr/drills", {
+      key: tenant.key,
+      body: { pools: ["pool-nope"] },
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.field).toBe("pools[0]");
+    const drill = expectStatus(
+      await pair.dr.api("POST", "/v1/dr/drills", { key: tenant.key, body: { pools: [poolId] } }),
+      202,
+    );
+    let report: any;
+    await waitFor(
+      "drill done",
+      async () => {
+        report = (await pair.dr.api("GET", `/v1/dr/drills/${drill.drillId}`, { key: tenant.key })).body;
+        return report.phase === "DONE";
+      },
+      90_000,
+    );
+    expect(report).toMatchObject({
+      state: "SUCCEEDED",
+      usersPlanned: 2,
+      usersLoggedOn: 2,
+      usersVerified: 2,
+      usersFailed: [],
+    });
+    expect(report.rtoAllLogonsMs).toBeGreaterThanOrEqual(report.rtoFirstLogonMs);
+    expect(report.rpoMs).toBeGreaterThanOrEqual(0);
+    expect(report.bytesShipped).toBeGreaterThan(0);
+    await waitFor("drill pools removed", async () => {
+      const pools = (await pair.dr.api("GET", "/v1/pools", { key: tenant.key })).body.items;
+      return pools.length === 0;
+    });
+    // The drill changed no user data, here or in the primary.
+    expect((await pair.dr.region.app.ports.userData.get(ref("alice")))?.version).toBe(1);
+    expect((await pair.dr.region.app.ports.userData.get(ref("alice")))?.attachedSessionId).toBeUndefined();
+    expect((await pair.primary.region.app.ports.userData.get(ref("alice")))?.version).toBe(1);
+  });
+
+  it("failover serves users in DR with their data; failback brings DR's changes home first", async () => {
+    expectStatus(await pair.dr.api("POST", "/v1/dr/failover", { key: tenant.key }), 202);
+    await waitFor("primary refuses logons", async () => {
+      const res = await pair.primary.api("POST", `/v1/pools/${poolId}/logons`, {
+        key: tenant.key,
+        body: { userId: "zed" },
+      });
+      return res.status === 409 && res.body.type.endsWith("tenant-failed-over");
+    });
+    await waitFor("DR pool ready", async () => {
+      const res = await pair.dr.api("GET", `/v1/pools/${poolId}`, { key: tenant.key });
+      return res.body.desktopCounts?.AVAILABLE === 3;
+    });
+    await session(pair.dr, "alice", 0x77, "8M");
+    await replicated(pair.dr, "alice", 2);
+    expect((await pair.primary.region.app.ports.userData.get(ref("alice")))?.version).toBe(2);
+
+    expectStatus(await pair.dr.api("POST", "/v1/dr/failback", { key: tenant.key }), 202);
+    await waitFor("primary serves again", async () => {
+      const res = await pair.primary.api("POST", `/v1/pools/${poolId}/logons`, {
+        key: tenant.key,
+        body: { userId: "alice" },
+      });
+      if (res.status !== 200) return false;
+      await waitFor("alice attached in primary", async () => {
+        const s = await pair.primary.api("GET", `/v1/sessions/${res.body.sessionId}`, { key: tenant.key });
+        return s.body.userData?.state === "ATTACHED" && s.body.userData.version === 2;
+      });
+      const overlay = pair.primary.region.app.ports.userDataStore.overlayPath(
+        ref("alice"),
+        res.body.sessionId,
+      );
+      await readsBack(overlay, 0x77, "8M");
+      await readsBack(overlay, 0x5a, "0");
+      return true;
+    });
+  });
+});
