@@ -1,5 +1,5 @@
 import type { CloneJob } from "../messages/clone-job.ts";
-import type { Ports } from "../ports.ts";
+import type { Ports, Reservation } from "../ports.ts";
 import { allowedDatastores, type DefaultDatastore, placeAndReserve } from "./datastores.ts";
 import { type DesktopState, emptyStateCounts } from "./desktop-state.ts";
 import { conflict, notFound } from "./errors.ts";
@@ -115,11 +115,29 @@ export async function createPool(
 }
 
 /** Places a new pool's desktops, stores pool and desktops with their capacity, and sends the jobs. */
-export async function provisionPool(
+export function provisionPool(
   ports: Pick<Ports, "pools" | "jobs" | "clock" | "datastores">,
   pool: Pool,
   version: ImageVersion,
   defaults: DefaultDatastore,
+): Promise<Desktop[]> {
+  return addDesktops(ports, pool, version, defaults, pool.size, 0, (desktops, reservations) =>
+    ports.pools.create(pool, desktops, reservations),
+  );
+}
+
+/**
+ * Places `count` new desktops (slots from `firstSlot`), lets `store` write them with their
+ * capacity reservations in one go, then sends their replica and provisioning jobs.
+ */
+async function addDesktops(
+  ports: Pick<Ports, "jobs" | "clock" | "datastores">,
+  pool: Pool,
+  version: ImageVersion,
+  defaults: DefaultDatastore,
+  count: number,
+  firstSlot: number,
+  store: (desktops: Desktop[], reservations: Reservation[]) => Promise<boolean>,
 ): Promise<Desktop[]> {
   const now = ports.clock.now().toISOString();
   let desktops: Desktop[] = [];
@@ -127,11 +145,13 @@ export async function provisionPool(
     ports,
     defaults,
     pool.datastoreIds,
-    pool.size,
+    count,
     bytesOf(version),
     (placement, reservations) => {
-      desktops = placement.datastoreIds.map((ds, i) => newDesktop(pool, ds, bytesOf(version), now, i));
-      return ports.pools.create(pool, desktops, reservations);
+      desktops = placement.datastoreIds.map((ds, i) =>
+        newDesktop(pool, ds, bytesOf(version), now, firstSlot + i),
+      );
+      return store(desktops, reservations);
     },
   );
   await ports.jobs.send([
@@ -169,28 +189,9 @@ export async function resizePool(
     return { ...pool, size: newSize };
   }
   const version = await usableVersion(ports, tenantId, pool.imageId, pool.imageVersion);
-  const now = ports.clock.now().toISOString();
-  let desktops: Desktop[] = [];
-  await placeAndReserve(
-    ports,
-    defaults,
-    pool.datastoreIds,
-    size - pool.size,
-    bytesOf(version),
-    (placement, reservations) => {
-      desktops = placement.datastoreIds.map((ds, i) =>
-        newDesktop(pool, ds, bytesOf(version), now, pool.size + i),
-      );
-      return ports.pools.grow(pool, size, desktops, reservations);
-    },
+  await addDesktops(ports, pool, version, defaults, size - pool.size, pool.size, (desktops, reservations) =>
+    ports.pools.grow(pool, size, desktops, reservations),
   );
-  await ports.jobs.send([
-    ...replicaJobs(
-      pool,
-      desktops.map((d) => d.datastoreId),
-    ),
-    ...desktops.map((d): CloneJob => ({ kind: "provision-desktop", ...desktopRef(d) })),
-  ]);
   return { ...pool, size };
 }
 
