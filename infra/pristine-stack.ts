@@ -166,7 +166,11 @@ export class PristineStack extends Stack {
       const name = kind.replace(/(^|-)(\w)/g, (_m, _dash, c: string) => c.toUpperCase());
       out(`${name}QueueUrl`, workQueue.queue.queueUrl, `The ${kind} queue`);
     }
-    out("ImageBucket", this.storage.images.bucketName, "Image store (PRISTINE_IMAGE_BUCKET)");
+    out(
+      "ImageBucket",
+      this.storage.images.bucketName,
+      "Image store bucket (no function reads or writes it yet)",
+    );
     out(
       "ReplicationBucket",
       this.storage.replication.bucketName,
