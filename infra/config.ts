@@ -13,6 +13,7 @@ export const CONTEXT = {
   api: "pristine:api",
   alarmEmail: "pristine:alarmEmail",
   qemuImgLayerArns: "pristine:qemuImgLayerArns",
+  natForReplication: "pristine:natForReplication",
 } as const;
 
 /**
@@ -55,6 +56,12 @@ export interface PristineConfig {
    * PATH (/opt/bin). Layers are regional, hence one per region.
    */
   readonly qemuImgLayerArns: Readonly<Record<string, string>>;
+  /**
+   * One NAT gateway per region for the replication worker, the only function that must reach
+   * another region (the peer's replication bucket and queue). Off by default: without it the
+   * stacks synthesize and deploy, but nothing is replicated to the peer (synth warns).
+   */
+  readonly natForReplication: boolean;
 }
 
 const STAGE = /^[a-z][a-z0-9-]{0,11}$/;
@@ -152,6 +159,14 @@ function readLayerArns(node: Node): Record<string, string> {
   return result;
 }
 
+function readBoolean(node: Node, key: string, fallback: boolean): boolean {
+  const raw = node.tryGetContext(key);
+  if (raw === undefined || raw === null || raw === "") return fallback;
+  if (raw === true || raw === "true") return true;
+  if (raw === false || raw === "false") return false;
+  return fail(key, `must be true or false, got ${JSON.stringify(raw)}`);
+}
+
 export function readConfig(node: Node): PristineConfig {
   const stage = stringWithDefault(node, CONTEXT.stage, "dev");
   if (!STAGE.test(stage)) fail(CONTEXT.stage, `${stage}: 1-12 chars, lowercase letters, digits, -`);
@@ -184,5 +199,6 @@ export function readConfig(node: Node): PristineConfig {
     api: readApi(node),
     alarmEmail: optionalString(node, CONTEXT.alarmEmail),
     qemuImgLayerArns,
+    natForReplication: readBoolean(node, CONTEXT.natForReplication, false),
   };
 }

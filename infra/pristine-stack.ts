@@ -1,4 +1,5 @@
 import { Annotations, CfnOutput, Fn, Stack, type StackProps } from "aws-cdk-lib";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import type { Construct } from "constructs";
 import type { PristineConfig } from "./config.ts";
 import { Api } from "./constructs/api.ts";
@@ -7,6 +8,7 @@ import { DATASTORE_MOUNT_PATH, EfsDatastore } from "./constructs/datastore.ts";
 import { Events } from "./constructs/events.ts";
 import type { PristineFunction } from "./constructs/lambda-function.ts";
 import { Observability } from "./constructs/observability.ts";
+import { PeerRegion } from "./constructs/peer.ts";
 import { Queues } from "./constructs/queues.ts";
 import { Storage } from "./constructs/storage.ts";
 import { Workers } from "./constructs/workers.ts";
@@ -37,6 +39,8 @@ export class PristineStack extends Stack {
   readonly workers: Workers;
   readonly events: Events;
   readonly observability: Observability;
+  /** The peer region's replication bucket and queue, by derived name. */
+  readonly peer: PeerRegion;
   /** Every function, by its folder under functions/. */
   readonly functions: Readonly<Record<FunctionName, PristineFunction>>;
 
@@ -54,32 +58,45 @@ export class PristineStack extends Stack {
     const stage = config.stage;
 
     this.data = new Data(this, "Data", { stage });
-    this.storage = new Storage(this, "Storage", { stage, peerRegion: props.peerRegion });
-    this.datastore = new EfsDatastore(this, "Datastore", { stage, role: props.role });
+    this.storage = new Storage(this, "Storage", { stage });
+    this.peer = new PeerRegion(this, stage, peerRegion);
+    this.datastore = new EfsDatastore(this, "Datastore", {
+      stage,
+      role: props.role,
+      natForReplication: config.natForReplication,
+    });
     this.queues = new Queues(this, "Queues", { stage, hostDatastores: config.datastore.hostDatastores });
+
+    // qemu-img for the functions that run it: clone worker, api (publish), user-data and
+    // replication workers (user-data disks and deltas).
+    const qemuImgLayerArn = config.qemuImgLayerArns[region];
+    const qemuImgLayer = qemuImgLayerArn
+      ? lambda.LayerVersion.fromLayerVersionArn(this, "QemuImgLayer", qemuImgLayerArn)
+      : undefined;
 
     this.api = new Api(this, "Api", {
       stage,
       role: props.role,
-      peerRegion: props.peerRegion,
+      region,
+      peer: this.peer,
       table: this.data.table,
       queues: this.queues,
       operatorKeySha256: config.operatorKeySha256,
-      defaultDatastoreId: config.datastore.id,
+      datastoreSettings: config.datastore,
       settings: config.api,
       datastore: this.datastore,
-      qemuImgLayerArn: config.qemuImgLayerArns[props.region],
+      qemuImgLayer,
     });
     this.workers = new Workers(this, "Workers", {
       stage,
-      role: props.role,
-      peerRegion: props.peerRegion,
+      region,
+      peer: this.peer,
       table: this.data.table,
       queues: this.queues,
       storage: this.storage,
       datastore: this.datastore,
-      datastoreId: config.datastore.id,
-      qemuImgLayerArn: config.qemuImgLayerArns[props.region],
+      datastoreSettings: config.datastore,
+      qemuImgLayer,
     });
     this.events = new Events(this, "Events", {
       stage,
@@ -94,6 +111,7 @@ export class PristineStack extends Stack {
       logoff: this.workers.logoff,
       reconciler: this.workers.reconciler,
       "replication-worker": this.workers.replicationWorker,
+      "user-data-worker": this.workers.userDataWorker,
     };
     this.observability = new Observability(this, "Observability", {
       stage,
@@ -113,8 +131,16 @@ export class PristineStack extends Stack {
     if (!config.qemuImgLayerArns[props.region]) {
       Annotations.of(this).addWarningV2(
         "pristine:noQemuImgLayer",
-        `No pristine:qemuImgLayerArns entry for ${props.region}: the clone worker Lambda has no qemu-img ` +
-          "binary (see Deploy to AWS in README.md).",
+        `No pristine:qemuImgLayerArns entry for ${props.region}: the clone, user-data and replication ` +
+          "worker Lambdas have no qemu-img binary (see Deploy to AWS in README.md).",
+      );
+    }
+    if (!config.natForReplication) {
+      Annotations.of(this).addWarningV2(
+        "pristine:noNatForReplication",
+        `pristine:natForReplication is off: the replication worker of ${props.region} runs in isolated ` +
+          `subnets and cannot reach ${peerRegion}'s bucket and queue, so nothing is replicated to the ` +
+          "peer (see Deploy to AWS in README.md).",
       );
     }
 
@@ -140,9 +166,18 @@ export class PristineStack extends Stack {
       const name = kind.replace(/(^|-)(\w)/g, (_m, _dash, c: string) => c.toUpperCase());
       out(`${name}QueueUrl`, workQueue.queue.queueUrl, `The ${kind} queue`);
     }
-    out("ImageBucket", this.storage.images.bucketName, "Image store (PRISTINE_IMAGE_BUCKET)");
-    out("UserDataBucket", this.storage.userData.bucketName, "User data (PRISTINE_USER_DATA_BUCKET)");
-    out("PeerUserDataBucket", this.storage.peerUserDataBucketName, "The peer region's user-data bucket");
+    out(
+      "ImageBucket",
+      this.storage.images.bucketName,
+      "Image store bucket (no function reads or writes it yet)",
+    );
+    out(
+      "ReplicationBucket",
+      this.storage.replication.bucketName,
+      "What the peer ships here (PRISTINE_REPLICATION_BUCKET)",
+    );
+    out("PeerReplicationBucket", this.peer.bucketName, "The peer region's replication bucket");
+    out("PeerReplicationQueueUrl", this.peer.replicationQueueUrl, "The peer region's replication queue");
     out("AlarmTopicArn", this.observability.topic.topicArn, "SNS topic of all alarms");
     out(
       "DatastoreRegistration",

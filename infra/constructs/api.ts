@@ -4,15 +4,21 @@ import * as apigw from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaAuthorizer, HttpLambdaResponseType } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
-import * as lambda from "aws-cdk-lib/aws-lambda";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
-import type { ApiSettings } from "../config.ts";
-import type { RegionRole } from "../names.ts";
+import type { ApiSettings, DatastoreSettings } from "../config.ts";
+import { type RegionRole, regionName } from "../names.ts";
 import { grantTableRead, grantTableReadWrite } from "./data.ts";
-import { DATASTORE_MOUNT_PATH, type EfsDatastore } from "./datastore.ts";
+import {
+  DATASTORE_MOUNT_PATH,
+  datastoreEnvironment,
+  type EfsDatastore,
+  USER_DATA_MOUNT_PATH,
+} from "./datastore.ts";
 import { PristineFunction } from "./lambda-function.ts";
-import type { Queues } from "./queues.ts";
+import type { PeerRegion } from "./peer.ts";
+import { grantSend, type Queues } from "./queues.ts";
 
 /** Authorizer decisions are cached per Authorization header value for this long. */
 export const AUTHORIZER_CACHE_TTL = Duration.minutes(5);
@@ -20,16 +26,21 @@ export const AUTHORIZER_CACHE_TTL = Duration.minutes(5);
 export interface ApiProps {
   readonly stage: string;
   readonly role: RegionRole;
-  readonly peerRegion: string;
+  /** The concrete region of the stack: PRISTINE_REGION_NAME (names.ts regionName). */
+  readonly region: string;
+  readonly peer: PeerRegion;
   readonly table: dynamodb.Table;
   readonly queues: Queues;
   readonly operatorKeySha256: string;
-  /** Id of the region's EFS datastore (pristine:datastore.id). */
-  readonly defaultDatastoreId: string;
+  /** The region's EFS datastore as the control plane knows it (pristine:datastore). */
+  readonly datastoreSettings: DatastoreSettings;
   readonly settings: ApiSettings;
-  /** The api reads the datastore too: publish validates source disks, desktop listings show delta sizes. */
+  /**
+   * The api reads the datastore too: publish validates source disks, desktop listings show delta
+   * sizes, session reads look at the user-data store.
+   */
   readonly datastore: EfsDatastore;
-  readonly qemuImgLayerArn: string | undefined;
+  readonly qemuImgLayer: lambda.ILayerVersion | undefined;
 }
 
 /**
@@ -63,28 +74,31 @@ export class Api extends Construct {
       environment: {
         PRISTINE_TABLE_NAME: table.tableName,
         ...queues.cloneJobsEnvironment(),
+        // Logon attaches and logoff commits the user's data; drills, failover and failback, and
+        // configuration changes go to the replication worker (the latter only when a peer exists).
+        PRISTINE_USER_DATA_QUEUE_URL: queues.byKind["user-data"].queue.queueUrl,
         PRISTINE_REPLICATION_QUEUE_URL: queues.byKind.replication.queue.queueUrl,
-        PRISTINE_REGION_ROLE: props.role,
-        PRISTINE_PEER_REGION: props.peerRegion,
+        PRISTINE_REGION_NAME: regionName(props.region),
+        ...props.peer.environment(),
         // The handler authenticates each request itself too (defence in depth behind the authorizer).
         PRISTINE_OPERATOR_KEY_SHA256: props.operatorKeySha256,
         // Datastore new pools are placed on.
-        PRISTINE_DATASTORE_ID: props.defaultDatastoreId,
+        ...datastoreEnvironment(props.datastoreSettings),
         PRISTINE_DATA_DIR: DATASTORE_MOUNT_PATH,
         PRISTINE_DATASTORE_PATH: DATASTORE_MOUNT_PATH,
         PRISTINE_IMPORT_ROOTS: `${DATASTORE_MOUNT_PATH}/imports`,
+        PRISTINE_USER_DATA_PATH: USER_DATA_MOUNT_PATH,
       },
       vpc: props.datastore.vpc,
       vpcSubnets: props.datastore.subnets,
       securityGroups: [props.datastore.clientSecurityGroup],
       filesystem: props.datastore.lambdaFileSystem(),
-      layers: props.qemuImgLayerArn
-        ? [lambda.LayerVersion.fromLayerVersionArn(this, "QemuImgLayer", props.qemuImgLayerArn)]
-        : undefined,
+      layers: props.qemuImgLayer ? [props.qemuImgLayer] : undefined,
     });
     grantTableReadWrite(table, this.handler.role);
     queues.grantSendCloneJobs(this.handler.fn);
-    queues.byKind.replication.queue.grantSendMessages(this.handler.fn);
+    grantSend(queues.byKind.replication.queue, this.handler.role);
+    grantSend(queues.byKind["user-data"].queue, this.handler.role);
 
     const authorizer = new HttpLambdaAuthorizer("ApiKeyAuthorizer", this.authorizer.fn, {
       authorizerName: "api-key",

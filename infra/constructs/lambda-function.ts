@@ -29,8 +29,11 @@ export const FUNCTION_TIMEOUTS: Readonly<Record<FunctionName, Duration>> = {
   logoff: Duration.seconds(30),
   // Runs every minute; a run that takes longer overlaps the next one (both are idempotent).
   reconciler: Duration.seconds(60),
-  // Ships a session's user-data delta to the peer region.
+  // Ships a session's user-data delta to the peer region; applies the peer's; runs a drill.
   "replication-worker": Duration.minutes(15),
+  // Attach (qemu-img create), commit (qemu-img commit and a checksum of the disk) or discard of
+  // one user's data; 6x this is the user-data queue's visibility timeout (15 minutes, as locally).
+  "user-data-worker": Duration.seconds(150),
 };
 
 const MEMORY_MIB: Readonly<Record<FunctionName, number>> = {
@@ -40,6 +43,7 @@ const MEMORY_MIB: Readonly<Record<FunctionName, number>> = {
   logoff: 512,
   reconciler: 512,
   "replication-worker": 1024,
+  "user-data-worker": 1024,
 };
 
 const DESCRIPTIONS: Readonly<Record<FunctionName, string>> = {
@@ -48,7 +52,8 @@ const DESCRIPTIONS: Readonly<Record<FunctionName, string>> = {
   "clone-worker": "Pristine clone worker (clone-jobs queue consumer, EFS datastore)",
   logoff: "Pristine logoff handler (logoff queue consumer)",
   reconciler: "Pristine reconciler (pool sizing, stuck desktops, orphans; scheduled)",
-  "replication-worker": "Pristine replication worker (ships user data to the peer region)",
+  "replication-worker": "Pristine replication worker (ships to and applies from the peer region; DR drills)",
+  "user-data-worker": "Pristine user-data worker (user-data FIFO queue consumer, EFS user-data store)",
 };
 
 export interface PristineFunctionProps {

@@ -7,7 +7,7 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
 import { alarmTopicName } from "../names.ts";
 import type { PristineFunction } from "./lambda-function.ts";
-import { MAX_RECEIVE_COUNT, type WorkQueue } from "./queues.ts";
+import type { WorkQueue } from "./queues.ts";
 
 /** Oldest-message age that means a queue is not keeping up, per queue kind. */
 const OLDEST_MESSAGE_AGE: Readonly<Record<string, Duration>> = {
@@ -17,6 +17,8 @@ const OLDEST_MESSAGE_AGE: Readonly<Record<string, Duration>> = {
   logoff: Duration.minutes(5),
   // This is the replication lag: the data loss (RPO) a failover right now would cause.
   replication: Duration.minutes(15),
+  // Attach runs at logon and commit at logoff: a user waits for the one, the DR copy for the other.
+  "user-data": Duration.minutes(5),
 };
 const DEFAULT_OLDEST_MESSAGE_AGE = Duration.minutes(30);
 
@@ -51,7 +53,7 @@ export class Observability extends Construct {
 
     for (const workQueue of props.queues) {
       this.alarm(`${workQueue.kind}-dlq-not-empty`, {
-        alarmDescription: `Messages in the ${workQueue.kind} dead-letter queue: jobs failed ${MAX_RECEIVE_COUNT} times or events were undeliverable.`,
+        alarmDescription: `Messages in the ${workQueue.kind} dead-letter queue: jobs failed ${workQueue.maxReceiveCount} times or events were undeliverable.`,
         metric: workQueue.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
           period: Duration.minutes(1),
           statistic: cloudwatch.Stats.MAXIMUM,

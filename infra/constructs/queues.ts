@@ -1,10 +1,11 @@
 import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
-import type * as iam from "aws-cdk-lib/aws-iam";
+import * as iam from "aws-cdk-lib/aws-iam";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import {
   datastoreQueueKind,
   deadLetterQueueName,
+  FIFO_QUEUE_KINDS,
   type FunctionName,
   type QueueKind,
   queueName,
@@ -13,6 +14,9 @@ import { FUNCTION_TIMEOUTS } from "./lambda-function.ts";
 
 /** Receives before a message moves to the dead-letter queue. */
 export const MAX_RECEIVE_COUNT = 5;
+
+/** The replication queue's redrive count (local/dr-region.ts uses the same). */
+export const REPLICATION_MAX_RECEIVE_COUNT = 50;
 
 /** AWS's guidance for SQS event sources: visibility timeout = 6x the function timeout. */
 export const VISIBILITY_TIMEOUT_FACTOR = 6;
@@ -24,20 +28,32 @@ export interface WorkQueueProps {
   /** The function whose timeout sets the visibility timeout (it, or an agent running its code, consumes the queue). */
   readonly consumer: FunctionName;
   readonly retentionPeriod: Duration;
+  /** Receives before a message moves to the DLQ (default MAX_RECEIVE_COUNT). */
+  readonly maxReceiveCount?: number;
 }
 
-/** A work queue with its own dead-letter queue: SSE, TLS only, redrive after 5 receives. */
+/**
+ * A work queue with its own dead-letter queue: SSE, TLS only, redrive after 5 receives (unless
+ * told otherwise). FIFO kinds (names.ts) get a FIFO queue and a FIFO DLQ, without content-based
+ * deduplication: the producer sets MessageDeduplicationId and MessageGroupId itself.
+ */
 export class WorkQueue extends Construct {
   readonly kind: string;
   readonly queue: sqs.Queue;
   readonly deadLetterQueue: sqs.Queue;
+  readonly fifo: boolean;
+  readonly maxReceiveCount: number;
 
   constructor(scope: Construct, id: string, props: WorkQueueProps) {
     super(scope, id);
     this.kind = props.kind;
+    this.fifo = FIFO_QUEUE_KINDS.has(props.kind);
+    this.maxReceiveCount = props.maxReceiveCount ?? MAX_RECEIVE_COUNT;
+    const fifo = this.fifo ? { fifo: true, contentBasedDeduplication: false } : {};
 
     this.deadLetterQueue = new sqs.Queue(this, "DeadLetterQueue", {
       queueName: deadLetterQueueName(props.stage, props.kind),
+      ...fifo,
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       // A message keeps its original enqueue time in the DLQ, so keep it as long as SQS allows.
@@ -47,13 +63,14 @@ export class WorkQueue extends Construct {
 
     this.queue = new sqs.Queue(this, "Queue", {
       queueName: queueName(props.stage, props.kind),
+      ...fifo,
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       visibilityTimeout: Duration.seconds(
         FUNCTION_TIMEOUTS[props.consumer].toSeconds() * VISIBILITY_TIMEOUT_FACTOR,
       ),
       retentionPeriod: props.retentionPeriod,
-      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: MAX_RECEIVE_COUNT },
+      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: this.maxReceiveCount },
       removalPolicy: RemovalPolicy.RETAIN,
     });
   }
@@ -86,12 +103,23 @@ export class Queues extends Construct {
         consumer: "logoff",
         retentionPeriod: Duration.days(4),
       }),
-      // User data waiting for the DR region must survive a long peer outage.
+      // User data waiting for the DR region must survive a long peer outage. Messages wait by
+      // redelivery (a delta waits for the one before it, a failback for the peer to catch up), so
+      // they get many receives before the DLQ, as in the local runtime (local/dr-region.ts).
       replication: new WorkQueue(this, "Replication", {
         stage: props.stage,
         kind: "replication",
         consumer: "replication-worker",
         retentionPeriod: Duration.days(7),
+        maxReceiveCount: REPLICATION_MAX_RECEIVE_COUNT,
+      }),
+      // FIFO, one group per user: attach at logon, commit at logoff, discard. A lost commit would
+      // lose user data, so keep messages as long as SQS allows.
+      "user-data": new WorkQueue(this, "UserData", {
+        stage: props.stage,
+        kind: "user-data",
+        consumer: "user-data-worker",
+        retentionPeriod: Duration.days(14),
       }),
     };
     const hostQueues = new Map<string, WorkQueue>();
@@ -137,4 +165,11 @@ export class Queues extends Construct {
     this.byKind["clone-jobs"].queue.grantSendMessages(grantee);
     for (const workQueue of this.hostDatastores.values()) workQueue.queue.grantSendMessages(grantee);
   }
+}
+
+/** sqs:SendMessage only (SendMessageBatch is authorized as SendMessage); no queue attributes. */
+export function grantSend(queue: sqs.IQueue, role: iam.Role): void {
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({ actions: ["sqs:SendMessage"], resources: [queue.queueArn] }),
+  );
 }

@@ -1,4 +1,4 @@
-import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
@@ -7,7 +7,6 @@ import { type BucketKind, bucketName } from "../names.ts";
 
 export interface StorageProps {
   readonly stage: string;
-  readonly peerRegion: string;
 }
 
 const OBJECT_KEYS_ARE_DYNAMIC =
@@ -15,17 +14,15 @@ const OBJECT_KEYS_ARE_DYNAMIC =
   "granted on the bucket's objects (arn/*) of this one bucket, with the smallest action set used.";
 
 /**
- * The region's object storage: the image store (golden image versions) and user data, plus a
- * bucket for their server access logs. The peer region's user-data bucket is addressed by its
- * deterministic name (same stage and account, the peer's region).
+ * The region's object storage: the image store bucket and the replication bucket (the peer region
+ * ships user-data deltas, image versions and tenant configuration into it; PRISTINE_REPLICATION_BUCKET),
+ * plus a bucket for their server access logs. Users' data disks live on the EFS datastore, not here.
+ * The peer's replication bucket is addressed by its deterministic name (see peer.ts).
  */
 export class Storage extends Construct {
   readonly accessLogs: s3.Bucket;
   readonly images: s3.Bucket;
-  readonly userData: s3.Bucket;
-  /** The peer region's user-data bucket (name and ARN derived, not looked up). */
-  readonly peerUserDataBucketName: string;
-  readonly peerUserDataBucketArn: string;
+  readonly replication: s3.Bucket;
 
   constructor(scope: Construct, id: string, props: StorageProps) {
     super(scope, id);
@@ -44,21 +41,12 @@ export class Storage extends Construct {
     Validations.of(this.accessLogs).acknowledge({
       id: "AwsSolutions-S1",
       reason:
-        "This is the server access log bucket of the image and user-data buckets; logging it into " +
+        "This is the server access log bucket of the image and replication buckets; logging it into " +
         "itself would log every log delivery, and into another bucket would only move the question.",
     });
 
     this.images = this.dataBucket("Images", props.stage, "images", stack.region);
-    this.userData = this.dataBucket("UserData", props.stage, "user-data", stack.region);
-
-    this.peerUserDataBucketName = bucketName(props.stage, "user-data", stack.account, props.peerRegion);
-    this.peerUserDataBucketArn = stack.formatArn({
-      service: "s3",
-      region: "",
-      account: "",
-      resource: this.peerUserDataBucketName,
-      arnFormat: ArnFormat.NO_RESOURCE_NAME,
-    });
+    this.replication = this.dataBucket("Replication", props.stage, "replication", stack.region);
   }
 
   private dataBucket(id: string, stage: string, kind: BucketKind, region: string): s3.Bucket {
@@ -92,18 +80,9 @@ export function grantObjectRead(bucketArn: string, role: iam.Role): void {
   acknowledgeWildcardResources(role, [objects], OBJECT_KEYS_ARE_DYNAMIC);
 }
 
-/**
- * Write objects into one bucket (multipart included) and read them back, so a writer can verify
- * what it shipped (HeadObject with checksums).
- */
-export function grantObjectReadWrite(bucketArn: string, role: iam.Role): void {
+/** Put objects into one bucket (single PutObject calls: the code uses no multipart upload). */
+export function grantObjectWrite(bucketArn: string, role: iam.Role): void {
   const objects = `${bucketArn}/*`;
-  role.addToPrincipalPolicy(
-    new iam.PolicyStatement({
-      actions: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-      resources: [objects],
-    }),
-  );
-  role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ["s3:ListBucket"], resources: [bucketArn] }));
+  role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [objects] }));
   acknowledgeWildcardResources(role, [objects], OBJECT_KEYS_ARE_DYNAMIC);
 }

@@ -1,15 +1,22 @@
 import { Stack } from "aws-cdk-lib";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
-import * as lambda from "aws-cdk-lib/aws-lambda";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
 import { Construct } from "constructs";
-import type { RegionRole } from "../names.ts";
+import type { DatastoreSettings } from "../config.ts";
+import { regionName } from "../names.ts";
 import { grantTableReadWrite } from "./data.ts";
-import { DATASTORE_MOUNT_PATH, type EfsDatastore } from "./datastore.ts";
+import {
+  DATASTORE_MOUNT_PATH,
+  datastoreEnvironment,
+  type EfsDatastore,
+  USER_DATA_MOUNT_PATH,
+} from "./datastore.ts";
 import { PristineFunction } from "./lambda-function.ts";
-import type { Queues, WorkQueue } from "./queues.ts";
-import { grantObjectRead, grantObjectReadWrite, type Storage } from "./storage.ts";
+import type { PeerRegion } from "./peer.ts";
+import { grantSend, type Queues, type WorkQueue } from "./queues.ts";
+import { grantObjectRead, type Storage } from "./storage.ts";
 
 /** Batch size and concurrency cap of each SQS event source (all report partial batch failures). */
 export const EVENT_SOURCES = {
@@ -19,37 +26,53 @@ export const EVENT_SOURCES = {
   logoff: { batchSize: 10, maxConcurrency: 10 },
   // Deltas can be large; few in parallel to bound the egress to the peer region.
   "replication-worker": { batchSize: 5, maxConcurrency: 5 },
+  // FIFO (no batching window; CDK and Lambda allow a concurrency cap): records of one user run in
+  // order, so parallelism comes from many small batches of different users, as locally (batch 2).
+  // A logon storm attaches many users' data at once.
+  "user-data-worker": { batchSize: 2, maxConcurrency: 20 },
 } as const;
 
 export interface WorkersProps {
   readonly stage: string;
-  readonly role: RegionRole;
-  readonly peerRegion: string;
+  /** The concrete region of the stack: PRISTINE_REGION_NAME (names.ts regionName). */
+  readonly region: string;
+  readonly peer: PeerRegion;
   readonly table: dynamodb.Table;
   readonly queues: Queues;
   readonly storage: Storage;
   readonly datastore: EfsDatastore;
-  /** Id of the EFS datastore the clone worker mounts (pristine:datastore.id). */
-  readonly datastoreId: string;
-  /** Lambda layer with `qemu-img` in /opt/bin for the clone worker, when configured. */
-  readonly qemuImgLayerArn: string | undefined;
+  readonly datastoreSettings: DatastoreSettings;
+  /** Lambda layer with `qemu-img` in /opt/bin, when configured. */
+  readonly qemuImgLayer: lambda.ILayerVersion | undefined;
 }
 
-/** The queue consumers (clone worker, logoff, replication worker) and the reconciler. */
+/** The queue consumers (clone, logoff, replication and user-data workers) and the reconciler. */
 export class Workers extends Construct {
   readonly cloneWorker: PristineFunction;
   readonly logoff: PristineFunction;
   readonly replicationWorker: PristineFunction;
+  readonly userDataWorker: PristineFunction;
   readonly reconciler: PristineFunction;
   /** Host-local datastore id -> the role its agent assumes. */
   readonly agentRoles: ReadonlyMap<string, iam.Role>;
 
   constructor(scope: Construct, id: string, props: WorkersProps) {
     super(scope, id);
-    const { table, queues, storage, datastore } = props;
+    const { table, queues, storage, datastore, peer } = props;
     const tableEnv = { PRISTINE_TABLE_NAME: table.tableName };
+    const userDataQueue = queues.byKind["user-data"].queue;
+    const replicationQueue = queues.byKind.replication.queue;
+    const layers = props.qemuImgLayer ? [props.qemuImgLayer] : undefined;
+    const onDatastore = {
+      vpc: datastore.vpc,
+      vpcSubnets: datastore.subnets,
+      securityGroups: [datastore.clientSecurityGroup],
+      filesystem: datastore.lambdaFileSystem(),
+    };
+    const datastoreEnv = datastoreEnvironment(props.datastoreSettings);
 
-    // Clone worker: clone jobs in, linked clones (qemu-img) on the EFS datastore out.
+    // Clone worker: clone jobs in, linked clones (qemu-img) on the EFS datastore out. An imported
+    // image version asks for the tenant's configuration to be shipped to the peer.
     this.cloneWorker = new PristineFunction(this, "CloneWorker", {
       name: "clone-worker",
       stage: props.stage,
@@ -58,56 +81,92 @@ export class Workers extends Construct {
         ...queues.cloneJobsEnvironment(),
         PRISTINE_DATA_DIR: DATASTORE_MOUNT_PATH,
         PRISTINE_DATASTORE_PATH: DATASTORE_MOUNT_PATH,
-        PRISTINE_DATASTORE_ID: props.datastoreId,
+        PRISTINE_DATASTORE_ID: props.datastoreSettings.id,
         PRISTINE_IMPORT_ROOTS: `${DATASTORE_MOUNT_PATH}/imports`,
-        PRISTINE_IMAGE_BUCKET: storage.images.bucketName,
+        PRISTINE_REPLICATION_QUEUE_URL: replicationQueue.queueUrl,
+        ...peer.environment(),
       },
-      vpc: datastore.vpc,
-      vpcSubnets: datastore.subnets,
-      securityGroups: [datastore.clientSecurityGroup],
-      filesystem: datastore.lambdaFileSystem(),
-      layers: props.qemuImgLayerArn
-        ? [lambda.LayerVersion.fromLayerVersionArn(this, "QemuImgLayer", props.qemuImgLayerArn)]
-        : undefined,
+      ...onDatastore,
+      layers,
     });
     grantTableReadWrite(table, this.cloneWorker.role);
     // Follow-up jobs (e.g. the clone after its replica) go back onto the queue.
     queues.grantSendCloneJobs(this.cloneWorker.fn);
-    grantObjectRead(storage.images.bucketArn, this.cloneWorker.role);
+    grantSend(replicationQueue, this.cloneWorker.role);
     this.consume(this.cloneWorker, queues.byKind["clone-jobs"], EVENT_SOURCES["clone-worker"]);
 
-    // Logoff: session logoff events in; refresh/delete jobs out.
+    // Logoff: session logoff events in; refresh/delete jobs and the user's data commit out.
     this.logoff = new PristineFunction(this, "Logoff", {
       name: "logoff",
       stage: props.stage,
-      environment: { ...tableEnv, ...queues.cloneJobsEnvironment() },
+      environment: {
+        ...tableEnv,
+        ...queues.cloneJobsEnvironment(),
+        PRISTINE_USER_DATA_QUEUE_URL: userDataQueue.queueUrl,
+      },
     });
     grantTableReadWrite(table, this.logoff.role);
     queues.grantSendCloneJobs(this.logoff.fn);
+    grantSend(userDataQueue, this.logoff.role);
     this.consume(this.logoff, queues.byKind.logoff, EVENT_SOURCES.logoff);
 
-    // Replication worker: reads this region's user data, writes the peer region's bucket.
+    // User-data worker: attaches, commits and discards users' data disks in the user-data store
+    // on the datastore (qemu-img); a commit asks the replication worker to ship its delta.
+    this.userDataWorker = new PristineFunction(this, "UserDataWorker", {
+      name: "user-data-worker",
+      stage: props.stage,
+      environment: {
+        ...tableEnv,
+        PRISTINE_REGION_NAME: regionName(props.region),
+        PRISTINE_USER_DATA_PATH: USER_DATA_MOUNT_PATH,
+        PRISTINE_REPLICATION_QUEUE_URL: replicationQueue.queueUrl,
+        ...peer.environment(),
+      },
+      ...onDatastore,
+      layers,
+    });
+    grantTableReadWrite(table, this.userDataWorker.role);
+    grantSend(replicationQueue, this.userDataWorker.role);
+    this.consume(this.userDataWorker, queues.byKind["user-data"], EVENT_SOURCES["user-data-worker"]);
+
+    // Replication worker: ships deltas, image versions and configuration into the peer's bucket
+    // and queue; applies what the peer shipped here (user-data store and image store on the
+    // datastore, qemu-img); runs drills and failovers, which place pools on this region's
+    // datastores. It mounts the datastore, so it is in the VPC: the peer is reached through the
+    // NAT gateway of pristine:natForReplication (see EfsDatastore).
     this.replicationWorker = new PristineFunction(this, "ReplicationWorker", {
       name: "replication-worker",
       stage: props.stage,
       environment: {
         ...tableEnv,
-        PRISTINE_REGION_ROLE: props.role,
-        PRISTINE_PEER_REGION: props.peerRegion,
-        PRISTINE_USER_DATA_BUCKET: storage.userData.bucketName,
-        PRISTINE_PEER_USER_DATA_BUCKET: storage.peerUserDataBucketName,
+        ...queues.cloneJobsEnvironment(),
+        ...datastoreEnv,
+        PRISTINE_REGION_NAME: regionName(props.region),
+        PRISTINE_DATA_DIR: DATASTORE_MOUNT_PATH,
+        PRISTINE_DATASTORE_PATH: DATASTORE_MOUNT_PATH,
+        PRISTINE_USER_DATA_PATH: USER_DATA_MOUNT_PATH,
+        PRISTINE_USER_DATA_QUEUE_URL: userDataQueue.queueUrl,
+        PRISTINE_REPLICATION_QUEUE_URL: replicationQueue.queueUrl,
+        PRISTINE_REPLICATION_BUCKET: storage.replication.bucketName,
+        ...peer.environment(),
       },
+      ...onDatastore,
+      vpcSubnets: datastore.replicationSubnets,
+      layers,
     });
     grantTableReadWrite(table, this.replicationWorker.role);
-    grantObjectRead(storage.userData.bucketArn, this.replicationWorker.role);
-    grantObjectReadWrite(storage.peerUserDataBucketArn, this.replicationWorker.role);
+    grantObjectRead(storage.replication.bucketArn, this.replicationWorker.role);
+    peer.grantShipTo(this.replicationWorker.role);
+    queues.grantSendCloneJobs(this.replicationWorker.fn);
+    grantSend(userDataQueue, this.replicationWorker.role);
+    grantSend(replicationQueue, this.replicationWorker.role);
     this.consume(this.replicationWorker, queues.byKind.replication, EVENT_SOURCES["replication-worker"]);
 
     // Reconciler: scheduled (see Events); repairs by enqueueing clone jobs.
     this.reconciler = new PristineFunction(this, "Reconciler", {
       name: "reconciler",
       stage: props.stage,
-      environment: { ...tableEnv, ...queues.cloneJobsEnvironment(), PRISTINE_REGION_ROLE: props.role },
+      environment: { ...tableEnv, ...queues.cloneJobsEnvironment() },
     });
     grantTableReadWrite(table, this.reconciler.role);
     queues.grantSendCloneJobs(this.reconciler.fn);

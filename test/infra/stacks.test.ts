@@ -12,6 +12,7 @@ import { FUNCTION_TIMEOUTS } from "../../infra/constructs/lambda-function.ts";
 import { FUNCTION_NAMES, type FunctionName, QUEUE_KINDS, type QueueKind } from "../../infra/names.ts";
 import { definePristineApp, type PristineApp } from "../../infra/pristine-app.ts";
 import type { PristineStack } from "../../infra/pristine-stack.ts";
+import { loadConfig } from "../../shared/config.ts";
 
 // Synthesizes the real app (cdk.json context) once per scenario, with asset bundling skipped
 // (esbuild is exercised by `npx cdk synth`), and checks the templates and the cdk-nag report.
@@ -107,36 +108,63 @@ function roleStatements(template: Template, roleLogicalId: string): Json[] {
   return statements;
 }
 
-/** The queue name a function's SQS statement points at, or "?" if it is not a queue of the stack. */
-function queueOfResource(resource: unknown, queueIds: Map<string, string>): string {
+/**
+ * The queue a function's SQS statement points at: a queue of the stack, the peer region's
+ * replication queue (an ARN built from names), or "?" for anything else.
+ */
+function queueOfResource(resource: unknown, queueIds: Map<string, string>, peerQueueArn?: Json): string {
   const getAtt = (resource as Json)?.["Fn::GetAtt"];
   if (Array.isArray(getAtt) && getAtt[1] === "Arn") return queueIds.get(getAtt[0]) ?? `?${getAtt[0]}`;
+  if (peerQueueArn && JSON.stringify(resource) === JSON.stringify(peerQueueArn)) return PEER_REPLICATION;
   return `?${JSON.stringify(resource)}`;
 }
 
+/** The peer region's replication queue, in the replication worker's policy (see queueOfResource). */
+const PEER_REPLICATION = "peer-replication";
+type QueueAccess = QueueKind | typeof PEER_REPLICATION;
+
 /** Which queues each function may send to and consume from: nothing else. */
-const SQS_ACCESS: Record<FunctionName, { send: QueueKind[]; consume: QueueKind[] }> = {
-  api: { send: ["clone-jobs", "replication"], consume: [] },
+const SQS_ACCESS: Record<FunctionName, { send: QueueAccess[]; consume: QueueKind[] }> = {
+  api: { send: ["clone-jobs", "replication", "user-data"], consume: [] },
   authorizer: { send: [], consume: [] },
-  "clone-worker": { send: ["clone-jobs"], consume: ["clone-jobs"] },
-  logoff: { send: ["clone-jobs"], consume: ["logoff"] },
+  "clone-worker": { send: ["clone-jobs", "replication"], consume: ["clone-jobs"] },
+  logoff: { send: ["clone-jobs", "user-data"], consume: ["logoff"] },
   reconciler: { send: ["clone-jobs"], consume: [] },
-  "replication-worker": { send: [], consume: ["replication"] },
+  "replication-worker": {
+    send: ["clone-jobs", "replication", "user-data", PEER_REPLICATION],
+    consume: ["replication"],
+  },
+  "user-data-worker": { send: ["replication"], consume: ["user-data"] },
 };
+
+/** What makes shared/config.ts see a peer region (config.dr.peer). */
+const PEER = [
+  "PRISTINE_PEER_REGION_NAME",
+  "PRISTINE_PEER_BUCKET",
+  "PRISTINE_PEER_REPLICATION_QUEUE_URL",
+  "PRISTINE_PEER_AWS_REGION",
+];
+const DATASTORE = [
+  "PRISTINE_DATASTORE_ID",
+  "PRISTINE_DATASTORE_CAPACITY_GIB",
+  "PRISTINE_DATASTORE_OVERCOMMIT",
+];
 
 /** The environment each function gets (beyond POWERTOOLS_SERVICE_NAME and NODE_OPTIONS). */
 const ENVIRONMENT: Record<FunctionName, string[]> = {
   api: [
     "PRISTINE_TABLE_NAME",
     "PRISTINE_CLONE_JOBS_QUEUE_URL",
+    "PRISTINE_USER_DATA_QUEUE_URL",
     "PRISTINE_REPLICATION_QUEUE_URL",
-    "PRISTINE_REGION_ROLE",
-    "PRISTINE_PEER_REGION",
+    "PRISTINE_REGION_NAME",
+    ...PEER,
     "PRISTINE_OPERATOR_KEY_SHA256",
-    "PRISTINE_DATASTORE_ID",
+    ...DATASTORE,
     "PRISTINE_DATA_DIR",
     "PRISTINE_DATASTORE_PATH",
     "PRISTINE_IMPORT_ROOTS",
+    "PRISTINE_USER_DATA_PATH",
   ],
   authorizer: ["PRISTINE_TABLE_NAME", "PRISTINE_OPERATOR_KEY_SHA256"],
   "clone-worker": [
@@ -146,18 +174,50 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_DATASTORE_PATH",
     "PRISTINE_DATASTORE_ID",
     "PRISTINE_IMPORT_ROOTS",
-    "PRISTINE_IMAGE_BUCKET",
+    "PRISTINE_REPLICATION_QUEUE_URL",
+    ...PEER,
   ],
-  logoff: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL"],
-  reconciler: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL", "PRISTINE_REGION_ROLE"],
+  logoff: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL", "PRISTINE_USER_DATA_QUEUE_URL"],
+  reconciler: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL"],
   "replication-worker": [
     "PRISTINE_TABLE_NAME",
-    "PRISTINE_REGION_ROLE",
-    "PRISTINE_PEER_REGION",
-    "PRISTINE_USER_DATA_BUCKET",
-    "PRISTINE_PEER_USER_DATA_BUCKET",
+    "PRISTINE_CLONE_JOBS_QUEUE_URL",
+    ...DATASTORE,
+    "PRISTINE_REGION_NAME",
+    "PRISTINE_DATA_DIR",
+    "PRISTINE_DATASTORE_PATH",
+    "PRISTINE_USER_DATA_PATH",
+    "PRISTINE_USER_DATA_QUEUE_URL",
+    "PRISTINE_REPLICATION_QUEUE_URL",
+    "PRISTINE_REPLICATION_BUCKET",
+    ...PEER,
+  ],
+  "user-data-worker": [
+    "PRISTINE_TABLE_NAME",
+    "PRISTINE_REGION_NAME",
+    "PRISTINE_USER_DATA_PATH",
+    "PRISTINE_REPLICATION_QUEUE_URL",
+    ...PEER,
   ],
 };
+
+/** The functions that mount the EFS datastore (and so run in the VPC). */
+const MOUNTS_DATASTORE: FunctionName[] = ["api", "clone-worker", "replication-worker", "user-data-worker"];
+
+/**
+ * A function's Variables as the Lambda runtime would see them: CloudFormation values (Ref,
+ * Fn::GetAtt, Fn::Join) replaced by plausible strings of the right shape.
+ */
+function plausibleEnvironment(variables: Json): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(variables)) {
+    if (typeof value === "string") env[key] = value;
+    else if (key.endsWith("_QUEUE_URL")) env[key] = "https://sqs.eu-west-1.amazonaws.com/123456789012/x";
+    else if (key.endsWith("_QUEUE_URLS")) env[key] = '{"host-a":"https://sqs.eu-west-1.amazonaws.com/1/x"}';
+    else env[key] = `plausible-${key.toLowerCase()}`;
+  }
+  return env;
+}
 
 /** Violations of one plugin in a validation report (suppressed findings are not listed). */
 function violationsOf(report: Json, pluginName: string): Json[] {
@@ -224,7 +284,7 @@ describe("the default app (cdk.json context, no account)", () => {
       }
     });
 
-    it("has a DLQ with redrive (maxReceiveCount 5) on every queue but the DLQs", () => {
+    it("has a DLQ with redrive on every queue but the DLQs (5 receives; 50 for replication)", () => {
       const queues = resourcesOf(template, "AWS::SQS::Queue");
       const dlqIds = new Set(
         Object.values(queues)
@@ -232,12 +292,12 @@ describe("the default app (cdk.json context, no account)", () => {
           .filter(Boolean),
       );
       const mainIds = Object.keys(queues).filter((id) => !dlqIds.has(id));
-      expect(mainIds).toHaveLength(3);
-      expect(dlqIds.size).toBe(3);
+      expect(mainIds).toHaveLength(4);
+      expect(dlqIds.size).toBe(4);
       for (const id of mainIds) {
         expect(queues[id]?.Properties.RedrivePolicy).toEqual({
           deadLetterTargetArn: { "Fn::GetAtt": [expect.any(String), "Arn"] },
-          maxReceiveCount: 5,
+          maxReceiveCount: queueIds.get(id) === "replication" ? 50 : 5,
         });
       }
       for (const id of dlqIds) expect(queues[id]?.Properties.RedrivePolicy).toBeUndefined();
@@ -260,9 +320,33 @@ describe("the default app (cdk.json context, no account)", () => {
       }
     });
 
+    it("has a user-data FIFO queue with a FIFO DLQ and no content-based deduplication", () => {
+      const stage = synth.pristine.config.stage;
+      const queues = resourcesOf(template, "AWS::SQS::Queue");
+      const userData = stack.queues.byKind["user-data"];
+      const queue = queues[logicalId(stack, userData.queue)]?.Properties;
+      const dlq = queues[logicalId(stack, userData.deadLetterQueue)]?.Properties;
+      expect(queue).toMatchObject({
+        QueueName: `pristine-${stage}-user-data.fifo`,
+        FifoQueue: true,
+        ContentBasedDeduplication: false,
+        SqsManagedSseEnabled: true,
+      });
+      expect(dlq).toMatchObject({ QueueName: `pristine-${stage}-user-data-dlq.fifo`, FifoQueue: true });
+      // Only the user-data queues are FIFO.
+      const fifo = Object.entries(queues).filter(([, q]) => q.Properties.FifoQueue);
+      expect(fifo.map(([id]) => queueIds.get(id)).sort()).toEqual(["user-data", "user-data-dlq"]);
+      // The user-data worker consumes it, reporting partial failures (the handler keeps each group's order).
+      template.hasResourceProperties("AWS::Lambda::EventSourceMapping", {
+        EventSourceArn: { "Fn::GetAtt": [logicalId(stack, userData.queue), "Arn"] },
+        FunctionName: { Ref: logicalId(stack, stack.functions["user-data-worker"].fn) },
+        FunctionResponseTypes: ["ReportBatchItemFailures"],
+      });
+    });
+
     it("reports partial batch failures and bounds concurrency on every event source mapping", () => {
       const mappings = Object.values(resourcesOf(template, "AWS::Lambda::EventSourceMapping"));
-      expect(mappings).toHaveLength(3);
+      expect(mappings).toHaveLength(4);
       for (const m of mappings) {
         expect(m.Properties.FunctionResponseTypes).toEqual(["ReportBatchItemFailures"]);
         expect(m.Properties.ScalingConfig.MaximumConcurrency).toBeGreaterThanOrEqual(2);
@@ -335,6 +419,7 @@ describe("the default app (cdk.json context, no account)", () => {
     });
 
     it("lets each function touch only its own queues", () => {
+      const peerQueueArn = stack.resolve(stack.peer.replicationQueueArn) as Json;
       for (const name of FUNCTION_NAMES) {
         const fn = stack.functions[name];
         const statements = roleStatements(template, logicalId(stack, fn.role));
@@ -343,7 +428,7 @@ describe("the default app (cdk.json context, no account)", () => {
           const actions = asArray<string>(st.Action).filter((a) => a.startsWith("sqs:"));
           if (actions.length === 0) continue;
           for (const resource of asArray(st.Resource)) {
-            const queue = queueOfResource(resource, queueIds);
+            const queue = queueOfResource(resource, queueIds, peerQueueArn);
             const set = access.get(queue) ?? new Set<string>();
             for (const a of actions) set.add(a);
             access.set(queue, set);
@@ -355,7 +440,7 @@ describe("the default app (cdk.json context, no account)", () => {
         );
         for (const [queue, actions] of access) {
           expect(actions.has("sqs:SendMessage"), `${name} send ${queue}`).toBe(
-            expected.send.includes(queue as QueueKind),
+            expected.send.includes(queue as QueueAccess),
           );
           expect(actions.has("sqs:ReceiveMessage"), `${name} receive ${queue}`).toBe(
             expected.consume.includes(queue as QueueKind),
@@ -400,21 +485,58 @@ describe("the default app (cdk.json context, no account)", () => {
       const role = stack.role;
       const vars = (name: FunctionName) =>
         functions[logicalId(stack, stack.functions[name].fn)]?.Properties.Environment.Variables as Json;
-      expect(vars("api").PRISTINE_REGION_ROLE).toBe(role);
+      expect(role).toMatch(/^(primary|dr)$/);
+      expect(vars("api").PRISTINE_REGION_NAME).toBe(stack.region);
+      expect(vars("user-data-worker").PRISTINE_REGION_NAME).toBe(stack.region);
+      expect(vars("replication-worker").PRISTINE_PEER_REGION_NAME).toBe(stack.peerRegion);
+      expect(vars("replication-worker").PRISTINE_PEER_AWS_REGION).toBe(stack.peerRegion);
       expect(vars("clone-worker").PRISTINE_DATASTORE_PATH).toBe("/mnt/datastore");
+      for (const name of ["api", "user-data-worker", "replication-worker"] as const) {
+        expect(vars(name).PRISTINE_USER_DATA_PATH, name).toBe("/mnt/datastore/userdata");
+      }
       expect(vars("authorizer").PRISTINE_OPERATOR_KEY_SHA256).toBe(OPERATOR_KEY_PLACEHOLDER);
     });
 
-    it("mounts the encrypted EFS access point at /mnt/datastore in the clone worker and the api only", () => {
+    it("loads the code's configuration from every function's environment", () => {
+      const functions = resourcesOf(template, "AWS::Lambda::Function");
+      const configs = new Map<FunctionName, ReturnType<typeof loadConfig>>();
+      for (const name of FUNCTION_NAMES) {
+        const variables = functions[logicalId(stack, stack.functions[name].fn)]?.Properties.Environment
+          .Variables as Json;
+        const env = plausibleEnvironment(variables);
+        expect(() => loadConfig(env), name).not.toThrow();
+        configs.set(name, loadConfig(env));
+      }
+      const dr = (name: FunctionName) => configs.get(name)?.dr;
+      // Producers find their queues; the user-data store is on the datastore.
+      for (const name of ["api", "logoff", "replication-worker"] as const)
+        expect(dr(name)?.userDataQueueUrl, name).toBeDefined();
+      for (const name of ["api", "clone-worker", "user-data-worker", "replication-worker"] as const) {
+        expect(dr(name)?.replicationQueueUrl, name).toBeDefined();
+        // A peer is configured wherever the code enqueues replication work only if there is one.
+        expect(dr(name)?.peer, name).toMatchObject({ name: stack.peerRegion, awsRegion: stack.peerRegion });
+      }
+      for (const name of ["api", "user-data-worker", "replication-worker"] as const)
+        expect(dr(name)?.userDataPath, name).toBe("/mnt/datastore/userdata");
+      expect(dr("replication-worker")?.replicationBucket).toBeDefined();
+      const replication = configs.get("replication-worker");
+      expect(replication?.regionName).toBe(stack.region);
+      expect(replication?.defaultDatastore).toMatchObject({
+        datastoreId: synth.pristine.config.datastore.id,
+        path: "/mnt/datastore",
+        capacityGiB: synth.pristine.config.datastore.capacityGiB,
+      });
+      for (const name of ["api", "clone-worker", "logoff", "reconciler", "replication-worker"] as const)
+        expect(configs.get(name)?.cloneJobsQueueUrl, name).toBeDefined();
+    });
+
+    it("mounts the encrypted EFS access point at /mnt/datastore in the functions that use the datastore", () => {
       template.hasResourceProperties("AWS::EFS::FileSystem", { Encrypted: true });
       template.resourceCountIs("AWS::EFS::AccessPoint", 1);
       const functions = resourcesOf(template, "AWS::Lambda::Function");
       const mounting = Object.entries(functions).filter(([, f]) => f.Properties.FileSystemConfigs);
       expect(mounting.map(([id]) => id).sort()).toEqual(
-        [
-          logicalId(stack, stack.functions["clone-worker"].fn),
-          logicalId(stack, stack.functions.api.fn),
-        ].sort(),
+        MOUNTS_DATASTORE.map((name) => logicalId(stack, stack.functions[name].fn)).sort(),
       );
       for (const [, f] of mounting) {
         expect(f.Properties.FileSystemConfigs[0].LocalMountPath).toBe("/mnt/datastore");
@@ -457,7 +579,7 @@ describe("the default app (cdk.json context, no account)", () => {
           }),
         );
       }
-      for (const bucket of [stack.storage.images, stack.storage.userData]) {
+      for (const bucket of [stack.storage.images, stack.storage.replication]) {
         const props = buckets[logicalId(stack, bucket)]?.Properties;
         expect(props.VersioningConfiguration).toEqual({ Status: "Enabled" });
         expect(props.LoggingConfiguration.DestinationBucketName).toEqual({
@@ -554,7 +676,7 @@ describe("the default app (cdk.json context, no account)", () => {
     });
   });
 
-  it("derives each region's peer user-data bucket from the other stack's name", () => {
+  it("derives each region's peer bucket and queue from the other stack's names", () => {
     const { primary, dr } = synth.pristine;
     for (const [self, peer] of [
       [primary, dr],
@@ -563,23 +685,105 @@ describe("the default app (cdk.json context, no account)", () => {
       const selfTemplate = synth.templates.get(self) as Template;
       const peerTemplate = synth.templates.get(peer) as Template;
       const peerBucketName = resourcesOf(peerTemplate, "AWS::S3::Bucket")[
-        logicalId(peer, peer.storage.userData)
+        logicalId(peer, peer.storage.replication)
       ]?.Properties.BucketName;
-      expect(JSON.stringify(peerBucketName)).toContain(`user-data-`);
-      const fn = resourcesOf(selfTemplate, "AWS::Lambda::Function")[
-        logicalId(self, self.functions["replication-worker"].fn)
-      ];
-      expect(fn?.Properties.Environment.Variables.PRISTINE_PEER_USER_DATA_BUCKET).toEqual(peerBucketName);
-      expect(fn?.Properties.Environment.Variables.PRISTINE_PEER_REGION).toBe(peer.region);
-      // The replication worker may write objects there (and only there).
-      const writes = roleStatements(
+      expect(JSON.stringify(peerBucketName)).toContain(`replication-`);
+      const peerQueueName = resourcesOf(peerTemplate, "AWS::SQS::Queue")[
+        logicalId(peer, peer.queues.byKind.replication.queue)
+      ]?.Properties.QueueName as string;
+      const functions = resourcesOf(selfTemplate, "AWS::Lambda::Function");
+      const vars = (s: PristineStack, t: Template, name: FunctionName) =>
+        resourcesOf(t, "AWS::Lambda::Function")[logicalId(s, s.functions[name].fn)]?.Properties.Environment
+          .Variables as Json;
+      const own = vars(self, selfTemplate, "replication-worker");
+      expect(functions).toBeDefined();
+      expect(own.PRISTINE_PEER_BUCKET).toEqual(peerBucketName);
+      expect(own.PRISTINE_PEER_REGION_NAME).toBe(
+        vars(peer, peerTemplate, "replication-worker").PRISTINE_REGION_NAME,
+      );
+      expect(own.PRISTINE_PEER_AWS_REGION).toBe(peer.region);
+      const url = JSON.stringify(own.PRISTINE_PEER_REPLICATION_QUEUE_URL);
+      expect(url).toContain(`https://sqs.${peer.region}.`);
+      expect(url).toContain(`/${peerQueueName}"`);
+
+      const statements = roleStatements(
         selfTemplate,
         logicalId(self, self.functions["replication-worker"].role),
-      ).filter((st) => asArray<string>(st.Action).includes("s3:PutObject"));
-      expect(writes).toHaveLength(1);
-      const join = writes[0]?.Resource["Fn::Join"][1] as unknown[];
-      expect(JSON.stringify(join)).toContain(`user-data-`);
-      expect(JSON.stringify(join)).toContain(`-${peer.region}/*`);
+      );
+      const s3 = (action: string) => statements.filter((st) => asArray<string>(st.Action).includes(action));
+      // It may put objects into the peer's bucket (and nowhere else) ...
+      expect(s3("s3:PutObject")).toHaveLength(1);
+      const put = JSON.stringify(s3("s3:PutObject")[0]?.Resource);
+      expect(put).toContain("replication-");
+      expect(put).toContain(`-${peer.region}/*`);
+      // ... read its own replication bucket, and delete nothing (the code never deletes objects).
+      expect(s3("s3:GetObject").map((st) => st.Resource)).toEqual([
+        { "Fn::Join": ["", [{ "Fn::GetAtt": [logicalId(self, self.storage.replication), "Arn"] }, "/*"]] },
+      ]);
+      expect(statements.flatMap((st) => asArray<string>(st.Action))).not.toContain("s3:DeleteObject");
+      // ... and send to the peer's replication queue, an ARN in the peer's region.
+      const peerArn = JSON.stringify(self.resolve(self.peer.replicationQueueArn));
+      expect(peerArn).toContain(`:sqs:${peer.region}:`);
+      expect(peerArn).toContain(`:${peerQueueName}"`);
+      const peerSend = statements.filter((st) =>
+        asArray<unknown>(st.Resource).some((r) => JSON.stringify(r) === peerArn),
+      );
+      expect(peerSend).toHaveLength(1);
+      expect(peerSend[0]?.Action).toBe("sqs:SendMessage");
+      // No other function can reach the peer.
+      for (const name of FUNCTION_NAMES.filter((n) => n !== "replication-worker")) {
+        const other = JSON.stringify(
+          roleStatements(selfTemplate, logicalId(self, self.functions[name].role)),
+        );
+        expect(other, name).not.toContain(`-${peer.region}`);
+        expect(other, name).not.toContain(`:sqs:${peer.region}:`);
+      }
+    }
+  });
+
+  it("keeps the replication worker in the isolated subnets and warns, without pristine:natForReplication", () => {
+    for (const stack of [synth.pristine.primary, synth.pristine.dr]) {
+      const template = synth.templates.get(stack) as Template;
+      template.resourceCountIs("AWS::EC2::NatGateway", 0);
+      const warnings = violationsOf(synth.report, "Construct Annotations").filter((v) =>
+        JSON.stringify(v).includes("pristine:noNatForReplication"),
+      );
+      expect(warnings.length).toBeGreaterThanOrEqual(1);
+    }
+  });
+});
+
+describe("with pristine:natForReplication", () => {
+  let synth: Synthesized;
+  beforeAll(() => {
+    synth = synthesize({ "pristine:natForReplication": "true" });
+  });
+
+  it("runs the replication worker, and only it, in private subnets behind one NAT gateway", () => {
+    expect(violationsOf(synth.report, "AwsSolutions")).toEqual([]);
+    expect(JSON.stringify(violationsOf(synth.report, "Construct Annotations"))).not.toContain(
+      "pristine:noNatForReplication",
+    );
+    for (const stack of [synth.pristine.primary, synth.pristine.dr]) {
+      const template = synth.templates.get(stack) as Template;
+      template.resourceCountIs("AWS::EC2::NatGateway", 1);
+      const subnets = resourcesOf(template, "AWS::EC2::Subnet");
+      const subnetType = (ref: Json) =>
+        asArray<Json>(subnets[ref.Ref]?.Properties.Tags).find((t) => t.Key === "aws-cdk:subnet-type")?.Value;
+      const functions = resourcesOf(template, "AWS::Lambda::Function");
+      for (const name of MOUNTS_DATASTORE) {
+        const fn = functions[logicalId(stack, stack.functions[name].fn)];
+        const types = new Set(asArray<Json>(fn?.Properties.VpcConfig.SubnetIds).map(subnetType));
+        expect([...types], name).toEqual([name === "replication-worker" ? "Private" : "Isolated"]);
+        expect(fn?.Properties.FileSystemConfigs[0].LocalMountPath, name).toBe("/mnt/datastore");
+      }
+      // The isolated subnets keep their ranges when the flag is turned on.
+      const isolated = Object.values(subnets).filter((sn) =>
+        (sn.Properties.Tags as Json[]).some((t) => t.Value === "Isolated"),
+      );
+      expect(isolated.map((sn) => sn.Properties.CidrBlock).sort()).toEqual(
+        stack.role === "primary" ? ["10.80.0.0/22", "10.80.4.0/22"] : ["10.81.0.0/22", "10.81.4.0/22"],
+      );
     }
   });
 });
@@ -605,7 +809,7 @@ describe("with an account and host-local datastores", () => {
     expect(violationsOf(synth.report, "AwsSolutions")).toEqual([]);
     const template = synth.templates.get(synth.pristine.primary) as Template;
     template.hasResourceProperties("AWS::S3::Bucket", {
-      BucketName: "pristine-test-user-data-123456789012-eu-west-1",
+      BucketName: "pristine-test-replication-123456789012-eu-west-1",
     });
     template.hasResourceProperties("AWS::SQS::Queue", { QueueName: "pristine-test-datastore-host-a" });
   });
@@ -629,12 +833,15 @@ describe("with an account and host-local datastores", () => {
     expect(JSON.stringify(fn?.Properties.Environment.Variables.PRISTINE_DATASTORE_QUEUE_URLS)).toContain(
       "host-a",
     );
-    // Only producers of clone jobs may send to it; the replication worker may not.
+    // Only producers of clone jobs may send to it (drills and failovers in the replication worker
+    // place pools too); the user-data worker may not.
     const replication = roleStatements(
       template,
       logicalId(stack, stack.functions["replication-worker"].role),
     );
-    expect(JSON.stringify(replication)).not.toContain(logicalId(stack, hostQueue.queue));
+    expect(JSON.stringify(replication)).toContain(logicalId(stack, hostQueue.queue));
+    const userData = roleStatements(template, logicalId(stack, stack.functions["user-data-worker"].role));
+    expect(JSON.stringify(userData)).not.toContain(logicalId(stack, hostQueue.queue));
   });
 });
 
