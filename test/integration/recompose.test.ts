@@ -1,3 +1,4 @@
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -48,6 +49,30 @@ async function waitForRecompose(poolId: string, toVersion: number, done: number,
 }
 
 describe("recompose", () => {
+  it("a desktop whose recompose fails goes to ERROR and the rest of the pool moves on", async () => {
+    const { imageId } = await readyImage(r, tenant.key, { blankSizeMiB: 32 });
+    const v2 = await readyVersion(r, tenant.key, imageId, { blankSizeMiB: 32 });
+    const poolId = await readyPool(r, tenant.key, imageId, 3, { imageVersion: 1 });
+    const [broken] = await desktopsOf(poolId);
+    // Its disk's place is taken by a non-empty folder: the new delta cannot be put there.
+    const disk = diskOf(poolId, broken.desktopId);
+    await rm(disk);
+    await mkdir(join(disk, "in-the-way"), { recursive: true });
+
+    expectStatus(await api("POST", `/v1/pools/${poolId}/recompose`, { imageVersion: v2 }), 202);
+    await waitFor("recompose settled with one failure", async () => {
+      const rc = expectStatus(await api("GET", `/v1/pools/${poolId}`), 200).recompose;
+      return rc?.done === 2 && rc.failed === 1 && rc.pending === 0;
+    });
+    const desktops = await desktopsOf(poolId);
+    const failed = desktops.find((d) => d.desktopId === broken.desktopId);
+    expect(failed.state).toBe("ERROR");
+    expect(failed.error).toBeTruthy();
+    for (const d of desktops.filter((x) => x.desktopId !== broken.desktopId)) {
+      expect(d).toMatchObject({ state: "AVAILABLE", imageVersion: v2 });
+    }
+  });
+
   it("10 desktops, 4 busy: free ones move at once, busy ones at logoff, sessions untouched; then rollback", async () => {
     const { imageId } = await readyImage(r, tenant.key, { blankSizeMiB: 32 });
     const v2 = await readyVersion(r, tenant.key, imageId, { blankSizeMiB: 32 });

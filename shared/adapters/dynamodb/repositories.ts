@@ -363,9 +363,12 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
       const sets = ["#state = :to", "updatedAt = :now"];
       const removes: string[] = [];
       const values: Record<string, unknown> = { ":from": from, ":to": to, ":now": new Date().toISOString() };
+      // Names go through placeholders: some (e.g. `error`) are DynamoDB reserved words.
+      const names: Record<string, string> = { "#state": "state" };
       for (const [k, v] of Object.entries(changes)) {
-        sets.push(`${k} = :${k}`);
-        values[`:${k}`] = v;
+        sets.push(`#c_${k} = :c_${k}`);
+        names[`#c_${k}`] = k;
+        values[`:c_${k}`] = v;
       }
       if (to === "AVAILABLE") {
         // A dedicated desktop waits for its own user, who finds it through the owner item; a floating
@@ -376,6 +379,7 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
           values[":spread"] = spreadToken();
         }
         removes.push("sessionId", "userId", "sessionStartedAt", "#error");
+        names["#error"] = "error";
       } else if (from === "AVAILABLE") {
         removes.push(freeIndex.pk, freeIndex.sk);
       }
@@ -386,10 +390,7 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
             Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
             UpdateExpression: `SET ${sets.join(", ")}${removes.length ? ` REMOVE ${removes.join(", ")}` : ""}`,
             ConditionExpression: "#state = :from",
-            ExpressionAttributeNames: {
-              "#state": "state",
-              ...(to === "AVAILABLE" ? { "#error": "error" } : {}),
-            },
+            ExpressionAttributeNames: names,
             ExpressionAttributeValues: values,
           }),
         );
