@@ -126,7 +126,7 @@ export interface DesktopRepository {
   replace(old: Pick<Desktop, "tenantId" | "poolId" | "desktopId">, fresh: Desktop): Promise<boolean>;
   /** AVAILABLE desktops of every tenant on one datastore (operator rebalance only). */
   listFreeOnDatastore(datastoreId: string): Promise<Desktop[]>;
-  /** Desktops of every tenant in a transitional state not updated since `updatedBefore` (reconciler only). */
+  /** Desktops of every tenant in a transitional state or ERROR, not updated since `updatedBefore` (reconciler only). */
   listStuck(updatedBefore: string): Promise<Desktop[]>;
 }
 

@@ -27,11 +27,14 @@ export interface WorkerSettings {
   recomposeSlotsPerDatastore: number;
   /** A slot's lease: a worker that dies holding one frees it after this long. */
   recomposeLeaseMs: number;
+  /** A desktop whose disk could not be made after this many deliveries is quarantined (ERROR). */
+  quarantineAfterAttempts: number;
 }
 
 export const defaultWorkerSettings: WorkerSettings = {
   recomposeSlotsPerDatastore: 4,
   recomposeLeaseMs: 10 * 60_000,
+  quarantineAfterAttempts: 3,
 };
 
 /**
@@ -42,6 +45,8 @@ export async function runCloneJob(
   ports: WorkerPorts,
   job: CloneJob,
   settings: WorkerSettings = defaultWorkerSettings,
+  /** Which delivery of this message this is (SQS ApproximateReceiveCount). */
+  attempt = 1,
 ): Promise<string> {
   switch (job.kind) {
     case "import-image-version":
@@ -49,7 +54,9 @@ export async function runCloneJob(
     case "prepare-replica":
       return prepareReplica(ports, job);
     case "provision-desktop":
-      return provisionDesktop(ports, job);
+      return provisionDesktop(ports, job, attempt >= settings.quarantineAfterAttempts);
+    case "replace-desktop":
+      return replaceErrored(ports, job);
     case "refresh-desktop":
       return refreshDesktop(ports, job);
     case "recompose-desktop":
@@ -143,11 +150,22 @@ async function targetVersion(ports: WorkerPorts, desktop: Desktop) {
   return { pool, version };
 }
 
-async function provisionDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kind: "provision-desktop" }>) {
+async function provisionDesktop(
+  ports: WorkerPorts,
+  job: Extract<CloneJob, { kind: "provision-desktop" }>,
+  lastAttempt: boolean,
+) {
   const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
   if (desktop?.state !== "PROVISIONING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
   const { version } = await targetVersion(ports, desktop);
-  await makeDisk(ports, desktop, version);
+  try {
+    await makeDisk(ports, desktop, version);
+  } catch (err) {
+    if (!lastAttempt || err instanceof RetryLater) throw err;
+    // Retries did not help: quarantine it (visible in the pool's counts); the reconciler replaces it.
+    await ports.desktops.transition(desktop, "PROVISIONING", "ERROR", { error: (err as Error).message });
+    return `quarantined: ${(err as Error).message}`;
+  }
   const moved = await ports.desktops.transition(desktop, "PROVISIONING", "AVAILABLE", {
     imageVersion: version.version,
     pristineAt: ports.clock.now().toISOString(),
@@ -187,9 +205,16 @@ async function refreshDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kind:
 }
 
 /** refreshPolicy `delete`: the desktop is destroyed and a new one provisioned in its place. */
+/** A quarantined desktop is replaced by a new one in the same slot (the reconciler asks). */
+async function replaceErrored(ports: WorkerPorts, job: Extract<CloneJob, { kind: "replace-desktop" }>) {
+  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
+  if (desktop?.state !== "ERROR") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
+  return replaceDesktop(ports, desktop);
+}
+
 async function replaceDesktop(ports: WorkerPorts, desktop: Desktop) {
-  if (!(await ports.desktops.transition(desktop, "REFRESHING", "DELETING")))
-    return "skipped: desktop moved while refreshing";
+  if (!(await ports.desktops.transition(desktop, desktop.state, "DELETING")))
+    return `skipped: desktop moved while ${desktop.state.toLowerCase()}`;
   await ports.storage.deleteDesktopDisk(desktop);
   const {
     sessionId: _s,
@@ -197,6 +222,7 @@ async function replaceDesktop(ports: WorkerPorts, desktop: Desktop) {
     sessionStartedAt: _t,
     lastSessionId: _l,
     pristineAt: _p,
+    error: _e,
     ...rest
   } = desktop;
   const fresh: Desktop = {

@@ -23,6 +23,7 @@ export async function reconcile(
     if (d.state === "PROVISIONING") jobs.push({ kind: "provision-desktop", ...desktopRef(d) });
     else if (d.state === "DELETING") jobs.push({ kind: "delete-desktop", ...desktopRef(d) });
     else if (d.state === "RECOMPOSING") jobs.push({ kind: "recompose-desktop", ...desktopRef(d) });
+    else if (d.state === "ERROR") jobs.push({ kind: "replace-desktop", ...desktopRef(d) });
     else if (d.state === "REFRESHING" && d.lastSessionId) {
       jobs.push({ kind: "refresh-desktop", ...desktopRef(d), sessionId: d.lastSessionId });
     }

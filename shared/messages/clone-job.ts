@@ -27,6 +27,7 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("provision-desktop"), ...desktopRef }),
   /** Moves a RECOMPOSING desktop onto its pool's current image version. */
   z.object({ kind: z.literal("recompose-desktop"), ...desktopRef }),
+  z.object({ kind: z.literal("replace-desktop"), ...desktopRef }),
   z.object({ kind: z.literal("refresh-desktop"), ...desktopRef, sessionId: z.string().min(1) }),
   z.object({ kind: z.literal("delete-desktop"), ...desktopRef }),
 ]);

@@ -6,7 +6,9 @@ import { logoffEventSchema } from "../messages/logoff-event.ts";
 import { sqsWorker } from "./sqs-batch.ts";
 
 export const cloneWorkerHandler = (app: App) =>
-  sqsWorker("clone-job", cloneJobSchema, (job) => runCloneJob(app.ports, job, app.config.worker));
+  sqsWorker("clone-job", cloneJobSchema, (job, record) =>
+    runCloneJob(app.ports, job, app.config.worker, Number(record.attributes.ApproximateReceiveCount)),
+  );
 
 export const logoffWorkerHandler = (app: App) =>
   sqsWorker("logoff-event", logoffEventSchema, (event) => logoffFromEvent(app.ports, event.detail));

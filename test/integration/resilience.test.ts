@@ -1,3 +1,4 @@
+import { appendFile, stat, truncate } from "node:fs/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
@@ -82,4 +83,33 @@ it("a malformed job goes to the dead-letter queue instead of blocking the worker
     "message in the DLQ",
     async () => (await queueDepth(r, r.region.queues.cloneJobs.dlqUrl)).waiting === 1,
   );
+});
+
+it("a desktop whose disk cannot be made is quarantined after retries, then replaced by the reconciler", async () => {
+  const image = await readyImage(r, tenant.key);
+  const imageFile = r.paths.image({
+    tenantId: tenant.tenantId,
+    imageId: image.imageId,
+    version: image.version,
+  });
+  const { size } = await stat(imageFile);
+  // The image store's copy no longer matches its checksum: every replica copy is refused.
+  await appendFile(imageFile, "bit rot");
+  const pool = expectStatus(
+    await r.api("POST", "/v1/pools", {
+      key: tenant.key,
+      body: { name: "doomed", imageId: image.imageId, size: 1 },
+    }),
+    201,
+  );
+  await waitForCounts(r, tenant.key, pool.poolId, { ERROR: 1 });
+  const [broken] = (await r.api("GET", `/v1/pools/${pool.poolId}/desktops`, { key: tenant.key })).body.items;
+  expect(broken.error).toMatch(/sha256 mismatch/);
+
+  await truncate(imageFile, size);
+  const report = await reconcile(r.region.app.ports, 0);
+  expect(report.requeued["replace-desktop"]).toBe(1);
+  await waitForCounts(r, tenant.key, pool.poolId, { AVAILABLE: 1, ERROR: 0 });
+  const [fresh] = (await r.api("GET", `/v1/pools/${pool.poolId}/desktops`, { key: tenant.key })).body.items;
+  expect(fresh.desktopId).not.toBe(broken.desktopId);
 });

@@ -467,14 +467,18 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
     },
     // A scan, on purpose: the reconciler runs every few minutes off the request path.
     async listStuck(updatedBefore) {
-      return scanAll<Desktop>("entity = :desktop AND #state IN (:p, :r, :c, :d) AND updatedAt < :cutoff", {
-        ":desktop": "desktop",
-        ":p": "PROVISIONING",
-        ":r": "REFRESHING",
-        ":c": "RECOMPOSING",
-        ":d": "DELETING",
-        ":cutoff": updatedBefore,
-      });
+      return scanAll<Desktop>(
+        "entity = :desktop AND #state IN (:p, :r, :c, :d, :e) AND updatedAt < :cutoff",
+        {
+          ":desktop": "desktop",
+          ":e": "ERROR",
+          ":p": "PROVISIONING",
+          ":r": "REFRESHING",
+          ":c": "RECOMPOSING",
+          ":d": "DELETING",
+          ":cutoff": updatedBefore,
+        },
+      );
     },
   };
 
