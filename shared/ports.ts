@@ -132,10 +132,21 @@ export interface DesktopRepository {
 
 export interface SessionRepository {
   get(tenantId: string, sessionId: string): Promise<Session | undefined>;
+  /** The user's active session in the pool: their lock, once its desktop holds it. */
   findActive(tenantId: string, poolId: string, userId: string): Promise<Session | undefined>;
   /**
-   * One atomic write: desktop AVAILABLE -> ASSIGNED, the user's per-pool lock, the session.
-   * With `dedicate`, the desktop also becomes the user's own (dedicated pools, first logon).
+   * A lock whose desktop does not hold its session: "pending" while a logon may still be
+   * claiming, "released" once it was stale and has been removed.
+   */
+  releaseStaleLock(
+    tenantId: string,
+    poolId: string,
+    userId: string,
+  ): Promise<"none" | "active" | "pending" | "released">;
+  /**
+   * Claims the desktop for the session and takes the user's per-pool lock (at most one active
+   * session per user and pool). With `dedicate`, the desktop also becomes the user's own
+   * (dedicated pools, first logon), all in one transaction.
    */
   assign(desktop: Desktop, session: Session, opts?: { dedicate?: boolean }): Promise<AssignResult>;
   /** Dedicated pools: the desktop id a user owns, if any. */

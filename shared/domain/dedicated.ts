@@ -1,7 +1,7 @@
 import type { Ports } from "../ports.ts";
 import { conflict, DomainError, noDesktopAvailable } from "./errors.ts";
 import type { Desktop, Pool } from "./model.ts";
-import { type LogonResult, newSession, withConnection as result } from "./sessions.ts";
+import { existingSession, type LogonResult, newSession, withConnection as result } from "./sessions.ts";
 
 /**
  * A pool's assignment never changes after it is created, so a process may remember it: floating
@@ -61,8 +61,8 @@ export async function dedicatedLogon(
     });
     if (assigned.outcome === "assigned") return result(assigned.session, false);
     if (assigned.outcome === "user-has-session") {
-      const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-      if (existing) return result(existing, true);
+      const existing = await existingSession(ports, tenantId, poolId, userId);
+      if (existing) return existing;
     }
   }
   throw noDesktopAvailable(poolId);

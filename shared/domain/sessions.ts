@@ -49,11 +49,30 @@ export async function logon(
     const result = await ports.sessions.assign(desktop, newSession(ports, desktop, userId));
     if (result.outcome === "assigned") return attachingUserData(ports, withConnection(result.session, false));
     if (result.outcome === "user-has-session") {
-      const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-      if (existing) return attachingUserData(ports, withConnection(existing, true));
+      const existing = await existingSession(ports, tenantId, poolId, userId);
+      if (existing) return attachingUserData(ports, existing);
     }
   }
   return noFreeDesktop(ports, tenantId, poolId, userId);
+}
+
+/**
+ * The user holds the pool's lock: reconnect to that session once its desktop holds it. A lock
+ * still being claimed by a concurrent logon is waited for a moment; one left by a logon that died
+ * is released so that the next round can take it.
+ */
+export async function existingSession(
+  ports: Pick<Ports, "sessions">,
+  tenantId: string,
+  poolId: string,
+  userId: string,
+): Promise<LogonResult | undefined> {
+  const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+  if (existing) return withConnection(existing, true);
+  if ((await ports.sessions.releaseStaleLock(tenantId, poolId, userId)) === "pending") {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return undefined;
 }
 
 export function newSession(ports: Pick<Ports, "clock">, desktop: Desktop, userId: string): Session {

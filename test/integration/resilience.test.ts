@@ -1,6 +1,10 @@
 import { appendFile, stat, truncate } from "node:fs/promises";
+import { PutCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { documentClient } from "../../shared/adapters/dynamodb/client.ts";
+import { keys } from "../../shared/adapters/dynamodb/keys.ts";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
+import { newSessionId } from "../../shared/domain/ids.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import {
   expectStatus,
@@ -112,4 +116,37 @@ it("a desktop whose disk cannot be made is quarantined after retries, then repla
   await waitForCounts(r, tenant.key, pool.poolId, { AVAILABLE: 1, ERROR: 0 });
   const [fresh] = (await r.api("GET", `/v1/pools/${pool.poolId}/desktops`, { key: tenant.key })).body.items;
   expect(fresh.desktopId).not.toBe(broken.desktopId);
+});
+
+it("a logon that died between taking the user's lock and claiming its desktop does not lock the user out", async () => {
+  const lonePool = await readyPool(r, tenant.key, imageId, 1);
+  const [desktop] = (await r.api("GET", `/v1/pools/${lonePool}/desktops`, { key: tenant.key })).body.items;
+  // What the dead logon left: the user's lock naming a session its desktop never took.
+  const orphan = {
+    tenantId: tenant.tenantId,
+    sessionId: newSessionId(lonePool, desktop.desktopId),
+    poolId: lonePool,
+    desktopId: desktop.desktopId,
+    userId: "zoe",
+    state: "ACTIVE",
+    startedAt: new Date(Date.now() - 3600_000).toISOString(),
+  };
+  await documentClient(r.region.app.dynamodb).send(
+    new PutCommand({
+      TableName: r.region.app.config.tableName,
+      Item: { ...keys.userLock(tenant.tenantId, lonePool, "zoe"), entity: "userLock", ...orphan },
+    }),
+  );
+  const s = expectStatus(
+    await r.api("POST", `/v1/pools/${lonePool}/logons`, { key: tenant.key, body: { userId: "zoe" } }),
+    200,
+  );
+  expect(s.reconnected).toBe(false);
+  expect(s.sessionId).not.toBe(orphan.sessionId);
+  expect((await r.api("GET", `/v1/sessions/${orphan.sessionId}`, { key: tenant.key })).status).toBe(404);
+  const again = expectStatus(
+    await r.api("POST", `/v1/pools/${lonePool}/logons`, { key: tenant.key, body: { userId: "zoe" } }),
+    200,
+  );
+  expect(again.sessionId).toBe(s.sessionId);
 });

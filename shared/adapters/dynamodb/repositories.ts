@@ -65,7 +65,21 @@ function cancellationCodes(err: unknown): string[] | undefined {
   return (err.CancellationReasons ?? []).map((r) => r.Code ?? "None");
 }
 
-export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
+/**
+ * A floating logon writes the user's lock, then claims the desktop: two single-item writes, not a
+ * transaction (on DynamoDB Local a transaction costs about two updates). A lock whose desktop never
+ * took its session (a logon that died between the two writes) is stale after this long and is
+ * released by the next logon of that user. The two writes follow each other within one running
+ * invocation (SDK retries take seconds), so a live logon is never this slow between them.
+ */
+const defaultLockStaleAfterMs = 60_000;
+
+export function dynamoRepositories(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  opts: { lockStaleAfterMs?: number } = {},
+) {
+  const lockStaleAfterMs = opts.lockStaleAfterMs ?? defaultLockStaleAfterMs;
   const { get, queryAll, byPrefix } = tableReads(doc, table);
 
   const scanAll = async <T>(filter: string, values: Record<string, unknown>): Promise<T[]> => {
@@ -500,6 +514,65 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
    * per-pool lock; when it ends, the same transaction writes its ENDED record. So there is never
    * a moment when a session can be found in neither place.
    */
+  const releaseLock = async (t: string, p: string, u: string, sessionId: string) => {
+    try {
+      await doc.send(
+        new DeleteCommand({
+          TableName: table,
+          Key: keys.userLock(t, p, u),
+          ConditionExpression: "sessionId = :sid",
+          ExpressionAttributeValues: { ":sid": sessionId },
+        }),
+      );
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+    }
+  };
+
+  /**
+   * Lock, then claim. Invariant 1 holds because a desktop only ever holds the session named by
+   * the user's lock: a second logon of the same user fails the lock's condition, and a lost race
+   * for the desktop gives the lock back.
+   */
+  const claimFloating = async (desktop: Desktop, session: Session): Promise<AssignResult> => {
+    const { tenantId: t, poolId: p, userId: u } = session;
+    try {
+      await doc.send(
+        new PutCommand({
+          TableName: table,
+          Item: { ...keys.userLock(t, p, u), entity: "userLock", ...session },
+          ConditionExpression: "attribute_not_exists(pk)",
+        }),
+      );
+    } catch (err) {
+      if (isConditionFailure(err)) return { outcome: "user-has-session" };
+      throw err;
+    }
+    try {
+      await doc.send(
+        new UpdateCommand({
+          TableName: table,
+          Key: keys.desktop(t, p, desktop.desktopId),
+          UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
+          ConditionExpression: "#state = :available",
+          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeValues: {
+            ":assigned": "ASSIGNED",
+            ":available": "AVAILABLE",
+            ":sid": session.sessionId,
+            ":uid": u,
+            ":now": session.startedAt,
+          },
+        }),
+      );
+      return { outcome: "assigned", session };
+    } catch (err) {
+      await releaseLock(t, p, u, session.sessionId);
+      if (isConditionFailure(err)) return { outcome: "desktop-taken" };
+      throw err;
+    }
+  };
+
   const sessions: SessionRepository = {
     async get(t, sid) {
       const ref = parseSessionId(sid);
@@ -509,11 +582,25 @@ export function dynamoRepositories(doc: DynamoDBDocumentClient, table: string) {
       return get<Session>(keys.session(t, sid), true);
     },
     async findActive(t, p, u) {
-      return get<Session>(keys.userLock(t, p, u), true);
+      const lock = await get<Session>(keys.userLock(t, p, u), true);
+      if (!lock) return undefined;
+      // The lock is the user's session only once its desktop holds it (see assign).
+      const desktop = await get<Desktop>(keys.desktop(t, p, lock.desktopId), true);
+      return desktop?.sessionId === lock.sessionId ? lock : undefined;
+    },
+    async releaseStaleLock(t, p, u) {
+      const lock = await get<Session>(keys.userLock(t, p, u), true);
+      if (!lock) return "none";
+      const desktop = await get<Desktop>(keys.desktop(t, p, lock.desktopId), true);
+      if (desktop?.sessionId === lock.sessionId) return "active";
+      if (Date.parse(lock.startedAt) > Date.now() - lockStaleAfterMs) return "pending";
+      await releaseLock(t, p, u, lock.sessionId);
+      return "released";
     },
     ownedDesktop: async (t, p, u) => (await get<{ desktopId: string }>(keys.owner(t, p, u), true))?.desktopId,
     async assign(desktop: Desktop, session: Session, opts = {}): Promise<AssignResult> {
       const { tenantId: t, poolId: p } = session;
+      if (!opts.dedicate) return claimFloating(desktop, session);
       // Dedicating: the desktop must be nobody's yet, and the user must own no other one.
       const dedication = opts.dedicate
         ? [
