@@ -24,10 +24,10 @@ export const withConnection = (session: Session, reconnected: boolean): LogonRes
 });
 
 /**
- * Floating assignment: any AVAILABLE desktop, taken with one conditional transaction that also
- * claims the user's per-pool lock, so a storm can neither double-assign a desktop nor give a user
- * two desktops. Losing a race on a desktop just means another look; only an empty
- * free list (not a lost race) answers "none free".
+ * Floating assignment: any AVAILABLE desktop, claimed with a conditional write after the user's
+ * per-pool lock is taken (see the repository's assign), so a storm can neither double-assign a
+ * desktop nor give a user two desktops. Losing a race on a desktop just means another look; only
+ * an empty free list (not a lost race) answers "none free".
  */
 export async function logon(
   ports: Pick<Ports, "pools" | "desktops" | "sessions" | "clock" | "userDataJobs">,
