@@ -231,6 +231,8 @@ export type UserDataRef = Pick<UserData, "tenantId" | "userId">;
 
 export interface UserDataRepository {
   get(ref: UserDataRef): Promise<UserData | undefined>;
+  /** Every tenant's users whose last change is older than `changedBefore` and not yet replicated (reconciler). */
+  listBehind(changedBefore: string): Promise<UserData[]>;
   list(tenantId: string): Promise<UserData[]>;
   /** Creates the record at version 0 unless it exists; returns the stored record either way. */
   createIfAbsent(record: UserData): Promise<UserData>;

@@ -166,10 +166,17 @@ export class Workers extends Construct {
     this.reconciler = new PristineFunction(this, "Reconciler", {
       name: "reconciler",
       stage: props.stage,
-      environment: { ...tableEnv, ...queues.cloneJobsEnvironment() },
+      environment: {
+        ...tableEnv,
+        ...queues.cloneJobsEnvironment(),
+        // Re-ships user data changes whose replication messages were lost (it only enqueues).
+        PRISTINE_REPLICATION_QUEUE_URL: replicationQueue.queueUrl,
+        ...peer.environment(),
+      },
     });
     grantTableReadWrite(table, this.reconciler.role);
     queues.grantSendCloneJobs(this.reconciler.fn);
+    grantSend(replicationQueue, this.reconciler.role);
 
     // Agent mode: a hypervisor host runs the clone worker's handler against its own SSD and polls
     // its datastore's queue, with a role that can do what the clone worker Lambda can.

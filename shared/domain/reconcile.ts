@@ -13,7 +13,7 @@ export interface ReconcileReport {
  * job is always safe because every job re-checks state.
  */
 export async function reconcile(
-  ports: Pick<Ports, "desktops" | "jobs" | "clock">,
+  ports: Pick<Ports, "desktops" | "jobs" | "clock" | "userData" | "replication" | "peer">,
   staleAfterMs: number,
 ): Promise<ReconcileReport> {
   const cutoff = new Date(ports.clock.now().getTime() - staleAfterMs).toISOString();
@@ -31,5 +31,20 @@ export async function reconcile(
   await ports.jobs.send(jobs);
   const requeued: Record<string, number> = {};
   for (const j of jobs) requeued[j.kind] = (requeued[j.kind] ?? 0) + 1;
-  return { examined: stuck.length, requeued };
+  const behind = ports.peer ? await ports.userData.listBehind(cutoff) : [];
+  const ships = behind.flatMap((u) =>
+    Array.from({ length: u.version - u.replicatedVersion }, (_, i) => ({
+      kind: "ship-user-data" as const,
+      tenantId: u.tenantId,
+      userId: u.userId,
+      version: u.replicatedVersion + 1 + i,
+    })),
+  );
+  // A change whose messages were lost (e.g. dead-lettered while the peer was away) is shipped
+  // again: shipping and applying are idempotent, and the peer applies in version order.
+  if (ships.length > 0) {
+    await ports.replication.send(ships);
+    requeued["ship-user-data"] = ships.length;
+  }
+  return { examined: stuck.length + behind.length, requeued };
 }

@@ -129,7 +129,7 @@ const SQS_ACCESS: Record<FunctionName, { send: QueueAccess[]; consume: QueueKind
   authorizer: { send: [], consume: [] },
   "clone-worker": { send: ["clone-jobs", "replication"], consume: ["clone-jobs"] },
   logoff: { send: ["clone-jobs", "user-data"], consume: ["logoff"] },
-  reconciler: { send: ["clone-jobs"], consume: [] },
+  reconciler: { send: ["clone-jobs", "replication"], consume: [] },
   "replication-worker": {
     send: ["clone-jobs", "replication", "user-data", PEER_REPLICATION],
     consume: ["replication"],
@@ -178,7 +178,15 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     ...PEER,
   ],
   logoff: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL", "PRISTINE_USER_DATA_QUEUE_URL"],
-  reconciler: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL"],
+  reconciler: [
+    "PRISTINE_TABLE_NAME",
+    "PRISTINE_CLONE_JOBS_QUEUE_URL",
+    "PRISTINE_REPLICATION_QUEUE_URL",
+    "PRISTINE_PEER_REGION_NAME",
+    "PRISTINE_PEER_BUCKET",
+    "PRISTINE_PEER_REPLICATION_QUEUE_URL",
+    "PRISTINE_PEER_AWS_REGION",
+  ],
   "replication-worker": [
     "PRISTINE_TABLE_NAME",
     "PRISTINE_CLONE_JOBS_QUEUE_URL",

@@ -1,8 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { connect, createServer, type Socket } from "node:net";
-import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { inject } from "vitest";
-import { startTestRegion, type TestRegion, waitFor } from "./harness.ts";
+import { startTestRegion, type TestRegion } from "./harness.ts";
 
 /**
  * A TCP proxy in front of the emulators: the primary reaches its peer through it, and a test cuts
@@ -78,19 +77,4 @@ export async function startRegionPair(userDataSizeBytes = 64 * 1024 * 1024): Pro
 }
 
 /** Until a queue has nothing visible or in flight (the workers are idle on it). */
-export async function waitForDrained(r: TestRegion, queueUrl: string, timeoutMs = 60_000) {
-  await waitFor(
-    `queue ${queueUrl} drained`,
-    async () => {
-      const out = await r.region.app.sqs.send(
-        new GetQueueAttributesCommand({
-          QueueUrl: queueUrl,
-          AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        }),
-      );
-      const a = out.Attributes ?? {};
-      return a.ApproximateNumberOfMessages === "0" && a.ApproximateNumberOfMessagesNotVisible === "0";
-    },
-    timeoutMs,
-  );
-}
+export { waitUntilDrained as waitForDrained } from "./harness.ts";

@@ -1,8 +1,10 @@
+import { PurgeQueueCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { s3Client, s3PeerRegion } from "../../shared/adapters/s3/replication-bucket.ts";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
 import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts";
 import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
+import { reconcile } from "../../shared/domain/reconcile.ts";
 import { replicationKeys } from "../../shared/messages/replication.ts";
 import { type RegionPair, startRegionPair, waitForDrained } from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyPool, run, type TestRegion, waitFor } from "./harness.ts";
@@ -231,5 +233,31 @@ describe("user data and replication", () => {
       await readsBack(overlay, 0x5a, "0");
       return true;
     });
+  });
+
+  it("a change whose replication messages were lost is shipped again by the reconciler", async () => {
+    pair.proxy.cut();
+    await session(pair.primary, "erin", 0x33, "0");
+    await waitFor(
+      "erin's change committed",
+      async () => (await pair.primary.region.app.ports.userData.get(ref("erin")))?.version === 1,
+    );
+    // The messages are gone (as if dead-lettered while DR was away); only the table remembers.
+    await pair.primary.region.app.sqs.send(
+      new PurgeQueueCommand({ QueueUrl: pair.primary.region.dr.replication.url }),
+    );
+    pair.proxy.restore();
+    await waitForDrained(pair.primary, pair.primary.region.dr.replication.url);
+    expect((await pair.primary.region.app.ports.userData.get(ref("erin")))?.replicatedVersion).toBe(0);
+
+    const report = await reconcile(pair.primary.region.app.ports, 0);
+    expect(report.requeued["ship-user-data"]).toBe(1);
+    await replicated(pair.primary, "erin", 1);
+    const [p, d] = await Promise.all([
+      pair.primary.region.app.ports.userData.get(ref("erin")),
+      pair.dr.region.app.ports.userData.get(ref("erin")),
+    ]);
+    expect(d?.sha256).toBe(p?.sha256);
+    await readsBack(diskOf(pair.dr, "erin", 1), 0x33, "0");
   });
 });

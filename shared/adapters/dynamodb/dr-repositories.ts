@@ -33,6 +33,11 @@ export function drRepositories(doc: DynamoDBDocumentClient, table: string) {
 
   const userData: UserDataRepository = {
     get: (r) => get<UserData>(keys.userData(r.tenantId, r.userId)),
+    listBehind: (changedBefore) =>
+      reads.scanAll<UserData>("entity = :e AND version > replicatedVersion AND lastChangeAt < :cutoff", {
+        ":e": "userData",
+        ":cutoff": changedBefore,
+      }),
     list: (t) =>
       byPrefix<UserData>(keys.tenant(t).pk, keys.userDataPrefix).then((all) =>
         // USERDATA#<u> only: the prefix also matches nothing else today, but be explicit.

@@ -5,7 +5,6 @@ import {
   type DynamoDBDocumentClient,
   PutCommand,
   QueryCommand,
-  ScanCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
@@ -80,26 +79,7 @@ export function dynamoRepositories(
   opts: { lockStaleAfterMs?: number } = {},
 ) {
   const lockStaleAfterMs = opts.lockStaleAfterMs ?? defaultLockStaleAfterMs;
-  const { get, queryAll, byPrefix } = tableReads(doc, table);
-
-  const scanAll = async <T>(filter: string, values: Record<string, unknown>): Promise<T[]> => {
-    const found: T[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await doc.send(
-        new ScanCommand({
-          TableName: table,
-          FilterExpression: filter,
-          ExpressionAttributeNames: { "#state": "state" },
-          ExpressionAttributeValues: values,
-          ExclusiveStartKey: start,
-        }),
-      );
-      for (const item of out.Items ?? []) found.push(fromItem<T>(item));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return found;
-  };
+  const { get, queryAll, byPrefix, scanAll } = tableReads(doc, table);
 
   const batchPut = async (items: Record<string, unknown>[]) => {
     for (let i = 0; i < items.length; i += 25) {

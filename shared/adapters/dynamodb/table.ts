@@ -3,6 +3,7 @@ import {
   GetCommand,
   QueryCommand,
   type QueryCommandInput,
+  ScanCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { fromItem } from "./keys.ts";
 
@@ -31,5 +32,29 @@ export function tableReads(doc: DynamoDBDocumentClient, table: string) {
       ConsistentRead: true,
     });
 
-  return { get, queryAll, byPrefix };
+  /** A filtered scan of the whole table: for the reconciler's sweeps only, never a request path. */
+  const scanAll = async <T>(
+    filter: string,
+    values: Record<string, unknown>,
+    names: Record<string, string> = { "#state": "state" },
+  ): Promise<T[]> => {
+    const found: T[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await doc.send(
+        new ScanCommand({
+          TableName: table,
+          FilterExpression: filter,
+          ...(filter.includes("#") ? { ExpressionAttributeNames: names } : {}),
+          ExpressionAttributeValues: values,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) found.push(fromItem<T>(item));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return found;
+  };
+
+  return { get, queryAll, byPrefix, scanAll };
 }
