@@ -45,7 +45,7 @@ const spread = (slot: number) =>
  * conditional update that takes the desktop out of it (what a logon without the per-user lock,
  * sessions and the API would cost), on a table of the same schema in the same DynamoDB Local.
  */
-async function sameModelBaseline(env: BenchEnv): Promise<Rate> {
+async function sameModelBaseline(env: BenchEnv, round: number): Promise<Rate> {
   const doc = documentClient(env.dynamo.endpoint, "us-east-1");
   const TableName = "bench-same-model";
   await ensureTable(doc, TableName);
@@ -53,7 +53,13 @@ async function sameModelBaseline(env: BenchEnv): Promise<Rate> {
     await doc.send(
       new PutCommand({
         TableName,
-        Item: { pk: "POOL#b", sk: `DESKTOP#${i}`, state: "AVAILABLE", gsi1pk: "FREE#b", gsi1sk: spread(i) },
+        Item: {
+          pk: `POOL#b${round}`,
+          sk: `DESKTOP#${i}`,
+          state: "AVAILABLE",
+          gsi1pk: `FREE#b${round}`,
+          gsi1sk: spread(i),
+        },
       }),
     );
   }
@@ -64,7 +70,7 @@ async function sameModelBaseline(env: BenchEnv): Promise<Rate> {
           TableName,
           IndexName: "gsi1",
           KeyConditionExpression: "gsi1pk = :p AND gsi1sk >= :t",
-          ExpressionAttributeValues: { ":p": "FREE#b", ":t": spread(i + attempt) },
+          ExpressionAttributeValues: { ":p": `FREE#b${round}`, ":t": spread(i + attempt) },
           Limit: 1,
         }),
       );
@@ -96,38 +102,41 @@ async function sameModelBaseline(env: BenchEnv): Promise<Rate> {
 }
 
 /** A plain key-value floor: one query and one conditional update on items nobody else touches. */
-async function keyValueBaseline(env: BenchEnv): Promise<Rate> {
+async function keyValueBaseline(env: BenchEnv, round: number): Promise<Rate> {
   const doc = documentClient(env.dynamo.endpoint, "us-east-1");
   const TableName = "bench-baseline";
-  await doc.send(
-    new CreateTableCommand({
-      TableName,
-      BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: [
-        { AttributeName: "pk", AttributeType: "S" },
-        { AttributeName: "sk", AttributeType: "S" },
-      ],
-      KeySchema: [
-        { AttributeName: "pk", KeyType: "HASH" },
-        { AttributeName: "sk", KeyType: "RANGE" },
-      ],
-    }),
-  );
+  if (round === 0)
+    await doc.send(
+      new CreateTableCommand({
+        TableName,
+        BillingMode: "PAY_PER_REQUEST",
+        AttributeDefinitions: [
+          { AttributeName: "pk", AttributeType: "S" },
+          { AttributeName: "sk", AttributeType: "S" },
+        ],
+        KeySchema: [
+          { AttributeName: "pk", KeyType: "HASH" },
+          { AttributeName: "sk", KeyType: "RANGE" },
+        ],
+      }),
+    );
   for (let i = 0; i < N; i++) {
-    await doc.send(new PutCommand({ TableName, Item: { pk: `ITEM#${i}`, sk: "ITEM", state: "FREE" } }));
+    await doc.send(
+      new PutCommand({ TableName, Item: { pk: `ITEM#${round}#${i}`, sk: "ITEM", state: "FREE" } }),
+    );
   }
   const rate = await storm(async (i) => {
     await doc.send(
       new QueryCommand({
         TableName,
         KeyConditionExpression: "pk = :pk",
-        ExpressionAttributeValues: { ":pk": `ITEM#${i}` },
+        ExpressionAttributeValues: { ":pk": `ITEM#${round}#${i}` },
       }),
     );
     await doc.send(
       new UpdateCommand({
         TableName,
-        Key: { pk: `ITEM#${i}`, sk: "ITEM" },
+        Key: { pk: `ITEM#${round}#${i}`, sk: "ITEM" },
         UpdateExpression: "SET #s = :taken, userId = :u",
         ConditionExpression: "#s = :free",
         ExpressionAttributeNames: { "#s": "state" },
@@ -152,23 +161,16 @@ function logonEvent(poolId: string, key: string, userId: string): APIGatewayProx
   } as unknown as APIGatewayProxyEventV2;
 }
 
-export async function benchLogon(env: BenchEnv): Promise<void> {
-  const pool = await readyPool(env, N);
+interface StormResult {
+  rate: Rate;
+  served: number;
+  refused: number;
+  doubleAssignments: number;
+}
+
+/** One storm of N logons on a fresh N-desktop pool (made by readyPool), through the api handler. */
+async function logonStorm(env: BenchEnv, pool: Awaited<ReturnType<typeof readyPool>>): Promise<StormResult> {
   const handler = apiHandler(env.region.app);
-  // Count claim attempts: a storm's cost is mostly lost races on the same free desktops.
-  const { sessions, desktops: desktopRepo } = env.region.app.ports;
-  const assign = sessions.assign.bind(sessions);
-  const findFree = desktopRepo.findFree.bind(desktopRepo);
-  let claimAttempts = 0;
-  let freeQueries = 0;
-  sessions.assign = (d, s) => {
-    claimAttempts++;
-    return assign(d, s);
-  };
-  desktopRepo.findFree = (t, p, n) => {
-    freeQueries++;
-    return findFree(t, p, n);
-  };
   const context = { awsRequestId: "bench", functionName: "api" } as Context;
   // Warm the key cache and the connections as a warm Lambda would be.
   await handler(
@@ -179,66 +181,95 @@ export async function benchLogon(env: BenchEnv): Promise<void> {
     } as never,
     context,
   );
-
-  const latencies: number[] = [];
   const results: { status: number; body: any }[] = [];
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: N }, async (_, i) => {
-      const t0 = performance.now();
-      const res = await handler(logonEvent(pool.poolId, pool.key, `user-${i}`), context);
-      latencies.push(performance.now() - t0);
-      results.push({ status: res.statusCode ?? 0, body: JSON.parse(res.body ?? "{}") });
-    }),
-  );
-  const elapsed = performance.now() - started;
-  latencies.sort((a, b) => a - b);
-
+  const rate = await storm(async (i) => {
+    const res = await handler(logonEvent(pool.poolId, pool.key, `user-${i}`), context);
+    results.push({ status: res.statusCode ?? 0, body: JSON.parse(res.body ?? "{}") });
+  });
   const ok = results.filter((r) => r.status === 200);
   const perDesktop = new Map<string, number>();
   for (const r of ok) perDesktop.set(r.body.desktopId, (perDesktop.get(r.body.desktopId) ?? 0) + 1);
   let doubleAssignments = [...perDesktop.values()].filter((n) => n > 1).length;
   // Cross-check the table: every ASSIGNED desktop holds exactly the session handed out for it.
   const bySession = new Map(ok.map((r) => [r.body.sessionId as string, r.body.desktopId as string]));
-  const desktops = await env.region.app.ports.desktops.list(pool.tenantId, pool.poolId);
-  for (const d of desktops)
+  for (const d of await env.region.app.ports.desktops.list(pool.tenantId, pool.poolId))
     if (d.state === "ASSIGNED" && bySession.get(d.sessionId ?? "") !== d.desktopId) doubleAssignments++;
+  return { rate, served: ok.length, refused: results.length - ok.length, doubleAssignments };
+}
 
-  const base = await sameModelBaseline(env);
-  const keyValue = await keyValueBaseline(env);
-  const logonsPerSecond = (N * 1000) / elapsed;
+const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
+
+/**
+ * Rounds of [same-model baseline, logon storm, key-value floor] on the same DynamoDB Local, so
+ * that each ratio compares runs made seconds apart; the figures are the rounds' medians.
+ */
+export async function benchLogon(env: BenchEnv): Promise<void> {
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+  // Count claim attempts: a storm's cost is mostly lost races on the same free desktops.
+  const { sessions, desktops: desktopRepo } = env.region.app.ports;
+  const assign = sessions.assign.bind(sessions);
+  const findFree = desktopRepo.findFree.bind(desktopRepo);
+  let claimAttempts = 0;
+  let freeQueries = 0;
+  sessions.assign = (d, s, o) => {
+    claimAttempts++;
+    return assign(d, s, o);
+  };
+  desktopRepo.findFree = (t, p, n) => {
+    freeQueries++;
+    return findFree(t, p, n);
+  };
+  const per: { base: Rate; logon: StormResult; keyValue: Rate }[] = [];
+  for (let round = 0; round < rounds; round++) {
+    // Provisioning first (it also warms DynamoDB Local up), then the three storms back to back.
+    const pool = await readyPool(env, N);
+    const base = await sameModelBaseline(env, round);
+    const logon = await logonStorm(env, pool);
+    const keyValue = await keyValueBaseline(env, round);
+    per.push({ base, logon, keyValue });
+  }
+  const ratios = per.map((r) => r.logon.rate.perSecond / r.base.perSecond);
+  const kvRatios = per.map((r) => r.logon.rate.perSecond / r.keyValue.perSecond);
   const figures = {
     bench: "logon",
     logons: N,
-    served: ok.length,
-    refused: results.length - ok.length,
-    logonsPerSecond: round(logonsPerSecond, 1),
-    p50Ms: round(percentile(latencies, 50), 1),
-    p99Ms: round(percentile(latencies, 99), 1),
-    doubleAssignments,
-    baselinePerSecond: round(base.perSecond, 1),
-    baselineP50Ms: round(base.p50, 1),
-    ratioToBaseline: round(logonsPerSecond / base.perSecond, 3),
-    keyValueBaselinePerSecond: round(keyValue.perSecond, 1),
-    ratioToKeyValueBaseline: round(logonsPerSecond / keyValue.perSecond, 3),
-    claimAttemptsPerLogon: round(claimAttempts / N, 2),
-    freeQueriesPerLogon: round(freeQueries / N, 2),
+    rounds,
+    served: per.reduce((n, r) => n + r.logon.served, 0),
+    refused: per.reduce((n, r) => n + r.logon.refused, 0),
+    logonsPerSecond: round(median(per.map((r) => r.logon.rate.perSecond)), 1),
+    p50Ms: round(median(per.map((r) => r.logon.rate.p50)), 1),
+    p99Ms: round(median(per.map((r) => r.logon.rate.p99)), 1),
+    doubleAssignments: per.reduce((n, r) => n + r.logon.doubleAssignments, 0),
+    baselinePerSecond: round(median(per.map((r) => r.base.perSecond)), 1),
+    baselineP50Ms: round(median(per.map((r) => r.base.p50)), 1),
+    ratioToBaseline: round(median(ratios), 3),
+    ratiosByRound: ratios.map((x) => round(x, 3)),
+    keyValueBaselinePerSecond: round(median(per.map((r) => r.keyValue.perSecond)), 1),
+    ratioToKeyValueBaseline: round(median(kvRatios), 3),
+    claimAttemptsPerLogon: round(claimAttempts / (N * rounds), 2),
+    freeQueriesPerLogon: round(freeQueries / (N * rounds), 2),
   };
-  printTable(`logon storm: ${N} concurrent logons on a ${N}-desktop floating pool (DynamoDB Local)`, [
-    ["logons served / refused", `${figures.served} / ${figures.refused}`],
-    ["logons per second", figures.logonsPerSecond],
-    ["latency p50 / p99 (ms)", `${figures.p50Ms} / ${figures.p99Ms}`],
-    ["double assignments", figures.doubleAssignments],
-    ["baseline, same model: free-index query + conditional claim per s", figures.baselinePerSecond],
-    ["baseline p50 (ms)", figures.baselineP50Ms],
-    ["ratio to baseline (target >= 0.5)", figures.ratioToBaseline],
-    ["key-value floor: key query + conditional update per s", figures.keyValueBaselinePerSecond],
-    ["ratio to the key-value floor", figures.ratioToKeyValueBaseline],
+  printTable(
+    `logon storm: ${N} concurrent logons on a ${N}-desktop floating pool, ${rounds} rounds (DynamoDB Local)`,
     [
-      "claim attempts / free-list queries per logon",
-      `${figures.claimAttemptsPerLogon} / ${figures.freeQueriesPerLogon}`,
+      ["logons served / refused (all rounds)", `${figures.served} / ${figures.refused}`],
+      ["logons per second (median)", figures.logonsPerSecond],
+      ["latency p50 / p99 (ms, median)", `${figures.p50Ms} / ${figures.p99Ms}`],
+      ["double assignments (all rounds)", figures.doubleAssignments],
+      ["baseline, same model: free-index query + conditional claim per s", figures.baselinePerSecond],
+      ["ratio to baseline by round", figures.ratiosByRound.join(" / ")],
+      ["ratio to baseline, median (target >= 0.5)", figures.ratioToBaseline],
+      ["key-value floor: key query + conditional update per s", figures.keyValueBaselinePerSecond],
+      ["ratio to the key-value floor, median", figures.ratioToKeyValueBaseline],
+      [
+        "claim attempts / free-list queries per logon",
+        `${figures.claimAttemptsPerLogon} / ${figures.freeQueriesPerLogon}`,
+      ],
     ],
-    ["(pool provisioning, s)", round(pool.provisionMs / 1000, 1)],
-  ]);
+  );
   printJson(figures);
 }
