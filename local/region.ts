@@ -75,7 +75,6 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     regionName: opts.name,
     tableName,
     cloneJobsQueueUrl: cloneJobs.url,
-    logoffQueueUrl: logoff.url,
     operatorKeySha256: hashApiKey(opts.operatorKey),
     storage,
     defaultDatastore: defaultDatastoreOf(storage, opts.defaultDatastoreCapacity),

@@ -11,7 +11,6 @@ export interface PristineConfig {
   tableName: string;
   /** Each function gets only what it uses; a missing one fails loudly at first use. */
   cloneJobsQueueUrl?: string;
-  logoffQueueUrl?: string;
   operatorKeySha256?: string;
   storage: Qcow2Layout;
   /** The region's own datastore, usable before (and overridden by) a registration of the same id. */
@@ -51,7 +50,6 @@ const envSchema = z.object({
   PRISTINE_REGION_NAME: z.string().default("local"),
   PRISTINE_TABLE_NAME: z.string().min(1),
   PRISTINE_CLONE_JOBS_QUEUE_URL: z.url().optional(),
-  PRISTINE_LOGOFF_QUEUE_URL: z.url().optional(),
   PRISTINE_OPERATOR_KEY_SHA256: z
     .string()
     .regex(/^[0-9a-f]{64}$/, "must be a sha256 hex digest")
@@ -125,7 +123,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
     regionName: e.PRISTINE_REGION_NAME,
     tableName: e.PRISTINE_TABLE_NAME,
     ...(e.PRISTINE_CLONE_JOBS_QUEUE_URL ? { cloneJobsQueueUrl: e.PRISTINE_CLONE_JOBS_QUEUE_URL } : {}),
-    ...(e.PRISTINE_LOGOFF_QUEUE_URL ? { logoffQueueUrl: e.PRISTINE_LOGOFF_QUEUE_URL } : {}),
     ...(e.PRISTINE_OPERATOR_KEY_SHA256 ? { operatorKeySha256: e.PRISTINE_OPERATOR_KEY_SHA256 } : {}),
     storage,
     defaultDatastore: defaultDatastoreOf(storage, {

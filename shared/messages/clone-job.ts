@@ -33,17 +33,3 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
 ]);
 
 export type CloneJob = z.infer<typeof cloneJobSchema>;
-
-/** Lets the queue deduplicate sends of the same job in a short window (and makes logs greppable). */
-export function cloneJobKey(job: CloneJob): string {
-  switch (job.kind) {
-    case "import-image-version":
-      return `${job.kind}:${job.tenantId}:${job.imageId}:${job.version}`;
-    case "prepare-replica":
-      return `${job.kind}:${job.tenantId}:${job.imageId}:${job.version}:${job.datastoreId}`;
-    case "refresh-desktop":
-      return `${job.kind}:${job.tenantId}:${job.desktopId}:${job.sessionId}`;
-    default:
-      return `${job.kind}:${job.tenantId}:${job.desktopId}`;
-  }
-}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../shared/config.ts";
 import { hashApiKey, newApiKey } from "../../shared/domain/tenants.ts";
-import { cloneJobKey, cloneJobSchema } from "../../shared/messages/clone-job.ts";
+import { cloneJobSchema } from "../../shared/messages/clone-job.ts";
 import { logoffEvent, logoffEventSchema } from "../../shared/messages/logoff-event.ts";
 
 describe("messages", () => {
@@ -22,7 +22,7 @@ describe("messages", () => {
       desktopId: "d",
       sessionId: "s",
     });
-    expect(cloneJobKey(refresh)).toBe("refresh-desktop:t:d:s");
+    expect(refresh).toMatchObject({ kind: "refresh-desktop", sessionId: "s" });
     expect(
       cloneJobSchema.safeParse({ kind: "refresh-desktop", tenantId: "t", poolId: "p", desktopId: "d" })
         .success,
