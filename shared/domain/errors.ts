@@ -1,52 +1,53 @@
+import { type ProblemKey, problemCatalogue } from "./problems.ts";
+
 /**
- * Domain errors carry a stable problem `type` slug and an HTTP-ish status so the edge can map
- * them without the domain knowing about HTTP. Workers treat `retryable` errors as "try later".
+ * A refusal the caller can act on: it names a problem of the catalogue (which carries the status
+ * and slug), so the domain never picks HTTP numbers itself. In a worker it means "this will never
+ * succeed": the job records it and stops instead of retrying.
  */
 export class DomainError extends Error {
-  readonly type: string;
-  readonly status: number;
+  readonly problem: ProblemKey;
   readonly field: string | undefined;
   readonly retryAfterSeconds: number | undefined;
 
   constructor(
-    type: string,
-    status: number,
+    problem: ProblemKey,
     message: string,
     extra: { field?: string; retryAfterSeconds?: number } = {},
   ) {
     super(message);
     this.name = "DomainError";
-    this.type = type;
-    this.status = status;
+    this.problem = problem;
     this.field = extra.field;
     this.retryAfterSeconds = extra.retryAfterSeconds;
+  }
+
+  get status(): number {
+    return problemCatalogue[this.problem].status;
   }
 }
 
 export const notFound = (what: string, id: string) =>
-  new DomainError("not-found", 404, `${what} ${id} does not exist`);
+  new DomainError("notFound", `${what} ${id} does not exist`);
 
 export const invalid = (field: string, message: string) =>
-  new DomainError("validation-error", 400, `${field}: ${message}`, { field });
-
-export const conflict = (type: string, message: string) => new DomainError(type, 409, message);
+  new DomainError("validation", `${field}: ${message}`, { field });
 
 export const noDesktopAvailable = (poolId: string) =>
-  new DomainError(
-    "no-desktop-available",
-    503,
-    `pool ${poolId} has no free desktop right now; retry shortly`,
-    {
-      retryAfterSeconds: 5,
-    },
-  );
+  new DomainError("noDesktopAvailable", `pool ${poolId} has no free desktop right now; retry shortly`, {
+    retryAfterSeconds: 5,
+  });
 
 export const unauthorized = () =>
-  new DomainError("unauthorized", 401, "missing or unknown API key (Authorization: Bearer <key>)");
+  new DomainError("unauthorized", "missing or unknown API key (Authorization: Bearer <key>)");
 
-export const forbidden = (message: string) => new DomainError("forbidden", 403, message);
+export const forbidden = (message: string) => new DomainError("forbidden", message);
 
-/** A condition the worker expects to clear by itself (e.g. an image still publishing). */
+/**
+ * The one way a job says "not yet": a condition expected to clear by itself (an image still
+ * publishing, a delta waiting for the one before it, a write that collided). The worker fails
+ * the message quietly and SQS delivers it again; any other Error is a fault and is logged as one.
+ */
 export class RetryLater extends Error {
   constructor(message: string) {
     super(message);

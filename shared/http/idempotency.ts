@@ -6,6 +6,8 @@ import {
 } from "@aws-lambda-powertools/idempotency";
 import { DynamoDBPersistenceLayer } from "@aws-lambda-powertools/idempotency/dynamodb";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { Context } from "aws-lambda";
+import { tableSchema } from "../adapters/dynamodb/table-schema.ts";
 import { HttpProblem, problem } from "./problem.ts";
 import type { Reply } from "./router.ts";
 
@@ -26,10 +28,10 @@ export interface IdempotentRequest {
 export function idempotentWrites(client: DynamoDBClient, tableName: string) {
   const persistenceStore = new DynamoDBPersistenceLayer({
     tableName,
-    keyAttr: "pk",
-    sortKeyAttr: "sk",
+    keyAttr: tableSchema.partitionKey,
+    sortKeyAttr: tableSchema.sortKey,
     staticPkValue: "IDEMPOTENCY",
-    expiryAttr: "expiresAt",
+    expiryAttr: tableSchema.ttlAttribute,
     awsSdkV3Client: client,
   });
   const config = new IdempotencyConfig({
@@ -41,27 +43,20 @@ export function idempotentWrites(client: DynamoDBClient, tableName: string) {
     persistenceStore,
     config,
   });
-  return async (request: IdempotentRequest, run: () => Promise<Reply>): Promise<Reply> => {
+  const runOnce = async (request: IdempotentRequest, run: () => Promise<Reply>): Promise<Reply> => {
     try {
       return await once(request, run);
     } catch (err) {
       if (err instanceof IdempotencyAlreadyInProgressError) {
         throw new HttpProblem(
-          problem(
-            409,
-            "request-in-progress",
-            `a request with Idempotency-Key ${request.key} is still running`,
-          ),
-          {
-            "retry-after": "1",
-          },
+          problem("requestInProgress", `a request with Idempotency-Key ${request.key} is still running`),
+          { "retry-after": "1" },
         );
       }
       if (err instanceof IdempotencyValidationError) {
         throw new HttpProblem(
           problem(
-            422,
-            "idempotency-key-reused",
+            "idempotencyKeyReused",
             `Idempotency-Key ${request.key} was already used with another body`,
             {
               field: "headers.idempotency-key",
@@ -72,4 +67,8 @@ export function idempotentWrites(client: DynamoDBClient, tableName: string) {
       throw err;
     }
   };
+  // The utility stops waiting for a request's record when the Lambda would time out anyway.
+  return Object.assign(runOnce, {
+    registerLambdaContext: (context: Context) => config.registerLambdaContext(context),
+  });
 }

@@ -1,8 +1,7 @@
 import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import type { z } from "zod";
 import { DomainError } from "../domain/errors.ts";
-
-export const problemBase = "https://pristine.dev/problems/";
+import { type ProblemKey, problemCatalogue, problemType } from "../domain/problems.ts";
 
 export interface Problem {
   type: string;
@@ -24,22 +23,10 @@ export function problemResponse(
   };
 }
 
-const titles: Record<number, string> = {
-  400: "Bad Request",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  409: "Conflict",
-  413: "Payload Too Large",
-  415: "Unsupported Media Type",
-  422: "Unprocessable Content",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
-
-export function problem(status: number, slug: string, detail: string, extra: Partial<Problem> = {}): Problem {
-  return { type: `${problemBase}${slug}`, title: titles[status] ?? "Error", status, detail, ...extra };
+/** A problem of the catalogue with this request's detail (and, for bad input, the field). */
+export function problem(key: ProblemKey, detail: string, extra: Partial<Problem> = {}): Problem {
+  const spec = problemCatalogue[key];
+  return { type: problemType(key), title: spec.title, status: spec.status, detail, ...extra };
 }
 
 /** Thrown at the edge (routing, parsing, validation); mapped to a problem response. */
@@ -60,7 +47,7 @@ export function validationProblem(where: "body" | "path" | "query", error: z.Zod
   }));
   const first = errors[0] ?? { field: where, message: "invalid" };
   return new HttpProblem(
-    problem(400, "validation-error", `${first.field}: ${first.message}`, { field: first.field, errors }),
+    problem("validation", `${first.field}: ${first.message}`, { field: first.field, errors }),
   );
 }
 
@@ -77,14 +64,12 @@ export function errorToResponse(err: unknown): {
       : {};
     const field = err.field ? { field: err.field } : {};
     return {
-      response: problemResponse(problem(err.status, err.type, err.message, field), headers),
+      response: problemResponse(problem(err.problem, err.message, field), headers),
       unexpected: false,
     };
   }
   return {
-    response: problemResponse(
-      problem(500, "internal-error", "an unexpected error occurred; it has been logged"),
-    ),
+    response: problemResponse(problem("internal", "an unexpected error occurred; it has been logged")),
     unexpected: true,
   };
 }

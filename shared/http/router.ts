@@ -52,15 +52,13 @@ export function createRouter<C>(routes: Route<C>[]) {
     const matches = compiled
       .map((c) => ({ c, m: c.regex.exec(path) }))
       .filter((x): x is { c: Compiled<C>; m: RegExpExecArray } => x.m !== null);
-    if (matches.length === 0) throw new HttpProblem(problem(404, "not-found", `no route for ${path}`));
+    if (matches.length === 0) throw new HttpProblem(problem("notFound", `no route for ${path}`));
     const hit = matches.find((x) => x.c.route.method === method);
     if (!hit) {
       const allow = [...new Set(matches.map((x) => x.c.route.method))].join(", ");
       throw new HttpProblem(
-        problem(405, "method-not-allowed", `${method} is not allowed on ${path} (allowed: ${allow})`),
-        {
-          allow,
-        },
+        problem("methodNotAllowed", `${method} is not allowed on ${path} (allowed: ${allow})`),
+        { allow },
       );
     }
     const params: Record<string, string> = {};
@@ -74,7 +72,7 @@ export function createRouter<C>(routes: Route<C>[]) {
           ? Buffer.from(event.body, "base64").toString("utf8")
           : event.body;
     if (rawBody !== undefined && Buffer.byteLength(rawBody) > maxBodyBytes) {
-      throw new HttpProblem(problem(413, "payload-too-large", `request body exceeds ${maxBodyBytes} bytes`));
+      throw new HttpProblem(problem("payloadTooLarge", `request body exceeds ${maxBodyBytes} bytes`));
     }
     const headers = event.headers ?? {};
     const request: ParsedRequest = {
@@ -88,7 +86,7 @@ export function createRouter<C>(routes: Route<C>[]) {
             json = JSON.parse(rawBody);
           } catch (err) {
             throw new HttpProblem(
-              problem(400, "malformed-json", `body is not valid JSON: ${(err as Error).message}`, {
+              problem("malformedJson", `body is not valid JSON: ${(err as Error).message}`, {
                 field: "body",
               }),
             );
@@ -97,9 +95,7 @@ export function createRouter<C>(routes: Route<C>[]) {
         const parsed = schema.safeParse(json);
         if (!parsed.success) {
           if (json === undefined) {
-            throw new HttpProblem(
-              problem(400, "validation-error", "body: a JSON body is required", { field: "body" }),
-            );
+            throw new HttpProblem(problem("validation", "body: a JSON body is required", { field: "body" }));
           }
           throw validationProblem("body", parsed.error);
         }
@@ -109,12 +105,9 @@ export function createRouter<C>(routes: Route<C>[]) {
         const parsed = schema.safeParse(params[name]);
         if (!parsed.success) {
           throw new HttpProblem(
-            problem(
-              400,
-              "validation-error",
-              `path.${name}: ${parsed.error.issues[0]?.message ?? "invalid"}`,
-              { field: `path.${name}` },
-            ),
+            problem("validation", `path.${name}: ${parsed.error.issues[0]?.message ?? "invalid"}`, {
+              field: `path.${name}`,
+            }),
           );
         }
         return parsed.data;

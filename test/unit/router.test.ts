@@ -75,7 +75,7 @@ describe("problem mapping", () => {
     expect(response.statusCode).toBe(503);
     expect(response.headers?.["retry-after"]).toBe("5");
     expect(JSON.parse(response.body ?? "{}").type).toMatch(/no-desktop-available$/);
-    expect(errorToResponse(new DomainError("x", 409, "m")).response.statusCode).toBe(409);
+    expect(errorToResponse(new DomainError("poolChanged", "m")).response.statusCode).toBe(409);
   });
 
   it("turns a bug into a 500 that leaks no message", () => {
