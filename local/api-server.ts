@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
+import { lambdaContext } from "./lambda-context.ts";
 
 export type HttpApiHandler = (
   event: APIGatewayProxyEventV2,
@@ -94,8 +95,7 @@ export function startApiServer(opts: {
       }
       const local = await opts.localRoute?.(req, body);
       if (local) return send(local);
-      const context = { awsRequestId: randomUUID(), functionName: "api" } as Context;
-      send(await opts.handler(toHttpApiEvent(req, body), context));
+      send(await opts.handler(toHttpApiEvent(req, body), lambdaContext("api", 30_000)));
     } catch (err) {
       console.error(`[api] ${(err as Error).stack ?? err}`);
       res.writeHead(500, { "content-type": "application/json" });

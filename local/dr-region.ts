@@ -39,7 +39,7 @@ async function ensureBucket(endpoint: string, bucket: string) {
 }
 
 const replicationQueue = (sqs: SQSClient, prefix: string) =>
-  // Long enough for a drill, which runs as one message.
+  // Messages wait by redelivery (a delta for the one before it), hence the higher receive count.
   ensureQueueWithDlq(sqs, `${prefix}-replication`, { visibilityTimeoutSeconds: 900, maxReceiveCount: 50 });
 
 export async function ensureDrResources(opts: {
@@ -86,7 +86,13 @@ export async function ensureDrResources(opts: {
   };
 }
 
-export function startDrPollers(app: App, sqs: SQSClient, res: DrResources, name: string): Poller[] {
+export function startDrPollers(
+  app: App,
+  sqs: SQSClient,
+  res: DrResources,
+  name: string,
+  timeoutsMs: { "user-data"?: number; replication?: number } = {},
+): Poller[] {
   return [
     startSqsPoller({
       sqs,
@@ -98,6 +104,7 @@ export function startDrPollers(app: App, sqs: SQSClient, res: DrResources, name:
       batchSize: 2,
       concurrency: 8,
       retryDelaySeconds: 1,
+      ...(timeoutsMs["user-data"] ? { timeoutMs: timeoutsMs["user-data"] } : {}),
     }),
     startSqsPoller({
       sqs,
@@ -108,6 +115,7 @@ export function startDrPollers(app: App, sqs: SQSClient, res: DrResources, name:
       batchSize: 2,
       concurrency: 8,
       retryDelaySeconds: 1,
+      ...(timeoutsMs.replication ? { timeoutMs: timeoutsMs.replication } : {}),
     }),
   ];
 }

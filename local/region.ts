@@ -2,7 +2,6 @@
  * One region of Pristine on the emulators: its table, queues, API server and in-process workers,
  * wired exactly as the Lambdas are in AWS. `npm start` and the integration tests both use it.
  */
-import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { documentClient, ensureTable } from "../shared/adapters/dynamodb/client.ts";
 import { sendJson, sqsClient } from "../shared/adapters/sqs/queue.ts";
 import { type App, createApp } from "../shared/app.ts";
@@ -10,11 +9,13 @@ import { defaultDatastoreOf, type PristineConfig, storageLayout } from "../share
 import { defaultWorkerSettings, type WorkerSettings } from "../shared/domain/clone-jobs.ts";
 import { hashApiKey } from "../shared/domain/tenants.ts";
 import { apiHandler } from "../shared/http/api.ts";
+import { problem, problemResponse, validationProblem } from "../shared/http/problem.ts";
 import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
 import { reconcilerHandler } from "../shared/workers/reconciler.ts";
 import { startApiServer } from "./api-server.ts";
 import { type DrResources, ensureDrResources, type PeerOptions, startDrPollers } from "./dr-region.ts";
+import { lambdaContext } from "./lambda-context.ts";
 import { ensureQueueWithDlq } from "./queues.ts";
 import { type Poller, startSqsPoller } from "./sqs-poller.ts";
 
@@ -38,7 +39,11 @@ export interface RegionOptions {
   /** The DR peer region (user data, images and configuration are replicated to it). */
   peer?: PeerOptions;
   userDataSizeBytes?: number;
+  /** Per-invocation time limits of the in-process workers (Lambda's function timeouts). */
+  functionTimeoutsMs?: Partial<Record<WorkerName, number>>;
 }
+
+export type WorkerName = "clone-worker" | "logoff" | "user-data" | "replication";
 
 export interface Region {
   name: string;
@@ -46,6 +51,8 @@ export interface Region {
   app: App;
   queues: { cloneJobs: { url: string; dlqUrl: string }; logoff: { url: string; dlqUrl: string } };
   dr: DrResources;
+  /** The in-process workers, by function name (their invocation figures, for tests). */
+  pollers: Poller[];
   stop(): Promise<void>;
 }
 
@@ -84,6 +91,10 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     dr: dr.config,
   };
   const app = createApp(config);
+  const timeout = (name: WorkerName) => {
+    const ms = opts.functionTimeoutsMs?.[name];
+    return ms === undefined ? {} : { timeoutMs: ms };
+  };
 
   const pollers: Poller[] = [
     startSqsPoller({
@@ -95,6 +106,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
       batchSize: 5,
       concurrency: opts.cloneWorkerConcurrency ?? 4,
       retryDelaySeconds: 2,
+      ...timeout("clone-worker"),
     }),
     startSqsPoller({
       sqs,
@@ -105,8 +117,9 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
       batchSize: 10,
       concurrency: 2,
       retryDelaySeconds: 2,
+      ...timeout("logoff"),
     }),
-    ...startDrPollers(app, sqs, dr, opts.name),
+    ...startDrPollers(app, sqs, dr, opts.name, opts.functionTimeoutsMs ?? {}),
   ];
 
   const reconcileEveryMs = opts.reconcileEveryMs ?? 60_000;
@@ -114,21 +127,14 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   const reconciler =
     reconcileEveryMs > 0
       ? setInterval(() => {
-          reconcileOnce().catch((err: Error) => console.error(`[reconciler] ${err.message}`));
+          reconcileOnce({}, lambdaContext(`${opts.name}-reconciler`)).catch((err: Error) =>
+            console.error(`[reconciler] ${err.message}`),
+          );
         }, reconcileEveryMs)
       : undefined;
 
   const handler = apiHandler(app);
-  const problem = (status: number, detail: string): APIGatewayProxyStructuredResultV2 => ({
-    statusCode: status,
-    headers: { "content-type": "application/problem+json" },
-    body: JSON.stringify({
-      type: "https://pristine.dev/problems/validation-error",
-      title: "Bad Request",
-      status,
-      detail,
-    }),
-  });
+
   const server = await startApiServer({
     port: opts.port ?? 0,
     handler,
@@ -136,16 +142,15 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     localRoute: async (req, body) => {
       if (req.url !== "/local/events" || req.method !== "POST") return undefined;
       if (req.headers.authorization !== `Bearer ${opts.operatorKey}`)
-        return problem(401, "operator key required");
+        return problemResponse(problem("unauthorized", "the local event stand-in needs the operator key"));
       let event: unknown;
       try {
         event = JSON.parse(body.toString("utf8"));
       } catch {
-        return problem(400, "body is not valid JSON");
+        return problemResponse(problem("malformedJson", "body is not valid JSON", { field: "body" }));
       }
       const parsed = logoffEventSchema.safeParse(event);
-      if (!parsed.success)
-        return problem(400, parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+      if (!parsed.success) return problemResponse(validationProblem("body", parsed.error).problem);
       await sendJson(sqs, logoff.url, [parsed.data]);
       return {
         statusCode: 202,
@@ -161,6 +166,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     app,
     queues: { cloneJobs, logoff },
     dr,
+    pollers,
     async stop() {
       clearInterval(reconciler);
       await server.close();

@@ -12,6 +12,7 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { lambdaContext } from "./lambda-context.ts";
 
 export type SqsHandler = (
   event: SQSEvent,
@@ -32,7 +33,19 @@ export interface PollerOptions {
    * shorter retry delay keeps the feedback loop quick. Set to undefined to keep Lambda's behaviour.
    */
   retryDelaySeconds?: number;
+  /**
+   * The function's time limit, as Lambda enforces it: an invocation still running after it counts
+   * as failed (its messages come back). Locally the work itself cannot be killed, so it is only
+   * reported; tests use it to prove that each delivery of a job stays short.
+   */
+  timeoutMs?: number;
   awsRegion?: string;
+}
+
+export interface PollerStats {
+  invocations: number;
+  timedOut: number;
+  longestInvocationMs: number;
 }
 
 function toRecord(m: Message, opts: PollerOptions): SQSRecord {
@@ -55,30 +68,16 @@ function toRecord(m: Message, opts: PollerOptions): SQSRecord {
   };
 }
 
-function lambdaContext(functionName: string, timeoutMs = 60_000): Context {
-  const started = Date.now();
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName,
-    functionVersion: "$LATEST",
-    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
-    memoryLimitInMB: "1024",
-    awsRequestId: crypto.randomUUID(),
-    logGroupName: `/aws/lambda/${functionName}`,
-    logStreamName: "local",
-    getRemainingTimeInMillis: () => Math.max(0, timeoutMs - (Date.now() - started)),
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  };
-}
-
 export interface Poller {
+  functionName: string;
+  stats(): PollerStats;
   stop(): Promise<void>;
 }
 
 export function startSqsPoller(opts: PollerOptions): Poller {
   let running = true;
+  const timeoutMs = opts.timeoutMs ?? 15 * 60_000;
+  const stats: PollerStats = { invocations: 0, timedOut: 0, longestInvocationMs: 0 };
   const abort = new AbortController();
   const batchSize = opts.batchSize ?? 10;
 
@@ -106,7 +105,21 @@ export function startSqsPoller(opts: PollerOptions): Poller {
       const records = messages.map((m) => toRecord(m, opts));
       let failedIds: Set<string>;
       try {
-        const response = await opts.handler({ Records: records }, lambdaContext(opts.functionName));
+        const started = Date.now();
+        const invocation = opts.handler({ Records: records }, lambdaContext(opts.functionName, timeoutMs));
+        let timer: NodeJS.Timeout | undefined;
+        const limit = new Promise<"timed-out">((resolve) => {
+          timer = setTimeout(() => resolve("timed-out"), timeoutMs);
+        });
+        const response = await Promise.race([invocation, limit]).finally(() => clearTimeout(timer));
+        const took = Date.now() - started;
+        stats.invocations++;
+        stats.longestInvocationMs = Math.max(stats.longestInvocationMs, took);
+        if (response === "timed-out") {
+          stats.timedOut++;
+          invocation.catch(() => undefined);
+          throw new Error(`Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`);
+        }
         failedIds = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
       } catch (err) {
         console.error(`[${opts.functionName}] invocation failed: ${(err as Error).message}`);
@@ -144,6 +157,8 @@ export function startSqsPoller(opts: PollerOptions): Poller {
 
   const loops = Array.from({ length: opts.concurrency ?? 2 }, () => loop());
   return {
+    functionName: opts.functionName,
+    stats: () => ({ ...stats }),
     async stop() {
       running = false;
       abort.abort();

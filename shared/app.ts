@@ -1,8 +1,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { documentClient, dynamoClient } from "./adapters/dynamodb/client.ts";
-import { drRepositories } from "./adapters/dynamodb/dr-repositories.ts";
-import { dynamoRepositories } from "./adapters/dynamodb/repositories.ts";
+import { dynamoRepositories } from "./adapters/dynamodb/repositories/index.ts";
 import { s3Client, s3PeerRegion, s3ReplicaInbox } from "./adapters/s3/replication-bucket.ts";
 import { sqsReplicationQueue, sqsUserDataJobQueue } from "./adapters/sqs/dr-queues.ts";
 import { sqsClient, sqsJobQueue } from "./adapters/sqs/queue.ts";
@@ -30,18 +29,17 @@ export function createApp(config: PristineConfig): App {
     // Registered datastores' folders come from the table; the default one from configuration.
     storage: qcow2Driver(config.storage, async (id) => (await repositories.datastores.get(id))?.path),
     clock: { now: () => new Date() },
-    ...drPorts(config, doc, sqs),
+    ...drPorts(config, sqs),
   };
   return { config, ports, sqs, dynamodb };
 }
 
-function drPorts(config: PristineConfig, doc: ReturnType<typeof documentClient>, sqs: SQSClient) {
+function drPorts(config: PristineConfig, sqs: SQSClient) {
   const dr = config.dr ?? { userDataPath: userDataPath("./.pristine"), userDataSizeBytes: 1024 ** 3 };
   const s3 = s3Client(config.endpoints.s3, config.awsRegion);
   const peer = dr.peer;
   const images = qcow2Paths(config.storage);
   return {
-    ...drRepositories(doc, config.tableName),
     userDataStore: qcow2UserDataStore(dr.userDataPath),
     userDataJobs: sqsUserDataJobQueue(sqs, dr.userDataQueueUrl),
     replication: sqsReplicationQueue(sqs, dr.replicationQueueUrl),

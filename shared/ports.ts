@@ -3,20 +3,24 @@
  * them; the domain never imports an SDK.
  */
 import type { DesktopState } from "./domain/desktop-state.ts";
-import type { Drill, DrState } from "./domain/dr.ts";
 import type {
   Datastore,
   DatastoreUsage,
   Desktop,
+  Drill,
+  DrState,
   Image,
   ImageSource,
   ImageVersion,
   Pool,
   Replica,
   Session,
+  SessionEnding,
   Tenant,
+  UserData,
+  UserDataChange,
+  UserDataRef,
 } from "./domain/model.ts";
-import type { UserData, UserDataChange } from "./domain/user-data.ts";
 import type { CloneJob } from "./messages/clone-job.ts";
 import type { ReplicationMessage } from "./messages/replication.ts";
 import type { UserDataJob } from "./messages/user-data-job.ts";
@@ -110,8 +114,10 @@ export interface DesktopRepository {
   list(tenantId: string, poolId: string): Promise<Desktop[]>;
   /** Up to `limit` AVAILABLE desktops, starting at a random point so concurrent logons spread out. */
   findFree(tenantId: string, poolId: string, limit: number): Promise<Desktop[]>;
-  /** Conditional on the current state being `from`; false when it was not. */
-  /** A desktop with an `assignedUserId` (dedicated) goes AVAILABLE without joining the free index. */
+  /**
+   * Conditional on the current state being `from`; false when it was not. A desktop with an
+   * `assignedUserId` (dedicated) goes AVAILABLE without joining the free index.
+   */
   transition(
     desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "assignedUserId">,
     from: DesktopState,
@@ -144,15 +150,15 @@ export interface SessionRepository {
     userId: string,
   ): Promise<"none" | "active" | "pending" | "released">;
   /**
-   * Claims the desktop for the session and takes the user's per-pool lock (at most one active
-   * session per user and pool). With `dedicate`, the desktop also becomes the user's own
-   * (dedicated pools, first logon), all in one transaction.
+   * Claims the session's desktop and takes the user's per-pool lock (at most one active session
+   * per user and pool). With `dedicate`, the desktop also becomes the user's own (dedicated pools,
+   * first logon), all in one transaction.
    */
-  assign(desktop: Desktop, session: Session, opts?: { dedicate?: boolean }): Promise<AssignResult>;
+  assign(session: Session, opts?: { dedicate?: boolean }): Promise<AssignResult>;
   /** Dedicated pools: the desktop id a user owns, if any. */
   ownedDesktop(tenantId: string, poolId: string, userId: string): Promise<string | undefined>;
   /** One atomic write: session ACTIVE -> ENDED, user lock released, desktop ASSIGNED -> REFRESHING. */
-  end(session: Session, endedAt: string, endedBy: NonNullable<Session["endedBy"]>): Promise<EndSessionResult>;
+  end(session: Session, endedAt: string, endedBy: SessionEnding): Promise<EndSessionResult>;
 }
 
 export interface JobQueue {
@@ -225,9 +231,7 @@ export interface Ports extends DrPorts {
   clock: Clock;
 }
 
-// --- User data and disaster recovery (issue 4) ---
-
-export type UserDataRef = Pick<UserData, "tenantId" | "userId">;
+// --- User data and disaster recovery ---
 
 export interface UserDataRepository {
   get(ref: UserDataRef): Promise<UserData | undefined>;
@@ -237,7 +241,7 @@ export interface UserDataRepository {
   /** Creates the record at version 0 unless it exists; returns the stored record either way. */
   createIfAbsent(record: UserData): Promise<UserData>;
   /** Conditional on the record being at `version` with no other session attached. */
-  attach(ref: UserDataRef, sessionId: string, version: number): Promise<boolean>;
+  attach(ref: UserDataRef, sessionId: string, version: number, at: string): Promise<boolean>;
   /** Version n -> n+1 and the change item, in one transaction; false when the record moved. */
   recordChange(change: UserDataChange, committedSessionId: string | undefined): Promise<boolean>;
   /** Clears `attachedSessionId` when it is this session (a discarded read-only session). */
@@ -285,7 +289,8 @@ export interface UserDataJobQueue {
 
 /** This region's replication queue (ship, apply, acks, drills). */
 export interface ReplicationQueue {
-  send(messages: ReplicationMessage[]): Promise<void>;
+  /** `delaySeconds` defers delivery (a step machine that waits between two looks). */
+  send(messages: ReplicationMessage[], opts?: { delaySeconds?: number }): Promise<void>;
 }
 
 /** The peer region as this region may reach it: its bucket and its replication queue. */
@@ -310,7 +315,8 @@ export interface DrRepository {
   updateState(tenantId: string, patch: Partial<Omit<DrState, "tenantId">>): Promise<void>;
   /** Marks the tenant's key (read at authentication) so this region refuses its logons. */
   setKeyFailedOver(tenantId: string, failedOver: boolean): Promise<void>;
-  putDrill(drill: Drill): Promise<void>;
+  /** Saves a drill; with `expectedSteps`, only if it is still at that step (false otherwise). */
+  putDrill(drill: Drill, expectedSteps?: number): Promise<boolean>;
   getDrill(tenantId: string, drillId: string): Promise<Drill | undefined>;
   /** Replicated configuration, written as the peer has it (idempotent upserts). */
   putTenant(tenant: Tenant, apiKeyHash: string): Promise<void>;

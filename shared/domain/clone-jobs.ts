@@ -1,12 +1,12 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
+import { desktopRef } from "./common.ts";
 import { DomainError, RetryLater } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { releaseUnusedReplicas } from "./images.ts";
 import type { Desktop, ImageVersion } from "./model.ts";
-import { desktopRef } from "./pools.ts";
 import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
-import { replicateConfig } from "./replication.ts";
+import { replicateConfig } from "./replication-config.ts";
 
 type WorkerPorts = Pick<
   Ports,
@@ -204,7 +204,6 @@ async function refreshDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kind:
     : "skipped: desktop moved while refreshing";
 }
 
-/** refreshPolicy `delete`: the desktop is destroyed and a new one provisioned in its place. */
 /** A quarantined desktop is replaced by a new one in the same slot (the reconciler asks). */
 async function replaceErrored(ports: WorkerPorts, job: Extract<CloneJob, { kind: "replace-desktop" }>) {
   const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
@@ -212,6 +211,10 @@ async function replaceErrored(ports: WorkerPorts, job: Extract<CloneJob, { kind:
   return replaceDesktop(ports, desktop);
 }
 
+/**
+ * The desktop is destroyed and a new one provisioned in its place, keeping its slot and its
+ * reservation (refreshPolicy `delete`, and quarantined desktops).
+ */
 async function replaceDesktop(ports: WorkerPorts, desktop: Desktop) {
   if (!(await ports.desktops.transition(desktop, desktop.state, "DELETING")))
     return `skipped: desktop moved while ${desktop.state.toLowerCase()}`;

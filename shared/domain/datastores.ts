@@ -1,5 +1,5 @@
 import type { Ports, Reservation } from "../ports.ts";
-import { conflict, DomainError, invalid, notFound } from "./errors.ts";
+import { DomainError, invalid, notFound } from "./errors.ts";
 import type { Datastore, DatastoreUsage } from "./model.ts";
 import { effectiveFreeBytes, GiB, type Placement, placeDesktops, provisionedPercent } from "./placement.ts";
 
@@ -44,8 +44,7 @@ export async function listDatastores(
 
 export const insufficientCapacity = (unplaced: number, shortfallBytes: number) =>
   new DomainError(
-    "insufficient-capacity",
-    409,
+    "insufficientCapacity",
     `not enough datastore capacity: ${unplaced} desktop(s) do not fit; ${(shortfallBytes / GiB).toFixed(2)} GiB more effective capacity is needed`,
   );
 
@@ -72,7 +71,7 @@ export async function placeAndReserve(
     });
     if (await commit(placement, reservations)) return;
   }
-  throw conflict("capacity-contention", "datastore capacity kept changing under this request; retry");
+  throw new DomainError("capacityContention", "datastore capacity kept changing under this request; retry");
 }
 
 /** The datastores a pool may use: the named ones (each must exist) or all of the region's. */

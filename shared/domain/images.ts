@@ -1,5 +1,5 @@
 import type { Ports } from "../ports.ts";
-import { conflict, notFound } from "./errors.ts";
+import { DomainError, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Image, ImageSource, ImageVersion } from "./model.ts";
 
@@ -17,6 +17,10 @@ export async function createImage(
   };
   await ports.images.createImage(image);
   return image;
+}
+
+export function listImages(ports: Pick<Ports, "images">, tenantId: string): Promise<Image[]> {
+  return ports.images.listImages(tenantId);
 }
 
 export async function getImage(ports: Pick<Ports, "images">, tenantId: string, imageId: string) {
@@ -90,7 +94,10 @@ export async function retireVersion(
 ): Promise<ImageVersion> {
   const version = await requireVersion(ports, tenantId, imageId, n);
   if (version.state !== "READY")
-    throw conflict("image-version-not-ready", `image ${imageId} version ${n} is ${version.state}, not READY`);
+    throw new DomainError(
+      "imageVersionNotReady",
+      `image ${imageId} version ${n} is ${version.state}, not READY`,
+    );
   const at = version.retiredAt ?? ports.clock.now().toISOString();
   await ports.images.retireVersion(tenantId, imageId, n, at);
   await releaseUnusedReplicas(ports, tenantId, imageId, n);
@@ -126,12 +133,12 @@ export async function deleteVersion(
 ): Promise<void> {
   const version = await requireVersion(ports, tenantId, imageId, n);
   if (version.state === "PUBLISHING")
-    throw conflict("image-version-in-use", `image ${imageId} version ${n} is still publishing`);
+    throw new DomainError("imageVersionInUse", `image ${imageId} version ${n} is still publishing`);
   const use = await versionUse(ports, tenantId, imageId, n);
   if (use.desktops > 0 || use.pools.length > 0) {
     const pools = use.pools.length > 0 ? `; pools targeting it: ${use.pools.join(", ")}` : "";
-    throw conflict(
-      "image-version-in-use",
+    throw new DomainError(
+      "imageVersionInUse",
       `image ${imageId} version ${n} is used by ${use.desktops} desktop(s)${pools}`,
     );
   }

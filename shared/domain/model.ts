@@ -14,7 +14,12 @@ export interface Image {
   createdAt: string;
 }
 
-export type ImageVersionState = "PUBLISHING" | "READY" | "FAILED";
+/*
+ * Enumerations are constants first: the API's schemas and the table's codecs derive from them, so
+ * a new value is added in one place.
+ */
+export const imageVersionStates = ["PUBLISHING", "READY", "FAILED"] as const;
+export type ImageVersionState = (typeof imageVersionStates)[number];
 
 export type ImageSource = { path: string } | { blankSizeMiB: number };
 
@@ -35,10 +40,14 @@ export interface ImageVersion {
   retiredAt?: string;
 }
 
-export type PoolState = "ACTIVE" | "DELETING";
-export type Assignment = "floating" | "dedicated";
-export type CloneType = "linked" | "full";
-export type RefreshPolicy = "refresh" | "delete" | "none";
+export const poolStates = ["ACTIVE", "DELETING"] as const;
+export type PoolState = (typeof poolStates)[number];
+export const assignments = ["floating", "dedicated"] as const;
+export type Assignment = (typeof assignments)[number];
+export const cloneTypes = ["linked", "full"] as const;
+export type CloneType = (typeof cloneTypes)[number];
+export const refreshPolicies = ["refresh", "delete", "none"] as const;
+export type RefreshPolicy = (typeof refreshPolicies)[number];
 
 export interface RecomposeTarget {
   fromVersion: number;
@@ -123,7 +132,10 @@ export interface Desktop {
   updatedAt: string;
 }
 
-export type SessionState = "ACTIVE" | "ENDED";
+export const sessionStates = ["ACTIVE", "ENDED"] as const;
+export type SessionState = (typeof sessionStates)[number];
+export const sessionEndings = ["api", "event", "pool-delete", "recompose"] as const;
+export type SessionEnding = (typeof sessionEndings)[number];
 
 export interface Session {
   tenantId: string;
@@ -134,7 +146,7 @@ export interface Session {
   state: SessionState;
   startedAt: string;
   endedAt?: string;
-  endedBy?: "api" | "event" | "pool-delete" | "recompose";
+  endedBy?: SessionEnding;
 }
 
 export interface ConnectionInfo {
@@ -145,4 +157,117 @@ export interface ConnectionInfo {
 
 export function connectionInfo(desktop: Pick<Desktop, "desktopId" | "poolId">): ConnectionInfo {
   return { protocol: "rdp", host: `${desktop.desktopId}.${desktop.poolId}.desktops.internal`, port: 3389 };
+}
+
+/**
+ * A user's data disk: the only per-user state that survives a refresh and the only thing shipped
+ * to the DR region. Versions count committed sessions (0 is the blank disk); `sha256` is the
+ * content checksum of the current version, the same in every region that holds it.
+ */
+export interface UserData {
+  tenantId: string;
+  userId: string;
+  version: number;
+  sha256: string;
+  sizeBytes: number;
+  /** The one session that may write the disk (its overlay is committed at logoff). */
+  attachedSessionId?: string;
+  attachedVersion?: number;
+  /** When the attached session's disk was ready (a drill measures its RTO with it). */
+  attachedAt?: string;
+  lastCommittedSessionId?: string;
+  lastChangeAt: string;
+  createdAt: string;
+  /** Highest version the peer region has applied and verified (versions applied here from the peer count too). */
+  replicatedVersion: number;
+  replicatedAt?: string;
+}
+
+export type UserDataRef = Pick<UserData, "tenantId" | "userId">;
+
+/** One version's change: the delta of the session that made it. */
+export interface UserDataChange {
+  tenantId: string;
+  userId: string;
+  version: number;
+  sha256: string;
+  deltaBytes: number;
+  sessionId?: string;
+  /** The region whose session made the change. */
+  origin: string;
+  committedAt: string;
+  shippedAt?: string;
+  shippedBytes?: number;
+  /** When the peer region applied and verified it. */
+  replicatedAt?: string;
+}
+
+export type UserDataState = "ATTACHING" | "ATTACHED" | "READ_ONLY" | "COMMITTING" | "COMMITTED";
+
+/** A region's disaster-recovery state for one tenant. */
+export interface DrState {
+  tenantId: string;
+  /** Primary: the tenant is served by the peer. DR: this region serves the tenant. */
+  failedOver?: boolean;
+  failedOverAt?: string;
+  failingBack?: boolean;
+  failedBackAt?: string;
+  /** DR: the peer's pools, as replicated; a drill or a failover turns them into desktops. */
+  standbyPools?: Pool[];
+  configAppliedAt?: string;
+  /** Source: image versions already in the peer's bucket ("<imageId>@<n>"), shipped once each. */
+  shippedImages?: string[];
+}
+
+export const drillStates = ["RUNNING", "SUCCEEDED", "FAILED"] as const;
+export type DrillState = (typeof drillStates)[number];
+
+/**
+ * A drill is a step machine: each delivery of its job does one short step from `phase` and, while
+ * it waits for desktops or user data, queues itself again with a delay.
+ */
+export const drillPhases = [
+  "STARTING",
+  "PROVISIONING",
+  "WAITING_FOR_DESKTOPS",
+  "LOGGING_ON",
+  "WAITING_FOR_USER_DATA",
+  "VERIFYING",
+  "CLEANING_UP",
+  "DONE",
+] as const;
+export type DrillPhase = (typeof drillPhases)[number];
+
+export interface Drill {
+  tenantId: string;
+  drillId: string;
+  state: DrillState;
+  phase: DrillPhase;
+  pools: string[];
+  sampleUsers?: number;
+  /** The users the drill logs on (chosen at its start). */
+  users?: string[];
+  drillPools?: string[];
+  /** The drill's sessions, once logged on. */
+  sessions?: Pick<Session, "sessionId" | "userId" | "poolId">[];
+  /** When each user's data was attached (epoch ms), as the drill saw it. */
+  attachedAt?: Record<string, number>;
+  /** When the current phase began (a waiting phase fails past its deadline). */
+  phaseStartedAt?: string;
+  /** How many deliveries of the drill's job did work (each one short). */
+  steps?: number;
+  startedAt: string;
+  finishedAt?: string;
+  /** Age of the oldest change the peer committed but this region had not applied at drill start. */
+  rpoMs?: number;
+  rpoNote?: string;
+  /** Drill start to the first / to every user logged on with their data attached. */
+  rtoFirstLogonMs?: number;
+  rtoAllLogonsMs?: number;
+  usersPlanned?: number;
+  usersLoggedOn?: number;
+  usersVerified?: number;
+  usersFailed?: { userId: string; reason: string }[];
+  bytesShipped?: number;
+  error?: string;
 }

@@ -1,12 +1,13 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports, Reservation } from "../ports.ts";
+import { assertActive, commitLater, desktopRef, requirePool } from "./common.ts";
 import { allowedDatastores, type DefaultDatastore, placeAndReserve } from "./datastores.ts";
 import { type DesktopState, emptyStateCounts } from "./desktop-state.ts";
-import { conflict, notFound } from "./errors.ts";
+import { DomainError, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Assignment, CloneType, Desktop, ImageVersion, Pool, RefreshPolicy } from "./model.ts";
-import { replicateConfig } from "./replication.ts";
-import { commitLater } from "./sessions.ts";
+import { recomposeProgress } from "./recompose-progress.ts";
+import { replicateConfig } from "./replication-config.ts";
 
 export interface CreatePoolInput {
   name: string;
@@ -34,11 +35,14 @@ export async function usableVersion(
   const version = n > 0 ? await ports.images.getVersion(tenantId, imageId, n) : undefined;
   if (!version) throw notFound("image version", `${imageId}@${n}`);
   if (version.state !== "READY") {
-    throw conflict("image-version-not-ready", `image ${imageId} version ${n} is ${version.state}, not READY`);
+    throw new DomainError(
+      "imageVersionNotReady",
+      `image ${imageId} version ${n} is ${version.state}, not READY`,
+    );
   }
   if (version.retiredAt)
-    throw conflict(
-      "image-version-retired",
+    throw new DomainError(
+      "imageVersionRetired",
       `image ${imageId} version ${n} is retired: no new desktops from it`,
     );
   return version;
@@ -173,7 +177,7 @@ export async function resizePool(
   defaults: DefaultDatastore,
 ): Promise<Pool> {
   const pool = await requirePool(ports, tenantId, poolId);
-  if (pool.state !== "ACTIVE") throw conflict("pool-not-active", `pool ${poolId} is ${pool.state}`);
+  assertActive(pool);
   if (size === pool.size) return pool;
   if (size < pool.size) {
     const free = (await ports.desktops.list(tenantId, poolId)).filter((d) => d.state === "AVAILABLE");
@@ -184,7 +188,7 @@ export async function resizePool(
     }
     const newSize = pool.size - gone.length;
     if (!(await ports.pools.grow(pool, newSize, [], [])))
-      throw conflict("pool-changed", `pool ${poolId} changed during the resize; retry`);
+      throw new DomainError("poolChanged", `pool ${poolId} changed during the resize; retry`);
     await ports.jobs.send(gone.map((d) => ({ kind: "delete-desktop", ...desktopRef(d) })));
     return { ...pool, size: newSize };
   }
@@ -195,24 +199,14 @@ export async function resizePool(
   return { ...pool, size };
 }
 
-export function desktopRef(d: Pick<Desktop, "tenantId" | "poolId" | "desktopId">) {
-  return { tenantId: d.tenantId, poolId: d.poolId, desktopId: d.desktopId };
-}
-
-export async function requirePool(
-  ports: Pick<Ports, "pools">,
-  tenantId: string,
-  poolId: string,
-): Promise<Pool> {
-  const pool = await ports.pools.get(tenantId, poolId);
-  if (!pool) throw notFound("pool", poolId);
-  return pool;
-}
-
 export function countByState(desktops: Pick<Desktop, "state">[]): Record<DesktopState, number> {
   const counts = emptyStateCounts();
   for (const d of desktops) counts[d.state] += 1;
   return counts;
+}
+
+export function listPools(ports: Pick<Ports, "pools">, tenantId: string): Promise<Pool[]> {
+  return ports.pools.list(tenantId);
 }
 
 export async function describePool(
@@ -272,22 +266,4 @@ export async function deletePool(
   await ports.jobs.send(toDelete.map((d) => ({ kind: "delete-desktop", ...desktopRef(d) })));
   if (desktops.length === 0) await ports.pools.remove(tenantId, poolId);
   return { ...pool, state: "DELETING" };
-}
-
-/** Recompose progress, counted from the desktops themselves (no counter to drift). */
-export function recomposeProgress(
-  recompose: NonNullable<Pool["recompose"]>,
-  desktops: Pick<Desktop, "state" | "imageVersion">[],
-) {
-  let done = 0;
-  let pending = 0;
-  let failed = 0;
-  for (const d of desktops) {
-    if (d.state === "DELETING") continue;
-    if (d.state === "ERROR") failed += 1;
-    else if (d.imageVersion === recompose.toVersion && (d.state === "AVAILABLE" || d.state === "ASSIGNED"))
-      done += 1;
-    else pending += 1;
-  }
-  return { ...recompose, done, pending, failed };
 }

@@ -1,10 +1,10 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
+import { desktopRef } from "./common.ts";
 import { type DefaultDatastore, listDatastores, placeAndReserve, requireDatastore } from "./datastores.ts";
 import { newId } from "./ids.ts";
 import type { Desktop } from "./model.ts";
 import { GiB, placeDesktops } from "./placement.ts";
-import { desktopRef } from "./pools.ts";
 
 /**
  * Moves FREE desktops off a datastore whose provisioned share is above `thresholdPercent`: each

@@ -1,8 +1,9 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
-import { conflict } from "./errors.ts";
+import { assertActive, desktopRef, requirePool } from "./common.ts";
+import { DomainError } from "./errors.ts";
 import type { Pool } from "./model.ts";
-import { describePool, desktopRef, requirePool, usableVersion } from "./pools.ts";
+import { describePool, usableVersion } from "./pools.ts";
 import { logoff } from "./sessions.ts";
 
 type RecomposePorts = Pick<
@@ -23,7 +24,7 @@ export async function recomposePool(
   input: { imageVersion: number; force?: boolean },
 ) {
   const pool = await requirePool(ports, tenantId, poolId);
-  if (pool.state !== "ACTIVE") throw conflict("pool-not-active", `pool ${poolId} is ${pool.state}`);
+  assertActive(pool);
   const version = await usableVersion(ports, tenantId, pool.imageId, input.imageVersion);
   const recompose: NonNullable<Pool["recompose"]> =
     version.version === pool.imageVersion && pool.recompose
@@ -65,7 +66,7 @@ export async function rollbackRecompose(
   input: { force?: boolean },
 ) {
   const pool = await requirePool(ports, tenantId, poolId);
-  if (!pool.recompose) throw conflict("no-recompose", `pool ${poolId} has never been recomposed`);
+  if (!pool.recompose) throw new DomainError("noRecompose", `pool ${poolId} has never been recomposed`);
   return recomposePool(ports, tenantId, poolId, {
     imageVersion: pool.recompose.fromVersion,
     ...(input.force !== undefined ? { force: input.force } : {}),

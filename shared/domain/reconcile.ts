@@ -1,6 +1,6 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
-import { desktopRef } from "./pools.ts";
+import { desktopRef } from "./common.ts";
 
 export interface ReconcileReport {
   examined: number;

@@ -3,7 +3,7 @@ import type { Ports } from "../ports.ts";
 import { unauthorized } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Tenant } from "./model.ts";
-import { replicateConfig } from "./replication.ts";
+import { replicateConfig } from "./replication-config.ts";
 
 /**
  * API keys are 256-bit random secrets, so a plain SHA-256 is a sound one-way store (no need for a

@@ -1,47 +1,8 @@
-import type { Ports, UserDataRef } from "../ports.ts";
-import type { Session } from "./model.ts";
+import type { Ports } from "../ports.ts";
+import { userRef } from "./common.ts";
+import { RetryLater } from "./errors.ts";
+import type { Session, UserData, UserDataChange, UserDataRef, UserDataState } from "./model.ts";
 import { getSession } from "./sessions.ts";
-
-/**
- * A user's data disk: the only per-user state that survives a refresh and the only thing shipped
- * to the DR region. Versions count committed sessions (0 is the blank disk); `sha256` is the
- * content checksum of the current version, the same in every region that holds it.
- */
-export interface UserData {
-  tenantId: string;
-  userId: string;
-  version: number;
-  sha256: string;
-  sizeBytes: number;
-  /** The one session that may write the disk (its overlay is committed at logoff). */
-  attachedSessionId?: string;
-  attachedVersion?: number;
-  lastCommittedSessionId?: string;
-  lastChangeAt: string;
-  createdAt: string;
-  /** Highest version the peer region has applied and verified (versions applied here from the peer count too). */
-  replicatedVersion: number;
-  replicatedAt?: string;
-}
-
-/** One version's change: the delta of the session that made it. */
-export interface UserDataChange {
-  tenantId: string;
-  userId: string;
-  version: number;
-  sha256: string;
-  deltaBytes: number;
-  sessionId?: string;
-  /** The region whose session made the change. */
-  origin: string;
-  committedAt: string;
-  shippedAt?: string;
-  shippedBytes?: number;
-  /** When the peer region applied and verified it. */
-  replicatedAt?: string;
-}
-
-export type UserDataState = "ATTACHING" | "ATTACHED" | "READ_ONLY" | "COMMITTING" | "COMMITTED";
 
 type UserDataPorts = Pick<
   Ports,
@@ -49,8 +10,6 @@ type UserDataPorts = Pick<
 > & {
   region: Pick<Ports["region"], "name" | "userDataSizeBytes">;
 };
-
-const refOf = (job: UserDataRef): UserDataRef => ({ tenantId: job.tenantId, userId: job.userId });
 
 async function ensureRecord(ports: UserDataPorts, ref: UserDataRef): Promise<UserData> {
   const existing = await ports.userData.get(ref);
@@ -78,7 +37,7 @@ export async function attachUserData(
   ports: UserDataPorts,
   job: UserDataRef & { sessionId: string },
 ): Promise<string> {
-  const ref = refOf(job);
+  const ref = userRef(job);
   let record = await ensureRecord(ports, ref);
   if (record.attachedSessionId === job.sessionId) {
     await ports.userDataStore.ensureOverlay(ref, job.sessionId, record.attachedVersion ?? record.version);
@@ -95,8 +54,8 @@ export async function attachUserData(
   }
   // The overlay first: a session reported ATTACHED always has its disk.
   await ports.userDataStore.ensureOverlay(ref, job.sessionId, record.version);
-  if (!(await ports.userData.attach(ref, job.sessionId, record.version))) {
-    throw new Error(`user data of ${job.userId} moved while attaching; retry`);
+  if (!(await ports.userData.attach(ref, job.sessionId, record.version, ports.clock.now().toISOString()))) {
+    throw new RetryLater(`user data of ${job.userId} moved while attaching`);
   }
   return `attached v${record.version}`;
 }
@@ -110,7 +69,7 @@ export async function commitUserData(
   ports: UserDataPorts,
   job: UserDataRef & { sessionId: string },
 ): Promise<string> {
-  const ref = refOf(job);
+  const ref = userRef(job);
   const record = await ports.userData.get(ref);
   if (!record) return "skipped: no user data";
   if (record.lastCommittedSessionId === job.sessionId) {
@@ -140,7 +99,7 @@ export async function commitUserData(
   if (!(await ports.userData.recordChange(change, job.sessionId))) {
     const now = await ports.userData.get(ref);
     if (now?.lastCommittedSessionId !== job.sessionId)
-      throw new Error(`user data of ${job.userId} moved while committing; retry`);
+      throw new RetryLater(`user data of ${job.userId} moved while committing`);
   }
   await ports.userDataStore.removeOverlay(ref, job.sessionId);
   // The previous version stays for read-only overlays opened on it; older ones go.
@@ -159,8 +118,8 @@ export async function discardUserData(
   ports: Pick<Ports, "userData" | "userDataStore">,
   job: UserDataRef & { sessionId: string },
 ): Promise<string> {
-  await ports.userData.detach(refOf(job), job.sessionId);
-  await ports.userDataStore.removeOverlay(refOf(job), job.sessionId);
+  await ports.userData.detach(userRef(job), job.sessionId);
+  await ports.userDataStore.removeOverlay(userRef(job), job.sessionId);
   return "discarded";
 }
 
@@ -179,7 +138,7 @@ export async function sessionUserData(
   ports: Pick<Ports, "userData" | "userDataStore">,
   session: Pick<Session, "tenantId" | "userId" | "sessionId" | "state">,
 ): Promise<{ state: UserDataState; version?: number }> {
-  const ref = refOf(session);
+  const ref = userRef(session);
   const record = await ports.userData.get(ref);
   if (record?.attachedSessionId === session.sessionId) {
     return session.state === "ACTIVE"

@@ -1,5 +1,6 @@
 /** Request schemas of the v1 API (DESIGN.md §4), one per body / path parameter. */
 import { z } from "zod";
+import { assignments, cloneTypes, refreshPolicies } from "../domain/model.ts";
 
 export const id = z
   .string()
@@ -44,9 +45,9 @@ export const createPoolBody = z
     imageId: id,
     imageVersion: z.number().int().positive().optional(),
     size: poolSize,
-    assignment: z.enum(["floating", "dedicated"]).default("floating"),
-    cloneType: z.enum(["linked", "full"]).default("linked"),
-    refreshPolicy: z.enum(["refresh", "delete", "none"]).optional(),
+    assignment: z.enum(assignments).default("floating"),
+    cloneType: z.enum(cloneTypes).default("linked"),
+    refreshPolicy: z.enum(refreshPolicies).optional(),
     refreshWhenDeltaExceedsPercent: z.number().positive().max(10_000).optional(),
     refreshEveryDays: z.number().positive().max(3650).optional(),
     datastoreIds: z.array(id).min(1).max(64).optional(),

@@ -41,7 +41,13 @@ export const replicationMessageSchema = z.discriminatedUnion("kind", [
   /** Own queue: keeps telling the peer about a failover until it hears it. */
   z.object({ kind: z.literal("notify-failover"), tenantId: z.string().min(1), failedOver: z.boolean() }),
   z.object({ kind: z.literal("run-failback"), tenantId: z.string().min(1) }),
-  z.object({ kind: z.literal("run-drill"), tenantId: z.string().min(1), drillId: z.string().min(1) }),
+  /** One step of a drill (a step machine): `step` is the drill's step count it was sent for. */
+  z.object({
+    kind: z.literal("run-drill"),
+    tenantId: z.string().min(1),
+    drillId: z.string().min(1),
+    step: z.number().int().min(0).optional(),
+  }),
 ]);
 
 export type ReplicationMessage = z.infer<typeof replicationMessageSchema>;

@@ -1,13 +1,9 @@
 import type { App } from "../app.ts";
-import { notifyFailover, runDrill, runFailback, setFailover } from "../domain/dr.ts";
-import {
-  applyConfig,
-  applyUserData,
-  shipConfig,
-  shipUserData,
-  userDataApplied,
-} from "../domain/replication.ts";
+import { notifyFailover, runFailback, setFailover } from "../domain/dr.ts";
+import { runDrillStep } from "../domain/drill.ts";
+import { applyConfig, shipConfig } from "../domain/replication-config.ts";
 import { attachUserData, commitUserData, discardUserData } from "../domain/user-data.ts";
+import { applyUserData, shipUserData, userDataApplied } from "../domain/user-data-replication.ts";
 import { type ReplicationMessage, replicationMessageSchema } from "../messages/replication.ts";
 import { type UserDataJob, userDataJobSchema } from "../messages/user-data-job.ts";
 import { sqsWorker } from "./sqs-batch.ts";
@@ -47,7 +43,7 @@ export function runReplicationMessage(app: App, m: ReplicationMessage): Promise<
     case "run-failback":
       return runFailback(ports, m.tenantId);
     case "run-drill":
-      return runDrill(ports, m, app.config.defaultDatastore);
+      return runDrillStep(ports, m, app.config.defaultDatastore);
   }
 }
 

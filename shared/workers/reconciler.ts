@@ -1,12 +1,18 @@
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
 import type { App } from "../app.ts";
 import { reconcile } from "../domain/reconcile.ts";
 import { logger } from "../logger.ts";
 
 /** Scheduled: desktops stuck for longer than any job should take get their job again. */
-export const reconcilerHandler =
-  (app: App, staleAfterMs = Number(process.env.PRISTINE_RECONCILE_STALE_AFTER_MS ?? 15 * 60_000)) =>
-  async () => {
-    const report = await reconcile(app.ports, staleAfterMs);
-    logger.info("reconciled", { ...report });
-    return report;
-  };
+export const reconcilerHandler = (
+  app: App,
+  staleAfterMs = Number(process.env.PRISTINE_RECONCILE_STALE_AFTER_MS ?? 15 * 60_000),
+) =>
+  middy()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .handler(async () => {
+      const report = await reconcile(app.ports, staleAfterMs);
+      logger.info("reconciled", { ...report });
+      return report;
+    });

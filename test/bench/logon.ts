@@ -215,9 +215,9 @@ export async function benchLogon(env: BenchEnv): Promise<void> {
   const findFree = desktopRepo.findFree.bind(desktopRepo);
   let claimAttempts = 0;
   let freeQueries = 0;
-  sessions.assign = (d, s, o) => {
+  sessions.assign = (s, o) => {
     claimAttempts++;
-    return assign(d, s, o);
+    return assign(s, o);
   };
   desktopRepo.findFree = (t, p, n) => {
     freeQueries++;

@@ -1,6 +1,11 @@
-import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from "@aws-sdk/client-dynamodb";
+import {
+  CreateTableCommand,
+  DynamoDBClient,
+  ResourceInUseException,
+  UpdateTimeToLiveCommand,
+} from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { freeIndex } from "./keys.ts";
+import { tableSchema } from "./table-schema.ts";
 
 export function dynamoClient(endpoint?: string, region?: string): DynamoDBClient {
   return new DynamoDBClient({ ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
@@ -11,36 +16,42 @@ export function documentClient(endpoint?: string | DynamoDBClient, region?: stri
   return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
 }
 
-/** Creates the table as the CDK stack defines it (local runtime and tests; in AWS, CDK owns it). */
+/** Creates the table from the shared schema (local runtime and tests; in AWS, CDK owns it). */
 export async function ensureTable(doc: DynamoDBDocumentClient, tableName: string): Promise<void> {
+  const s = tableSchema;
+  const attributes = new Set([
+    s.partitionKey,
+    s.sortKey,
+    ...s.indexes.flatMap((i) => [i.partitionKey, i.sortKey]),
+  ]);
   try {
     await doc.send(
       new CreateTableCommand({
         TableName: tableName,
         BillingMode: "PAY_PER_REQUEST",
-        AttributeDefinitions: [
-          { AttributeName: "pk", AttributeType: "S" },
-          { AttributeName: "sk", AttributeType: "S" },
-          { AttributeName: freeIndex.pk, AttributeType: "S" },
-          { AttributeName: freeIndex.sk, AttributeType: "S" },
-        ],
+        AttributeDefinitions: [...attributes].map((AttributeName) => ({ AttributeName, AttributeType: "S" })),
         KeySchema: [
-          { AttributeName: "pk", KeyType: "HASH" },
-          { AttributeName: "sk", KeyType: "RANGE" },
+          { AttributeName: s.partitionKey, KeyType: "HASH" },
+          { AttributeName: s.sortKey, KeyType: "RANGE" },
         ],
-        GlobalSecondaryIndexes: [
-          {
-            IndexName: freeIndex.name,
-            KeySchema: [
-              { AttributeName: freeIndex.pk, KeyType: "HASH" },
-              { AttributeName: freeIndex.sk, KeyType: "RANGE" },
-            ],
-            Projection: { ProjectionType: "ALL" },
-          },
-        ],
+        GlobalSecondaryIndexes: s.indexes.map((i) => ({
+          IndexName: i.name,
+          KeySchema: [
+            { AttributeName: i.partitionKey, KeyType: "HASH" },
+            { AttributeName: i.sortKey, KeyType: "RANGE" },
+          ],
+          Projection: { ProjectionType: "ALL" },
+        })),
       }),
     );
   } catch (err) {
-    if (!(err instanceof ResourceInUseException)) throw err;
+    if (err instanceof ResourceInUseException) return;
+    throw err;
   }
+  await doc.send(
+    new UpdateTimeToLiveCommand({
+      TableName: tableName,
+      TimeToLiveSpecification: { AttributeName: s.ttlAttribute, Enabled: true },
+    }),
+  );
 }

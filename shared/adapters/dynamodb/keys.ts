@@ -21,11 +21,11 @@
  *   DR drill      TENANT#<t>                  DRILL#<d>
  *   DR state      TENANT#<t>                  DR            (failed over or not; replicated config sync)
  *
+ * The table itself (keys, GSI1, TTL) is described in table-schema.ts; entity codecs in entities.ts.
+ *
  * GSI1 is sparse: only AVAILABLE desktops carry gsi1pk = FREE#<t>#<p>; gsi1sk is the desktop's
  * `spread` token, evenly spread over the key space so that concurrent logons rarely collide.
  */
-export const tableKeys = { pk: "pk", sk: "sk" } as const;
-export const freeIndex = { name: "gsi1", pk: "gsi1pk", sk: "gsi1sk" } as const;
 
 export const keys = {
   tenant: (t: string) => ({ pk: `TENANT#${t}`, sk: "TENANT" }),
@@ -69,12 +69,3 @@ export const keys = {
   drill: (t: string, d: string) => ({ pk: `TENANT#${t}`, sk: `DRILL#${d}` }),
   drState: (t: string) => ({ pk: `TENANT#${t}`, sk: "DR" }),
 };
-
-/** Attributes that only exist to index an item; stripped before an item becomes a domain object. */
-const keyAttributes = ["pk", "sk", "gsi1pk", "gsi1sk", "entity", "spread"];
-
-export function fromItem<T>(item: Record<string, unknown>): T {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(item)) if (!keyAttributes.includes(k)) out[k] = v;
-  return out as T;
-}

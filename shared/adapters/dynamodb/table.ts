@@ -1,42 +1,53 @@
 import {
+  BatchWriteCommand,
+  DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
   type QueryCommandInput,
   ScanCommand,
+  UpdateCommand,
+  type UpdateCommandInput,
 } from "@aws-sdk/lib-dynamodb";
-import { fromItem } from "./keys.ts";
+import type { EntityCodec, Item, Key } from "./entities.ts";
+import { isConditionFailure } from "./errors.ts";
 
-/** The reads every repository of the single table shares. */
-export function tableReads(doc: DynamoDBDocumentClient, table: string) {
-  const get = async <T>(key: { pk: string; sk: string }, consistent = false) => {
+export type Table = ReturnType<typeof tableAccess>;
+
+/** The reads and writes every repository of the single table shares. */
+export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
+  const get = async <T>(codec: EntityCodec<T>, key: Key, consistent = true) => {
     const out = await doc.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: consistent }));
-    return out.Item ? fromItem<T>(out.Item) : undefined;
+    return out.Item ? codec.fromItem(out.Item) : undefined;
   };
 
-  const queryAll = async <T>(input: Omit<QueryCommandInput, "TableName">): Promise<T[]> => {
-    const items: T[] = [];
+  /** Every item of a query (all pages); with a codec, only its entity's items, decoded. */
+  const queryItems = async (input: Omit<QueryCommandInput, "TableName">): Promise<Item[]> => {
+    const items: Item[] = [];
     let start: Record<string, unknown> | undefined;
     do {
       const out = await doc.send(new QueryCommand({ ...input, TableName: table, ExclusiveStartKey: start }));
-      for (const item of out.Items ?? []) items.push(fromItem<T>(item));
+      items.push(...(out.Items ?? []));
       start = out.LastEvaluatedKey;
     } while (start);
     return items;
   };
 
-  const byPrefix = <T>(pk: string, prefix: string) =>
-    queryAll<T>({
-      KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
-      ExpressionAttributeValues: { ":pk": pk, ":prefix": prefix },
-      ConsistentRead: true,
-    });
+  const byPrefix = async <T>(codec: EntityCodec<T>, pk: string, prefix: string) =>
+    (
+      await queryItems({
+        KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
+        ExpressionAttributeValues: { ":pk": pk, ":prefix": prefix },
+        ConsistentRead: true,
+      })
+    ).map((item) => codec.fromItem(item));
 
   /** A filtered scan of the whole table: for the reconciler's sweeps only, never a request path. */
   const scanAll = async <T>(
+    codec: EntityCodec<T>,
     filter: string,
     values: Record<string, unknown>,
-    names: Record<string, string> = { "#state": "state" },
+    names?: Record<string, string>,
   ): Promise<T[]> => {
     const found: T[] = [];
     let start: Record<string, unknown> | undefined;
@@ -44,17 +55,74 @@ export function tableReads(doc: DynamoDBDocumentClient, table: string) {
       const out = await doc.send(
         new ScanCommand({
           TableName: table,
-          FilterExpression: filter,
-          ...(filter.includes("#") ? { ExpressionAttributeNames: names } : {}),
-          ExpressionAttributeValues: values,
+          FilterExpression: `entity = :entity AND (${filter})`,
+          ...(names ? { ExpressionAttributeNames: names } : {}),
+          ExpressionAttributeValues: { ":entity": codec.name, ...values },
           ExclusiveStartKey: start,
         }),
       );
-      for (const item of out.Items ?? []) found.push(fromItem<T>(item));
+      for (const item of out.Items ?? []) found.push(codec.fromItem(item));
       start = out.LastEvaluatedKey;
     } while (start);
     return found;
   };
 
-  return { get, queryAll, byPrefix, scanAll };
+  /** Writes items 25 at a time, retrying what DynamoDB leaves unprocessed. */
+  const batchPut = async (items: Item[]) => {
+    for (let i = 0; i < items.length; i += 25) {
+      let pending: Item[] | undefined = items.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } }));
+      for (let attempt = 0; pending && pending.length > 0; attempt++) {
+        if (attempt > 10) throw new Error("batch write kept returning unprocessed items");
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 2 ** attempt * 10));
+        const out = await doc.send(new BatchWriteCommand({ RequestItems: { [table]: pending as never } }));
+        pending = out.UnprocessedItems?.[table] as Item[] | undefined;
+      }
+    }
+  };
+
+  /** An update that may find its condition false: answers whether it was applied. */
+  const tryUpdate = async (input: Omit<UpdateCommandInput, "TableName">) => {
+    try {
+      await doc.send(new UpdateCommand({ ...input, TableName: table }));
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
+      throw err;
+    }
+  };
+
+  /** Deletes an item; with a condition, answers whether it held (a missing item is no error). */
+  const remove = async (key: Key, condition?: { expression: string; values: Record<string, unknown> }) => {
+    try {
+      await doc.send(
+        new DeleteCommand({
+          TableName: table,
+          Key: key,
+          ...(condition
+            ? { ConditionExpression: condition.expression, ExpressionAttributeValues: condition.values }
+            : {}),
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
+      throw err;
+    }
+  };
+
+  return { doc, name: table, get, queryItems, byPrefix, scanAll, batchPut, tryUpdate, remove };
+}
+
+/** `#k = :k` assignments for the defined fields, through placeholders (some names are reserved words). */
+export function assignments(fields: Record<string, unknown>, prefix = "f") {
+  const names: Record<string, string> = {};
+  const values: Record<string, unknown> = {};
+  const sets: string[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue;
+    names[`#${prefix}_${k}`] = k;
+    values[`:${prefix}_${k}`] = v;
+    sets.push(`#${prefix}_${k} = :${prefix}_${k}`);
+  }
+  return { sets, names, values };
 }

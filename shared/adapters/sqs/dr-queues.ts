@@ -62,9 +62,9 @@ export function sqsUserDataJobQueue(sqs: SQSClient, queueUrl: string | undefined
 
 export function sqsReplicationQueue(sqs: SQSClient, queueUrl: string | undefined): ReplicationQueue {
   return {
-    async send(messages: ReplicationMessage[]) {
+    async send(messages: ReplicationMessage[], opts = {}) {
       if (!queueUrl) throw new Error("PRISTINE_REPLICATION_QUEUE_URL is not configured for this function");
-      await sendJson(sqs, queueUrl, messages);
+      await sendJson(sqs, queueUrl, messages, opts.delaySeconds);
     },
   };
 }

@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { UserDataRef, UserDataStore } from "../../ports.ts";
+import type { UserDataRef } from "../../domain/model.ts";
+import type { UserDataStore } from "../../ports.ts";
 import { contentSha256 } from "./content-checksum.ts";
 import { qemuImg } from "./qemu-img.ts";
 

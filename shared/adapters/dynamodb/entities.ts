@@ -1,0 +1,103 @@
+/**
+ * One codec per entity of the single table: its `entity` name, its key (from keys.ts) and how a
+ * domain object becomes an item and back. Reading checks the item's `entity` at the boundary, so
+ * a query that strays onto another kind of item fails loudly instead of passing it off as this one.
+ */
+import type {
+  Datastore,
+  Desktop,
+  Drill,
+  DrState,
+  Image,
+  ImageVersion,
+  Pool,
+  Replica,
+  Session,
+  Tenant,
+  UserData,
+  UserDataChange,
+} from "../../domain/model.ts";
+import { keys } from "./keys.ts";
+import { freeIndex } from "./table-schema.ts";
+
+export type Key = { pk: string; sk: string };
+export type Item = Record<string, unknown>;
+
+/** Attributes that only exist to key or index an item; never part of a domain object. */
+const keyAttributes = new Set(["pk", "sk", freeIndex.pk, freeIndex.sk, "entity", "spread"]);
+
+export interface EntityCodec<T> {
+  readonly name: string;
+  key(value: T): Key;
+  /** The item for a value: its key, its entity name, its attributes and any index attributes. */
+  toItem(value: T, extra?: Item): Item;
+  /** The value of an item of this entity; throws for an item of another one. */
+  fromItem(item: Item): T;
+  /** Whether an item is of this entity (for reads that may see several kinds). */
+  is(item: Item): boolean;
+}
+
+function entity<T extends object>(
+  name: string,
+  key: (value: T) => Key,
+  opts: { private?: string[] } = {},
+): EntityCodec<T> {
+  const hidden = new Set([...keyAttributes, ...(opts.private ?? [])]);
+  return {
+    name,
+    key,
+    toItem: (value, extra = {}) => ({ ...key(value), entity: name, ...value, ...extra }),
+    fromItem(item) {
+      if (item.entity !== name)
+        throw new Error(
+          `expected a ${name} item at ${String(item.pk)}/${String(item.sk)}, found ${String(item.entity)}`,
+        );
+      const out: Item = {};
+      for (const [k, v] of Object.entries(item)) if (!hidden.has(k)) out[k] = v;
+      return out as T;
+    },
+    is: (item) => item.entity === name,
+  };
+}
+
+/** The tenant item keeps its key's hash so the tenant can be replicated with a working key. */
+export type TenantRecord = Tenant & { apiKeyHash: string };
+/** The key item carries a copy of the tenant, so authentication is one read (the hash stays private). */
+export type ApiKeyRecord = Tenant & { apiKeyHash: string; failedOver?: boolean };
+/** Dedicated pools: the user's own desktop. */
+export type OwnerRecord = { tenantId: string; poolId: string; userId: string; desktopId: string };
+/** A lease on one of a datastore's recompose slots (I/O storm control). */
+export interface RecomposeSlot {
+  datastoreId: string;
+  slot: number;
+  holder: string;
+  leaseExpiresAtMs: number;
+}
+/** The bytes the desktops on a datastore have reserved. */
+export interface DatastoreUsageRecord {
+  datastoreId: string;
+  provisionedBytes: number;
+}
+
+export const entities = {
+  tenant: entity<TenantRecord>("tenant", (t) => keys.tenant(t.tenantId)),
+  apiKey: entity<ApiKeyRecord>("apiKey", (k) => keys.apiKey(k.apiKeyHash), { private: ["apiKeyHash"] }),
+  image: entity<Image>("image", (i) => keys.image(i.tenantId, i.imageId)),
+  imageVersion: entity<ImageVersion>("imageVersion", (v) => keys.version(v.tenantId, v.imageId, v.version)),
+  pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId)),
+  desktop: entity<Desktop>("desktop", (d) => keys.desktop(d.tenantId, d.poolId, d.desktopId)),
+  /** The user's one active session in a pool (its lock); the session itself lives on its desktop. */
+  userLock: entity<Session>("userLock", (s) => keys.userLock(s.tenantId, s.poolId, s.userId)),
+  endedSession: entity<Session>("session", (s) => keys.session(s.tenantId, s.sessionId)),
+  owner: entity<OwnerRecord>("owner", (o) => keys.owner(o.tenantId, o.poolId, o.userId)),
+  datastore: entity<Datastore>("datastore", (d) => keys.datastore(d.datastoreId)),
+  datastoreUsage: entity<DatastoreUsageRecord>("datastoreUsage", (u) => keys.datastoreUsage(u.datastoreId)),
+  recomposeSlot: entity<RecomposeSlot>("recomposeSlot", (s) => keys.recomposeSlot(s.datastoreId, s.slot)),
+  replica: entity<Replica>("replica", (r) => keys.replica(r.tenantId, r.imageId, r.version, r.datastoreId)),
+  userData: entity<UserData>("userData", (u) => keys.userData(u.tenantId, u.userId)),
+  userDataChange: entity<UserDataChange>("userDataChange", (c) =>
+    keys.userDataChange(c.tenantId, c.userId, c.version),
+  ),
+  drill: entity<Drill>("drill", (d) => keys.drill(d.tenantId, d.drillId)),
+  drState: entity<DrState>("drState", (s) => keys.drState(s.tenantId)),
+};

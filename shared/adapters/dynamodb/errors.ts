@@ -1,0 +1,56 @@
+/** How DynamoDB says no: the one place that tells a failed condition from a conflict or a fault. */
+import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import {
+  type DynamoDBDocumentClient,
+  TransactWriteCommand,
+  type TransactWriteCommandInput,
+} from "@aws-sdk/lib-dynamodb";
+import { RetryLater } from "../../domain/errors.ts";
+
+/** A single-item write whose condition was false. */
+export const isConditionFailure = (err: unknown) =>
+  (err as Error)?.name === "ConditionalCheckFailedException";
+
+type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
+
+/** Why each named item of a cancelled transaction refused: "ConditionalCheckFailed", "TransactionConflict", "None", ... */
+export type Reasons<N extends string> = Record<N, string>;
+
+export type TransactResult<N extends string> = { ok: true } | { ok: false; reasons: Reasons<N> };
+
+/**
+ * Runs a transaction whose items are named, and answers why it was cancelled by those names
+ * (instead of `codes[1]`). A conflict with another transaction is a RetryLater when
+ * `conflictIsRetry` (the default); any other error is thrown as it is.
+ */
+export async function transact<N extends string>(
+  doc: DynamoDBDocumentClient,
+  items: Record<N, TransactItem | undefined>,
+  opts: { conflictIsRetry?: boolean } = {},
+): Promise<TransactResult<N>> {
+  const named = (Object.entries(items) as [N, TransactItem | undefined][]).filter(
+    (e): e is [N, TransactItem] => e[1] !== undefined,
+  );
+  try {
+    await doc.send(new TransactWriteCommand({ TransactItems: named.map(([, item]) => item) }));
+    return { ok: true };
+  } catch (err) {
+    if (!(err instanceof TransactionCanceledException)) throw err;
+    const codes = err.CancellationReasons ?? [];
+    const reasons = Object.fromEntries(
+      named.map(([name], i) => [name, codes[i]?.Code ?? "None"]),
+    ) as Reasons<N>;
+    const all = Object.values<string>(reasons);
+    if (
+      (opts.conflictIsRetry ?? true) &&
+      all.includes("TransactionConflict") &&
+      !all.includes("ConditionalCheckFailed")
+    )
+      throw new RetryLater(`a write collided with another transaction (${named.map(([n]) => n).join(", ")})`);
+    return { ok: false, reasons };
+  }
+}
+
+/** Whether any named item failed its condition. */
+export const conditionFailed = <N extends string>(reasons: Reasons<N>, ...names: N[]) =>
+  (names.length ? names : (Object.keys(reasons) as N[])).some((n) => reasons[n] === "ConditionalCheckFailed");

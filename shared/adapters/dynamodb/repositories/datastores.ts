@@ -1,0 +1,96 @@
+import { PutCommand } from "@aws-sdk/lib-dynamodb";
+import type { DatastoreUsage } from "../../../domain/model.ts";
+import type { DatastoreRepository, Reservation } from "../../../ports.ts";
+import { entities } from "../entities.ts";
+import { isConditionFailure } from "../errors.ts";
+import { keys } from "../keys.ts";
+import type { Table } from "../table.ts";
+
+/** A reservation is a conditional add on the datastore's usage item: never past its limit. */
+export const reservationUpdate = (table: string, r: Reservation) => ({
+  Update: {
+    TableName: table,
+    Key: keys.datastoreUsage(r.datastoreId),
+    UpdateExpression:
+      "SET entity = :usage, datastoreId = :ds, provisionedBytes = if_not_exists(provisionedBytes, :zero) + :bytes",
+    ConditionExpression: "attribute_not_exists(provisionedBytes) OR provisionedBytes <= :max",
+    ExpressionAttributeValues: {
+      ":usage": entities.datastoreUsage.name,
+      ":ds": r.datastoreId,
+      ":zero": 0,
+      ":bytes": r.bytes,
+      ":max": r.limitBytes - r.bytes,
+    },
+  },
+});
+
+export function datastoreRepository(t: Table): DatastoreRepository {
+  return {
+    async put(ds) {
+      await t.doc.send(new PutCommand({ TableName: t.name, Item: entities.datastore.toItem(ds) }));
+    },
+    get: (id) => t.get(entities.datastore, keys.datastore(id)),
+    async list() {
+      // Registrations and usage items share one partition: one query reads both, told apart by key.
+      const items = await t.queryItems({
+        KeyConditionExpression: "pk = :pk",
+        ExpressionAttributeValues: { ":pk": keys.datastoresPartition },
+        ConsistentRead: true,
+      });
+      const usage = new Map<string, number>();
+      for (const item of items)
+        if (String(item.sk).startsWith(keys.usagePrefix))
+          usage.set(String(item.datastoreId), Number(item.provisionedBytes ?? 0));
+      return items
+        .filter((item) => String(item.sk).startsWith(keys.datastorePrefix))
+        .map((item): DatastoreUsage => {
+          const ds = entities.datastore.fromItem(item);
+          return { ...ds, provisionedBytes: usage.get(ds.datastoreId) ?? 0 };
+        });
+    },
+    async provisionedBytes(id) {
+      // Read without the entity check: usage items written before they carried one count too.
+      const items = await t.queryItems({
+        KeyConditionExpression: "pk = :pk AND sk = :sk",
+        ExpressionAttributeValues: keyValues(keys.datastoreUsage(id)),
+        ConsistentRead: true,
+      });
+      return Number(items[0]?.provisionedBytes ?? 0);
+    },
+    async acquireRecomposeSlot(datastoreId, holder, slots, leaseMs) {
+      const now = Date.now();
+      // Re-entrant: a redelivered job finds the slot it already holds.
+      for (let slot = 0; slot < slots; slot++) {
+        try {
+          await t.doc.send(
+            new PutCommand({
+              TableName: t.name,
+              Item: entities.recomposeSlot.toItem({
+                datastoreId,
+                slot,
+                holder,
+                leaseExpiresAtMs: now + leaseMs,
+              }),
+              ConditionExpression:
+                "attribute_not_exists(pk) OR holder = :holder OR attribute_not_exists(leaseExpiresAtMs) OR leaseExpiresAtMs < :now",
+              ExpressionAttributeValues: { ":holder": holder, ":now": now },
+            }),
+          );
+          return true;
+        } catch (err) {
+          if (!isConditionFailure(err)) throw err;
+        }
+      }
+      return false;
+    },
+    async releaseRecomposeSlot(datastoreId, holder, slots) {
+      for (let slot = 0; slot < slots; slot++)
+        await t.remove(keys.recomposeSlot(datastoreId, slot), {
+          expression: "holder = :holder",
+          values: { ":holder": holder },
+        });
+    },
+  };
+}
+
+const keyValues = (key: { pk: string; sk: string }) => ({ ":pk": key.pk, ":sk": key.sk });

@@ -1,0 +1,202 @@
+import { QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { assertTransition } from "../../../domain/desktop-state.ts";
+import type { Desktop } from "../../../domain/model.ts";
+import type { DesktopRepository } from "../../../ports.ts";
+import { entities } from "../entities.ts";
+import { isConditionFailure, transact } from "../errors.ts";
+import { keys } from "../keys.ts";
+import { assignments, type Table } from "../table.ts";
+import { freeIndex } from "../table-schema.ts";
+
+/*
+ * Where a desktop sits in the free index, and where a logon starts looking. Both follow the
+ * golden-ratio sequence (slot * phi mod 1): its points are as evenly spread as N points can be, so
+ * in a logon storm the k-th concurrent logon of a process starts next to a different free desktop
+ * than its neighbours instead of racing them for the same one. Desktops without a slot, and each
+ * process's starting offset, are random.
+ */
+const phi = (Math.sqrt(5) - 1) / 2;
+const tokenAt = (fraction: number) =>
+  Math.floor((fraction - Math.floor(fraction)) * 2 ** 52)
+    .toString(16)
+    .padStart(13, "0");
+const spreadToken = (slot?: number) => tokenAt(slot === undefined ? Math.random() : slot * phi);
+
+/** A desktop's item: its `spread` token, and the free index's keys while it is AVAILABLE. */
+export function desktopItem(d: Desktop) {
+  return entities.desktop.toItem(d, {
+    spread: spreadToken(d.slot),
+    ...(d.state === "AVAILABLE"
+      ? { [freeIndex.pk]: keys.freeDesktops(d.tenantId, d.poolId), [freeIndex.sk]: spreadToken(d.slot) }
+      : {}),
+  });
+}
+
+/**
+ * Each process walks a pool's slots round-robin from a random start, probing at a slot's own place:
+ * its concurrent logons then aim at distinct desktops. The pool's size is only a hint for this
+ * walk (read once a minute), never a correctness input: the claim itself is conditional.
+ */
+const probeCursors = new Map<string, { next: number; size: Promise<number>; readAt: number }>();
+
+export function desktopRepository(t: Table): DesktopRepository {
+  const freeQuery = async (pk: string, condition: string, token: string, max: number) => {
+    const out = await t.doc.send(
+      new QueryCommand({
+        TableName: t.name,
+        IndexName: freeIndex.name,
+        KeyConditionExpression: `${freeIndex.pk} = :pk AND ${condition}`,
+        ExpressionAttributeValues: { ":pk": pk, ":token": token },
+        Limit: max,
+      }),
+    );
+    return (out.Items ?? []).map((item) => entities.desktop.fromItem(item));
+  };
+
+  const probeSlot = (tenantId: string, poolId: string) => {
+    const poolKey = keys.freeDesktops(tenantId, poolId);
+    let cursor = probeCursors.get(poolKey);
+    if (!cursor || Date.now() - cursor.readAt > 60_000) {
+      // Set before the read so that concurrent logons share one cursor (and one read).
+      cursor = {
+        next: cursor?.next ?? Math.floor(Math.random() * 1_000_000),
+        size: t
+          .get(entities.pool, keys.pool(tenantId, poolId), false)
+          .then((pool) => Math.max(1, pool?.size ?? 1)),
+        readAt: Date.now(),
+      };
+      if (probeCursors.size > 10_000) probeCursors.clear();
+      probeCursors.set(poolKey, cursor);
+    }
+    const slot = cursor.next++;
+    return cursor.size.then((size) => tokenAt((slot % size) * phi));
+  };
+
+  return {
+    get: (tenantId, poolId, desktopId) => t.get(entities.desktop, keys.desktop(tenantId, poolId, desktopId)),
+    list: (tenantId, poolId) =>
+      t.byPrefix(entities.desktop, keys.poolPartition(tenantId, poolId), keys.desktopPrefix),
+    async findFree(tenantId, poolId, limit) {
+      const pk = keys.freeDesktops(tenantId, poolId);
+      const token = await probeSlot(tenantId, poolId);
+      const found = await freeQuery(pk, `${freeIndex.sk} >= :token`, token, limit);
+      if (found.length < limit)
+        found.push(...(await freeQuery(pk, `${freeIndex.sk} < :token`, token, limit - found.length)));
+      return found;
+    },
+    async transition(d, from, to, changes = {}) {
+      assertTransition(from, to);
+      const fields = assignments(changes, "c");
+      const sets = ["#state = :to", "updatedAt = :now", ...fields.sets];
+      const removes: string[] = [];
+      const values: Record<string, unknown> = {
+        ":from": from,
+        ":to": to,
+        ":now": new Date().toISOString(),
+        ...fields.values,
+      };
+      const names: Record<string, string> = { "#state": "state", ...fields.names };
+      if (to === "AVAILABLE") {
+        // A dedicated desktop waits for its own user, who finds it through the owner item; a floating
+        // one goes back into the free index at its own place (its `spread`, set at creation).
+        if (!d.assignedUserId) {
+          sets.push(`${freeIndex.pk} = :free`, `${freeIndex.sk} = if_not_exists(spread, :spread)`);
+          values[":free"] = keys.freeDesktops(d.tenantId, d.poolId);
+          values[":spread"] = spreadToken();
+        }
+        removes.push("sessionId", "userId", "sessionStartedAt", "#error");
+        names["#error"] = "error";
+      } else if (from === "AVAILABLE") {
+        removes.push(freeIndex.pk, freeIndex.sk);
+      }
+      try {
+        await t.doc.send(
+          new UpdateCommand({
+            TableName: t.name,
+            Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
+            UpdateExpression: `SET ${sets.join(", ")}${removes.length ? ` REMOVE ${removes.join(", ")}` : ""}`,
+            ConditionExpression: "#state = :from",
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: values,
+          }),
+        );
+        return true;
+      } catch (err) {
+        if (isConditionFailure(err)) return false;
+        throw err;
+      }
+    },
+    async remove(d) {
+      // The desktop and its reservation go together, once: a repeated delete finds it gone.
+      const result = await transact(t.doc, {
+        desktop: {
+          Delete: {
+            TableName: t.name,
+            Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
+            ConditionExpression: "attribute_exists(pk)",
+          },
+        },
+        release: d.provisionedBytes
+          ? {
+              Update: {
+                TableName: t.name,
+                Key: keys.datastoreUsage(d.datastoreId),
+                UpdateExpression: "ADD provisionedBytes :minus",
+                ExpressionAttributeValues: { ":minus": -d.provisionedBytes },
+              },
+            }
+          : undefined,
+      });
+      if (!result.ok && result.reasons.desktop !== "ConditionalCheckFailed")
+        throw new Error(`removing desktop ${d.desktopId} failed: ${JSON.stringify(result.reasons)}`);
+    },
+    async replace(old, fresh) {
+      const result = await transact(
+        t.doc,
+        {
+          old: {
+            Delete: {
+              TableName: t.name,
+              Key: keys.desktop(old.tenantId, old.poolId, old.desktopId),
+              ConditionExpression: "#state = :deleting",
+              ExpressionAttributeNames: { "#state": "state" },
+              ExpressionAttributeValues: { ":deleting": "DELETING" },
+            },
+          },
+          fresh: {
+            Put: {
+              TableName: t.name,
+              Item: desktopItem(fresh),
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+        },
+        { conflictIsRetry: false },
+      );
+      return result.ok;
+    },
+    // A scan, on purpose: rebalancing is a rare operator action.
+    listFreeOnDatastore: (datastoreId) =>
+      t.scanAll(
+        entities.desktop,
+        "#state = :available AND datastoreId = :ds",
+        { ":available": "AVAILABLE", ":ds": datastoreId },
+        { "#state": "state" },
+      ),
+    // A scan, on purpose: the reconciler runs every few minutes off the request path.
+    listStuck: (updatedBefore) =>
+      t.scanAll(
+        entities.desktop,
+        "#state IN (:p, :r, :c, :d, :e) AND updatedAt < :cutoff",
+        {
+          ":e": "ERROR",
+          ":p": "PROVISIONING",
+          ":r": "REFRESHING",
+          ":c": "RECOMPOSING",
+          ":d": "DELETING",
+          ":cutoff": updatedBefore,
+        },
+        { "#state": "state" },
+      ),
+  };
+}

@@ -1,0 +1,78 @@
+import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { DrRepository } from "../../../ports.ts";
+import { entities } from "../entities.ts";
+import { isConditionFailure } from "../errors.ts";
+import { keys } from "../keys.ts";
+import { assignments, type Table } from "../table.ts";
+
+/** DR state per tenant, drills, and configuration replicated from the peer region. */
+export function drRepository(t: Table): DrRepository {
+  const put = async (item: Record<string, unknown>) => {
+    await t.doc.send(new PutCommand({ TableName: t.name, Item: item }));
+  };
+  const getTenantWithKey: DrRepository["getTenantWithKey"] = async (tenantId) => {
+    const item = await t.get(entities.tenant, keys.tenant(tenantId));
+    if (!item?.apiKeyHash) return undefined;
+    const { apiKeyHash, ...tenant } = item;
+    return { tenant, apiKeyHash };
+  };
+  return {
+    getState: (tenantId) => t.get(entities.drState, keys.drState(tenantId)),
+    async updateState(tenantId, patch) {
+      const { sets, names, values } = assignments(patch);
+      await t.doc.send(
+        new UpdateCommand({
+          TableName: t.name,
+          Key: keys.drState(tenantId),
+          UpdateExpression: `SET entity = :e, tenantId = :t${sets.map((s) => `, ${s}`).join("")}`,
+          ...(sets.length ? { ExpressionAttributeNames: names } : {}),
+          ExpressionAttributeValues: { ":e": entities.drState.name, ":t": tenantId, ...values },
+        }),
+      );
+    },
+    async setKeyFailedOver(tenantId, failedOver) {
+      const owner = await getTenantWithKey(tenantId);
+      if (!owner) throw new Error(`tenant ${tenantId} has no key hash recorded here`);
+      await t.doc.send(
+        new UpdateCommand({
+          TableName: t.name,
+          Key: keys.apiKey(owner.apiKeyHash),
+          UpdateExpression: "SET failedOver = :f",
+          ExpressionAttributeValues: { ":f": failedOver },
+        }),
+      );
+    },
+    async putDrill(drill, expectedSteps) {
+      try {
+        await t.doc.send(
+          new PutCommand({
+            TableName: t.name,
+            Item: entities.drill.toItem(drill),
+            ...(expectedSteps === undefined
+              ? {}
+              : {
+                  ConditionExpression:
+                    expectedSteps === 0
+                      ? "attribute_not_exists(steps) OR steps = :expected"
+                      : "steps = :expected",
+                  ExpressionAttributeValues: { ":expected": expectedSteps },
+                }),
+          }),
+        );
+        return true;
+      } catch (err) {
+        if (isConditionFailure(err)) return false;
+        throw err;
+      }
+    },
+    getDrill: (tenantId, drillId) => t.get(entities.drill, keys.drill(tenantId, drillId)),
+    async putTenant(tenant, apiKeyHash) {
+      await put(entities.tenant.toItem({ ...tenant, apiKeyHash }));
+      await put(entities.apiKey.toItem({ ...tenant, apiKeyHash }));
+    },
+    getTenantWithKey,
+    putImage: (image) => put(entities.image.toItem(image)),
+    putVersion: (version) => put(entities.imageVersion.toItem(version)),
+    putPool: (pool) => put(entities.pool.toItem(pool)),
+  };
+}

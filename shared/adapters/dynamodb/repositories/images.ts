@@ -1,0 +1,84 @@
+import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { ImageRepository } from "../../../ports.ts";
+import { entities } from "../entities.ts";
+import { transact } from "../errors.ts";
+import { keys } from "../keys.ts";
+import { assignments, type Table } from "../table.ts";
+
+export function imageRepository(t: Table): ImageRepository {
+  const getImage = (tenantId: string, imageId: string) =>
+    t.get(entities.image, keys.image(tenantId, imageId));
+  return {
+    async createImage(image) {
+      await t.doc.send(
+        new PutCommand({
+          TableName: t.name,
+          Item: entities.image.toItem(image),
+          ConditionExpression: "attribute_not_exists(pk)",
+        }),
+      );
+    },
+    getImage,
+    listImages: (tenantId) => t.byPrefix(entities.image, keys.tenant(tenantId).pk, keys.imagePrefix),
+    async addVersion(tenantId, imageId, make) {
+      // Optimistic: bump latestVersion only if nobody else did, in the same transaction as the version.
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const image = await getImage(tenantId, imageId);
+        if (!image) throw new Error(`image ${imageId} vanished`);
+        const version = make(image.latestVersion + 1);
+        const result = await transact(
+          t.doc,
+          {
+            image: {
+              Update: {
+                TableName: t.name,
+                Key: keys.image(tenantId, imageId),
+                UpdateExpression: "SET latestVersion = :next",
+                ConditionExpression: "latestVersion = :current",
+                ExpressionAttributeValues: { ":next": version.version, ":current": image.latestVersion },
+              },
+            },
+            version: {
+              Put: {
+                TableName: t.name,
+                Item: entities.imageVersion.toItem(version),
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+          },
+          { conflictIsRetry: false },
+        );
+        if (result.ok) return version;
+      }
+      throw new Error(`could not allocate a version of image ${imageId}: too much contention`);
+    },
+    getVersion: (tenantId, imageId, n) => t.get(entities.imageVersion, keys.version(tenantId, imageId, n)),
+    listVersions: (tenantId, imageId) =>
+      t.byPrefix(entities.imageVersion, keys.tenant(tenantId).pk, keys.versionPrefix(imageId)),
+    async completeVersion(tenantId, imageId, n, result) {
+      // Only a PUBLISHING version completes: a late or repeated import changes nothing.
+      const { sets, names, values } = assignments(result);
+      await t.tryUpdate({
+        Key: keys.version(tenantId, imageId, n),
+        UpdateExpression: `SET ${sets.join(", ")}`,
+        ConditionExpression: "#state = :publishing",
+        ExpressionAttributeNames: { ...names, "#state": "state" },
+        ExpressionAttributeValues: { ...values, ":publishing": "PUBLISHING" },
+      });
+    },
+    async retireVersion(tenantId, imageId, n, at) {
+      await t.doc.send(
+        new UpdateCommand({
+          TableName: t.name,
+          Key: keys.version(tenantId, imageId, n),
+          UpdateExpression: "SET retiredAt = if_not_exists(retiredAt, :at)",
+          ConditionExpression: "attribute_exists(pk)",
+          ExpressionAttributeValues: { ":at": at },
+        }),
+      );
+    },
+    async removeVersion(tenantId, imageId, n) {
+      await t.remove(keys.version(tenantId, imageId, n));
+    },
+  };
+}

@@ -1,0 +1,89 @@
+import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { Desktop } from "../../../domain/model.ts";
+import type { PoolRepository, Reservation } from "../../../ports.ts";
+import { entities } from "../entities.ts";
+import { transact } from "../errors.ts";
+import { keys } from "../keys.ts";
+import type { Table } from "../table.ts";
+import { reservationUpdate } from "./datastores.ts";
+import { desktopItem } from "./desktops.ts";
+
+export function poolRepository(t: Table): PoolRepository {
+  /**
+   * Writes the pool change with its reservations in one transaction, then its new desktops; false,
+   * and nothing written, when a datastore no longer has the room or the pool changed meanwhile.
+   */
+  const withDesktops = async (poolWrite: object, desktops: Desktop[], reservations: Reservation[]) => {
+    const items: Record<string, object> = { pool: poolWrite };
+    reservations.forEach((r, i) => {
+      items[`reservation${i}`] = reservationUpdate(t.name, r);
+    });
+    const result = await transact(t.doc, items as never, { conflictIsRetry: false });
+    if (!result.ok) {
+      const refused = Object.values<string>(result.reasons).filter((r) => r !== "None");
+      if (refused.every((r) => r === "ConditionalCheckFailed" || r === "TransactionConflict")) return false;
+      throw new Error(`pool write cancelled: ${refused.join(", ")}`);
+    }
+    await t.batchPut(desktops.map(desktopItem));
+    return true;
+  };
+
+  return {
+    create: (pool, desktops, reservations) =>
+      withDesktops(
+        {
+          Put: {
+            TableName: t.name,
+            Item: entities.pool.toItem(pool),
+            ConditionExpression: "attribute_not_exists(pk)",
+          },
+        },
+        desktops,
+        reservations,
+      ),
+    grow: (pool, newSize, desktops, reservations) =>
+      withDesktops(
+        {
+          Update: {
+            TableName: t.name,
+            Key: keys.pool(pool.tenantId, pool.poolId),
+            UpdateExpression: "SET #size = :new",
+            ConditionExpression: "#size = :old AND #state = :active",
+            ExpressionAttributeNames: { "#size": "size", "#state": "state" },
+            ExpressionAttributeValues: { ":new": newSize, ":old": pool.size, ":active": "ACTIVE" },
+          },
+        },
+        desktops,
+        reservations,
+      ),
+    async startRecompose(tenantId, poolId, imageVersion, recompose) {
+      await t.doc.send(
+        new UpdateCommand({
+          TableName: t.name,
+          Key: keys.pool(tenantId, poolId),
+          UpdateExpression: "SET imageVersion = :v, recompose = :r",
+          ConditionExpression: "#state = :active",
+          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeValues: { ":v": imageVersion, ":r": recompose, ":active": "ACTIVE" },
+        }),
+      );
+    },
+    get: (tenantId, poolId) => t.get(entities.pool, keys.pool(tenantId, poolId)),
+    list: (tenantId) => t.byPrefix(entities.pool, keys.tenant(tenantId).pk, keys.poolPrefix),
+    async markDeleting(tenantId, poolId) {
+      await t.doc.send(
+        new UpdateCommand({
+          TableName: t.name,
+          Key: keys.pool(tenantId, poolId),
+          UpdateExpression: "SET #state = :deleting",
+          ConditionExpression: "attribute_exists(pk)",
+          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeValues: { ":deleting": "DELETING" },
+        }),
+      );
+    },
+    async remove(tenantId, poolId) {
+      await t.remove(keys.pool(tenantId, poolId));
+    },
+  };
+}

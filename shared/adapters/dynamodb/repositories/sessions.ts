@@ -1,0 +1,208 @@
+import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { RetryLater } from "../../../domain/errors.ts";
+import { parseSessionId } from "../../../domain/ids.ts";
+import type { Desktop, Session } from "../../../domain/model.ts";
+import type { AssignResult, EndSessionResult, SessionRepository } from "../../../ports.ts";
+import { entities } from "../entities.ts";
+import { conditionFailed, isConditionFailure, transact } from "../errors.ts";
+import { keys } from "../keys.ts";
+import type { Table } from "../table.ts";
+import { freeIndex } from "../table-schema.ts";
+
+/**
+ * A floating logon writes the user's lock, then claims the desktop: two single-item writes, not a
+ * transaction (on DynamoDB Local a transaction costs about two updates). A lock whose desktop never
+ * took its session (a logon that died between the two writes) is stale after this long and is
+ * released by the next logon of that user. The two writes follow each other within one running
+ * invocation (SDK retries take seconds), so a live logon is never this slow between them.
+ */
+const defaultLockStaleAfterMs = 60_000;
+
+const activeSessionOf = (d: Desktop): Session | undefined =>
+  d.state === "ASSIGNED" && d.sessionId && d.userId
+    ? {
+        tenantId: d.tenantId,
+        sessionId: d.sessionId,
+        poolId: d.poolId,
+        desktopId: d.desktopId,
+        userId: d.userId,
+        state: "ACTIVE",
+        startedAt: d.sessionStartedAt ?? d.updatedAt,
+      }
+    : undefined;
+
+/** The claim of a free desktop for a session: AVAILABLE -> ASSIGNED, out of the free index. */
+const claimUpdate = (table: string, session: Session, dedicate: boolean) => ({
+  TableName: table,
+  Key: keys.desktop(session.tenantId, session.poolId, session.desktopId),
+  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now${dedicate ? ", assignedUserId = :uid" : ""} REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
+  ConditionExpression: dedicate
+    ? "#state = :available AND attribute_not_exists(assignedUserId)"
+    : "#state = :available",
+  ExpressionAttributeNames: { "#state": "state" },
+  ExpressionAttributeValues: {
+    ":assigned": "ASSIGNED",
+    ":available": "AVAILABLE",
+    ":sid": session.sessionId,
+    ":uid": session.userId,
+    ":now": session.startedAt,
+  },
+});
+
+/*
+ * A session lives on its desktop while ACTIVE (the id names the desktop) and in the user's
+ * per-pool lock; when it ends, the same transaction writes its ENDED record. So there is never
+ * a moment when a session can be found in neither place.
+ */
+export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } = {}): SessionRepository {
+  const lockStaleAfterMs = opts.lockStaleAfterMs ?? defaultLockStaleAfterMs;
+  const getLock = (tenantId: string, poolId: string, userId: string) =>
+    t.get(entities.userLock, keys.userLock(tenantId, poolId, userId));
+  const getDesktop = (tenantId: string, poolId: string, desktopId: string) =>
+    t.get(entities.desktop, keys.desktop(tenantId, poolId, desktopId));
+  const releaseLock = (s: Pick<Session, "tenantId" | "poolId" | "userId" | "sessionId">) =>
+    t.remove(keys.userLock(s.tenantId, s.poolId, s.userId), {
+      expression: "sessionId = :sid",
+      values: { ":sid": s.sessionId },
+    });
+
+  /**
+   * Lock, then claim. Invariant 1 holds because a desktop only ever holds the session named by
+   * the user's lock: a second logon of the same user fails the lock's condition, and a lost race
+   * for the desktop gives the lock back.
+   */
+  const claimFloating = async (session: Session): Promise<AssignResult> => {
+    try {
+      await t.doc.send(
+        new PutCommand({
+          TableName: t.name,
+          Item: entities.userLock.toItem(session),
+          ConditionExpression: "attribute_not_exists(pk)",
+        }),
+      );
+    } catch (err) {
+      if (isConditionFailure(err)) return { outcome: "user-has-session" };
+      throw err;
+    }
+    try {
+      await t.doc.send(new UpdateCommand(claimUpdate(t.name, session, false)));
+      return { outcome: "assigned", session };
+    } catch (err) {
+      await releaseLock(session);
+      if (isConditionFailure(err)) return { outcome: "desktop-taken" };
+      throw err;
+    }
+  };
+
+  /**
+   * A dedicated pool's first logon of a user, in one transaction: the desktop must be nobody's yet,
+   * and the user must own no other one.
+   */
+  const claimDedicating = async (session: Session): Promise<AssignResult> => {
+    const result = await transact(
+      t.doc,
+      {
+        desktop: { Update: claimUpdate(t.name, session, true) },
+        lock: {
+          Put: {
+            TableName: t.name,
+            Item: entities.userLock.toItem(session),
+            ConditionExpression: "attribute_not_exists(pk)",
+          },
+        },
+        owner: {
+          Put: {
+            TableName: t.name,
+            Item: entities.owner.toItem({
+              tenantId: session.tenantId,
+              poolId: session.poolId,
+              userId: session.userId,
+              desktopId: session.desktopId,
+            }),
+            ConditionExpression: "attribute_not_exists(pk)",
+          },
+        },
+      },
+      { conflictIsRetry: false },
+    );
+    if (result.ok) return { outcome: "assigned", session };
+    if (conditionFailed(result.reasons, "lock", "owner")) return { outcome: "user-has-session" };
+    // The desktop was taken, or another transaction held one of the items: try another desktop.
+    return { outcome: "desktop-taken" };
+  };
+
+  return {
+    async get(tenantId, sessionId) {
+      const ref = parseSessionId(sessionId);
+      if (!ref) return undefined;
+      const desktop = await getDesktop(tenantId, ref.poolId, ref.desktopId);
+      if (desktop?.sessionId === sessionId) return activeSessionOf(desktop);
+      return t.get(entities.endedSession, keys.session(tenantId, sessionId));
+    },
+    async findActive(tenantId, poolId, userId) {
+      const lock = await getLock(tenantId, poolId, userId);
+      if (!lock) return undefined;
+      // The lock is the user's session only once its desktop holds it (see assign).
+      const desktop = await getDesktop(tenantId, poolId, lock.desktopId);
+      return desktop?.sessionId === lock.sessionId ? lock : undefined;
+    },
+    async releaseStaleLock(tenantId, poolId, userId) {
+      const lock = await getLock(tenantId, poolId, userId);
+      if (!lock) return "none";
+      const desktop = await getDesktop(tenantId, poolId, lock.desktopId);
+      if (desktop?.sessionId === lock.sessionId) return "active";
+      if (Date.parse(lock.startedAt) > Date.now() - lockStaleAfterMs) return "pending";
+      await releaseLock(lock);
+      return "released";
+    },
+    ownedDesktop: async (tenantId, poolId, userId) =>
+      (await t.get(entities.owner, keys.owner(tenantId, poolId, userId)))?.desktopId,
+    // A dedicated user's later logons claim their own desktop like a floating one.
+    assign: (session, opts = {}) => (opts.dedicate ? claimDedicating(session) : claimFloating(session)),
+    async end(session, endedAt, endedBy): Promise<EndSessionResult> {
+      const { tenantId, poolId, sessionId } = session;
+      const ended: Session = { ...session, state: "ENDED", endedAt, endedBy };
+      const result = await transact(
+        t.doc,
+        {
+          desktop: {
+            Update: {
+              TableName: t.name,
+              Key: keys.desktop(tenantId, poolId, session.desktopId),
+              UpdateExpression:
+                "SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at REMOVE sessionId, userId, sessionStartedAt",
+              ConditionExpression: "#state = :assigned AND sessionId = :sid",
+              ExpressionAttributeNames: { "#state": "state" },
+              ExpressionAttributeValues: {
+                ":refreshing": "REFRESHING",
+                ":assigned": "ASSIGNED",
+                ":sid": sessionId,
+                ":at": endedAt,
+              },
+            },
+          },
+          lock: {
+            Delete: {
+              TableName: t.name,
+              Key: keys.userLock(tenantId, poolId, session.userId),
+              ConditionExpression: "sessionId = :sid",
+              ExpressionAttributeValues: { ":sid": sessionId },
+            },
+          },
+          record: {
+            Put: {
+              TableName: t.name,
+              Item: entities.endedSession.toItem(ended),
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+        },
+        { conflictIsRetry: false },
+      );
+      if (result.ok) return { outcome: "ended", desktop: { tenantId, poolId, desktopId: session.desktopId } };
+      if (Object.values(result.reasons).includes("TransactionConflict"))
+        throw new RetryLater(`logoff of ${sessionId} collided with another write`);
+      return { outcome: "not-active" };
+    },
+  };
+}

@@ -1,0 +1,21 @@
+/**
+ * The region's single table as data: keys, the free-desktop index and the TTL attribute. The local
+ * runtime's `ensureTable` and the CDK construct are both built from it, so they cannot drift (a
+ * test compares the synthesized table with it).
+ */
+export interface TableSchema {
+  partitionKey: string;
+  sortKey: string;
+  indexes: { name: string; partitionKey: string; sortKey: string }[];
+  /** Epoch seconds after which DynamoDB deletes an item (idempotency records). */
+  ttlAttribute: string;
+}
+
+export const freeIndex = { name: "gsi1", pk: "gsi1pk", sk: "gsi1sk" } as const;
+
+export const tableSchema: TableSchema = {
+  partitionKey: "pk",
+  sortKey: "sk",
+  indexes: [{ name: freeIndex.name, partitionKey: freeIndex.pk, sortKey: freeIndex.sk }],
+  ttlAttribute: "expiresAt",
+};

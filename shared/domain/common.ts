@@ -1,0 +1,45 @@
+/**
+ * Small steps many domain modules share. It imports nothing of the domain but the model and the
+ * errors, so it can never close an import cycle.
+ */
+import type { Ports } from "../ports.ts";
+import { DomainError, notFound } from "./errors.ts";
+import type { Desktop, Pool, Session, UserDataRef } from "./model.ts";
+
+export const desktopRef = (d: Pick<Desktop, "tenantId" | "poolId" | "desktopId">) => ({
+  tenantId: d.tenantId,
+  poolId: d.poolId,
+  desktopId: d.desktopId,
+});
+
+export const userRef = (u: UserDataRef): UserDataRef => ({ tenantId: u.tenantId, userId: u.userId });
+
+export async function requirePool(
+  ports: Pick<Ports, "pools">,
+  tenantId: string,
+  poolId: string,
+): Promise<Pool> {
+  const pool = await ports.pools.get(tenantId, poolId);
+  if (!pool) throw notFound("pool", poolId);
+  return pool;
+}
+
+/** A draining pool takes no logons, resizes or recomposes. */
+export function assertActive(pool: Pick<Pool, "poolId" | "state">): void {
+  if (pool.state !== "ACTIVE") throw new DomainError("poolNotActive", `pool ${pool.poolId} is ${pool.state}`);
+}
+
+/** The session's user data becomes the user's next disk version (a job on the user's FIFO group). */
+export function commitLater(
+  ports: Pick<Ports, "userDataJobs">,
+  session: Pick<Session, "tenantId" | "userId" | "sessionId">,
+): Promise<void> {
+  const { tenantId, userId, sessionId } = session;
+  return ports.userDataJobs.send([{ kind: "commit-user-data", tenantId, userId, sessionId }]);
+}
+
+/** The peer region, for work that cannot be done without one (a fault: the message is retried). */
+export function requirePeer(ports: Pick<Ports, "peer">) {
+  if (!ports.peer) throw new Error("this region has no peer region configured");
+  return ports.peer;
+}

@@ -1,0 +1,178 @@
+/**
+ * Logon: floating pools hand out any free desktop, dedicated pools give each user their own one.
+ * Both claim with conditional writes after the user's per-pool lock is taken (see the session
+ * repository), so a storm can neither double-assign a desktop nor give a user two desktops.
+ */
+import type { Ports } from "../ports.ts";
+import { assertActive, requirePool } from "./common.ts";
+import { DomainError, noDesktopAvailable } from "./errors.ts";
+import { newSessionId } from "./ids.ts";
+import { type ConnectionInfo, connectionInfo, type Desktop, type Pool, type Session } from "./model.ts";
+
+export interface LogonResult {
+  session: Session;
+  connection: ConnectionInfo;
+  /** True when the user already had a session in this pool and is reconnected to it. */
+  reconnected: boolean;
+  /** Attached by a job (never on the logon path); GET the session to see it ATTACHED. */
+  userData?: { state: "ATTACHING" };
+}
+
+type LogonPorts = Pick<Ports, "pools" | "desktops" | "sessions" | "clock" | "userDataJobs">;
+
+const maxRounds = 200;
+
+const withConnection = (session: Session, reconnected: boolean): LogonResult => ({
+  session,
+  connection: connectionInfo(session),
+  reconnected,
+});
+
+/**
+ * Floating assignment takes the first free desktop at a well-spread starting point, one candidate
+ * per look: under a storm a list goes stale in milliseconds, so a lost race is followed by a fresh
+ * look, and only an empty free list (not a lost race) answers "none free".
+ */
+export async function logon(
+  ports: LogonPorts,
+  tenantId: string,
+  poolId: string,
+  userId: string,
+): Promise<LogonResult> {
+  if ((await assignmentOf(ports, tenantId, poolId)) === "dedicated")
+    return attachingUserData(ports, await dedicatedLogon(ports, tenantId, poolId, userId));
+  // Floating: no read before the claim. A reconnecting user fails the user-lock condition and is
+  // answered from the lock; an unknown or draining pool has no free desktop.
+  for (let round = 0; round < maxRounds; round++) {
+    const [desktop] = await ports.desktops.findFree(tenantId, poolId, 1);
+    if (!desktop) return noFreeDesktop(ports, tenantId, poolId, userId);
+    const result = await ports.sessions.assign(newSession(ports, desktop, userId));
+    if (result.outcome === "assigned") return attachingUserData(ports, withConnection(result.session, false));
+    if (result.outcome === "user-has-session") {
+      const existing = await existingSession(ports, tenantId, poolId, userId);
+      if (existing) return attachingUserData(ports, existing);
+    }
+  }
+  return noFreeDesktop(ports, tenantId, poolId, userId);
+}
+
+/**
+ * A pool's assignment never changes after it is created, so a process may remember it: floating
+ * logons (the storm path) then make no pool read at all.
+ */
+const assignments = new Map<string, Pool["assignment"]>();
+
+async function assignmentOf(ports: Pick<Ports, "pools">, tenantId: string, poolId: string) {
+  const key = `${tenantId}/${poolId}`;
+  const known = assignments.get(key);
+  if (known) return known;
+  const pool = await ports.pools.get(tenantId, poolId);
+  if (!pool) return undefined;
+  if (assignments.size > 10_000) assignments.clear();
+  assignments.set(key, pool.assignment);
+  return pool.assignment;
+}
+
+/**
+ * Dedicated assignment: a user's first logon takes a free desktop and makes it theirs (the owner
+ * item and the desktop's `assignedUserId`, written in the same transaction as the session); every
+ * later logon gets that same desktop back.
+ */
+async function dedicatedLogon(
+  ports: LogonPorts,
+  tenantId: string,
+  poolId: string,
+  userId: string,
+): Promise<LogonResult> {
+  assertActive(await requirePool(ports, tenantId, poolId));
+  for (let round = 0; round < 50; round++) {
+    const ownedId = await ports.sessions.ownedDesktop(tenantId, poolId, userId);
+    let desktop: Desktop | undefined;
+    if (!ownedId) {
+      const free = await ports.desktops.findFree(tenantId, poolId, 8);
+      desktop = free[Math.floor(Math.random() * free.length)];
+      if (!desktop) throw noDesktopAvailable(poolId);
+    } else {
+      desktop = await ports.desktops.get(tenantId, poolId, ownedId);
+      if (desktop?.state === "ASSIGNED") {
+        const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+        if (existing) return withConnection(existing, true);
+        continue;
+      }
+      if (desktop?.state !== "AVAILABLE") {
+        throw new DomainError(
+          "desktopNotReady",
+          `your desktop ${ownedId} is ${desktop?.state ?? "gone"}; retry shortly`,
+          { retryAfterSeconds: 5 },
+        );
+      }
+    }
+    const assigned = await ports.sessions.assign(newSession(ports, desktop, userId), {
+      dedicate: !ownedId,
+    });
+    if (assigned.outcome === "assigned") return withConnection(assigned.session, false);
+    if (assigned.outcome === "user-has-session") {
+      const existing = await existingSession(ports, tenantId, poolId, userId);
+      if (existing) return existing;
+    }
+  }
+  throw noDesktopAvailable(poolId);
+}
+
+/**
+ * The user holds the pool's lock: reconnect to that session once its desktop holds it. A lock
+ * still being claimed by a concurrent logon is waited for a moment; one left by a logon that died
+ * is released so that the next round can take it.
+ */
+async function existingSession(
+  ports: Pick<Ports, "sessions">,
+  tenantId: string,
+  poolId: string,
+  userId: string,
+): Promise<LogonResult | undefined> {
+  const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+  if (existing) return withConnection(existing, true);
+  if ((await ports.sessions.releaseStaleLock(tenantId, poolId, userId)) === "pending") {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return undefined;
+}
+
+function newSession(ports: Pick<Ports, "clock">, desktop: Desktop, userId: string): Session {
+  return {
+    tenantId: desktop.tenantId,
+    sessionId: newSessionId(desktop.poolId, desktop.desktopId),
+    poolId: desktop.poolId,
+    desktopId: desktop.desktopId,
+    userId,
+    state: "ACTIVE",
+    startedAt: ports.clock.now().toISOString(),
+  };
+}
+
+/**
+ * The user's data disk is attached by a job on the user's FIFO group, so it runs after any
+ * commit of their previous session. Sent again on a reconnect (deduplicated by SQS), which heals
+ * a logon whose send failed after its claim.
+ */
+async function attachingUserData(
+  ports: Pick<Ports, "userDataJobs">,
+  result: LogonResult,
+): Promise<LogonResult> {
+  const { tenantId, userId, sessionId } = result.session;
+  await ports.userDataJobs.send([{ kind: "attach-user-data", tenantId, userId, sessionId }]);
+  return { ...result, userData: { state: "ATTACHING" } };
+}
+
+/** Nothing free: a user who already has a session reconnects; otherwise say precisely why. */
+async function noFreeDesktop(
+  ports: LogonPorts,
+  tenantId: string,
+  poolId: string,
+  userId: string,
+): Promise<LogonResult> {
+  const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+  if (existing) return attachingUserData(ports, withConnection(existing, true));
+  assertActive(await requirePool(ports, tenantId, poolId));
+  throw noDesktopAvailable(poolId);
+}
