@@ -142,7 +142,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     localRoute: async (req, body) => {
       if (req.url !== "/local/events" || req.method !== "POST") return undefined;
       if (req.headers.authorization !== `Bearer ${opts.operatorKey}`)
-        return problemResponse(problem("unauthorized", "the local event stand-in needs the operator key"));
+        return problemResponse(problem("apiKeyRequired", "the local event stand-in needs the operator key"));
       let event: unknown;
       try {
         event = JSON.parse(body.toString("utf8"));

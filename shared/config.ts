@@ -19,7 +19,7 @@ export interface PristineConfig {
   /** Explicit endpoints for the emulators; in AWS the SDK's defaults (or AWS_ENDPOINT_URL_*) apply. */
   endpoints: { dynamodb?: string; sqs?: string; s3?: string };
   awsRegion?: string;
-  /** User data and DR (issue 4); each function gets what it uses. */
+  /** User data and DR; each function gets what it uses. */
   dr?: DrConfig;
 }
 

@@ -39,9 +39,9 @@ export const noDesktopAvailable = (poolId: string) =>
   });
 
 export const unauthorized = () =>
-  new DomainError("unauthorized", "missing or unknown API key (Authorization: Bearer <key>)");
+  new DomainError("apiKeyRequired", "missing or unknown API key (Authorization: Bearer <key>)");
 
-export const forbidden = (message: string) => new DomainError("forbidden", message);
+export const forbidden = (message: string) => new DomainError("notAllowed", message);
 
 /**
  * The one way a job says "not yet": a condition expected to clear by itself (an image still

@@ -25,13 +25,13 @@ export const problemCatalogue = {
     title: "Malformed JSON",
     when: "The body is not JSON at all.",
   },
-  unauthorized: {
+  apiKeyRequired: {
     slug: "unauthorized",
     status: 401,
     title: "Unauthorized",
     when: "No `Authorization: Bearer <key>`, or a key that is not known.",
   },
-  forbidden: {
+  notAllowed: {
     slug: "forbidden",
     status: 403,
     title: "Forbidden",

@@ -12,6 +12,7 @@ import { FUNCTION_TIMEOUTS } from "../../infra/constructs/lambda-function.ts";
 import { FUNCTION_NAMES, type FunctionName, QUEUE_KINDS, type QueueKind } from "../../infra/names.ts";
 import { definePristineApp, type PristineApp } from "../../infra/pristine-app.ts";
 import type { PristineStack } from "../../infra/pristine-stack.ts";
+import { tableSchema } from "../../shared/adapters/dynamodb/table-schema.ts";
 import { loadConfig } from "../../shared/config.ts";
 
 // Synthesizes the real app (cdk.json context) once per scenario, with asset bundling skipped
@@ -404,6 +405,26 @@ describe("the default app (cdk.json context, no account)", () => {
           ],
         },
       });
+    });
+
+    it("builds the table's keys, indexes and TTL from the schema the local runtime uses", () => {
+      const [table] = Object.values(resourcesOf(template, "AWS::DynamoDB::Table"));
+      const p = table?.Properties;
+      expect(p.KeySchema).toEqual([
+        { AttributeName: tableSchema.partitionKey, KeyType: "HASH" },
+        { AttributeName: tableSchema.sortKey, KeyType: "RANGE" },
+      ]);
+      expect(
+        p.GlobalSecondaryIndexes.map((i: Json) => ({
+          name: i.IndexName,
+          partitionKey: i.KeySchema.find((k: Json) => k.KeyType === "HASH").AttributeName,
+          sortKey: i.KeySchema.find((k: Json) => k.KeyType === "RANGE").AttributeName,
+        })),
+      ).toEqual(tableSchema.indexes);
+      expect(p.TimeToLiveSpecification.AttributeName).toBe(tableSchema.ttlAttribute);
+      const keyAttributes = [tableSchema.partitionKey, tableSchema.sortKey];
+      for (const i of tableSchema.indexes) keyAttributes.push(i.partitionKey, i.sortKey);
+      expect(p.AttributeDefinitions.map((a: Json) => a.AttributeName).sort()).toEqual(keyAttributes.sort());
     });
 
     it("allows no wildcard action in any policy statement", () => {

@@ -1,52 +1,39 @@
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { qcow2Driver } from "../../shared/adapters/storage/qcow2-driver.ts";
 import type { ImageVersion } from "../../shared/domain/model.ts";
 import type { StorageDriver } from "../../shared/ports.ts";
 import {
   expectStatus,
-  newTenant,
   pathsOn,
   readyImage,
   readyPool,
   readyVersion,
   registerDatastore,
   run,
-  startTestRegion,
-  type TestRegion,
+  useTenantRegion,
   waitFor,
   waitForCounts,
 } from "./harness.ts";
 
-let r: TestRegion;
-let tenant: { tenantId: string; key: string };
-let imageId: string;
-
-beforeAll(async () => {
-  r = await startTestRegion();
-  tenant = await newTenant(r);
-  // 1 GiB virtual, so capacities in GiB count desktops.
-  ({ imageId } = await readyImage(r, tenant.key, { blankSizeMiB: 1024 }));
-});
-afterAll(async () => {
-  await r?.stop();
-});
+const fx = useTenantRegion({ image: { blankSizeMiB: 1024 } });
 
 const listDatastores = async () =>
-  expectStatus(await r.api("GET", "/v1/admin/datastores", { key: r.operatorKey }), 200).items as any[];
+  expectStatus(await fx.r.api("GET", "/v1/admin/datastores", { key: fx.r.operatorKey }), 200).items as any[];
 const desktopsOf = async (poolId: string) =>
-  expectStatus(await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key }), 200).items as any[];
+  expectStatus(await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key: fx.tenant.key }), 200)
+    .items as any[];
 
 describe("datastores", () => {
   it("registers datastores (operator only) and rejects bad input naming the field", async () => {
-    await registerDatastore(r, "ds-x", 10, 2);
+    await registerDatastore(fx.r, "ds-x", 10, 2);
     expect(
-      (await r.api("POST", "/v1/admin/datastores", { key: tenant.key, body: { datastoreId: "ds-y" } }))
+      (await fx.r.api("POST", "/v1/admin/datastores", { key: fx.tenant.key, body: { datastoreId: "ds-y" } }))
         .status,
     ).toBe(403);
-    const bad = await r.api("POST", "/v1/admin/datastores", {
-      key: r.operatorKey,
+    const bad = await fx.r.api("POST", "/v1/admin/datastores", {
+      key: fx.r.operatorKey,
       body: { datastoreId: "ds-y", path: "relative/dir", capacityGiB: 1 },
     });
     expect(bad.status).toBe(400);
@@ -58,55 +45,59 @@ describe("datastores", () => {
   });
 
   it("places desktops across three datastores by free capacity; an exhausted set answers 409 and makes nothing", async () => {
-    await registerDatastore(r, "cap-a", 2);
-    await registerDatastore(r, "cap-b", 4);
-    await registerDatastore(r, "cap-c", 8);
+    await registerDatastore(fx.r, "cap-a", 2);
+    await registerDatastore(fx.r, "cap-b", 4);
+    await registerDatastore(fx.r, "cap-c", 8);
     const datastoreIds = ["cap-a", "cap-b", "cap-c"];
-    const poolId = await readyPool(r, tenant.key, imageId, 10, { datastoreIds });
+    const poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, 10, { datastoreIds });
     const desktops = await desktopsOf(poolId);
     const on = (id: string) => desktops.filter((d) => d.datastoreId === id).length;
     expect([on("cap-a"), on("cap-b"), on("cap-c")]).toEqual([1, 3, 6]);
     // Each desktop's delta sits next to its replica, on its own datastore.
     for (const d of desktops) {
-      const paths = await pathsOn(r, d.datastoreId);
+      const paths = await pathsOn(fx.r, d.datastoreId);
       const info = JSON.parse(
         (
           await run("qemu-img", [
             "info",
             "--output=json",
             "-U",
-            paths.desktop({ ...d, tenantId: tenant.tenantId }),
+            paths.desktop({ ...d, tenantId: fx.tenant.tenantId }),
           ])
         ).stdout,
       );
       expect(info["full-backing-filename"] ?? info["backing-filename"]).toBe(
-        paths.replica({ tenantId: tenant.tenantId, imageId, version: 1 }, d.datastoreId),
+        paths.replica({ tenantId: fx.tenant.tenantId, imageId: fx.imageId, version: 1 }, d.datastoreId),
       );
     }
     const before = await listDatastores();
-    const poolsBefore = expectStatus(await r.api("GET", "/v1/pools", { key: tenant.key }), 200).items.length;
+    const poolsBefore = expectStatus(await fx.r.api("GET", "/v1/pools", { key: fx.tenant.key }), 200).items
+      .length;
     // 4 GiB of room is left (1 + 1 + 2): five 1 GiB desktops do not fit.
-    const refused = await r.api("POST", "/v1/pools", {
-      key: tenant.key,
-      body: { name: "too-big", imageId, size: 5, datastoreIds },
+    const refused = await fx.r.api("POST", "/v1/pools", {
+      key: fx.tenant.key,
+      body: { name: "too-big", imageId: fx.imageId, size: 5, datastoreIds },
     });
     expect(refused.status).toBe(409);
     expect(refused.body.type).toMatch(/insufficient-capacity$/);
     expect(refused.body.detail).toMatch(/1 desktop\(s\) do not fit; 1\.00 GiB more/);
-    expect(expectStatus(await r.api("GET", "/v1/pools", { key: tenant.key }), 200).items).toHaveLength(
+    expect(expectStatus(await fx.r.api("GET", "/v1/pools", { key: fx.tenant.key }), 200).items).toHaveLength(
       poolsBefore,
     );
     expect(await listDatastores()).toEqual(before);
     // Growing the pool past the room is refused the same way; within it, it works.
-    const grow = await r.api("PATCH", `/v1/pools/${poolId}`, { key: tenant.key, body: { size: 15 } });
+    const grow = await fx.r.api("PATCH", `/v1/pools/${poolId}`, { key: fx.tenant.key, body: { size: 15 } });
     expect(grow.status).toBe(409);
     expect(grow.body.type).toMatch(/insufficient-capacity$/);
-    expectStatus(await r.api("PATCH", `/v1/pools/${poolId}`, { key: tenant.key, body: { size: 14 } }), 200);
-    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 14 });
+    expectStatus(
+      await fx.r.api("PATCH", `/v1/pools/${poolId}`, { key: fx.tenant.key, body: { size: 14 } }),
+      200,
+    );
+    await waitForCounts(fx.r, fx.tenant.key, poolId, { AVAILABLE: 14 });
     const full = await listDatastores();
     for (const id of datastoreIds) expect(full.find((d) => d.datastoreId === id).effectiveFreeBytes).toBe(0);
     // Deleting the pool gives the room back.
-    expectStatus(await r.api("DELETE", `/v1/pools/${poolId}`, { key: tenant.key }), 202);
+    expectStatus(await fx.r.api("DELETE", `/v1/pools/${poolId}`, { key: fx.tenant.key }), 202);
     await waitFor("room released", async () =>
       (await listDatastores())
         .filter((d) => datastoreIds.includes(d.datastoreId))
@@ -115,14 +106,14 @@ describe("datastores", () => {
   });
 
   it("rebalance moves free desktops off a datastore above the threshold", async () => {
-    await registerDatastore(r, "reb-a", 4);
-    await registerDatastore(r, "reb-b", 0.5); // too small for one desktop, for now
-    const poolId = await readyPool(r, tenant.key, imageId, 4, { datastoreIds: ["reb-a", "reb-b"] });
+    await registerDatastore(fx.r, "reb-a", 4);
+    await registerDatastore(fx.r, "reb-b", 0.5); // too small for one desktop, for now
+    const poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, 4, { datastoreIds: ["reb-a", "reb-b"] });
     expect((await desktopsOf(poolId)).every((d) => d.datastoreId === "reb-a")).toBe(true);
-    await registerDatastore(r, "reb-b", 8); // grown: now there is somewhere to go
+    await registerDatastore(fx.r, "reb-b", 8); // grown: now there is somewhere to go
     const report = expectStatus(
-      await r.api("POST", "/v1/admin/datastores/reb-a/rebalance", {
-        key: r.operatorKey,
+      await fx.r.api("POST", "/v1/admin/datastores/reb-a/rebalance", {
+        key: fx.r.operatorKey,
         body: { thresholdPercent: 50 },
       }),
       202,
@@ -141,21 +132,25 @@ describe("datastores", () => {
 
 describe("replicas", () => {
   it("20 concurrent provisions on a new datastore create its replica exactly once", async () => {
-    const path = await registerDatastore(r, "ds-fresh", 100);
-    const poolId = await readyPool(r, tenant.key, imageId, 20, { datastoreIds: ["ds-fresh"] });
+    const path = await registerDatastore(fx.r, "ds-fresh", 100);
+    const poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, 20, { datastoreIds: ["ds-fresh"] });
     expect((await desktopsOf(poolId)).every((d) => d.datastoreId === "ds-fresh")).toBe(true);
-    const files = await readdir(join(path, "replicas", tenant.tenantId));
-    expect(files).toEqual([`${imageId}-v1.qcow2`]);
-    const replicas = await r.region.app.ports.replicas.list(tenant.tenantId, imageId, 1);
+    const files = await readdir(join(path, "replicas", fx.tenant.tenantId));
+    expect(files).toEqual([`${fx.imageId}-v1.qcow2`]);
+    const replicas = await fx.r.region.app.ports.replicas.list(fx.tenant.tenantId, fx.imageId, 1);
     const fresh = replicas.filter((x) => x.datastoreId === "ds-fresh");
     expect(fresh).toHaveLength(1);
     expect(fresh[0]?.creations).toBe(1);
   });
 
   it("two workers on one datastore (separate processes' drivers) create it once; a bad checksum keeps none", async () => {
-    const version = (await r.region.app.ports.images.getVersion(tenant.tenantId, imageId, 1)) as ImageVersion;
-    const storage = r.region.app.config.storage;
-    const path = join(r.dataDir, "race");
+    const version = (await fx.r.region.app.ports.images.getVersion(
+      fx.tenant.tenantId,
+      fx.imageId,
+      1,
+    )) as ImageVersion;
+    const storage = fx.r.region.app.config.storage;
+    const path = join(fx.r.dataDir, "race");
     const [one, two] = [1, 2].map(() => qcow2Driver({ ...storage, datastores: { race: path } })) as [
       StorageDriver,
       StorageDriver,
@@ -164,29 +159,32 @@ describe("replicas", () => {
       Array.from({ length: 10 }, (_, i) => (i % 2 ? one : two).ensureReplica(version, "race")),
     );
     expect(results.filter((x) => x.created)).toHaveLength(1);
-    const corrupt = qcow2Driver({ ...storage, datastores: { bad: join(r.dataDir, "bad") } });
+    const corrupt = qcow2Driver({ ...storage, datastores: { bad: join(fx.r.dataDir, "bad") } });
     await expect(corrupt.ensureReplica({ ...version, sha256: "0".repeat(64) }, "bad")).rejects.toThrow(
       /sha256 mismatch/,
     );
-    expect(await readdir(join(r.dataDir, "bad", "replicas", tenant.tenantId))).toEqual([]);
+    expect(await readdir(join(fx.r.dataDir, "bad", "replicas", fx.tenant.tenantId))).toEqual([]);
   });
 });
 
 describe("image versions", () => {
   it("rejects invalid sources with a 400 that says why, and imports raw", async () => {
     const image = expectStatus(
-      await r.api("POST", "/v1/images", { key: tenant.key, body: { name: "x" } }),
+      await fx.r.api("POST", "/v1/images", { key: fx.tenant.key, body: { name: "x" } }),
       201,
     );
     const publish = (path: string) =>
-      r.api("POST", `/v1/images/${image.imageId}/versions`, { key: tenant.key, body: { source: { path } } });
-    const base = join(r.dataDir, "base.qcow2");
-    const overlay = join(r.dataDir, "overlay.qcow2");
+      fx.r.api("POST", `/v1/images/${image.imageId}/versions`, {
+        key: fx.tenant.key,
+        body: { source: { path } },
+      });
+    const base = join(fx.r.dataDir, "base.qcow2");
+    const overlay = join(fx.r.dataDir, "overlay.qcow2");
     await run("qemu-img", ["create", "-q", "-f", "qcow2", base, "16M"]);
     await run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay]);
-    const text = join(r.dataDir, "notes.txt");
+    const text = join(fx.r.dataDir, "notes.txt");
     await writeFile(text, "not a disk\n");
-    const vmdk = join(r.dataDir, "disk.vmdk");
+    const vmdk = join(fx.r.dataDir, "disk.vmdk");
     await run("qemu-img", ["create", "-q", "-f", "vmdk", vmdk, "16M"]);
     const cases: [string, RegExp][] = [
       [overlay, /its own backing file/],
@@ -200,45 +198,55 @@ describe("image versions", () => {
       expect(res.body.field).toBe("source.path");
       expect(res.body.detail).toMatch(why);
     }
-    const got = expectStatus(await r.api("GET", `/v1/images/${image.imageId}`, { key: tenant.key }), 200);
+    const got = expectStatus(
+      await fx.r.api("GET", `/v1/images/${image.imageId}`, { key: fx.tenant.key }),
+      200,
+    );
     expect(got.versions).toEqual([]);
-    const raw = join(r.dataDir, "disk.raw");
+    const raw = join(fx.r.dataDir, "disk.raw");
     await writeFile(raw, Buffer.alloc(1024 * 1024, 0x5a));
-    const n = await readyVersion(r, tenant.key, image.imageId, { path: raw });
-    const v = (await r.region.app.ports.images.getVersion(tenant.tenantId, image.imageId, n)) as ImageVersion;
+    const n = await readyVersion(fx.r, fx.tenant.key, image.imageId, { path: raw });
+    const v = (await fx.r.region.app.ports.images.getVersion(
+      fx.tenant.tenantId,
+      image.imageId,
+      n,
+    )) as ImageVersion;
     expect(v).toMatchObject({ state: "READY", virtualSizeBytes: 1024 * 1024 });
     expect(v.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it("retire stops new desktops; delete is refused while used and frees the replicas after", async () => {
-    const image = await readyImage(r, tenant.key, { blankSizeMiB: 16 });
-    const v2 = await readyVersion(r, tenant.key, image.imageId, { blankSizeMiB: 16 });
-    const poolId = await readyPool(r, tenant.key, image.imageId, 2, { imageVersion: 1 });
-    const del = await r.api("DELETE", `/v1/images/${image.imageId}/versions/1`, { key: tenant.key });
+    const image = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 16 });
+    const v2 = await readyVersion(fx.r, fx.tenant.key, image.imageId, { blankSizeMiB: 16 });
+    const poolId = await readyPool(fx.r, fx.tenant.key, image.imageId, 2, { imageVersion: 1 });
+    const del = await fx.r.api("DELETE", `/v1/images/${image.imageId}/versions/1`, { key: fx.tenant.key });
     expect(del.status).toBe(409);
     expect(del.body.type).toMatch(/image-version-in-use$/);
     expectStatus(
-      await r.api("POST", `/v1/images/${image.imageId}/versions/1/retire`, { key: tenant.key }),
+      await fx.r.api("POST", `/v1/images/${image.imageId}/versions/1/retire`, { key: fx.tenant.key }),
       200,
     );
-    const refused = await r.api("POST", "/v1/pools", {
-      key: tenant.key,
+    const refused = await fx.r.api("POST", "/v1/pools", {
+      key: fx.tenant.key,
       body: { name: "old", imageId: image.imageId, imageVersion: 1, size: 1 },
     });
     expect(refused.status).toBe(409);
     expect(refused.body.type).toMatch(/image-version-retired$/);
-    const replica = r.paths.replica(
-      { tenantId: tenant.tenantId, imageId: image.imageId, version: 1 },
+    const replica = fx.r.paths.replica(
+      { tenantId: fx.tenant.tenantId, imageId: image.imageId, version: 1 },
       "ds-default",
     );
     expect(await run("test", ["-f", replica]).then(() => true)).toBe(true);
     expectStatus(
-      await r.api("POST", `/v1/pools/${poolId}/recompose`, { key: tenant.key, body: { imageVersion: v2 } }),
+      await fx.r.api("POST", `/v1/pools/${poolId}/recompose`, {
+        key: fx.tenant.key,
+        body: { imageVersion: v2 },
+      }),
       202,
     );
     // Once no desktop reads through it, the retired version's replica goes.
     await waitFor("v1 replica removed", async () => {
-      const left = await r.region.app.ports.replicas.list(tenant.tenantId, image.imageId, 1);
+      const left = await fx.r.region.app.ports.replicas.list(fx.tenant.tenantId, image.imageId, 1);
       return (
         left.length === 0 &&
         (await run("test", ["-f", replica]).then(
@@ -248,9 +256,12 @@ describe("image versions", () => {
       );
     });
     expect(
-      (await r.api("DELETE", `/v1/images/${image.imageId}/versions/1`, { key: tenant.key })).status,
+      (await fx.r.api("DELETE", `/v1/images/${image.imageId}/versions/1`, { key: fx.tenant.key })).status,
     ).toBe(204);
-    const got = expectStatus(await r.api("GET", `/v1/images/${image.imageId}`, { key: tenant.key }), 200);
+    const got = expectStatus(
+      await fx.r.api("GET", `/v1/images/${image.imageId}`, { key: fx.tenant.key }),
+      200,
+    );
     expect(got.versions.map((v: any) => v.version)).toEqual([v2]);
   });
 });

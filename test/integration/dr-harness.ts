@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { connect, createServer, type Socket } from "node:net";
 import { inject } from "vitest";
-import { startTestRegion, type TestRegion } from "./harness.ts";
+import type { RegionOptions } from "../../local/region.ts";
+import { startTestRegion, type TestRegion, waitFor } from "./harness.ts";
 
 /**
  * A TCP proxy in front of the emulators: the primary reaches its peer through it, and a test cuts
@@ -49,7 +50,10 @@ export interface RegionPair {
 }
 
 /** A primary and a DR region on the shared emulators, each knowing the other by name. */
-export async function startRegionPair(userDataSizeBytes = 64 * 1024 * 1024): Promise<RegionPair> {
+export async function startRegionPair(
+  userDataSizeBytes = 64 * 1024 * 1024,
+  drOverrides: Partial<RegionOptions> = {},
+): Promise<RegionPair> {
   const id = randomBytes(3).toString("hex");
   const [p, d] = [`it-${id}-primary`, `it-${id}-dr`];
   const proxy = await startFaultProxy(inject("sqsEndpoint"));
@@ -64,6 +68,7 @@ export async function startRegionPair(userDataSizeBytes = 64 * 1024 * 1024): Pro
     resourcePrefix: d,
     userDataSizeBytes,
     peer: { name: "primary", resourcePrefix: p },
+    ...drOverrides,
   });
   return {
     primary,
@@ -78,3 +83,21 @@ export async function startRegionPair(userDataSizeBytes = 64 * 1024 * 1024): Pro
 
 /** Until a queue has nothing visible or in flight (the workers are idle on it). */
 export { waitUntilDrained as waitForDrained } from "./harness.ts";
+
+/** Starts a drill of `pools` in the DR region and answers its report once it is DONE. */
+export async function runDrill(dr: TestRegion, key: string, pools: string[], timeoutMs = 180_000) {
+  const started = await dr.api("POST", "/v1/dr/drills", { key, body: { pools } });
+  if (started.status !== 202)
+    throw new Error(`drill refused: ${started.status} ${JSON.stringify(started.body)}`);
+  let report: any;
+  await waitFor(
+    "drill done",
+    async () => {
+      report = (await dr.api("GET", `/v1/dr/drills/${started.body.drillId}`, { key })).body;
+      return report.phase === "DONE";
+    },
+    timeoutMs,
+    250,
+  );
+  return report;
+}

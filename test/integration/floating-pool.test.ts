@@ -1,43 +1,30 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
 import { logoffEvent } from "../../shared/messages/logoff-event.ts";
 import {
   expectStatus,
   newTenant,
-  readyImage,
   readyPool,
   run,
-  startTestRegion,
-  type TestRegion,
+  useTenantRegion,
   waitFor,
   waitForCounts,
   waitUntilDrained,
 } from "./harness.ts";
 
-let r: TestRegion;
-let tenant: { tenantId: string; key: string };
-let imageId: string;
-
-beforeAll(async () => {
-  r = await startTestRegion();
-  tenant = await newTenant(r);
-  ({ imageId } = await readyImage(r, tenant.key));
-});
-afterAll(async () => {
-  await r?.stop();
-});
+const fx = useTenantRegion({ image: { blankSizeMiB: 64 } });
 
 const diskOf = (poolId: string, desktopId: string) =>
-  r.paths.desktop({ tenantId: tenant.tenantId, poolId, desktopId, datastoreId: "ds-default" });
+  fx.r.paths.desktop({ tenantId: fx.tenant.tenantId, poolId, desktopId, datastoreId: "ds-default" });
 
 describe("logon storm", () => {
   it("60 concurrent logons on 40 desktops: 40 sessions on 40 distinct desktops and 20 503s", async () => {
-    const poolId = await readyPool(r, tenant.key, imageId, 40);
+    const poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, 40);
     const responses = await Promise.all(
       Array.from({ length: 60 }, (_, i) =>
-        r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: `user-${i}` } }),
+        fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: `user-${i}` } }),
       ),
     );
     const ok = responses.filter((x) => x.status === 200);
@@ -52,7 +39,7 @@ describe("logon storm", () => {
       expect(x.body.type).toMatch(/no-desktop-available$/);
     }
     const desktops = expectStatus(
-      await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key }),
+      await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key: fx.tenant.key }),
       200,
     ).items;
     const assigned = desktops.filter((d: any) => d.state === "ASSIGNED");
@@ -63,21 +50,21 @@ describe("logon storm", () => {
   });
 
   it("a user's repeated and concurrent logons all get the same session", async () => {
-    const poolId = await readyPool(r, tenant.key, imageId, 3);
+    const poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, 3);
     const burst = await Promise.all(
       Array.from({ length: 6 }, () =>
-        r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "bob" } }),
+        fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: "bob" } }),
       ),
     );
     for (const x of burst) expect(x.status).toBe(200);
     expect(new Set(burst.map((x) => x.body.sessionId)).size).toBe(1);
     const again = expectStatus(
-      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "bob" } }),
+      await fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: "bob" } }),
       200,
     );
     expect(again.sessionId).toBe(burst[0]?.body.sessionId);
     expect(again.reconnected).toBe(true);
-    const counts = (await r.api("GET", `/v1/pools/${poolId}`, { key: tenant.key })).body.desktopCounts;
+    const counts = (await fx.r.api("GET", `/v1/pools/${poolId}`, { key: fx.tenant.key })).body.desktopCounts;
     expect(counts).toMatchObject({ ASSIGNED: 1, AVAILABLE: 2 });
   });
 });
@@ -85,12 +72,16 @@ describe("logon storm", () => {
 describe("linked clones and logoff refresh", () => {
   let poolId: string;
   beforeAll(async () => {
-    poolId = await readyPool(r, tenant.key, imageId, 2);
+    poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, 2);
   });
 
   it("a desktop is a qcow2 overlay whose backing file is the replica", async () => {
-    const desktops = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key })).body.items;
-    const replica = r.paths.replica({ tenantId: tenant.tenantId, imageId, version: 1 }, "ds-default");
+    const desktops = (await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key: fx.tenant.key })).body
+      .items;
+    const replica = fx.r.paths.replica(
+      { tenantId: fx.tenant.tenantId, imageId: fx.imageId, version: 1 },
+      "ds-default",
+    );
     for (const d of desktops) {
       const info = JSON.parse(
         (await run("qemu-img", ["info", "--output=json", "-U", diskOf(poolId, d.desktopId)])).stdout,
@@ -102,28 +93,31 @@ describe("linked clones and logoff refresh", () => {
 
   it("after logoff the desktop is AVAILABLE and identical to its replica although the user wrote to it", async () => {
     const session = expectStatus(
-      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "carol" } }),
+      await fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: "carol" } }),
       200,
     );
     const disk = diskOf(poolId, session.desktopId);
-    const replica = r.paths.replica({ tenantId: tenant.tenantId, imageId, version: 1 }, "ds-default");
+    const replica = fx.r.paths.replica(
+      { tenantId: fx.tenant.tenantId, imageId: fx.imageId, version: 1 },
+      "ds-default",
+    );
     await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0xab 1M 4M", disk]);
     await expect(run("qemu-img", ["compare", "-U", disk, replica])).rejects.toMatchObject({ code: 1 });
 
     const ended = expectStatus(
-      await r.api("POST", `/v1/sessions/${session.sessionId}/logoff`, { key: tenant.key }),
+      await fx.r.api("POST", `/v1/sessions/${session.sessionId}/logoff`, { key: fx.tenant.key }),
       200,
     );
     expect(ended.state).toBe("ENDED");
     await waitFor("desktop AVAILABLE again", async () => {
-      const ds = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key })).body.items;
+      const ds = (await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key: fx.tenant.key })).body.items;
       return ds.find((d: any) => d.desktopId === session.desktopId)?.state === "AVAILABLE";
     });
     const { stdout } = await run("qemu-img", ["compare", "-U", disk, replica]);
     expect(stdout).toContain("Images are identical");
     // A second logoff is harmless and reports the same ended session.
     const again = expectStatus(
-      await r.api("POST", `/v1/sessions/${session.sessionId}/logoff`, { key: tenant.key }),
+      await fx.r.api("POST", `/v1/sessions/${session.sessionId}/logoff`, { key: fx.tenant.key }),
       200,
     );
     expect(again.endedAt).toBe(ended.endedAt);
@@ -131,56 +125,56 @@ describe("linked clones and logoff refresh", () => {
 
   it("duplicate and stale logoff events change nothing", async () => {
     const first = expectStatus(
-      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "dave" } }),
+      await fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: "dave" } }),
       200,
     );
     const event = logoffEvent({
-      tenantId: tenant.tenantId,
+      tenantId: fx.tenant.tenantId,
       sessionId: first.sessionId,
       desktopId: first.desktopId,
       at: new Date().toISOString(),
     });
-    await sendJson(r.region.app.sqs, r.region.queues.logoff.url, [event, event]);
+    await sendJson(fx.r.region.app.sqs, fx.r.region.queues.logoff.url, [event, event]);
     await waitFor("session ended by event", async () => {
-      const s = (await r.api("GET", `/v1/sessions/${first.sessionId}`, { key: tenant.key })).body;
+      const s = (await fx.r.api("GET", `/v1/sessions/${first.sessionId}`, { key: fx.tenant.key })).body;
       return s.state === "ENDED";
     });
-    const ended = (await r.api("GET", `/v1/sessions/${first.sessionId}`, { key: tenant.key })).body;
+    const ended = (await fx.r.api("GET", `/v1/sessions/${first.sessionId}`, { key: fx.tenant.key })).body;
     expect(ended.endedBy).toBe("event");
-    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 2, REFRESHING: 0 });
+    await waitForCounts(fx.r, fx.tenant.key, poolId, { AVAILABLE: 2, REFRESHING: 0 });
 
     // Fill the pool so dave's old desktop is certainly re-assigned, then replay the stale event.
     const users = ["erin", "frank"];
     const sessions = await Promise.all(
       users.map(async (u) =>
         expectStatus(
-          await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: u } }),
+          await fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: u } }),
           200,
         ),
       ),
     );
-    await sendJson(r.region.app.sqs, r.region.queues.logoff.url, [event]);
+    await sendJson(fx.r.region.app.sqs, fx.r.region.queues.logoff.url, [event]);
     // An event for an unknown session is acknowledged too; wait until both are consumed.
     const bogus = logoffEvent({ ...event.detail, sessionId: "ses-doesnotexist" });
-    await sendJson(r.region.app.sqs, r.region.queues.logoff.url, [bogus]);
-    await waitUntilDrained(r, r.region.queues.logoff.url);
+    await sendJson(fx.r.region.app.sqs, fx.r.region.queues.logoff.url, [bogus]);
+    await waitUntilDrained(fx.r, fx.r.region.queues.logoff.url);
     for (const s of sessions) {
-      expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body.state).toBe(
+      expect((await fx.r.api("GET", `/v1/sessions/${s.sessionId}`, { key: fx.tenant.key })).body.state).toBe(
         "ACTIVE",
       );
     }
-    expect((await r.api("GET", `/v1/pools/${poolId}`, { key: tenant.key })).body.desktopCounts).toMatchObject(
-      { ASSIGNED: 2 },
-    );
+    expect(
+      (await fx.r.api("GET", `/v1/pools/${poolId}`, { key: fx.tenant.key })).body.desktopCounts,
+    ).toMatchObject({ ASSIGNED: 2 });
   });
 });
 
 describe("tenancy and input", () => {
   it("tenant B gets 404 for tenant A's pool, session and image", async () => {
-    const other = await newTenant(r, "other");
-    const poolId = await readyPool(r, tenant.key, imageId, 1);
+    const other = await newTenant(fx.r, "other");
+    const poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, 1);
     const s = expectStatus(
-      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "gina" } }),
+      await fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: "gina" } }),
       200,
     );
     for (const [method, path, body] of [
@@ -190,39 +184,45 @@ describe("tenancy and input", () => {
       ["DELETE", `/v1/pools/${poolId}`],
       ["GET", `/v1/sessions/${s.sessionId}`],
       ["POST", `/v1/sessions/${s.sessionId}/logoff`],
-      ["GET", `/v1/images/${imageId}`],
+      ["GET", `/v1/images/${fx.imageId}`],
     ] as const) {
-      const res = await r.api(method, path, { key: other.key, ...(body ? { body } : {}) });
+      const res = await fx.r.api(method, path, { key: other.key, ...(body ? { body } : {}) });
       expect(res.status, `${method} ${path}`).toBe(404);
     }
-    expect((await r.api("GET", "/v1/pools", { key: other.key })).body.items).toEqual([]);
-    expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body.state).toBe(
+    expect((await fx.r.api("GET", "/v1/pools", { key: other.key })).body.items).toEqual([]);
+    expect((await fx.r.api("GET", `/v1/sessions/${s.sessionId}`, { key: fx.tenant.key })).body.state).toBe(
       "ACTIVE",
     );
   });
 
   it("bad input gets a 4xx problem that names the field and changes nothing", async () => {
-    const k = tenant.key;
-    const before = (await r.api("GET", "/v1/pools", { key: k })).body.items.length;
+    const k = fx.tenant.key;
+    const before = (await fx.r.api("GET", "/v1/pools", { key: k })).body.items.length;
     const cases: [string, string, { body?: unknown; raw?: string }, number, string | undefined][] = [
-      ["POST", "/v1/pools", { body: { name: "x", imageId, size: 0 } }, 400, "body.size"],
-      ["POST", "/v1/pools", { body: { name: "x", imageId, size: "ten" } }, 400, "body.size"],
+      ["POST", "/v1/pools", { body: { name: "x", imageId: fx.imageId, size: 0 } }, 400, "body.size"],
+      ["POST", "/v1/pools", { body: { name: "x", imageId: fx.imageId, size: "ten" } }, 400, "body.size"],
       ["POST", "/v1/pools", { body: { name: "x", size: 2 } }, 400, "body.imageId"],
-      ["POST", "/v1/pools", { body: { name: "x", imageId, size: 2, colour: "red" } }, 400, "body"],
+      [
+        "POST",
+        "/v1/pools",
+        { body: { name: "x", imageId: fx.imageId, size: 2, colour: "red" } },
+        400,
+        "body",
+      ],
       ["POST", "/v1/pools", { raw: "{not json" }, 400, "body"],
       ["POST", "/v1/pools", {}, 400, "body"],
       ["POST", "/v1/pools", { raw: JSON.stringify({ name: "x".repeat(70_000) }) }, 413, undefined],
       ["POST", "/v1/images", { body: { name: "" } }, 400, "body.name"],
       [
         "POST",
-        `/v1/images/${imageId}/versions`,
+        `/v1/images/${fx.imageId}/versions`,
         { body: { source: { blankSizeMiB: -1 } } },
         400,
         "body.source",
       ],
       [
         "POST",
-        `/v1/images/${imageId}/versions`,
+        `/v1/images/${fx.imageId}/versions`,
         { body: { source: { path: "/etc/passwd" } } },
         400,
         "source.path",
@@ -232,72 +232,75 @@ describe("tenancy and input", () => {
       ["GET", "/v1/pools/bad%20id", {}, 400, "path.poolId"],
     ];
     for (const [method, path, opts, status, field] of cases) {
-      const res = await r.api(method, path, { key: k, ...opts });
+      const res = await fx.r.api(method, path, { key: k, ...opts });
       expect(res.status, `${method} ${path} ${JSON.stringify(opts).slice(0, 80)}`).toBe(status);
       expect(res.headers.get("content-type")).toContain("application/problem+json");
       expect(res.body.type).toMatch(/^https:\/\/pristine\.dev\/problems\//);
       if (field)
         expect(res.body.field, JSON.stringify(res.body)).toMatch(new RegExp(`^${field.replace(".", "\\.")}`));
     }
-    expect((await r.api("GET", "/v1/pools", { key: k })).body.items.length).toBe(before);
+    expect((await fx.r.api("GET", "/v1/pools", { key: k })).body.items.length).toBe(before);
   });
 
   it("routing and authentication errors are problems too", async () => {
-    expect((await r.api("GET", "/v1/nothing-here", { key: tenant.key })).status).toBe(404);
-    const wrongMethod = await r.api("PUT", "/v1/pools", { key: tenant.key, body: {} });
+    expect((await fx.r.api("GET", "/v1/nothing-here", { key: fx.tenant.key })).status).toBe(404);
+    const wrongMethod = await fx.r.api("PUT", "/v1/pools", { key: fx.tenant.key, body: {} });
     expect(wrongMethod.status).toBe(405);
     expect(wrongMethod.headers.get("allow")).toBe("POST, GET");
-    expect((await r.api("GET", "/v1/pools")).status).toBe(401);
-    expect((await r.api("GET", "/v1/pools", { key: "prs_wrong" })).status).toBe(401);
-    expect((await r.api("POST", "/v1/admin/tenants", { key: tenant.key, body: { name: "x" } })).status).toBe(
-      403,
-    );
-    expect((await r.api("GET", "/health")).status).toBe(200);
+    expect((await fx.r.api("GET", "/v1/pools")).status).toBe(401);
+    expect((await fx.r.api("GET", "/v1/pools", { key: "prs_wrong" })).status).toBe(401);
+    expect(
+      (await fx.r.api("POST", "/v1/admin/tenants", { key: fx.tenant.key, body: { name: "x" } })).status,
+    ).toBe(403);
+    expect((await fx.r.api("GET", "/health")).status).toBe(200);
   });
 
   it("a file that is not a disk image is refused at publish", async () => {
-    const notADisk = join(r.dataDir, "imports-notes.txt");
+    const notADisk = join(fx.r.dataDir, "imports-notes.txt");
     await writeFile(notADisk, "hello, not a disk\n");
     const image = expectStatus(
-      await r.api("POST", "/v1/images", { key: tenant.key, body: { name: "bad" } }),
+      await fx.r.api("POST", "/v1/images", { key: fx.tenant.key, body: { name: "bad" } }),
       201,
     );
-    const res = await r.api("POST", `/v1/images/${image.imageId}/versions`, {
-      key: tenant.key,
+    const res = await fx.r.api("POST", `/v1/images/${image.imageId}/versions`, {
+      key: fx.tenant.key,
       body: { source: { path: notADisk } },
     });
     expect(res.status).toBe(400);
     expect(res.body.detail).toMatch(/not a disk image/);
-    expect((await r.api("GET", `/v1/images/${image.imageId}`, { key: tenant.key })).body.versions).toEqual(
-      [],
-    );
+    expect(
+      (await fx.r.api("GET", `/v1/images/${image.imageId}`, { key: fx.tenant.key })).body.versions,
+    ).toEqual([]);
   });
 });
 
 describe("pool deletion", () => {
   it("logs users off, deletes every desktop and its delta, then the pool", async () => {
-    const poolId = await readyPool(r, tenant.key, imageId, 3);
+    const poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, 3);
     const s = expectStatus(
-      await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "hank" } }),
+      await fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: "hank" } }),
       200,
     );
-    const desktops = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key: tenant.key })).body.items;
-    expect(expectStatus(await r.api("DELETE", `/v1/pools/${poolId}`, { key: tenant.key }), 202).state).toBe(
-      "DELETING",
-    );
+    const desktops = (await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key: fx.tenant.key })).body
+      .items;
+    expect(
+      expectStatus(await fx.r.api("DELETE", `/v1/pools/${poolId}`, { key: fx.tenant.key }), 202).state,
+    ).toBe("DELETING");
     // 409 while the pool drains, 404 once the workers have removed it (they may be that quick).
     expect([409, 404]).toContain(
-      (await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId: "ian" } }))
+      (await fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: "ian" } }))
         .status,
     );
     await waitFor(
       "pool gone",
-      async () => (await r.api("GET", `/v1/pools/${poolId}`, { key: tenant.key })).status === 404,
+      async () => (await fx.r.api("GET", `/v1/pools/${poolId}`, { key: fx.tenant.key })).status === 404,
     );
-    expect((await r.api("GET", `/v1/sessions/${s.sessionId}`, { key: tenant.key })).body).toMatchObject({
-      state: "ENDED",
-      endedBy: "pool-delete",
-    });
+    expect((await fx.r.api("GET", `/v1/sessions/${s.sessionId}`, { key: fx.tenant.key })).body).toMatchObject(
+      {
+        state: "ENDED",
+        endedBy: "pool-delete",
+      },
+    );
     const { stat } = await import("node:fs/promises");
     for (const d of desktops) await expect(stat(diskOf(poolId, d.desktopId))).rejects.toThrow();
   });
@@ -306,11 +309,11 @@ describe("pool deletion", () => {
 describe("Idempotency-Key", () => {
   it("a retried write returns the first answer and creates nothing twice; another body is refused", async () => {
     const headers = { "idempotency-key": "create-pool-42" };
-    const body = { name: "once", imageId, size: 1 };
+    const body = { name: "once", imageId: fx.imageId, size: 1 };
     const call = (b: unknown) =>
-      fetch(`${r.region.apiUrl}/v1/pools`, {
+      fetch(`${fx.r.region.apiUrl}/v1/pools`, {
         method: "POST",
-        headers: { ...headers, authorization: `Bearer ${tenant.key}`, "content-type": "application/json" },
+        headers: { ...headers, authorization: `Bearer ${fx.tenant.key}`, "content-type": "application/json" },
         body: JSON.stringify(b),
       });
     const first = await call(body);
@@ -319,7 +322,7 @@ describe("Idempotency-Key", () => {
     expect(second.status).toBe(201);
     const [a, b] = [(await first.json()) as any, (await second.json()) as any];
     expect(b.poolId).toBe(a.poolId);
-    const pools = (await r.api("GET", "/v1/pools", { key: tenant.key })).body.items.filter(
+    const pools = (await fx.r.api("GET", "/v1/pools", { key: fx.tenant.key })).body.items.filter(
       (p: any) => p.name === "once",
     );
     expect(pools).toHaveLength(1);
@@ -328,12 +331,32 @@ describe("Idempotency-Key", () => {
     expect(((await reused.json()) as any).field).toBe("headers.idempotency-key");
   });
 
-  it("tenant creation is never replayed, so its API key is never stored", async () => {
-    const create = () =>
-      fetch(`${r.region.apiUrl}/v1/admin/tenants`, {
+  it("the idempotency utility knows the Lambda context, so it warns of no unknown time left", async () => {
+    const warn = vi.spyOn(console, "warn");
+    try {
+      const res = await fetch(`${fx.r.region.apiUrl}/v1/images`, {
         method: "POST",
         headers: {
-          authorization: `Bearer ${r.operatorKey}`,
+          "idempotency-key": "image-ctx",
+          authorization: `Bearer ${fx.tenant.key}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ name: "with-context" }),
+      });
+      expect(res.status).toBe(201);
+      const warned = warn.mock.calls.map((c) => String(c[0]));
+      expect(warned.filter((w) => /remaining time/i.test(w))).toEqual([]);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("tenant creation is never replayed, so its API key is never stored", async () => {
+    const create = () =>
+      fetch(`${fx.r.region.apiUrl}/v1/admin/tenants`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${fx.r.operatorKey}`,
           "idempotency-key": "t-1",
           "content-type": "application/json",
         },

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import { waitFor } from "../../local/emulators.ts";
 import { type Region, type RegionOptions, startRegion } from "../../local/region.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
@@ -198,4 +198,36 @@ export async function waitUntilDrained(r: TestRegion, queueUrl: string, timeoutM
     },
     timeoutMs,
   );
+}
+
+export interface TenantRegion {
+  /** The region (its API, paths, queues and app). */
+  r: TestRegion;
+  tenant: { tenantId: string; key: string };
+  /** A READY image of the tenant, when the fixture was asked for one. */
+  imageId: string;
+  /** A pool of AVAILABLE desktops on that image, when asked for one. */
+  poolId: string;
+}
+
+/**
+ * The integration tests' one fixture: a fresh region for the file, a tenant in it and, when asked,
+ * a READY image and a ready pool, made before the file's tests and stopped after them.
+ */
+export function useTenantRegion(
+  opts: { region?: Partial<RegionOptions>; image?: unknown; poolSize?: number } = {},
+): TenantRegion {
+  const fx = {} as TenantRegion;
+  beforeAll(async () => {
+    fx.r = await startTestRegion(opts.region);
+    fx.tenant = await newTenant(fx.r);
+    if (opts.image !== undefined || opts.poolSize !== undefined)
+      fx.imageId = (await readyImage(fx.r, fx.tenant.key, opts.image ?? { blankSizeMiB: 64 })).imageId;
+    if (opts.poolSize !== undefined)
+      fx.poolId = await readyPool(fx.r, fx.tenant.key, fx.imageId, opts.poolSize);
+  });
+  afterAll(async () => {
+    await fx.r?.stop();
+  });
+  return fx;
 }

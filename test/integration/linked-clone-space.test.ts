@@ -1,35 +1,29 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { newTenant, readyImage, readyPool, run, startTestRegion, type TestRegion } from "./harness.ts";
+import { expect, it } from "vitest";
+import { newTenant, readyImage, readyPool, run, useTenantRegion } from "./harness.ts";
 
-let r: TestRegion;
-beforeAll(async () => {
-  r = await startTestRegion();
-});
-afterAll(async () => {
-  await r?.stop();
-});
+const fx = useTenantRegion();
 
 const usedBytes = async (path: string) => (await stat(path)).blocks * 512;
 
 it("40 linked clones of an image holding 256 MiB take under 5% of 40 full copies", async () => {
-  const { tenantId, key } = await newTenant(r);
-  const source = join(r.dataDir, "golden.qcow2");
+  const { tenantId, key } = await newTenant(fx.r);
+  const source = join(fx.r.dataDir, "golden.qcow2");
   await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "1G"]);
   await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 256M", source]);
-  const { imageId, version } = await readyImage(r, key, { path: source });
-  const poolId = await readyPool(r, key, imageId, 40);
+  const { imageId, version } = await readyImage(fx.r, key, { path: source });
+  const poolId = await readyPool(fx.r, key, imageId, 40);
 
-  const image = await usedBytes(r.paths.image({ tenantId, imageId, version }));
+  const image = await usedBytes(fx.r.paths.image({ tenantId, imageId, version }));
   expect(image).toBeGreaterThanOrEqual(256 * 1024 * 1024);
-  const replica = await usedBytes(r.paths.replica({ tenantId, imageId, version }, "ds-default"));
-  const desktops = (await r.api("GET", `/v1/pools/${poolId}/desktops`, { key })).body.items;
+  const replica = await usedBytes(fx.r.paths.replica({ tenantId, imageId, version }, "ds-default"));
+  const desktops = (await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key })).body.items;
   expect(desktops).toHaveLength(40);
   let deltas = 0;
   for (const d of desktops)
     deltas += await usedBytes(
-      r.paths.desktop({ tenantId, poolId, desktopId: d.desktopId, datastoreId: "ds-default" }),
+      fx.r.paths.desktop({ tenantId, poolId, desktopId: d.desktopId, datastoreId: "ds-default" }),
     );
   // The pool's whole footprint (its replica included) against forty full copies.
   const ratio = (replica + deltas) / (40 * image);

@@ -1,32 +1,21 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   expectStatus,
-  newTenant,
   readyImage,
   readyPool,
   readyVersion,
   run,
-  startTestRegion,
-  type TestRegion,
+  useTenantRegion,
   waitFor,
   waitForCounts,
 } from "./harness.ts";
 
-let r: TestRegion;
-let tenant: { tenantId: string; key: string };
-
-beforeAll(async () => {
-  r = await startTestRegion();
-  tenant = await newTenant(r);
-});
-afterAll(async () => {
-  await r?.stop();
-});
+const fx = useTenantRegion();
 
 const api = (method: string, path: string, body?: unknown) =>
-  r.api(method, path, { key: tenant.key, ...(body !== undefined ? { body } : {}) });
+  fx.r.api(method, path, { key: fx.tenant.key, ...(body !== undefined ? { body } : {}) });
 const desktopsOf = async (poolId: string) =>
   expectStatus(await api("GET", `/v1/pools/${poolId}/desktops`), 200).items as any[];
 const logon = async (poolId: string, userId: string) =>
@@ -34,7 +23,7 @@ const logon = async (poolId: string, userId: string) =>
 const logoff = async (sessionId: string) =>
   expectStatus(await api("POST", `/v1/sessions/${sessionId}/logoff`, {}), 200);
 const diskOf = (poolId: string, desktopId: string) =>
-  r.paths.desktop({ tenantId: tenant.tenantId, poolId, desktopId, datastoreId: "ds-default" });
+  fx.r.paths.desktop({ tenantId: fx.tenant.tenantId, poolId, desktopId, datastoreId: "ds-default" });
 const writeInto = (path: string, what: string) => run("qemu-io", ["-f", "qcow2", "-c", what, path]);
 
 async function waitForRecompose(poolId: string, toVersion: number, done: number, pending: number) {
@@ -50,9 +39,9 @@ async function waitForRecompose(poolId: string, toVersion: number, done: number,
 
 describe("recompose", () => {
   it("a desktop whose recompose fails goes to ERROR and the rest of the pool moves on", async () => {
-    const { imageId } = await readyImage(r, tenant.key, { blankSizeMiB: 32 });
-    const v2 = await readyVersion(r, tenant.key, imageId, { blankSizeMiB: 32 });
-    const poolId = await readyPool(r, tenant.key, imageId, 3, { imageVersion: 1 });
+    const { imageId } = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 32 });
+    const v2 = await readyVersion(fx.r, fx.tenant.key, imageId, { blankSizeMiB: 32 });
+    const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 3, { imageVersion: 1 });
     const [broken] = await desktopsOf(poolId);
     // Its disk's place is taken by a non-empty folder: the new delta cannot be put there.
     const disk = diskOf(poolId, broken.desktopId);
@@ -74,9 +63,9 @@ describe("recompose", () => {
   });
 
   it("10 desktops, 4 busy: free ones move at once, busy ones at logoff, sessions untouched; then rollback", async () => {
-    const { imageId } = await readyImage(r, tenant.key, { blankSizeMiB: 32 });
-    const v2 = await readyVersion(r, tenant.key, imageId, { blankSizeMiB: 32 });
-    const poolId = await readyPool(r, tenant.key, imageId, 10, { imageVersion: 1 });
+    const { imageId } = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 32 });
+    const v2 = await readyVersion(fx.r, fx.tenant.key, imageId, { blankSizeMiB: 32 });
+    const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 10, { imageVersion: 1 });
     const sessions = await Promise.all([0, 1, 2, 3].map((i) => logon(poolId, `busy-${i}`)));
 
     const started = expectStatus(
@@ -123,8 +112,8 @@ describe("recompose", () => {
   });
 
   it("a retired or unknown target version is refused, changing nothing", async () => {
-    const { imageId } = await readyImage(r, tenant.key, { blankSizeMiB: 16 });
-    const poolId = await readyPool(r, tenant.key, imageId, 1);
+    const { imageId } = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 16 });
+    const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 1);
     const unknown = await api("POST", `/v1/pools/${poolId}/recompose`, { imageVersion: 9 });
     expect(unknown.status).toBe(404);
     const bad = await api("POST", `/v1/pools/${poolId}/recompose`, { imageVersion: "two" });
@@ -134,7 +123,7 @@ describe("recompose", () => {
   });
 
   it("at most N recomposes hold a datastore at once (leases in the table)", async () => {
-    const ds = r.region.app.ports.datastores;
+    const ds = fx.r.region.app.ports.datastores;
     for (const holder of ["a", "b", "c", "d"])
       expect(await ds.acquireRecomposeSlot("slots", holder, 4, 60_000)).toBe(true);
     expect(await ds.acquireRecomposeSlot("slots", "e", 4, 60_000)).toBe(false);
@@ -149,8 +138,8 @@ describe("recompose", () => {
 
 describe("dedicated desktops and refresh policies", () => {
   it("a dedicated user gets the same desktop back, with their changes", async () => {
-    const { imageId } = await readyImage(r, tenant.key, { blankSizeMiB: 16 });
-    const poolId = await readyPool(r, tenant.key, imageId, 3, { assignment: "dedicated" });
+    const { imageId } = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 16 });
+    const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 3, { assignment: "dedicated" });
     const pool = expectStatus(await api("GET", `/v1/pools/${poolId}`), 200);
     expect(pool).toMatchObject({ assignment: "dedicated", refreshPolicy: "none" });
     const first = await logon(poolId, "alice");
@@ -158,7 +147,7 @@ describe("dedicated desktops and refresh policies", () => {
     expect(other.desktopId).not.toBe(first.desktopId);
     await writeInto(diskOf(poolId, first.desktopId), "write -P 0x33 0 1M");
     await logoff(first.sessionId);
-    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 2, ASSIGNED: 1 });
+    await waitForCounts(fx.r, fx.tenant.key, poolId, { AVAILABLE: 2, ASSIGNED: 1 });
     // Carol, new, gets the one unowned desktop, never alice's free one.
     const carol = await logon(poolId, "carol");
     expect([first.desktopId, other.desktopId]).not.toContain(carol.desktopId);
@@ -173,11 +162,11 @@ describe("dedicated desktops and refresh policies", () => {
   });
 
   it("refreshWhenDeltaExceedsPercent refreshes a desktop whose delta has grown, and keeps one that has not", async () => {
-    const source = join(r.dataDir, "four-mib.qcow2");
+    const source = join(fx.r.dataDir, "four-mib.qcow2");
     await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "64M"]);
     await writeInto(source, "write -P 0x5a 0 4M");
-    const { imageId } = await readyImage(r, tenant.key, { path: source });
-    const poolId = await readyPool(r, tenant.key, imageId, 2, {
+    const { imageId } = await readyImage(fx.r, fx.tenant.key, { path: source });
+    const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 2, {
       refreshPolicy: "none",
       refreshWhenDeltaExceedsPercent: 50,
     });
@@ -188,7 +177,7 @@ describe("dedicated desktops and refresh policies", () => {
     const before = Object.fromEntries((await desktopsOf(poolId)).map((d) => [d.desktopId, d]));
     await logoff(big.sessionId);
     await logoff(small.sessionId);
-    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 2 });
+    await waitForCounts(fx.r, fx.tenant.key, poolId, { AVAILABLE: 2 });
     const after = Object.fromEntries((await desktopsOf(poolId)).map((d) => [d.desktopId, d]));
     expect(after[big.desktopId].deltaBytes).toBeLessThan(1024 * 1024);
     expect(after[big.desktopId].pristineAt).not.toBe(before[big.desktopId].pristineAt);
@@ -197,8 +186,8 @@ describe("dedicated desktops and refresh policies", () => {
   });
 
   it("refreshPolicy delete destroys the desktop at logoff and provisions a new one", async () => {
-    const { imageId } = await readyImage(r, tenant.key, { blankSizeMiB: 16 });
-    const poolId = await readyPool(r, tenant.key, imageId, 1, { refreshPolicy: "delete" });
+    const { imageId } = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 16 });
+    const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 1, { refreshPolicy: "delete" });
     const s = await logon(poolId, "u");
     await logoff(s.sessionId);
     await waitFor("a new desktop", async () => {
@@ -214,12 +203,12 @@ describe("dedicated desktops and refresh policies", () => {
   });
 
   it("GET /v1/storage: used, provisioned and the savings against full clones", async () => {
-    const source = join(r.dataDir, "eight-mib.qcow2");
+    const source = join(fx.r.dataDir, "eight-mib.qcow2");
     await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "64M"]);
     await writeInto(source, "write -P 0x5a 0 8M");
-    const { imageId } = await readyImage(r, tenant.key, { path: source });
-    const linked = await readyPool(r, tenant.key, imageId, 4);
-    const full = await readyPool(r, tenant.key, imageId, 2, { cloneType: "full" });
+    const { imageId } = await readyImage(fx.r, fx.tenant.key, { path: source });
+    const linked = await readyPool(fx.r, fx.tenant.key, imageId, 4);
+    const full = await readyPool(fx.r, fx.tenant.key, imageId, 2, { cloneType: "full" });
     const report = expectStatus(await api("GET", "/v1/storage"), 200);
     const byPool = (id: string) => report.pools.find((p: any) => p.poolId === id);
     const l = byPool(linked);

@@ -6,7 +6,7 @@ import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts
 import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { replicationKeys } from "../../shared/messages/replication.ts";
-import { type RegionPair, startRegionPair, waitForDrained } from "./dr-harness.ts";
+import { type RegionPair, runDrill, startRegionPair, waitForDrained } from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyPool, run, type TestRegion, waitFor } from "./harness.ts";
 
 // The primary must see a failover at once, not after the key cache's minute.
@@ -164,19 +164,7 @@ describe("user data and replication", () => {
     });
     expect(bad.status).toBe(400);
     expect(bad.body.field).toBe("pools[0]");
-    const drill = expectStatus(
-      await pair.dr.api("POST", "/v1/dr/drills", { key: tenant.key, body: { pools: [poolId] } }),
-      202,
-    );
-    let report: any;
-    await waitFor(
-      "drill done",
-      async () => {
-        report = (await pair.dr.api("GET", `/v1/dr/drills/${drill.drillId}`, { key: tenant.key })).body;
-        return report.phase === "DONE";
-      },
-      90_000,
-    );
+    const report = await runDrill(pair.dr, tenant.key, [poolId]);
     expect(report).toMatchObject({
       state: "SUCCEEDED",
       usersPlanned: 2,

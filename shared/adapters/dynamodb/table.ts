@@ -3,6 +3,7 @@ import {
   DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
+  PutCommand,
   QueryCommand,
   type QueryCommandInput,
   ScanCommand,
@@ -91,6 +92,29 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     }
   };
 
+  /** A conditional put (by default: only if absent): answers whether it was written. */
+  const tryPut = async (
+    item: Item,
+    condition: { expression: string; values?: Record<string, unknown> } = {
+      expression: "attribute_not_exists(pk)",
+    },
+  ) => {
+    try {
+      await doc.send(
+        new PutCommand({
+          TableName: table,
+          Item: item,
+          ConditionExpression: condition.expression,
+          ...(condition.values ? { ExpressionAttributeValues: condition.values } : {}),
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
+      throw err;
+    }
+  };
+
   /** Deletes an item; with a condition, answers whether it held (a missing item is no error). */
   const remove = async (key: Key, condition?: { expression: string; values: Record<string, unknown> }) => {
     try {
@@ -110,7 +134,7 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     }
   };
 
-  return { doc, name: table, get, queryItems, byPrefix, scanAll, batchPut, tryUpdate, remove };
+  return { doc, name: table, get, queryItems, byPrefix, scanAll, batchPut, tryUpdate, tryPut, remove };
 }
 
 /** `#k = :k` assignments for the defined fields, through placeholders (some names are reserved words). */

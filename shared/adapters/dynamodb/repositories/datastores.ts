@@ -2,7 +2,6 @@ import { PutCommand } from "@aws-sdk/lib-dynamodb";
 import type { DatastoreUsage } from "../../../domain/model.ts";
 import type { DatastoreRepository, Reservation } from "../../../ports.ts";
 import { entities } from "../entities.ts";
-import { isConditionFailure } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
 
@@ -61,25 +60,15 @@ export function datastoreRepository(t: Table): DatastoreRepository {
       const now = Date.now();
       // Re-entrant: a redelivered job finds the slot it already holds.
       for (let slot = 0; slot < slots; slot++) {
-        try {
-          await t.doc.send(
-            new PutCommand({
-              TableName: t.name,
-              Item: entities.recomposeSlot.toItem({
-                datastoreId,
-                slot,
-                holder,
-                leaseExpiresAtMs: now + leaseMs,
-              }),
-              ConditionExpression:
-                "attribute_not_exists(pk) OR holder = :holder OR attribute_not_exists(leaseExpiresAtMs) OR leaseExpiresAtMs < :now",
-              ExpressionAttributeValues: { ":holder": holder, ":now": now },
-            }),
-          );
-          return true;
-        } catch (err) {
-          if (!isConditionFailure(err)) throw err;
-        }
+        const leased = await t.tryPut(
+          entities.recomposeSlot.toItem({ datastoreId, slot, holder, leaseExpiresAtMs: now + leaseMs }),
+          {
+            expression:
+              "attribute_not_exists(pk) OR holder = :holder OR attribute_not_exists(leaseExpiresAtMs) OR leaseExpiresAtMs < :now",
+            values: { ":holder": holder, ":now": now },
+          },
+        );
+        if (leased) return true;
       }
       return false;
     },

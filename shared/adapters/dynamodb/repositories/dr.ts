@@ -1,7 +1,6 @@
 import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { DrRepository } from "../../../ports.ts";
 import { entities } from "../entities.ts";
-import { isConditionFailure } from "../errors.ts";
 import { keys } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";
 
@@ -43,27 +42,15 @@ export function drRepository(t: Table): DrRepository {
       );
     },
     async putDrill(drill, expectedSteps) {
-      try {
-        await t.doc.send(
-          new PutCommand({
-            TableName: t.name,
-            Item: entities.drill.toItem(drill),
-            ...(expectedSteps === undefined
-              ? {}
-              : {
-                  ConditionExpression:
-                    expectedSteps === 0
-                      ? "attribute_not_exists(steps) OR steps = :expected"
-                      : "steps = :expected",
-                  ExpressionAttributeValues: { ":expected": expectedSteps },
-                }),
-          }),
-        );
+      if (expectedSteps === undefined) {
+        await put(entities.drill.toItem(drill));
         return true;
-      } catch (err) {
-        if (isConditionFailure(err)) return false;
-        throw err;
       }
+      return t.tryPut(entities.drill.toItem(drill), {
+        expression:
+          expectedSteps === 0 ? "attribute_not_exists(steps) OR steps = :expected" : "steps = :expected",
+        values: { ":expected": expectedSteps },
+      });
     },
     getDrill: (tenantId, drillId) => t.get(entities.drill, keys.drill(tenantId, drillId)),
     async putTenant(tenant, apiKeyHash) {

@@ -1,4 +1,4 @@
-import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { RetryLater } from "../../../domain/errors.ts";
 import { parseSessionId } from "../../../domain/ids.ts";
 import type { Desktop, Session } from "../../../domain/model.ts";
@@ -72,18 +72,7 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
    * for the desktop gives the lock back.
    */
   const claimFloating = async (session: Session): Promise<AssignResult> => {
-    try {
-      await t.doc.send(
-        new PutCommand({
-          TableName: t.name,
-          Item: entities.userLock.toItem(session),
-          ConditionExpression: "attribute_not_exists(pk)",
-        }),
-      );
-    } catch (err) {
-      if (isConditionFailure(err)) return { outcome: "user-has-session" };
-      throw err;
-    }
+    if (!(await t.tryPut(entities.userLock.toItem(session)))) return { outcome: "user-has-session" };
     try {
       await t.doc.send(new UpdateCommand(claimUpdate(t.name, session, false)));
       return { outcome: "assigned", session };

@@ -1,7 +1,6 @@
-import { PutCommand } from "@aws-sdk/lib-dynamodb";
 import type { UserDataRepository } from "../../../ports.ts";
 import { entities } from "../entities.ts";
-import { isConditionFailure, transact } from "../errors.ts";
+import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
 
@@ -16,21 +15,10 @@ export function userDataRepository(t: Table): UserDataRepository {
       }),
     list: (tenantId) => t.byPrefix(entities.userData, keys.tenant(tenantId).pk, keys.userDataPrefix),
     async createIfAbsent(record) {
-      try {
-        await t.doc.send(
-          new PutCommand({
-            TableName: t.name,
-            Item: entities.userData.toItem(record),
-            ConditionExpression: "attribute_not_exists(pk)",
-          }),
-        );
-        return record;
-      } catch (err) {
-        if (!isConditionFailure(err)) throw err;
-        const existing = await get(record);
-        if (!existing) throw new Error(`user data of ${record.userId} vanished`);
-        return existing;
-      }
+      if (await t.tryPut(entities.userData.toItem(record))) return record;
+      const existing = await get(record);
+      if (!existing) throw new Error(`user data of ${record.userId} vanished`);
+      return existing;
     },
     attach: (r, sessionId, version, at) =>
       t.tryUpdate({
