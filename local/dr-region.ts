@@ -9,7 +9,7 @@ import type { App } from "../shared/app.ts";
 import { type DrConfig, userDataPath } from "../shared/config.ts";
 import { replicationWorkerHandler, userDataWorkerHandler } from "../shared/workers/dr-handlers.ts";
 import { ensureQueueWithDlq, type QueueRef } from "./queues.ts";
-import { type Poller, startSqsPoller } from "./sqs-poller.ts";
+import type { PollerOptions } from "./sqs-poller.ts";
 
 export interface PeerOptions {
   name: string;
@@ -86,15 +86,10 @@ export async function ensureDrResources(opts: {
   };
 }
 
-export function startDrPollers(
-  app: App,
-  sqs: SQSClient,
-  res: DrResources,
-  name: string,
-  timeoutsMs: { "user-data"?: number; replication?: number } = {},
-): Poller[] {
-  return [
-    startSqsPoller({
+/** The user-data and replication workers of a region, as its event source mappings configure them. */
+export function drWorkers(app: App, sqs: SQSClient, res: DrResources, name: string) {
+  return {
+    "user-data": {
       sqs,
       queueUrl: res.userData.url,
       queueArn: res.userData.arn,
@@ -104,9 +99,8 @@ export function startDrPollers(
       batchSize: 2,
       concurrency: 8,
       retryDelaySeconds: 1,
-      ...(timeoutsMs["user-data"] ? { timeoutMs: timeoutsMs["user-data"] } : {}),
-    }),
-    startSqsPoller({
+    },
+    replication: {
       sqs,
       queueUrl: res.replication.url,
       queueArn: res.replication.arn,
@@ -115,7 +109,6 @@ export function startDrPollers(
       batchSize: 2,
       concurrency: 8,
       retryDelaySeconds: 1,
-      ...(timeoutsMs.replication ? { timeoutMs: timeoutsMs.replication } : {}),
-    }),
-  ];
+    },
+  } satisfies Record<string, PollerOptions>;
 }

@@ -14,10 +14,10 @@ import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
 import { reconcilerHandler } from "../shared/workers/reconciler.ts";
 import { startApiServer } from "./api-server.ts";
-import { type DrResources, ensureDrResources, type PeerOptions, startDrPollers } from "./dr-region.ts";
+import { type DrResources, drWorkers, ensureDrResources, type PeerOptions } from "./dr-region.ts";
 import { lambdaContext } from "./lambda-context.ts";
 import { ensureQueueWithDlq } from "./queues.ts";
-import { type Poller, startSqsPoller } from "./sqs-poller.ts";
+import { type Poller, type PollerOptions, startSqsPoller } from "./sqs-poller.ts";
 
 export interface RegionOptions {
   name: string;
@@ -39,11 +39,17 @@ export interface RegionOptions {
   /** The DR peer region (user data, images and configuration are replicated to it). */
   peer?: PeerOptions;
   userDataSizeBytes?: number;
+  /**
+   * The workers that run in-process (all by default). Tests that deliver jobs themselves, or run
+   * a worker as a separate process, leave theirs out.
+   */
+  workers?: WorkerName[];
   /** Per-invocation time limits of the in-process workers (Lambda's function timeouts). */
   functionTimeoutsMs?: Partial<Record<WorkerName, number>>;
 }
 
-export type WorkerName = "clone-worker" | "logoff" | "user-data" | "replication";
+export const workerNames = ["clone-worker", "logoff", "user-data", "replication"] as const;
+export type WorkerName = (typeof workerNames)[number];
 
 export interface Region {
   name: string;
@@ -51,8 +57,10 @@ export interface Region {
   app: App;
   queues: { cloneJobs: { url: string; dlqUrl: string }; logoff: { url: string; dlqUrl: string } };
   dr: DrResources;
-  /** The in-process workers, by function name (their invocation figures, for tests). */
+  /** The in-process workers that run (their invocation figures, for tests). */
   pollers: Poller[];
+  /** Every worker's queue and handler, running or not (tests deliver jobs to them by hand). */
+  workers: Record<WorkerName, PollerOptions>;
   stop(): Promise<void>;
 }
 
@@ -91,13 +99,9 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     dr: dr.config,
   };
   const app = createApp(config);
-  const timeout = (name: WorkerName) => {
-    const ms = opts.functionTimeoutsMs?.[name];
-    return ms === undefined ? {} : { timeoutMs: ms };
-  };
 
-  const pollers: Poller[] = [
-    startSqsPoller({
+  const workers: Record<WorkerName, PollerOptions> = {
+    "clone-worker": {
       sqs,
       queueUrl: cloneJobs.url,
       queueArn: cloneJobs.arn,
@@ -106,9 +110,8 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
       batchSize: 5,
       concurrency: opts.cloneWorkerConcurrency ?? 4,
       retryDelaySeconds: 2,
-      ...timeout("clone-worker"),
-    }),
-    startSqsPoller({
+    },
+    logoff: {
       sqs,
       queueUrl: logoff.url,
       queueArn: logoff.arn,
@@ -117,10 +120,13 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
       batchSize: 10,
       concurrency: 2,
       retryDelaySeconds: 2,
-      ...timeout("logoff"),
-    }),
-    ...startDrPollers(app, sqs, dr, opts.name, opts.functionTimeoutsMs ?? {}),
-  ];
+    },
+    ...drWorkers(app, sqs, dr, opts.name),
+  };
+  const pollers: Poller[] = (opts.workers ?? workerNames).map((name) => {
+    const timeoutMs = opts.functionTimeoutsMs?.[name];
+    return startSqsPoller({ ...workers[name], ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+  });
 
   const reconcileEveryMs = opts.reconcileEveryMs ?? 60_000;
   const reconcileOnce = reconcilerHandler(app);
@@ -167,6 +173,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     queues: { cloneJobs, logoff },
     dr,
     pollers,
+    workers,
     async stop() {
       clearInterval(reconciler);
       await server.close();

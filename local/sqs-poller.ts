@@ -48,7 +48,8 @@ export interface PollerStats {
   longestInvocationMs: number;
 }
 
-function toRecord(m: Message, opts: PollerOptions): SQSRecord {
+/** An SQS message as Lambda hands it to a function. */
+export function toRecord(m: Message, opts: Pick<PollerOptions, "queueArn" | "awsRegion">): SQSRecord {
   const attrs = m.Attributes ?? {};
   return {
     messageId: m.MessageId ?? "",

@@ -1,3 +1,4 @@
+import { checkpoint } from "../faults.ts";
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
 import { desktopRef } from "./common.ts";
@@ -193,7 +194,9 @@ async function refreshDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kind:
   if (decision === "replace") return replaceDesktop(ports, desktop);
   // Discarding the delta is what makes the next user's desktop pristine (invariant 2); on a
   // recompose the new disk is on the pool's new version.
+  await checkpoint("refresh:before-disk", desktopRef(desktop));
   await makeDisk(ports, desktop, version);
+  await checkpoint("refresh:before-available", desktopRef(desktop));
   const moved = await ports.desktops.transition(desktop, "REFRESHING", "AVAILABLE", {
     imageVersion: version.version,
     pristineAt: ports.clock.now().toISOString(),

@@ -1,4 +1,9 @@
-/** The API's route table (DESIGN.md §4): who may call each route, and the one domain call it makes. */
+/**
+ * The API's route table (DESIGN.md §4): who may call each route, the schemas of its path and body,
+ * and the one domain call it makes. Tests take the table as it is (fuzzing, tenant isolation), so
+ * a new route is covered without editing them.
+ */
+import type { z } from "zod";
 import type { App } from "../app.ts";
 import { listDatastores, registerDatastore } from "../domain/datastores.ts";
 import { assertServing, failback, failover } from "../domain/dr.ts";
@@ -13,7 +18,6 @@ import {
   retireVersion,
 } from "../domain/images.ts";
 import { logon } from "../domain/logon.ts";
-import type { Tenant } from "../domain/model.ts";
 import {
   createPool,
   deletePool,
@@ -29,7 +33,7 @@ import { logoff } from "../domain/sessions.ts";
 import { storageReport } from "../domain/storage.ts";
 import { createTenant, type Principal } from "../domain/tenants.ts";
 import { describeSession } from "../domain/user-data.ts";
-import type { ParsedRequest, Reply, Route } from "./router.ts";
+import type { Method, Reply, Route } from "./router.ts";
 import * as s from "./schemas.ts";
 
 export type Access = "public" | "operator" | "tenant";
@@ -37,8 +41,27 @@ export interface Ctx {
   app: App;
   principal: Principal | undefined;
 }
-/** `replayable: false` for answers that carry a secret: an idempotency record would store it. */
-export type ApiRoute = Route<Ctx> & { access: Access; replayable: boolean };
+
+type Params = Record<string, z.ZodType>;
+
+export type ApiRoute = Route<Ctx> & {
+  access: Access;
+  /** `false` for answers that carry a secret: an idempotency record would store it. */
+  replayable: boolean;
+  /** The path parameters' schemas, by name. */
+  params: Params;
+  /** The body's schema; undefined for routes that take none. */
+  body: z.ZodType | undefined;
+};
+
+interface Input<P extends Params, B> {
+  params: { [K in keyof P]: z.infer<P[K]> };
+  body: B;
+  /** The caller's tenant on tenant routes ("" elsewhere). */
+  tenantId: string;
+  ctx: Ctx;
+  app: App;
+}
 
 const json = (status: number, body: unknown, headers?: Record<string, string>): Reply => ({
   status,
@@ -46,149 +69,292 @@ const json = (status: number, body: unknown, headers?: Record<string, string>): 
   ...(headers ? { headers } : {}),
 });
 
-function tenantOf(ctx: Ctx): Tenant {
-  if (ctx.principal?.kind !== "tenant") throw forbidden("this route needs a tenant API key");
-  return ctx.principal.tenant;
+function route<
+  P extends Params = Record<never, z.ZodType>,
+  B extends z.ZodType | undefined = undefined,
+>(spec: {
+  access: Access;
+  method: Method;
+  path: string;
+  params?: P;
+  body?: B;
+  replayable?: boolean;
+  handle: (input: Input<P, B extends z.ZodType ? z.infer<B> : undefined>) => Promise<Reply>;
+}): ApiRoute {
+  const params = (spec.params ?? {}) as P;
+  return {
+    access: spec.access,
+    method: spec.method,
+    path: spec.path,
+    replayable: spec.replayable ?? true,
+    params,
+    body: spec.body,
+    handle: (ctx, req) => {
+      if (spec.access === "tenant" && ctx.principal?.kind !== "tenant")
+        throw forbidden("this route needs a tenant API key");
+      const parsed = Object.fromEntries(
+        Object.entries(params).map(([name, schema]) => [name, req.param(name, schema)]),
+      );
+      return spec.handle({
+        params: parsed as Input<P, never>["params"],
+        body: (spec.body ? req.body(spec.body) : undefined) as never,
+        tenantId: ctx.principal?.kind === "tenant" ? ctx.principal.tenant.tenantId : "",
+        ctx,
+        app: ctx.app,
+      });
+    },
+  };
 }
 
-const route = (
-  access: Access,
-  method: ApiRoute["method"],
-  path: string,
-  handle: (ctx: Ctx, req: ParsedRequest, tenantId: string) => Promise<Reply>,
-  replayable = true,
-): ApiRoute => ({
-  access,
-  method,
-  path,
-  replayable,
-  handle: (ctx, req) => handle(ctx, req, access === "tenant" ? tenantOf(ctx).tenantId : ""),
-});
+const poolParams = { poolId: s.id };
+const imageParams = { imageId: s.id };
+const versionParams = { imageId: s.id, version: s.versionNumber };
+const sessionParams = { sessionId: s.sessionId };
 
 export const routes: ApiRoute[] = [
-  route("public", "GET", "/health", async () => json(200, { status: "ok" })),
+  route({
+    access: "public",
+    method: "GET",
+    path: "/health",
+    handle: async () => json(200, { status: "ok" }),
+  }),
 
-  route(
-    "operator",
-    "POST",
-    "/v1/admin/tenants",
-    async ({ app }, req) => {
-      const { tenant, apiKey } = await createTenant(app.ports, req.body(s.createTenantBody));
+  route({
+    access: "operator",
+    method: "POST",
+    path: "/v1/admin/tenants",
+    body: s.createTenantBody,
+    replayable: false,
+    handle: async ({ app, body }) => {
+      const { tenant, apiKey } = await createTenant(app.ports, body);
       return json(201, { ...tenant, apiKey });
     },
-    false,
-  ),
-
-  route("operator", "POST", "/v1/admin/datastores", async ({ app }, req) => {
-    const body = req.body(s.registerDatastoreBody);
-    const { hostId, ...rest } = body;
-    return json(201, await registerDatastore(app.ports, { ...rest, ...(hostId ? { hostId } : {}) }));
   }),
-  route("operator", "GET", "/v1/admin/datastores", async ({ app }) =>
-    json(200, { items: await listDatastores(app.ports, app.config.defaultDatastore) }),
-  ),
-  route("operator", "POST", "/v1/admin/datastores/{datastoreId}/rebalance", async ({ app }, req) => {
-    const datastoreId = req.param("datastoreId", s.id);
-    const body = req.body(s.rebalanceBody) ?? {};
-    return json(202, await rebalanceDatastore(app.ports, app.config.defaultDatastore, datastoreId, body));
+  route({
+    access: "operator",
+    method: "POST",
+    path: "/v1/admin/datastores",
+    body: s.registerDatastoreBody,
+    handle: async ({ app, body: { hostId, ...rest } }) =>
+      json(201, await registerDatastore(app.ports, { ...rest, ...(hostId ? { hostId } : {}) })),
   }),
-
-  route("tenant", "POST", "/v1/images", async ({ app }, req, t) =>
-    json(201, await createImage(app.ports, t, req.body(s.createImageBody))),
-  ),
-  route("tenant", "GET", "/v1/images", async ({ app }, _req, t) =>
-    json(200, { items: await listImages(app.ports, t) }),
-  ),
-  route("tenant", "GET", "/v1/images/{imageId}", async ({ app }, req, t) =>
-    json(200, await getImage(app.ports, t, req.param("imageId", s.id))),
-  ),
-  route("tenant", "POST", "/v1/images/{imageId}/versions", async ({ app }, req, t) => {
-    const imageId = req.param("imageId", s.id);
-    const { source } = req.body(s.publishVersionBody);
-    const version = await publishVersion(app.ports, t, imageId, source);
-    return json(202, version, { location: `/v1/images/${imageId}` });
+  route({
+    access: "operator",
+    method: "GET",
+    path: "/v1/admin/datastores",
+    handle: async ({ app }) =>
+      json(200, { items: await listDatastores(app.ports, app.config.defaultDatastore) }),
+  }),
+  route({
+    access: "operator",
+    method: "POST",
+    path: "/v1/admin/datastores/{datastoreId}/rebalance",
+    params: { datastoreId: s.id },
+    body: s.rebalanceBody,
+    handle: async ({ app, params, body }) =>
+      json(
+        202,
+        await rebalanceDatastore(app.ports, app.config.defaultDatastore, params.datastoreId, body ?? {}),
+      ),
   }),
 
-  route("tenant", "POST", "/v1/images/{imageId}/versions/{version}/retire", async ({ app }, req, t) => {
-    const imageId = req.param("imageId", s.id);
-    const n = req.param("version", s.versionNumber);
-    req.body(s.emptyBody);
-    return json(200, await retireVersion(app.ports, t, imageId, n));
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/images",
+    body: s.createImageBody,
+    handle: async ({ app, tenantId, body }) => json(201, await createImage(app.ports, tenantId, body)),
   }),
-  route("tenant", "DELETE", "/v1/images/{imageId}/versions/{version}", async ({ app }, req, t) => {
-    await deleteVersion(app.ports, t, req.param("imageId", s.id), req.param("version", s.versionNumber));
-    return json(204, undefined);
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/images",
+    handle: async ({ app, tenantId }) => json(200, { items: await listImages(app.ports, tenantId) }),
+  }),
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/images/{imageId}",
+    params: imageParams,
+    handle: async ({ app, tenantId, params }) =>
+      json(200, await getImage(app.ports, tenantId, params.imageId)),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/images/{imageId}/versions",
+    params: imageParams,
+    body: s.publishVersionBody,
+    handle: async ({ app, tenantId, params, body }) => {
+      const version = await publishVersion(app.ports, tenantId, params.imageId, body.source);
+      return json(202, version, { location: `/v1/images/${params.imageId}` });
+    },
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/images/{imageId}/versions/{version}/retire",
+    params: versionParams,
+    body: s.emptyBody,
+    handle: async ({ app, tenantId, params }) =>
+      json(200, await retireVersion(app.ports, tenantId, params.imageId, params.version)),
+  }),
+  route({
+    access: "tenant",
+    method: "DELETE",
+    path: "/v1/images/{imageId}/versions/{version}",
+    params: versionParams,
+    handle: async ({ app, tenantId, params }) => {
+      await deleteVersion(app.ports, tenantId, params.imageId, params.version);
+      return json(204, undefined);
+    },
   }),
 
-  route("tenant", "POST", "/v1/pools", async ({ app }, req, t) => {
-    const body = req.body(s.createPoolBody);
-    const pool = await createPool(app.ports, t, body, app.config.defaultDatastore);
-    return json(201, pool, { location: `/v1/pools/${pool.poolId}` });
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/pools",
+    body: s.createPoolBody,
+    handle: async ({ app, tenantId, body }) => {
+      const pool = await createPool(app.ports, tenantId, body, app.config.defaultDatastore);
+      return json(201, pool, { location: `/v1/pools/${pool.poolId}` });
+    },
   }),
-  route("tenant", "PATCH", "/v1/pools/{poolId}", async ({ app }, req, t) => {
-    const poolId = req.param("poolId", s.id);
-    const { size } = req.body(s.patchPoolBody);
-    return json(200, await resizePool(app.ports, t, poolId, size, app.config.defaultDatastore));
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/pools",
+    handle: async ({ app, tenantId }) => json(200, { items: await listPools(app.ports, tenantId) }),
   }),
-  route("tenant", "POST", "/v1/pools/{poolId}/recompose", async ({ app }, req, t) =>
-    json(202, await recomposePool(app.ports, t, req.param("poolId", s.id), req.body(s.recomposeBody))),
-  ),
-  route("tenant", "POST", "/v1/pools/{poolId}/recompose/rollback", async ({ app }, req, t) => {
-    const poolId = req.param("poolId", s.id);
-    return json(202, await rollbackRecompose(app.ports, t, poolId, req.body(s.rollbackBody) ?? {}));
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/pools/{poolId}",
+    params: poolParams,
+    handle: async ({ app, tenantId, params }) =>
+      json(200, await describePool(app.ports, tenantId, params.poolId)),
   }),
-  route("tenant", "GET", "/v1/storage", async ({ app }, _req, t) =>
-    json(200, await storageReport(app.ports, t)),
-  ),
-  route("tenant", "GET", "/v1/pools", async ({ app }, _req, t) =>
-    json(200, { items: await listPools(app.ports, t) }),
-  ),
-  route("tenant", "GET", "/v1/pools/{poolId}", async ({ app }, req, t) =>
-    json(200, await describePool(app.ports, t, req.param("poolId", s.id))),
-  ),
-  route("tenant", "DELETE", "/v1/pools/{poolId}", async ({ app }, req, t) =>
-    json(202, await deletePool(app.ports, t, req.param("poolId", s.id))),
-  ),
-  route("tenant", "GET", "/v1/pools/{poolId}/desktops", async ({ app }, req, t) =>
-    json(200, { items: await listPoolDesktops(app.ports, t, req.param("poolId", s.id)) }),
-  ),
-  route("tenant", "POST", "/v1/pools/{poolId}/logons", async (ctx, req, t) => {
-    const poolId = req.param("poolId", s.id);
-    const { userId } = req.body(s.logonBody);
-    assertServing(tenantOf(ctx));
-    const { session, connection, reconnected, userData } = await logon(ctx.app.ports, t, poolId, userId);
-    return json(200, { ...session, connection, reconnected, ...(userData ? { userData } : {}) });
+  route({
+    access: "tenant",
+    method: "PATCH",
+    path: "/v1/pools/{poolId}",
+    params: poolParams,
+    body: s.patchPoolBody,
+    handle: async ({ app, tenantId, params, body }) =>
+      json(200, await resizePool(app.ports, tenantId, params.poolId, body.size, app.config.defaultDatastore)),
   }),
-  route("tenant", "GET", "/v1/sessions/{sessionId}", async ({ app }, req, t) =>
-    json(200, await describeSession(app.ports, t, req.param("sessionId", s.sessionId))),
-  ),
-  route("tenant", "POST", "/v1/sessions/{sessionId}/logoff", async ({ app }, req, t) => {
-    const sessionId = req.param("sessionId", s.sessionId);
-    req.body(s.emptyBody);
-    return json(200, await logoff(app.ports, t, sessionId, "api"));
+  route({
+    access: "tenant",
+    method: "DELETE",
+    path: "/v1/pools/{poolId}",
+    params: poolParams,
+    handle: async ({ app, tenantId, params }) =>
+      json(202, await deletePool(app.ports, tenantId, params.poolId)),
   }),
-  ...drRoutes(),
-];
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/pools/{poolId}/desktops",
+    params: poolParams,
+    handle: async ({ app, tenantId, params }) =>
+      json(200, { items: await listPoolDesktops(app.ports, tenantId, params.poolId) }),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/pools/{poolId}/recompose",
+    params: poolParams,
+    body: s.recomposeBody,
+    handle: async ({ app, tenantId, params, body }) =>
+      json(202, await recomposePool(app.ports, tenantId, params.poolId, body)),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/pools/{poolId}/recompose/rollback",
+    params: poolParams,
+    body: s.rollbackBody,
+    handle: async ({ app, tenantId, params, body }) =>
+      json(202, await rollbackRecompose(app.ports, tenantId, params.poolId, body ?? {})),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/pools/{poolId}/logons",
+    params: poolParams,
+    body: s.logonBody,
+    handle: async ({ app, ctx, tenantId, params, body }) => {
+      if (ctx.principal?.kind === "tenant") assertServing(ctx.principal.tenant);
+      const { session, connection, reconnected, userData } = await logon(
+        app.ports,
+        tenantId,
+        params.poolId,
+        body.userId,
+      );
+      return json(200, { ...session, connection, reconnected, ...(userData ? { userData } : {}) });
+    },
+  }),
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/sessions/{sessionId}",
+    params: sessionParams,
+    handle: async ({ app, tenantId, params }) =>
+      json(200, await describeSession(app.ports, tenantId, params.sessionId)),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/sessions/{sessionId}/logoff",
+    params: sessionParams,
+    body: s.emptyBody,
+    handle: async ({ app, tenantId, params }) =>
+      json(200, await logoff(app.ports, tenantId, params.sessionId, "api")),
+  }),
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/storage",
+    handle: async ({ app, tenantId }) => json(200, await storageReport(app.ports, tenantId)),
+  }),
 
-function drRoutes(): ApiRoute[] {
-  return [
-    route("tenant", "GET", "/v1/dr/replication", async ({ app }, _req, t) =>
-      json(200, await replicationStatus(app.ports, t)),
-    ),
-    route("tenant", "POST", "/v1/dr/drills", async ({ app }, req, t) => {
-      const drill = await startDrill(app.ports, t, req.body(s.startDrillBody));
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/dr/replication",
+    handle: async ({ app, tenantId }) => json(200, await replicationStatus(app.ports, tenantId)),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/dr/drills",
+    body: s.startDrillBody,
+    handle: async ({ app, tenantId, body }) => {
+      const drill = await startDrill(app.ports, tenantId, body);
       return json(202, drill, { location: `/v1/dr/drills/${drill.drillId}` });
-    }),
-    route("tenant", "GET", "/v1/dr/drills/{drillId}", async ({ app }, req, t) =>
-      json(200, await getDrill(app.ports, t, req.param("drillId", s.id))),
-    ),
-    route("tenant", "POST", "/v1/dr/failover", async ({ app }, req, t) => {
-      req.body(s.emptyBody);
-      return json(202, await failover(app.ports, t, app.config.defaultDatastore));
-    }),
-    route("tenant", "POST", "/v1/dr/failback", async ({ app }, req, t) => {
-      req.body(s.emptyBody);
-      return json(202, await failback(app.ports, t));
-    }),
-  ];
-}
+    },
+  }),
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/dr/drills/{drillId}",
+    params: { drillId: s.id },
+    handle: async ({ app, tenantId, params }) =>
+      json(200, await getDrill(app.ports, tenantId, params.drillId)),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/dr/failover",
+    body: s.emptyBody,
+    handle: async ({ app, tenantId }) =>
+      json(202, await failover(app.ports, tenantId, app.config.defaultDatastore)),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/dr/failback",
+    body: s.emptyBody,
+    handle: async ({ app, tenantId }) => json(202, await failback(app.ports, tenantId)),
+  }),
+];
