@@ -7,9 +7,10 @@ import { sendJson, sqsClient } from "../shared/adapters/sqs/queue.ts";
 import { type App, createApp } from "../shared/app.ts";
 import { defaultDatastoreOf, type PristineConfig, storageLayout } from "../shared/config.ts";
 import { defaultWorkerSettings, type WorkerSettings } from "../shared/domain/clone-jobs.ts";
-import { hashApiKey } from "../shared/domain/tenants.ts";
+import { forbidden } from "../shared/domain/errors.ts";
+import { authenticate, hashApiKey } from "../shared/domain/tenants.ts";
 import { apiHandler } from "../shared/http/api.ts";
-import { problem, problemResponse, validationProblem } from "../shared/http/problem.ts";
+import { errorToResponse, problem, problemResponse, validationProblem } from "../shared/http/problem.ts";
 import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
 import { reconcilerHandler } from "../shared/workers/reconciler.ts";
@@ -147,8 +148,13 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     // Stand-in for EventBridge PutEvents: the rule routes Session Logoff events to the logoff queue.
     localRoute: async (req, body) => {
       if (req.url !== "/local/events" || req.method !== "POST") return undefined;
-      if (req.headers.authorization !== `Bearer ${opts.operatorKey}`)
-        return problemResponse(problem("apiKeyRequired", "the local event stand-in needs the operator key"));
+      // Only the operator posts events here (in AWS, only the host agents' role may PutEvents).
+      try {
+        const principal = await authenticate(app.ports, config.operatorKeySha256, req.headers.authorization);
+        if (principal.kind !== "operator") throw forbidden("the local event stand-in needs the operator key");
+      } catch (err) {
+        return errorToResponse(err).response;
+      }
       let event: unknown;
       try {
         event = JSON.parse(body.toString("utf8"));

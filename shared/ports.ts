@@ -49,6 +49,8 @@ export interface ImageRepository {
     result: Pick<ImageVersion, "state" | "sha256" | "virtualSizeBytes" | "fileBytes" | "error" | "readyAt">,
   ): Promise<void>;
   retireVersion(tenantId: string, imageId: string, version: number, at: string): Promise<void>;
+  /** Versions of every tenant still PUBLISHING since before `createdBefore` (reconciler only). */
+  listPublishingBefore(createdBefore: string): Promise<ImageVersion[]>;
   removeVersion(tenantId: string, imageId: string, version: number): Promise<void>;
 }
 
@@ -77,7 +79,15 @@ export interface ReplicaRepository {
   record(replica: Omit<Replica, "creations">, created: boolean): Promise<void>;
   list(tenantId: string, imageId?: string, version?: number): Promise<Replica[]>;
   remove(replica: Pick<Replica, "tenantId" | "imageId" | "version" | "datastoreId">): Promise<void>;
+  /**
+   * A lease on copying one version's replica onto one datastore: the worker that holds it copies,
+   * the others wait for it instead of copying the same image again. False while another holds it.
+   */
+  leaseCopy(replica: ReplicaRef, holder: string, leaseMs: number): Promise<boolean>;
+  releaseCopy(replica: ReplicaRef, holder: string): Promise<void>;
 }
+
+export type ReplicaRef = Pick<Replica, "tenantId" | "imageId" | "version" | "datastoreId">;
 
 export type AssignResult =
   | { outcome: "assigned"; session: Session }
@@ -123,7 +133,23 @@ export interface DesktopRepository {
     from: DesktopState,
     to: DesktopState,
     changes?: Partial<Pick<Desktop, "error" | "lastSessionId" | "imageVersion" | "pristineAt">>,
+    fence?: DiskFence,
   ): Promise<boolean>;
+  /**
+   * A disk job takes the desktop: conditional on its state and on `expect` (the generation it
+   * read and, for a refresh, the session that ended), it raises the generation. Answers the new
+   * generation, or undefined when another job or a state change got there first.
+   */
+  takeForDiskJob(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId">,
+    state: DesktopState,
+    expect: DiskFence & { lastSessionId?: string },
+  ): Promise<number | undefined>;
+  /** Records that the reconciler re-sent the desktop's job now (once per stale period). */
+  markResent(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "state">,
+    at: string,
+  ): Promise<void>;
   /** Removes the desktop and releases its reservation on its datastore, once. */
   remove(
     desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId" | "provisionedBytes">,
@@ -132,8 +158,18 @@ export interface DesktopRepository {
   replace(old: Pick<Desktop, "tenantId" | "poolId" | "desktopId">, fresh: Desktop): Promise<boolean>;
   /** AVAILABLE desktops of every tenant on one datastore (operator rebalance only). */
   listFreeOnDatastore(datastoreId: string): Promise<Desktop[]>;
-  /** Desktops of every tenant in a transitional state or ERROR, not updated since `updatedBefore` (reconciler only). */
+  /**
+   * Desktops of every tenant in a transitional state or ERROR, neither updated nor re-sent since
+   * `updatedBefore` (reconciler only).
+   */
   listStuck(updatedBefore: string): Promise<Desktop[]>;
+  /** ASSIGNED desktops of every tenant (reconciler only: it checks each holds its user's lock). */
+  listAssigned(): Promise<Desktop[]>;
+}
+
+/** The generation a disk job read (undefined: the desktop has never been fenced). */
+export interface DiskFence {
+  generation: number | undefined;
 }
 
 export interface SessionRepository {
@@ -157,7 +193,10 @@ export interface SessionRepository {
   assign(session: Session, opts?: { dedicate?: boolean }): Promise<AssignResult>;
   /** Dedicated pools: the desktop id a user owns, if any. */
   ownedDesktop(tenantId: string, poolId: string, userId: string): Promise<string | undefined>;
-  /** One atomic write: session ACTIVE -> ENDED, user lock released, desktop ASSIGNED -> REFRESHING. */
+  /**
+   * One atomic write: session ACTIVE -> ENDED, desktop ASSIGNED -> REFRESHING, and the user's lock
+   * released when it names this session (a session whose lock is gone still ends).
+   */
   end(session: Session, endedAt: string, endedBy: SessionEnding): Promise<EndSessionResult>;
 }
 
@@ -174,8 +213,11 @@ export interface ImportedImage {
 
 /** Where desktop disks live. The first adapter is qcow2 + qemu-img; vSphere/Proxmox/EBS fit the same shape. */
 export interface StorageDriver {
-  /** Checks a publish source before anything is stored; throws a 400 DomainError naming the problem. */
-  validateSource(source: ImageSource): Promise<void>;
+  /**
+   * Checks a tenant's publish source before anything is stored; throws a 400 DomainError naming
+   * the problem (never a server path). A tenant reads only its own import folder.
+   */
+  validateSource(tenantId: string, source: ImageSource): Promise<void>;
   /** Imports a source disk into the region's image store (idempotent: the same target is rewritten). */
   importImage(
     version: Pick<ImageVersion, "tenantId" | "imageId" | "version" | "source">,
@@ -193,15 +235,25 @@ export interface StorageDriver {
     version: Pick<ImageVersion, "tenantId" | "imageId" | "version">,
     datastoreId: string,
   ): Promise<void>;
-  /** Creates (or recreates, empty) the desktop's delta on top of its replica. */
+  /** Whether the replica of a version is in place on a datastore. */
+  hasReplica(
+    version: Pick<ImageVersion, "tenantId" | "imageId" | "version">,
+    datastoreId: string,
+  ): Promise<boolean>;
+  /** Creates (or recreates, empty) the desktop's delta of its generation on top of its replica. */
   createLinkedClone(desktop: CloneTarget): Promise<void>;
-  /** Creates (or recreates) the desktop's disk as a complete copy of its image version. */
+  /** Creates (or recreates) the desktop's disk of its generation as a complete copy of its image version. */
   createFullClone(desktop: CloneTarget): Promise<void>;
+  /**
+   * Deletes the desktop's disk files: of every generation but `keepGeneration`, or only the one of
+   * `onlyGeneration`, or all of them.
+   */
   deleteDesktopDisk(
-    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId">,
+    desktop: DesktopDiskRef,
+    opts?: { keepGeneration?: number; onlyGeneration?: number },
   ): Promise<void>;
-  /** Bytes the desktop's delta occupies on its datastore (0 when absent). */
-  deltaBytes(desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId">): Promise<number>;
+  /** Bytes the desktop's delta of its current generation occupies on its datastore (0 when absent). */
+  deltaBytes(desktop: DesktopDiskRef): Promise<number>;
   /** Bytes the replica occupies on its datastore (0 when absent). */
   replicaBytes(
     version: Pick<ImageVersion, "tenantId" | "imageId" | "version">,
@@ -209,10 +261,12 @@ export interface StorageDriver {
   ): Promise<number>;
 }
 
-export type CloneTarget = Pick<
+export type DesktopDiskRef = Pick<
   Desktop,
-  "tenantId" | "poolId" | "desktopId" | "imageId" | "imageVersion" | "datastoreId"
+  "tenantId" | "poolId" | "desktopId" | "datastoreId" | "generation"
 >;
+
+export type CloneTarget = DesktopDiskRef & Pick<Desktop, "imageId" | "imageVersion">;
 
 export interface Clock {
   now(): Date;

@@ -1,12 +1,15 @@
-import { checkpoint } from "../faults.ts";
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
-import { desktopRef } from "./common.ts";
+import {
+  type DiskJobSettings,
+  deleteDesktop,
+  ensureReplica,
+  provisionDesktop,
+  recomposeDesktop,
+  refreshDesktop,
+  replaceErrored,
+} from "./disk-jobs.ts";
 import { DomainError, RetryLater } from "./errors.ts";
-import { newId } from "./ids.ts";
-import { releaseUnusedReplicas } from "./images.ts";
-import type { Desktop, ImageVersion } from "./model.ts";
-import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
 import { replicateConfig } from "./replication-config.ts";
 
 type WorkerPorts = Pick<
@@ -23,18 +26,16 @@ type WorkerPorts = Pick<
   | "replication"
 >;
 
-export interface WorkerSettings {
-  /** At most this many recomposes write to one datastore at a time (I/O storm control). */
-  recomposeSlotsPerDatastore: number;
-  /** A slot's lease: a worker that dies holding one frees it after this long. */
-  recomposeLeaseMs: number;
-  /** A desktop whose disk could not be made after this many deliveries is quarantined (ERROR). */
+export interface WorkerSettings extends DiskJobSettings {
+  /** A job that fails this many deliveries gives up visibly: the desktop goes to ERROR, the version FAILED. */
   quarantineAfterAttempts: number;
 }
 
 export const defaultWorkerSettings: WorkerSettings = {
   recomposeSlotsPerDatastore: 4,
   recomposeLeaseMs: 10 * 60_000,
+  replicaCopyLeaseMs: 10 * 60_000,
+  replicaWaitMs: 60_000,
   quarantineAfterAttempts: 3,
 };
 
@@ -49,17 +50,18 @@ export async function runCloneJob(
   /** Which delivery of this message this is (SQS ApproximateReceiveCount). */
   attempt = 1,
 ): Promise<string> {
+  const lastAttempt = attempt >= settings.quarantineAfterAttempts;
   switch (job.kind) {
     case "import-image-version":
-      return importVersion(ports, job);
+      return importVersion(ports, job, lastAttempt);
     case "prepare-replica":
-      return prepareReplica(ports, job);
+      return prepareReplica(ports, job, settings);
     case "provision-desktop":
-      return provisionDesktop(ports, job, attempt >= settings.quarantineAfterAttempts);
+      return provisionDesktop(ports, job, settings, lastAttempt);
     case "replace-desktop":
       return replaceErrored(ports, job);
     case "refresh-desktop":
-      return refreshDesktop(ports, job);
+      return refreshDesktop(ports, job, settings);
     case "recompose-desktop":
       return recomposeDesktop(ports, job, settings);
     case "delete-desktop":
@@ -67,9 +69,25 @@ export async function runCloneJob(
   }
 }
 
-async function importVersion(ports: WorkerPorts, job: Extract<CloneJob, { kind: "import-image-version" }>) {
+/**
+ * Publishing: the tenant's disk becomes the version's file in the image store. A source that is
+ * not a usable disk will not get better on retry, nor will an import that kept failing: the
+ * version becomes FAILED with a reason the tenant may read (the detail is in the worker's logs).
+ */
+async function importVersion(
+  ports: WorkerPorts,
+  job: Extract<CloneJob, { kind: "import-image-version" }>,
+  lastAttempt: boolean,
+) {
   const version = await ports.images.getVersion(job.tenantId, job.imageId, job.version);
   if (version?.state !== "PUBLISHING") return "skipped: version not publishing";
+  const fail = async (reason: string) => {
+    await ports.images.completeVersion(job.tenantId, job.imageId, job.version, {
+      state: "FAILED",
+      error: reason,
+    });
+    return `failed: ${reason}`;
+  };
   try {
     const imported = await ports.storage.importImage(version);
     await ports.images.completeVersion(job.tenantId, job.imageId, job.version, {
@@ -77,225 +95,25 @@ async function importVersion(ports: WorkerPorts, job: Extract<CloneJob, { kind: 
       ...imported,
       readyAt: ports.clock.now().toISOString(),
     });
-    // Each published version goes to the DR region once (with the tenant's configuration).
-    await replicateConfig(ports, job.tenantId);
-    return "imported";
   } catch (err) {
-    // A source that is not a usable disk will not get better on retry: record why and stop.
-    if (err instanceof DomainError) {
-      await ports.images.completeVersion(job.tenantId, job.imageId, job.version, {
-        state: "FAILED",
-        error: err.message,
-      });
-      return `failed: ${err.message}`;
-    }
+    if (err instanceof DomainError) return fail(err.message);
+    if (lastAttempt && !(err instanceof RetryLater))
+      return `${await fail("the import failed on every try; the operator's logs name the cause")} (${(err as Error).message})`;
     throw err;
   }
+  // Each published version goes to the DR region once (with the tenant's configuration).
+  await replicateConfig(ports, job.tenantId);
+  return "imported";
 }
 
-async function readyVersion(ports: WorkerPorts, tenantId: string, imageId: string, n: number) {
-  const version = await ports.images.getVersion(tenantId, imageId, n);
-  if (version?.state !== "READY") throw new RetryLater(`image version ${imageId}@${n} not READY`);
-  return version;
-}
-
-/**
- * Makes the replica exist (checksum-verified by the driver) and records it. The record is written
- * by whoever created the file, and by every prepare job, so a crash between the two heals.
- */
-async function ensureReplica(
+async function prepareReplica(
   ports: WorkerPorts,
-  version: ImageVersion,
-  datastoreId: string,
-  alwaysRecord: boolean,
-) {
-  const { created } = await ports.storage.ensureReplica(version, datastoreId);
-  if (created || alwaysRecord) {
-    await ports.replicas.record(
-      {
-        tenantId: version.tenantId,
-        imageId: version.imageId,
-        version: version.version,
-        datastoreId,
-        sha256: version.sha256 ?? "",
-        createdAt: ports.clock.now().toISOString(),
-      },
-      created,
-    );
-  }
-}
-
-async function prepareReplica(ports: WorkerPorts, job: Extract<CloneJob, { kind: "prepare-replica" }>) {
-  const version = await readyVersion(ports, job.tenantId, job.imageId, job.version);
-  await ensureReplica(ports, version, job.datastoreId, true);
-  return "replica ready";
-}
-
-/** Writes the desktop's disk on `version`: a delta on the datastore's replica, or a full copy. */
-async function makeDisk(ports: WorkerPorts, desktop: Desktop, version: ImageVersion) {
-  const target = { ...desktop, imageVersion: version.version };
-  if (desktop.cloneType === "full") return ports.storage.createFullClone(target);
-  await ensureReplica(ports, version, desktop.datastoreId, false);
-  await ports.storage.createLinkedClone(target);
-}
-
-/** The version a desktop should be on: its pool's (a recompose may have moved it since). */
-async function targetVersion(ports: WorkerPorts, desktop: Desktop) {
-  const pool = await ports.pools.get(desktop.tenantId, desktop.poolId);
-  const version = await readyVersion(
-    ports,
-    desktop.tenantId,
-    desktop.imageId,
-    pool?.imageVersion ?? desktop.imageVersion,
-  );
-  return { pool, version };
-}
-
-async function provisionDesktop(
-  ports: WorkerPorts,
-  job: Extract<CloneJob, { kind: "provision-desktop" }>,
-  lastAttempt: boolean,
-) {
-  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
-  if (desktop?.state !== "PROVISIONING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
-  const { version } = await targetVersion(ports, desktop);
-  try {
-    await makeDisk(ports, desktop, version);
-  } catch (err) {
-    if (!lastAttempt || err instanceof RetryLater) throw err;
-    // Retries did not help: quarantine it (visible in the pool's counts); the reconciler replaces it.
-    await ports.desktops.transition(desktop, "PROVISIONING", "ERROR", { error: (err as Error).message });
-    return `quarantined: ${(err as Error).message}`;
-  }
-  const moved = await ports.desktops.transition(desktop, "PROVISIONING", "AVAILABLE", {
-    imageVersion: version.version,
-    pristineAt: ports.clock.now().toISOString(),
-  });
-  return moved ? "provisioned" : "skipped: desktop moved while provisioning";
-}
-
-async function refreshDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kind: "refresh-desktop" }>) {
-  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
-  if (desktop?.state !== "REFRESHING" || desktop.lastSessionId !== job.sessionId) {
-    return `skipped: desktop is ${desktop?.state ?? "gone"}`;
-  }
-  const { pool, version } = await targetVersion(ports, desktop);
-  const decision = pool
-    ? decideRefresh(pool, desktop, {
-        ...(needsDeltaSize(pool) ? { deltaBytes: await ports.storage.deltaBytes(desktop) } : {}),
-        replicaBytes: version.fileBytes ?? 0,
-        now: ports.clock.now(),
-      })
-    : "refresh";
-  if (decision === "keep") {
-    const moved = await ports.desktops.transition(desktop, "REFRESHING", "AVAILABLE");
-    return moved ? "kept as it was (refresh policy)" : "skipped: desktop moved";
-  }
-  if (decision === "replace") return replaceDesktop(ports, desktop);
-  // Discarding the delta is what makes the next user's desktop pristine (invariant 2); on a
-  // recompose the new disk is on the pool's new version.
-  await checkpoint("refresh:before-disk", desktopRef(desktop));
-  await makeDisk(ports, desktop, version);
-  await checkpoint("refresh:before-available", desktopRef(desktop));
-  const moved = await ports.desktops.transition(desktop, "REFRESHING", "AVAILABLE", {
-    imageVersion: version.version,
-    pristineAt: ports.clock.now().toISOString(),
-  });
-  await releaseOldReplica(ports, desktop, version.version);
-  return moved
-    ? `${decision === "recompose" ? "recomposed" : "refreshed"}`
-    : "skipped: desktop moved while refreshing";
-}
-
-/** A quarantined desktop is replaced by a new one in the same slot (the reconciler asks). */
-async function replaceErrored(ports: WorkerPorts, job: Extract<CloneJob, { kind: "replace-desktop" }>) {
-  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
-  if (desktop?.state !== "ERROR") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
-  return replaceDesktop(ports, desktop);
-}
-
-/**
- * The desktop is destroyed and a new one provisioned in its place, keeping its slot and its
- * reservation (refreshPolicy `delete`, and quarantined desktops).
- */
-async function replaceDesktop(ports: WorkerPorts, desktop: Desktop) {
-  if (!(await ports.desktops.transition(desktop, desktop.state, "DELETING")))
-    return `skipped: desktop moved while ${desktop.state.toLowerCase()}`;
-  await ports.storage.deleteDesktopDisk(desktop);
-  const {
-    sessionId: _s,
-    userId: _u,
-    sessionStartedAt: _t,
-    lastSessionId: _l,
-    pristineAt: _p,
-    error: _e,
-    ...rest
-  } = desktop;
-  const fresh: Desktop = {
-    ...rest,
-    desktopId: newId("dsk"),
-    state: "PROVISIONING",
-    updatedAt: ports.clock.now().toISOString(),
-  };
-  // A redelivery finds the old desktop gone and stops here; the reconciler re-sends provisioning.
-  if (!(await ports.desktops.replace(desktop, fresh))) return "skipped: already replaced";
-  await ports.jobs.send([{ kind: "provision-desktop", ...desktopRef(fresh) }]);
-  return `replaced by ${fresh.desktopId}`;
-}
-
-async function recomposeDesktop(
-  ports: WorkerPorts,
-  job: Extract<CloneJob, { kind: "recompose-desktop" }>,
+  job: Extract<CloneJob, { kind: "prepare-replica" }>,
   settings: WorkerSettings,
 ) {
-  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
-  if (desktop?.state !== "RECOMPOSING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
-  const { datastoreId, desktopId } = desktop;
-  const slots = settings.recomposeSlotsPerDatastore;
-  if (
-    !(await ports.datastores.acquireRecomposeSlot(datastoreId, desktopId, slots, settings.recomposeLeaseMs))
-  ) {
-    // Every slot of the datastore is busy: come back later without using up a delivery attempt.
-    await ports.jobs.send([job], { delaySeconds: 1 });
-    return "deferred: datastore recompose slots busy";
-  }
-  try {
-    const { version } = await targetVersion(ports, desktop);
-    try {
-      await makeDisk(ports, desktop, version);
-    } catch (err) {
-      // One desktop's failure must not stop the pool's recompose: quarantine it, go on.
-      await ports.desktops.transition(desktop, "RECOMPOSING", "ERROR", { error: (err as Error).message });
-      return `failed: ${(err as Error).message}`;
-    }
-    const moved = await ports.desktops.transition(desktop, "RECOMPOSING", "AVAILABLE", {
-      imageVersion: version.version,
-      pristineAt: ports.clock.now().toISOString(),
-    });
-    await releaseOldReplica(ports, desktop, version.version);
-    return moved ? `recomposed onto v${version.version}` : "skipped: desktop moved while recomposing";
-  } finally {
-    await ports.datastores.releaseRecomposeSlot(datastoreId, desktopId, slots);
-  }
-}
-
-/** A desktop that left a retired version may have been the last user of that version's replica. */
-async function releaseOldReplica(ports: WorkerPorts, desktop: Desktop, newVersion: number) {
-  if (desktop.imageVersion !== newVersion)
-    await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
-}
-
-async function deleteDesktop(ports: WorkerPorts, job: Extract<CloneJob, { kind: "delete-desktop" }>) {
-  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
-  if (desktop && desktop.state !== "DELETING") return `skipped: desktop is ${desktop.state}`;
-  if (desktop) {
-    await ports.storage.deleteDesktopDisk(desktop);
-    await ports.desktops.remove(desktop);
-    await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
-  }
-  const pool = await ports.pools.get(job.tenantId, job.poolId);
-  if (pool?.state === "DELETING" && (await ports.desktops.list(job.tenantId, job.poolId)).length === 0) {
-    await ports.pools.remove(job.tenantId, job.poolId);
-  }
-  return "deleted";
+  const version = await ports.images.getVersion(job.tenantId, job.imageId, job.version);
+  if (version?.state !== "READY")
+    throw new RetryLater(`image version ${job.imageId}@${job.version} not READY`);
+  await ensureReplica(ports, version, job.datastoreId, settings, true);
+  return "replica ready";
 }

@@ -37,7 +37,7 @@ export async function publishVersion(
   source: ImageSource,
 ): Promise<ImageVersion> {
   if (!(await ports.images.getImage(tenantId, imageId))) throw notFound("image", imageId);
-  await ports.storage.validateSource(source);
+  await ports.storage.validateSource(tenantId, source);
   const createdAt = ports.clock.now().toISOString();
   const version = await ports.images.addVersion(tenantId, imageId, (n) => ({
     tenantId,

@@ -128,13 +128,22 @@ export interface Desktop {
   sessionStartedAt?: string;
   /** The session whose logoff put the desktop into REFRESHING; refresh jobs must match it. */
   lastSessionId?: string;
+  /**
+   * Disk-job fence: each job that writes the disk first takes the desktop by raising this, builds
+   * the disk in a file named after it, and makes the desktop AVAILABLE only if it is still its
+   * own. A stale or duplicate job can never write the file, nor hand out the disk, of a later one.
+   */
+  generation?: number;
+  /** When the reconciler last re-sent the desktop's job (so that it re-sends once per period). */
+  resentAt?: string;
   error?: string;
   updatedAt: string;
 }
 
 export const sessionStates = ["ACTIVE", "ENDED"] as const;
 export type SessionState = (typeof sessionStates)[number];
-export const sessionEndings = ["api", "event", "pool-delete", "recompose"] as const;
+/** Why a session ended: the user (API or desktop event), the pool, a recompose, or a repair. */
+export const sessionEndings = ["api", "event", "pool-delete", "recompose", "orphaned"] as const;
 export type SessionEnding = (typeof sessionEndings)[number];
 
 export interface Session {

@@ -22,7 +22,10 @@ export interface CreatePoolInput {
   datastoreIds?: string[];
 }
 
-/** A version new desktops may be made from: READY and not retired. */
+/**
+ * A version new desktops may be made from: READY and not retired. Without a number, the newest
+ * such version (a later one that failed or still publishes does not block the image).
+ */
 export async function usableVersion(
   ports: Pick<Ports, "images">,
   tenantId: string,
@@ -31,15 +34,20 @@ export async function usableVersion(
 ): Promise<ImageVersion> {
   const image = await ports.images.getImage(tenantId, imageId);
   if (!image) throw notFound("image", imageId);
+  if (versionNumber === undefined) {
+    const usable = (await ports.images.listVersions(tenantId, imageId))
+      .filter((v) => v.state === "READY" && !v.retiredAt)
+      .sort((a, b) => b.version - a.version)[0];
+    if (usable) return usable;
+  }
   const n = versionNumber ?? image.latestVersion;
   const version = n > 0 ? await ports.images.getVersion(tenantId, imageId, n) : undefined;
   if (!version) throw notFound("image version", `${imageId}@${n}`);
-  if (version.state !== "READY") {
+  if (version.state !== "READY")
     throw new DomainError(
       "imageVersionNotReady",
       `image ${imageId} version ${n} is ${version.state}, not READY`,
     );
-  }
   if (version.retiredAt)
     throw new DomainError(
       "imageVersionRetired",

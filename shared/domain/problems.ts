@@ -127,6 +127,12 @@ export const problemCatalogue = {
     title: "Payload too large",
     when: "The body exceeds 64 KiB.",
   },
+  unsupportedMediaType: {
+    slug: "unsupported-media-type",
+    status: 415,
+    title: "Unsupported media type",
+    when: "A body that is not sent as `application/json`.",
+  },
   idempotencyKeyReused: {
     slug: "idempotency-key-reused",
     status: 422,

@@ -1,36 +1,73 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports.ts";
 import { desktopRef } from "./common.ts";
+import { logoff } from "./sessions.ts";
 
 export interface ReconcileReport {
   examined: number;
+  /** Jobs sent again, by kind. */
   requeued: Record<string, number>;
+  /** Records put right, by what was wrong. */
+  repaired: Record<string, number>;
 }
 
+/** How long an image version may stay PUBLISHING before the reconciler calls it failed. */
+export const publishDeadlineMs = 60 * 60_000;
+
+type ReconcilePorts = Pick<
+  Ports,
+  "desktops" | "sessions" | "images" | "jobs" | "clock" | "userData" | "userDataJobs" | "replication" | "peer"
+>;
+
 /**
- * Repairs what a crash can leave behind: a desktop whose job was never sent (a worker or the
- * logoff path died between its write and its send) sits in a transitional state. Re-sending the
- * job is always safe because every job re-checks state.
+ * Repairs what a crash, a lost message or a lost answer can leave behind. Re-sending a job is
+ * always safe because every job re-checks state (and disk jobs are fenced); each re-send is
+ * marked, so a desktop gets its job again once per stale period, not at every tick.
  */
-export async function reconcile(
-  ports: Pick<Ports, "desktops" | "jobs" | "clock" | "userData" | "replication" | "peer">,
-  staleAfterMs: number,
-): Promise<ReconcileReport> {
-  const cutoff = new Date(ports.clock.now().getTime() - staleAfterMs).toISOString();
+export async function reconcile(ports: ReconcilePorts, staleAfterMs: number): Promise<ReconcileReport> {
+  const now = ports.clock.now();
+  const cutoff = new Date(now.getTime() - staleAfterMs).toISOString();
+  const report: ReconcileReport = { examined: 0, requeued: {}, repaired: {} };
+  const count = (into: Record<string, number>, what: string, n = 1) => {
+    if (n > 0) into[what] = (into[what] ?? 0) + n;
+  };
+
+  // Desktops whose job never came (a worker or the logoff path died between a write and a send).
   const stuck = await ports.desktops.listStuck(cutoff);
   const jobs: CloneJob[] = [];
   for (const d of stuck) {
-    if (d.state === "PROVISIONING") jobs.push({ kind: "provision-desktop", ...desktopRef(d) });
-    else if (d.state === "DELETING") jobs.push({ kind: "delete-desktop", ...desktopRef(d) });
-    else if (d.state === "RECOMPOSING") jobs.push({ kind: "recompose-desktop", ...desktopRef(d) });
-    else if (d.state === "ERROR") jobs.push({ kind: "replace-desktop", ...desktopRef(d) });
-    else if (d.state === "REFRESHING" && d.lastSessionId) {
-      jobs.push({ kind: "refresh-desktop", ...desktopRef(d), sessionId: d.lastSessionId });
-    }
+    const job = jobFor(d);
+    if (!job) continue;
+    jobs.push(job);
+    count(report.requeued, job.kind);
   }
   await ports.jobs.send(jobs);
-  const requeued: Record<string, number> = {};
-  for (const j of jobs) requeued[j.kind] = (requeued[j.kind] ?? 0) + 1;
+  await Promise.all(stuck.map((d) => ports.desktops.markResent(d, now.toISOString())));
+
+  // A desktop that holds a session its user's lock does not name is an orphan nobody can log off.
+  const assigned = await ports.desktops.listAssigned();
+  for (const d of assigned) {
+    if (!d.sessionId || !d.userId) continue;
+    const active = await ports.sessions.findActive(d.tenantId, d.poolId, d.userId);
+    if (active?.sessionId === d.sessionId) continue;
+    // Read again: the listing is a snapshot, and the desktop may have moved on since.
+    if ((await ports.sessions.get(d.tenantId, d.sessionId))?.state !== "ACTIVE") continue;
+    await logoff(ports, d.tenantId, d.sessionId, "orphaned");
+    count(report.repaired, "orphan-session");
+  }
+
+  // An import whose job was lost, or that kept failing, ends as FAILED instead of blocking its image.
+  const publishCutoff = new Date(now.getTime() - Math.max(staleAfterMs, publishDeadlineMs)).toISOString();
+  for (const v of await ports.images.listPublishingBefore(publishCutoff)) {
+    await ports.images.completeVersion(v.tenantId, v.imageId, v.version, {
+      state: "FAILED",
+      error: "the import did not complete in time; publish the version again",
+    });
+    count(report.repaired, "stalled-publish");
+  }
+
+  // A change whose messages were lost (e.g. dead-lettered while the peer was away) is shipped
+  // again: shipping and applying are idempotent, and the peer applies in version order.
   const behind = ports.peer ? await ports.userData.listBehind(cutoff) : [];
   const ships = behind.flatMap((u) =>
     Array.from({ length: u.version - u.replicatedVersion }, (_, i) => ({
@@ -40,11 +77,30 @@ export async function reconcile(
       version: u.replicatedVersion + 1 + i,
     })),
   );
-  // A change whose messages were lost (e.g. dead-lettered while the peer was away) is shipped
-  // again: shipping and applying are idempotent, and the peer applies in version order.
   if (ships.length > 0) {
     await ports.replication.send(ships);
-    requeued["ship-user-data"] = ships.length;
+    count(report.requeued, "ship-user-data", ships.length);
   }
-  return { examined: stuck.length + behind.length, requeued };
+  report.examined = stuck.length + assigned.length + behind.length;
+  return report;
+}
+
+function jobFor(
+  d: Parameters<typeof desktopRef>[0] & { state: string; lastSessionId?: string },
+): CloneJob | undefined {
+  switch (d.state) {
+    case "PROVISIONING":
+      return { kind: "provision-desktop", ...desktopRef(d) };
+    case "DELETING":
+      return { kind: "delete-desktop", ...desktopRef(d) };
+    case "RECOMPOSING":
+      return { kind: "recompose-desktop", ...desktopRef(d) };
+    case "ERROR":
+      return { kind: "replace-desktop", ...desktopRef(d) };
+    case "REFRESHING":
+      return d.lastSessionId
+        ? { kind: "refresh-desktop", ...desktopRef(d), sessionId: d.lastSessionId }
+        : undefined;
+  }
+  return undefined;
 }

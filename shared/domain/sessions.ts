@@ -13,8 +13,8 @@ export async function getSession(ports: Pick<Ports, "sessions">, tenantId: strin
 
 /**
  * Ends a session and sends its desktop to refresh. Idempotent: a repeated or stale logoff changes
- * nothing, except that it re-sends the refresh job when the desktop is still waiting for it (so a
- * crash between the write and the send is healed by the client's retry).
+ * nothing, except that it re-sends the jobs the desktop and the user's data still wait for (so a
+ * crash, or a lost answer, between the write and the sends is healed by the client's retry).
  */
 export async function logoff(
   ports: LogoffPorts,
@@ -22,7 +22,7 @@ export async function logoff(
   sessionId: string,
   endedBy: SessionEnding,
 ): Promise<Session> {
-  const session = await getSession(ports, tenantId, sessionId);
+  let session = await getSession(ports, tenantId, sessionId);
   if (session.state === "ACTIVE") {
     const endedAt = ports.clock.now().toISOString();
     const result = await ports.sessions.end(session, endedAt, endedBy);
@@ -33,7 +33,9 @@ export async function logoff(
       ]);
       return { ...session, state: "ENDED", endedAt, endedBy };
     }
-    return getSession(ports, tenantId, sessionId);
+    // Ended meanwhile (by another logoff, or by this one's write whose answer was lost).
+    session = await getSession(ports, tenantId, sessionId);
+    if (session.state === "ACTIVE") return session;
   }
   // A repeated logoff re-sends the commit too: it is idempotent, and heals a lost send.
   await commitLater(ports, session);

@@ -63,7 +63,13 @@ export function createRouter<C>(routes: Route<C>[]) {
     }
     const params: Record<string, string> = {};
     hit.c.names.forEach((name, i) => {
-      params[name] = decodeURIComponent(hit.m[i + 1] ?? "");
+      try {
+        params[name] = decodeURIComponent(hit.m[i + 1] ?? "");
+      } catch {
+        throw new HttpProblem(
+          problem("validation", `path.${name}: malformed percent-encoding`, { field: `path.${name}` }),
+        );
+      }
     });
     const rawBody =
       event.body === undefined || event.body === null
@@ -82,6 +88,13 @@ export function createRouter<C>(routes: Route<C>[]) {
       body(schema) {
         let json: unknown;
         if (rawBody !== undefined && rawBody.trim() !== "") {
+          const type = headers["content-type"] ?? "";
+          if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type))
+            throw new HttpProblem(
+              problem("unsupportedMediaType", "a body must be sent as Content-Type: application/json", {
+                field: "headers.content-type",
+              }),
+            );
           try {
             json = JSON.parse(rawBody);
           } catch (err) {

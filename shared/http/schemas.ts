@@ -15,7 +15,18 @@ export const sessionId = z
   .max(200)
   .regex(/^[A-Za-z0-9.-]+$/, "must be letters, digits, dots and dashes");
 
-export const name = z.string().trim().min(1).max(128);
+/** Control and format characters (bidirectional overrides, zero-width joiners ...) hide what a name says. */
+const hiddenCharacters = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\u2028\u2029]/u;
+
+export const name = z
+  .string()
+  .trim()
+  .min(1)
+  .max(128)
+  .refine((n) => !hiddenCharacters.test(n), "must not contain control, format or bidirectional characters");
+
+/** An id that becomes a folder name must be one plain path segment (never `.` or `..`). */
+const plainSegment = (id: string) => id !== "." && id !== "..";
 
 export const createTenantBody = z.strictObject({ name });
 
@@ -48,13 +59,19 @@ export const createPoolBody = z
     assignment: z.enum(assignments).default("floating"),
     cloneType: z.enum(cloneTypes).default("linked"),
     refreshPolicy: z.enum(refreshPolicies).optional(),
-    refreshWhenDeltaExceedsPercent: z.number().positive().max(10_000).optional(),
-    refreshEveryDays: z.number().positive().max(3650).optional(),
+    // Bounded below too: DynamoDB numbers cannot be smaller than 1e-130.
+    refreshWhenDeltaExceedsPercent: z.number().min(0.01).max(10_000).optional(),
+    refreshEveryDays: z.number().min(0.001).max(3650).optional(),
     datastoreIds: z.array(id).min(1).max(64).optional(),
   })
   .refine((b) => !(b.assignment === "dedicated" && b.refreshPolicy === "delete"), {
     path: ["refreshPolicy"],
     message: "delete would take a dedicated user's desktop away at every logoff; use none or refresh",
+  })
+  .refine((b) => !(b.assignment === "floating" && b.refreshPolicy === "none"), {
+    path: ["refreshPolicy"],
+    message:
+      "none would hand a floating desktop to the next user with the previous user's changes; use refresh or delete",
   });
 
 export const patchPoolBody = z.strictObject({ size: poolSize });
@@ -77,7 +94,7 @@ export const registerDatastoreBody = z.strictObject({
     .refine((p) => p.startsWith("/"), "must be an absolute path"),
   capacityGiB: z
     .number()
-    .positive()
+    .min(1 / 1024)
     .max(1024 * 1024),
   overcommit: z.number().min(1).max(100).default(1),
   hostId: id.optional(),
@@ -93,7 +110,8 @@ export const logonBody = z.strictObject({
     .string()
     .min(1)
     .max(128)
-    .regex(/^[A-Za-z0-9._@+-]+$/, "must be letters, digits and . _ @ + -"),
+    .regex(/^[A-Za-z0-9._@+-]+$/, "must be letters, digits and . _ @ + -")
+    .refine(plainSegment, "must not be . or .."),
 });
 
 export const emptyBody = z.union([z.strictObject({}), z.undefined()]);

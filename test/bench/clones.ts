@@ -9,7 +9,7 @@
  * (BENCH_FULL_CLONES) and the full pool's bytes are scaled to 100, which the table says.
  */
 import { execFile } from "node:child_process";
-import { statfs } from "node:fs/promises";
+import { mkdir, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
@@ -33,12 +33,14 @@ export async function benchClones(env: BenchEnv): Promise<void> {
   const fullClones = Number(
     process.env.BENCH_FULL_CLONES ?? Math.max(1, Math.min(N, 40, Math.floor(room * 0.75 - 8))),
   );
-  const source = join(env.dataDir, "golden-1g.qcow2");
-  await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "1G"]);
-  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 1G", source]);
-
   const tenant = (await env.api("POST", "/v1/admin/tenants", env.operatorKey, { name: "bench" })).body;
   const key = tenant.apiKey as string;
+  // The tenant's own import folder: a tenant imports from nowhere else.
+  const folder = join(env.dataDir, "imports", tenant.tenantId);
+  await mkdir(folder, { recursive: true });
+  const source = join(folder, "golden-1g.qcow2");
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "1G"]);
+  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 1G", source]);
   const image = (await env.api("POST", "/v1/images", key, { name: "golden-1g" })).body;
   await env.api("POST", `/v1/images/${image.imageId}/versions`, key, { source: { path: source } });
   await waitFor(

@@ -6,6 +6,7 @@ import type { ImageVersion } from "../../shared/domain/model.ts";
 import type { StorageDriver } from "../../shared/ports.ts";
 import {
   expectStatus,
+  importPath,
   pathsOn,
   readyImage,
   readyPool,
@@ -178,19 +179,20 @@ describe("image versions", () => {
         key: fx.tenant.key,
         body: { source: { path } },
       });
-    const base = join(fx.r.dataDir, "base.qcow2");
-    const overlay = join(fx.r.dataDir, "overlay.qcow2");
+    const at = (name: string) => importPath(fx.r, fx.tenant.tenantId, name);
+    const base = await at("base.qcow2");
+    const overlay = await at("overlay.qcow2");
     await run("qemu-img", ["create", "-q", "-f", "qcow2", base, "16M"]);
     await run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay]);
-    const text = join(fx.r.dataDir, "notes.txt");
+    const text = await at("notes.txt");
     await writeFile(text, "not a disk\n");
-    const vmdk = join(fx.r.dataDir, "disk.vmdk");
+    const vmdk = await at("disk.vmdk");
     await run("qemu-img", ["create", "-q", "-f", "vmdk", vmdk, "16M"]);
     const cases: [string, RegExp][] = [
       [overlay, /its own backing file/],
       [text, /not a disk image/],
       [vmdk, /format vmdk is not supported/],
-      ["/etc/hostname", /outside the allowed import roots/],
+      ["/etc/hostname", /no such disk file in your import folder/],
     ];
     for (const [path, why] of cases) {
       const res = await publish(path);
@@ -203,7 +205,7 @@ describe("image versions", () => {
       200,
     );
     expect(got.versions).toEqual([]);
-    const raw = join(fx.r.dataDir, "disk.raw");
+    const raw = await at("disk.raw");
     await writeFile(raw, Buffer.alloc(1024 * 1024, 0x5a));
     const n = await readyVersion(fx.r, fx.tenant.key, image.imageId, { path: raw });
     const v = (await fx.r.region.app.ports.images.getVersion(

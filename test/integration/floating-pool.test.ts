@@ -1,10 +1,12 @@
 import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
 import { logoffEvent } from "../../shared/messages/logoff-event.ts";
 import {
+  diskFilesOf,
+  diskPathOf,
   expectStatus,
+  importPath,
   newTenant,
   readyPool,
   run,
@@ -16,8 +18,7 @@ import {
 
 const fx = useTenantRegion({ image: { blankSizeMiB: 64 } });
 
-const diskOf = (poolId: string, desktopId: string) =>
-  fx.r.paths.desktop({ tenantId: fx.tenant.tenantId, poolId, desktopId, datastoreId: "ds-default" });
+const diskOf = (poolId: string, desktopId: string) => diskPathOf(fx.r, fx.tenant.tenantId, poolId, desktopId);
 
 describe("logon storm", () => {
   it("60 concurrent logons on 40 desktops: 40 sessions on 40 distinct desktops and 20 503s", async () => {
@@ -84,7 +85,7 @@ describe("linked clones and logoff refresh", () => {
     );
     for (const d of desktops) {
       const info = JSON.parse(
-        (await run("qemu-img", ["info", "--output=json", "-U", diskOf(poolId, d.desktopId)])).stdout,
+        (await run("qemu-img", ["info", "--output=json", "-U", await diskOf(poolId, d.desktopId)])).stdout,
       );
       expect(info.format).toBe("qcow2");
       expect(info["full-backing-filename"] ?? info["backing-filename"]).toBe(replica);
@@ -96,7 +97,7 @@ describe("linked clones and logoff refresh", () => {
       await fx.r.api("POST", `/v1/pools/${poolId}/logons`, { key: fx.tenant.key, body: { userId: "carol" } }),
       200,
     );
-    const disk = diskOf(poolId, session.desktopId);
+    const disk = await diskOf(poolId, session.desktopId);
     const replica = fx.r.paths.replica(
       { tenantId: fx.tenant.tenantId, imageId: fx.imageId, version: 1 },
       "ds-default",
@@ -113,7 +114,10 @@ describe("linked clones and logoff refresh", () => {
       const ds = (await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key: fx.tenant.key })).body.items;
       return ds.find((d: any) => d.desktopId === session.desktopId)?.state === "AVAILABLE";
     });
-    const { stdout } = await run("qemu-img", ["compare", "-U", disk, replica]);
+    // The refresh made the desktop a new disk (its next generation): the old one, with the writes, is gone.
+    const fresh = await diskOf(poolId, session.desktopId);
+    expect(fresh).not.toBe(disk);
+    const { stdout } = await run("qemu-img", ["compare", "-U", fresh, replica]);
     expect(stdout).toContain("Images are identical");
     // A second logoff is harmless and reports the same ended session.
     const again = expectStatus(
@@ -256,7 +260,7 @@ describe("tenancy and input", () => {
   });
 
   it("a file that is not a disk image is refused at publish", async () => {
-    const notADisk = join(fx.r.dataDir, "imports-notes.txt");
+    const notADisk = await importPath(fx.r, fx.tenant.tenantId, "notes.txt");
     await writeFile(notADisk, "hello, not a disk\n");
     const image = expectStatus(
       await fx.r.api("POST", "/v1/images", { key: fx.tenant.key, body: { name: "bad" } }),
@@ -302,7 +306,8 @@ describe("pool deletion", () => {
       },
     );
     const { stat } = await import("node:fs/promises");
-    for (const d of desktops) await expect(stat(diskOf(poolId, d.desktopId))).rejects.toThrow();
+    for (const d of desktops)
+      expect(await diskFilesOf(fx.r, fx.tenant.tenantId, poolId, d.desktopId)).toEqual([]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -27,7 +27,7 @@ export interface TestRegion {
   api<T = any>(
     method: string,
     path: string,
-    opts?: { key?: string; body?: unknown; raw?: string },
+    opts?: { key?: string; body?: unknown; raw?: string; contentType?: string },
   ): Promise<ApiResponse<T>>;
   stop(): Promise<void>;
 }
@@ -49,10 +49,8 @@ export async function startTestRegion(overrides: Partial<RegionOptions> = {}): P
     const headers: Record<string, string> = {};
     if (opts.key) headers.authorization = `Bearer ${opts.key}`;
     let body: string | undefined = opts.raw;
-    if (opts.body !== undefined) {
-      body = JSON.stringify(opts.body);
-      headers["content-type"] = "application/json";
-    }
+    if (opts.body !== undefined) body = JSON.stringify(opts.body);
+    if (body !== undefined) headers["content-type"] = opts.contentType ?? "application/json";
     const res = await fetch(`${region.apiUrl}${path}`, {
       method,
       headers,
@@ -230,4 +228,24 @@ export function useTenantRegion(
     await fx.r?.stop();
   });
   return fx;
+}
+
+/** A file's path in the tenant's import folder (`<dataDir>/imports/<tenantId>/`), made ready to write. */
+export async function importPath(r: TestRegion, tenantId: string, name: string): Promise<string> {
+  const folder = join(r.dataDir, "imports", tenantId);
+  await mkdir(folder, { recursive: true });
+  return join(folder, name);
+}
+
+/** The disk file a desktop uses now (its generation's), read from its record. */
+export async function diskPathOf(r: TestRegion, tenantId: string, poolId: string, desktopId: string) {
+  const d = await r.region.app.ports.desktops.get(tenantId, poolId, desktopId);
+  if (!d) throw new Error(`desktop ${desktopId} does not exist`);
+  return (await pathsOn(r, d.datastoreId)).desktop(d);
+}
+
+/** Every disk file of a desktop, of any generation (empty once it is deleted). */
+export async function diskFilesOf(r: TestRegion, tenantId: string, poolId: string, desktopId: string) {
+  const folder = r.paths.poolFolder({ tenantId, poolId, datastoreId: "ds-default" });
+  return (await readdir(folder).catch(() => [] as string[])).filter((f) => f.startsWith(`${desktopId}.`));
 }

@@ -1,7 +1,6 @@
 import { stat } from "node:fs/promises";
-import { join } from "node:path";
 import { expect, it } from "vitest";
-import { newTenant, readyImage, readyPool, run, useTenantRegion } from "./harness.ts";
+import { importPath, newTenant, readyImage, readyPool, run, useTenantRegion } from "./harness.ts";
 
 const fx = useTenantRegion();
 
@@ -9,7 +8,7 @@ const usedBytes = async (path: string) => (await stat(path)).blocks * 512;
 
 it("40 linked clones of an image holding 256 MiB take under 5% of 40 full copies", async () => {
   const { tenantId, key } = await newTenant(fx.r);
-  const source = join(fx.r.dataDir, "golden.qcow2");
+  const source = await importPath(fx.r, tenantId, "golden.qcow2");
   await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "1G"]);
   await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 256M", source]);
   const { imageId, version } = await readyImage(fx.r, key, { path: source });
@@ -21,10 +20,7 @@ it("40 linked clones of an image holding 256 MiB take under 5% of 40 full copies
   const desktops = (await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key })).body.items;
   expect(desktops).toHaveLength(40);
   let deltas = 0;
-  for (const d of desktops)
-    deltas += await usedBytes(
-      fx.r.paths.desktop({ tenantId, poolId, desktopId: d.desktopId, datastoreId: "ds-default" }),
-    );
+  for (const d of desktops) deltas += await usedBytes(fx.r.paths.desktop(d));
   // The pool's whole footprint (its replica included) against forty full copies.
   const ratio = (replica + deltas) / (40 * image);
   expect(ratio).toBeLessThan(0.05);

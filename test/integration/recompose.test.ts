@@ -1,8 +1,11 @@
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  diskFilesOf,
+  diskPathOf,
   expectStatus,
+  importPath,
   readyImage,
   readyPool,
   readyVersion,
@@ -22,8 +25,7 @@ const logon = async (poolId: string, userId: string) =>
   expectStatus(await api("POST", `/v1/pools/${poolId}/logons`, { userId }), 200);
 const logoff = async (sessionId: string) =>
   expectStatus(await api("POST", `/v1/sessions/${sessionId}/logoff`, {}), 200);
-const diskOf = (poolId: string, desktopId: string) =>
-  fx.r.paths.desktop({ tenantId: fx.tenant.tenantId, poolId, desktopId, datastoreId: "ds-default" });
+const diskOf = (poolId: string, desktopId: string) => diskPathOf(fx.r, fx.tenant.tenantId, poolId, desktopId);
 const writeInto = (path: string, what: string) => run("qemu-io", ["-f", "qcow2", "-c", what, path]);
 
 async function waitForRecompose(poolId: string, toVersion: number, done: number, pending: number) {
@@ -43,10 +45,9 @@ describe("recompose", () => {
     const v2 = await readyVersion(fx.r, fx.tenant.key, imageId, { blankSizeMiB: 32 });
     const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 3, { imageVersion: 1 });
     const [broken] = await desktopsOf(poolId);
-    // Its disk's place is taken by a non-empty folder: the new delta cannot be put there.
-    const disk = diskOf(poolId, broken.desktopId);
-    await rm(disk);
-    await mkdir(join(disk, "in-the-way"), { recursive: true });
+    // The place of its next disk (the recompose's generation) is taken by a non-empty folder.
+    const next = fx.r.paths.desktop({ ...broken, generation: (broken.generation ?? 0) + 1 });
+    await mkdir(join(next, "in-the-way"), { recursive: true });
 
     expectStatus(await api("POST", `/v1/pools/${poolId}/recompose`, { imageVersion: v2 }), 202);
     await waitFor("recompose settled with one failure", async () => {
@@ -91,7 +92,7 @@ describe("recompose", () => {
     expect(after.every((d) => d.imageVersion === v2 && d.state === "AVAILABLE")).toBe(true);
     for (const d of after) {
       const info = JSON.parse(
-        (await run("qemu-img", ["info", "--output=json", "-U", diskOf(poolId, d.desktopId)])).stdout,
+        (await run("qemu-img", ["info", "--output=json", "-U", await diskOf(poolId, d.desktopId)])).stdout,
       );
       expect(info["backing-filename"]).toMatch(new RegExp(`${imageId}-v${v2}\\.qcow2$`));
     }
@@ -145,7 +146,7 @@ describe("dedicated desktops and refresh policies", () => {
     const first = await logon(poolId, "alice");
     const other = await logon(poolId, "bob");
     expect(other.desktopId).not.toBe(first.desktopId);
-    await writeInto(diskOf(poolId, first.desktopId), "write -P 0x33 0 1M");
+    await writeInto(await diskOf(poolId, first.desktopId), "write -P 0x33 0 1M");
     await logoff(first.sessionId);
     await waitForCounts(fx.r, fx.tenant.key, poolId, { AVAILABLE: 2, ASSIGNED: 1 });
     // Carol, new, gets the one unowned desktop, never alice's free one.
@@ -155,25 +156,27 @@ describe("dedicated desktops and refresh policies", () => {
     const again = await logon(poolId, "alice");
     expect(again.desktopId).toBe(first.desktopId);
     expect(again.sessionId).not.toBe(first.sessionId);
-    const read = await writeInto(diskOf(poolId, first.desktopId), "read -P 0x33 0 1M");
+    const read = await writeInto(await diskOf(poolId, first.desktopId), "read -P 0x33 0 1M");
     expect(read.stdout).not.toMatch(/Pattern verification failed/);
     const d = (await desktopsOf(poolId)).find((x) => x.desktopId === first.desktopId);
     expect(d.assignedUserId).toBe("alice");
   });
 
   it("refreshWhenDeltaExceedsPercent refreshes a desktop whose delta has grown, and keeps one that has not", async () => {
-    const source = join(fx.r.dataDir, "four-mib.qcow2");
+    const source = await importPath(fx.r, fx.tenant.tenantId, "four-mib.qcow2");
     await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "64M"]);
     await writeInto(source, "write -P 0x5a 0 4M");
     const { imageId } = await readyImage(fx.r, fx.tenant.key, { path: source });
+    // Only a dedicated pool may keep deltas across sessions (refreshPolicy none).
     const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 2, {
+      assignment: "dedicated",
       refreshPolicy: "none",
       refreshWhenDeltaExceedsPercent: 50,
     });
     const big = await logon(poolId, "writer");
     const small = await logon(poolId, "reader");
-    await writeInto(diskOf(poolId, big.desktopId), "write -P 0x11 8M 4M"); // ~100% of the replica
-    await writeInto(diskOf(poolId, small.desktopId), "write -P 0x22 8M 64k"); // ~2%
+    await writeInto(await diskOf(poolId, big.desktopId), "write -P 0x11 8M 4M"); // ~100% of the replica
+    await writeInto(await diskOf(poolId, small.desktopId), "write -P 0x22 8M 64k"); // ~2%
     const before = Object.fromEntries((await desktopsOf(poolId)).map((d) => [d.desktopId, d]));
     await logoff(big.sessionId);
     await logoff(small.sessionId);
@@ -194,16 +197,11 @@ describe("dedicated desktops and refresh policies", () => {
       const ds = await desktopsOf(poolId);
       return ds.length === 1 && ds[0].state === "AVAILABLE" && ds[0].desktopId !== s.desktopId;
     });
-    expect(
-      await run("test", ["-f", diskOf(poolId, s.desktopId)]).then(
-        () => true,
-        () => false,
-      ),
-    ).toBe(false);
+    expect(await diskFilesOf(fx.r, fx.tenant.tenantId, poolId, s.desktopId)).toEqual([]);
   });
 
   it("GET /v1/storage: used, provisioned and the savings against full clones", async () => {
-    const source = join(fx.r.dataDir, "eight-mib.qcow2");
+    const source = await importPath(fx.r, fx.tenant.tenantId, "eight-mib.qcow2");
     await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "64M"]);
     await writeInto(source, "write -P 0x5a 0 8M");
     const { imageId } = await readyImage(fx.r, fx.tenant.key, { path: source });

@@ -7,6 +7,7 @@ import { sendJson } from "../../shared/adapters/sqs/queue.ts";
 import { newSessionId } from "../../shared/domain/ids.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import {
+  diskPathOf,
   expectStatus,
   queueDepth,
   readyImage,
@@ -20,13 +21,7 @@ import {
 
 const fx = useTenantRegion({ region: { reconcileEveryMs: 0 }, poolSize: 2 });
 
-const disk = (desktopId: string) =>
-  fx.r.paths.desktop({
-    tenantId: fx.tenant.tenantId,
-    poolId: fx.poolId,
-    desktopId,
-    datastoreId: "ds-default",
-  });
+const disk = (desktopId: string) => diskPathOf(fx.r, fx.tenant.tenantId, fx.poolId, desktopId);
 const replica = () =>
   fx.r.paths.replica({ tenantId: fx.tenant.tenantId, imageId: fx.imageId, version: 1 }, "ds-default");
 
@@ -35,7 +30,7 @@ it("a logoff that died before sending its refresh job is repaired by the reconci
     await fx.r.api("POST", `/v1/pools/${fx.poolId}/logons`, { key: fx.tenant.key, body: { userId: "ann" } }),
     200,
   );
-  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x11 0 1M", disk(s.desktopId)]);
+  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x11 0 1M", await disk(s.desktopId)]);
   // The session ends in the table, but the process dies before the refresh job is sent.
   const session = await fx.r.region.app.ports.sessions.get(fx.tenant.tenantId, s.sessionId);
   if (!session) throw new Error("session missing");
@@ -47,7 +42,7 @@ it("a logoff that died before sending its refresh job is repaired by the reconci
   const report = await reconcile(fx.r.region.app.ports, 0);
   expect(report.requeued["refresh-desktop"]).toBe(1);
   await waitForCounts(fx.r, fx.tenant.key, fx.poolId, { AVAILABLE: 2 });
-  expect((await run("qemu-img", ["compare", "-U", disk(s.desktopId), replica()])).stdout).toContain(
+  expect((await run("qemu-img", ["compare", "-U", await disk(s.desktopId), replica()])).stdout).toContain(
     "identical",
   );
 });
@@ -57,7 +52,7 @@ it("redelivered jobs change nothing: a provision or refresh job for an assigned 
     await fx.r.api("POST", `/v1/pools/${fx.poolId}/logons`, { key: fx.tenant.key, body: { userId: "ben" } }),
     200,
   );
-  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x22 0 1M", disk(s.desktopId)]);
+  await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x22 0 1M", await disk(s.desktopId)]);
   const ref = { tenantId: fx.tenant.tenantId, poolId: fx.poolId, desktopId: s.desktopId };
   await sendJson(fx.r.region.app.sqs, fx.r.region.queues.cloneJobs.url, [
     { kind: "provision-desktop", ...ref },
@@ -66,7 +61,7 @@ it("redelivered jobs change nothing: a provision or refresh job for an assigned 
   ]);
   await waitUntilDrained(fx.r, fx.r.region.queues.cloneJobs.url);
   // The user's write is still there: the disk still differs from the replica.
-  await expect(run("qemu-img", ["compare", "-U", disk(s.desktopId), replica()])).rejects.toMatchObject({
+  await expect(run("qemu-img", ["compare", "-U", await disk(s.desktopId), replica()])).rejects.toMatchObject({
     code: 1,
   });
   expect((await fx.r.api("GET", `/v1/sessions/${s.sessionId}`, { key: fx.tenant.key })).body.state).toBe(

@@ -16,7 +16,7 @@ const resolve = createRouter(routes);
 function event(method: string, path: string, body?: string): APIGatewayProxyEventV2 {
   return {
     rawPath: path,
-    headers: {},
+    headers: body === undefined ? {} : { "content-type": "application/json" },
     requestContext: { http: { method } },
     ...(body !== undefined ? { body } : {}),
     isBase64Encoded: false,

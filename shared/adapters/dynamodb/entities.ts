@@ -73,6 +73,15 @@ export interface RecomposeSlot {
   holder: string;
   leaseExpiresAtMs: number;
 }
+/** Who is copying a replica onto a datastore, until when. */
+export interface ReplicaCopyLease {
+  tenantId: string;
+  imageId: string;
+  version: number;
+  datastoreId: string;
+  holder: string;
+  leaseExpiresAtMs: number;
+}
 /** The bytes the desktops on a datastore have reserved. */
 export interface DatastoreUsageRecord {
   datastoreId: string;
@@ -85,7 +94,9 @@ export const entities = {
   image: entity<Image>("image", (i) => keys.image(i.tenantId, i.imageId)),
   imageVersion: entity<ImageVersion>("imageVersion", (v) => keys.version(v.tenantId, v.imageId, v.version)),
   pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId)),
-  desktop: entity<Desktop>("desktop", (d) => keys.desktop(d.tenantId, d.poolId, d.desktopId)),
+  desktop: entity<Desktop>("desktop", (d) => keys.desktop(d.tenantId, d.poolId, d.desktopId), {
+    private: ["takenBy"],
+  }),
   /** The user's one active session in a pool (its lock); the session itself lives on its desktop. */
   userLock: entity<Session>("userLock", (s) => keys.userLock(s.tenantId, s.poolId, s.userId)),
   endedSession: entity<Session>("session", (s) => keys.session(s.tenantId, s.sessionId)),
@@ -94,6 +105,9 @@ export const entities = {
   datastoreUsage: entity<DatastoreUsageRecord>("datastoreUsage", (u) => keys.datastoreUsage(u.datastoreId)),
   recomposeSlot: entity<RecomposeSlot>("recomposeSlot", (s) => keys.recomposeSlot(s.datastoreId, s.slot)),
   replica: entity<Replica>("replica", (r) => keys.replica(r.tenantId, r.imageId, r.version, r.datastoreId)),
+  replicaCopyLease: entity<ReplicaCopyLease>("replicaCopyLease", (l) =>
+    keys.replicaCopyLease(l.tenantId, l.imageId, l.version, l.datastoreId),
+  ),
   userData: entity<UserData>("userData", (u) => keys.userData(u.tenantId, u.userId)),
   userDataChange: entity<UserDataChange>("userDataChange", (c) =>
     keys.userDataChange(c.tenantId, c.userId, c.version),

@@ -1,15 +1,26 @@
 /** How DynamoDB says no: the one place that tells a failed condition from a conflict or a fault. */
-import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import { type AttributeValue, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
   type DynamoDBDocumentClient,
   TransactWriteCommand,
   type TransactWriteCommandInput,
 } from "@aws-sdk/lib-dynamodb";
+import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { RetryLater } from "../../domain/errors.ts";
 
 /** A single-item write whose condition was false. */
 export const isConditionFailure = (err: unknown) =>
   (err as Error)?.name === "ConditionalCheckFailedException";
+
+/**
+ * The item as it was when a write's condition failed (the write asked for
+ * `ReturnValuesOnConditionCheckFailure: ALL_OLD`). A retried write that meets its own earlier
+ * success finds itself there: that is how an ambiguous answer is told from a lost race.
+ */
+export function itemAtFailure(err: unknown): Record<string, unknown> | undefined {
+  const item = (err as { Item?: Record<string, AttributeValue> }).Item;
+  return isConditionFailure(err) && item ? unmarshall(item) : undefined;
+}
 
 type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
 

@@ -13,6 +13,7 @@
  *   user lock     TENANT#<t>#POOL#<p>         USER#<u>      (the user's one active session in the pool)
  *   owner         TENANT#<t>#POOL#<p>         OWNER#<u>     (dedicated pools: the user's own desktop)
  *   replica       TENANT#<t>                  REPLICA#<i>#<n, zero-padded>#<datastore>
+ *   copy lease    TENANT#<t>                  REPLICA_COPY#<i>#<n>#<datastore> (who copies the replica)
  *   datastore     DATASTORES                  DATASTORE#<ds>   (region-wide, operator-owned)
  *   ds usage      DATASTORES                  USAGE#<ds>       (bytes reserved by desktops)
  *   recompose slot DATASTORES                 RECOMPOSE#<ds>#<slot>  (a lease: I/O storm control)
@@ -52,6 +53,10 @@ export const keys = {
   }),
   replicaPrefix: (i?: string, n?: number) =>
     i === undefined ? "REPLICA#" : `REPLICA#${i}#${n === undefined ? "" : `${String(n).padStart(6, "0")}#`}`,
+  replicaCopyLease: (t: string, i: string, n: number, ds: string) => ({
+    pk: `TENANT#${t}`,
+    sk: `REPLICA_COPY#${i}#${String(n).padStart(6, "0")}#${ds}`,
+  }),
   datastoresPartition: "DATASTORES",
   datastore: (ds: string) => ({ pk: "DATASTORES", sk: `DATASTORE#${ds}` }),
   datastorePrefix: "DATASTORE#",

@@ -11,7 +11,7 @@ import {
   type UpdateCommandInput,
 } from "@aws-sdk/lib-dynamodb";
 import type { EntityCodec, Item, Key } from "./entities.ts";
-import { isConditionFailure } from "./errors.ts";
+import { isConditionFailure, itemAtFailure } from "./errors.ts";
 
 export type Table = ReturnType<typeof tableAccess>;
 
@@ -92,25 +92,29 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     }
   };
 
-  /** A conditional put (by default: only if absent): answers whether it was written. */
+  /**
+   * A conditional put (by default: only if absent). Answers whether it was written and, when not,
+   * the item that stood in its way.
+   */
   const tryPut = async (
     item: Item,
     condition: { expression: string; values?: Record<string, unknown> } = {
       expression: "attribute_not_exists(pk)",
     },
-  ) => {
+  ): Promise<{ written: true } | { written: false; existing: Item | undefined }> => {
     try {
       await doc.send(
         new PutCommand({
           TableName: table,
           Item: item,
           ConditionExpression: condition.expression,
+          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
           ...(condition.values ? { ExpressionAttributeValues: condition.values } : {}),
         }),
       );
-      return true;
+      return { written: true };
     } catch (err) {
-      if (isConditionFailure(err)) return false;
+      if (isConditionFailure(err)) return { written: false, existing: itemAtFailure(err) };
       throw err;
     }
   };

@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { chmod, copyFile, link, mkdir, realpath, rename, rm, stat } from "node:fs/promises";
-import { dirname, isAbsolute, join, relative } from "node:path";
-import { invalid } from "../../domain/errors.ts";
+import { chmod, copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { Desktop, ImageSource, ImageVersion } from "../../domain/model.ts";
-import type { CloneTarget, ImportedImage, StorageDriver } from "../../ports.ts";
+import type { CloneTarget, DesktopDiskRef, ImportedImage, StorageDriver } from "../../ports.ts";
+import { checkStagedDisk, checkTenantSource, stageTenantFile } from "./image-import.ts";
+import { pathUnder } from "./paths.ts";
 import { qemuImg, qemuInfo } from "./qemu-img.ts";
 
 export interface Qcow2Layout {
@@ -12,12 +13,14 @@ export interface Qcow2Layout {
   imageStorePath: string;
   /** Datastores known without a lookup (the default local one): id -> folder. */
   datastores: Record<string, string>;
-  /** Folders a publish may read source disks from; anything else is refused. */
+  /**
+   * Where tenants put disks to import: each tenant only ever reads its own folder
+   * `<root>/<tenantId>/`. Never the data dir itself, the image store, datastores or user data.
+   */
   importRoots: string[];
 }
 
 type VersionRef = Pick<ImageVersion, "tenantId" | "imageId" | "version">;
-type DesktopRef = Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId">;
 
 const tmpName = (path: string) => `${path}.${randomBytes(6).toString("hex")}.tmp`;
 
@@ -43,18 +46,27 @@ export async function sha256File(path: string): Promise<string> {
 /** Finds a registered datastore's folder (the worker reads it from the table). */
 export type DatastoreLookup = (datastoreId: string) => Promise<string | undefined>;
 
+/** A desktop's disk file of one generation (generation 0: the name desktops had before fencing). */
+const diskFileName = (desktopId: string, generation: number | undefined) =>
+  generation ? `${desktopId}.g${generation}.qcow2` : `${desktopId}.qcow2`;
+
 export function qcow2Paths(layout: Qcow2Layout) {
   const datastore = (id: string) => {
     const path = layout.datastores[id];
     if (!path) throw new Error(`unknown datastore ${id}`);
     return path;
   };
+  const poolFolder = (d: Pick<Desktop, "tenantId" | "poolId" | "datastoreId">) =>
+    pathUnder(datastore(d.datastoreId), "desktops", d.tenantId, d.poolId);
   return {
-    image: (v: VersionRef) => join(layout.imageStorePath, v.tenantId, v.imageId, `v${v.version}.qcow2`),
+    image: (v: VersionRef) => pathUnder(layout.imageStorePath, v.tenantId, v.imageId, `v${v.version}.qcow2`),
     replica: (v: VersionRef, datastoreId: string) =>
-      join(datastore(datastoreId), "replicas", v.tenantId, `${v.imageId}-v${v.version}.qcow2`),
-    desktop: (d: DesktopRef) =>
-      join(datastore(d.datastoreId), "desktops", d.tenantId, d.poolId, `${d.desktopId}.qcow2`),
+      pathUnder(datastore(datastoreId), "replicas", v.tenantId, `${v.imageId}-v${v.version}.qcow2`),
+    poolFolder,
+    /** The desktop's disk of its current generation. */
+    desktop: (d: DesktopDiskRef) => join(poolFolder(d), diskFileName(d.desktopId, d.generation)),
+    /** Private staging of imports, out of every tenant's reach. */
+    staging: join(layout.imageStorePath, ".staging"),
   };
 }
 
@@ -62,7 +74,8 @@ export function qcow2Paths(layout: Qcow2Layout) {
  * Linked clones with qemu-img: a replica is a read-only copy of an image version on a datastore,
  * and a desktop is a qcow2 overlay whose backing file is that replica. Every write goes to a
  * temporary name and is renamed (or hard-linked) into place, so a crash never leaves a half disk
- * under a real name and a retried job simply redoes its step.
+ * under a real name and a retried job simply redoes its step. A desktop's disk file is named after
+ * the generation of the job that made it, so a stale job only ever writes a file nobody uses.
  */
 export function qcow2Driver(
   layout: Qcow2Layout,
@@ -93,60 +106,34 @@ export function qcow2Driver(
     }
   }
 
-  async function insideImportRoots(path: string): Promise<string> {
-    if (!isAbsolute(path)) throw invalid("source.path", "must be an absolute path");
-    const real = await realpath(path).catch(() => {
-      throw invalid("source.path", `${path} does not exist`);
-    });
-    for (const root of layout.importRoots) {
-      const realRoot = await realpath(root).catch(() => undefined);
-      if (!realRoot) continue;
-      const rel = relative(realRoot, real);
-      if (!rel.startsWith("..") && !isAbsolute(rel)) return real;
-    }
-    throw invalid(
-      "source.path",
-      `${path} is outside the allowed import roots (${layout.importRoots.join(", ")})`,
-    );
-  }
-
-  async function validateSource(source: ImageSource): Promise<void> {
-    if (!("path" in source)) return;
-    const path = await insideImportRoots(source.path);
-    const st = await stat(path);
-    if (!st.isFile()) throw invalid("source.path", `${source.path} is not a regular file`);
-    const info = await qemuInfo(path).catch((err: Error) => {
-      throw invalid("source.path", `not a readable disk image: ${err.message}`);
-    });
-    if (info.format !== "qcow2" && info.format !== "raw") {
-      throw invalid("source.path", `disk format ${info.format} is not supported (qcow2 or raw)`);
-    }
-    if (info["backing-filename"]) {
-      throw invalid(
-        "source.path",
-        "a qcow2 with its own backing file cannot be a golden image; flatten it first",
-      );
-    }
-    // qemu-img calls any file "raw": a real raw disk is a whole number of 512-byte sectors.
-    if (info.format === "raw" && (st.size === 0 || st.size % 512 !== 0)) {
-      throw invalid("source.path", "not a disk image (a raw disk is a non-empty multiple of 512 bytes)");
+  /** Builds a version's image-store file (to `tmp`) from its source. */
+  async function importInto(
+    version: Pick<ImageVersion, "tenantId" | "imageId" | "version" | "source">,
+    tmp: string,
+  ) {
+    const source = version.source;
+    if (!("path" in source)) return qemuImg(["create", "-q", "-f", "qcow2", tmp, `${source.blankSizeMiB}M`]);
+    const ids = { tenantId: version.tenantId, imageId: version.imageId, version: version.version };
+    const staged = await stageTenantFile(layout.importRoots, version.tenantId, source.path, paths.staging);
+    try {
+      const { format } = await checkStagedDisk(staged.path, ids);
+      return await qemuImg(["convert", "-q", "-f", format, "-O", "qcow2", staged.path, tmp]);
+    } finally {
+      await staged.done();
     }
   }
 
   return {
-    validateSource,
+    async validateSource(tenantId: string, source: ImageSource) {
+      if ("path" in source) await checkTenantSource(layout.importRoots, tenantId, source.path, { tenantId });
+    },
 
     async importImage(version): Promise<ImportedImage> {
       const target = paths.image(version);
       await mkdir(dirname(target), { recursive: true });
       const tmp = tmpName(target);
       try {
-        if ("path" in version.source) {
-          await validateSource(version.source);
-          await qemuImg(["convert", "-q", "-O", "qcow2", version.source.path, tmp]);
-        } else {
-          await qemuImg(["create", "-q", "-f", "qcow2", tmp, `${version.source.blankSizeMiB}M`]);
-        }
+        await importInto(version, tmp);
         await chmod(tmp, 0o444);
         const [sha256, info, st] = await Promise.all([sha256File(tmp), qemuInfo(tmp), stat(tmp)]);
         await rename(tmp, target);
@@ -158,6 +145,11 @@ export function qcow2Driver(
 
     async removeImage(version) {
       await rm(paths.image(version), { force: true });
+    },
+
+    async hasReplica(version, datastoreId) {
+      await locate(datastoreId);
+      return exists(paths.replica(version, datastoreId));
     },
 
     async ensureReplica(version, datastoreId) {
@@ -208,7 +200,6 @@ export function qcow2Driver(
 
     createLinkedClone: (desktop) =>
       cloneWith(desktop, async (tmp) => {
-        await locate(desktop.datastoreId);
         const replica = paths.replica({ ...desktop, version: desktop.imageVersion }, desktop.datastoreId);
         await qemuImg(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", replica, tmp]);
       }),
@@ -226,9 +217,22 @@ export function qcow2Driver(
         ]),
       ),
 
-    async deleteDesktopDisk(desktop) {
+    async deleteDesktopDisk(desktop, opts = {}) {
       await locate(desktop.datastoreId);
-      await rm(paths.desktop(desktop), { force: true });
+      const folder = paths.poolFolder(desktop);
+      if (opts.onlyGeneration !== undefined) {
+        await rm(join(folder, diskFileName(desktop.desktopId, opts.onlyGeneration)), { force: true });
+        return;
+      }
+      const keep =
+        opts.keepGeneration === undefined ? undefined : diskFileName(desktop.desktopId, opts.keepGeneration);
+      const names = await readdir(folder).catch(() => [] as string[]);
+      const ofDesktop = new RegExp(`^${desktop.desktopId}(\\.g\\d+)?\\.qcow2(\\.[0-9a-f]+\\.tmp)?$`);
+      await Promise.all(
+        names
+          .filter((name) => ofDesktop.test(name) && name !== keep)
+          .map((name) => rm(join(folder, name), { force: true })),
+      );
     },
 
     async deltaBytes(desktop) {

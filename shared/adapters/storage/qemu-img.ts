@@ -1,19 +1,32 @@
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
+import { spawn } from "node:child_process";
 
-const run = promisify(execFile);
-
-/** Runs qemu-img; a failure carries qemu-img's own message, which names the problem precisely. */
-export async function qemuImg(args: string[]): Promise<string> {
-  try {
-    const { stdout } = await run("qemu-img", args, { maxBuffer: 16 * 1024 * 1024 });
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string; code?: string };
-    if (e.code === "ENOENT")
-      throw new Error("qemu-img is not installed (Debian/Ubuntu: apt-get install qemu-utils)");
-    throw new Error(`qemu-img ${args[0]} failed: ${(e.stderr || e.message).trim()}`);
-  }
+/**
+ * Runs qemu-img; a failure carries qemu-img's own message, which names the problem precisely (it
+ * belongs in logs, not in answers to tenants). `openFile` is handed to qemu-img as its fd 3
+ * (`/dev/fd/3`), so it reads exactly the file this process opened.
+ */
+export function qemuImg(args: string[], opts: { openFile?: number } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const stdio: ("ignore" | "pipe" | number)[] = ["ignore", "pipe", "pipe"];
+    if (opts.openFile !== undefined) stdio.push(opts.openFile);
+    const child = spawn("qemu-img", args, { stdio });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on("data", (d: Buffer) => out.push(d));
+    child.stderr?.on("data", (d: Buffer) => err.push(d));
+    child.on("error", (e: NodeJS.ErrnoException) =>
+      reject(
+        e.code === "ENOENT"
+          ? new Error("qemu-img is not installed (Debian/Ubuntu: apt-get install qemu-utils)")
+          : e,
+      ),
+    );
+    child.on("close", (code, signal) => {
+      if (code === 0) return resolve(Buffer.concat(out).toString("utf8"));
+      const why = Buffer.concat(err).toString("utf8").trim() || `exit ${code ?? signal}`;
+      reject(new Error(`qemu-img ${args[0]} failed: ${why}`));
+    });
+  });
 }
 
 export interface QemuImageInfo {
@@ -22,8 +35,9 @@ export interface QemuImageInfo {
   "actual-size"?: number;
   "backing-filename"?: string;
   "full-backing-filename"?: string;
+  "format-specific"?: { type: string; data?: Record<string, unknown> };
 }
 
-export async function qemuInfo(path: string): Promise<QemuImageInfo> {
-  return JSON.parse(await qemuImg(["info", "--output=json", "-U", path])) as QemuImageInfo;
+export async function qemuInfo(path: string, opts: { openFile?: number } = {}): Promise<QemuImageInfo> {
+  return JSON.parse(await qemuImg(["info", "--output=json", "-U", path], opts)) as QemuImageInfo;
 }

@@ -5,6 +5,7 @@ import { dirname, join } from "node:path";
 import type { UserDataRef } from "../../domain/model.ts";
 import type { UserDataStore } from "../../ports.ts";
 import { contentSha256 } from "./content-checksum.ts";
+import { pathUnder } from "./paths.ts";
 import { qemuImg } from "./qemu-img.ts";
 
 const tmpName = (path: string) => `${path}.${randomBytes(6).toString("hex")}.tmp`;
@@ -18,11 +19,11 @@ const exists = (path: string) =>
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
 
 export function userDataPaths(root: string) {
-  const user = (r: UserDataRef) => join(root, r.tenantId, r.userId);
+  const user = (r: UserDataRef) => pathUnder(root, r.tenantId, r.userId);
   return {
     user,
     disk: (r: UserDataRef, version: number) => join(user(r), `disk-v${version}.qcow2`),
-    overlay: (r: UserDataRef, sessionId: string) => join(user(r), "sessions", `${sessionId}.qcow2`),
+    overlay: (r: UserDataRef, sessionId: string) => pathUnder(user(r), "sessions", `${sessionId}.qcow2`),
     delta: (r: UserDataRef, version: number) => join(user(r), "deltas", `v${version}.qcow2`),
   };
 }

@@ -68,7 +68,7 @@ export function datastoreRepository(t: Table): DatastoreRepository {
             values: { ":holder": holder, ":now": now },
           },
         );
-        if (leased) return true;
+        if (leased.written) return true;
       }
       return false;
     },

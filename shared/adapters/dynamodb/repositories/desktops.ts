@@ -1,9 +1,10 @@
+import { randomUUID } from "node:crypto";
 import { QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { assertTransition } from "../../../domain/desktop-state.ts";
 import type { Desktop } from "../../../domain/model.ts";
 import type { DesktopRepository } from "../../../ports.ts";
 import { entities } from "../entities.ts";
-import { isConditionFailure, transact } from "../errors.ts";
+import { isConditionFailure, itemAtFailure, transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";
 import { freeIndex } from "../table-schema.ts";
@@ -38,6 +39,16 @@ export function desktopItem(d: Desktop) {
  * walk (read once a minute), never a correctness input: the claim itself is conditional.
  */
 const probeCursors = new Map<string, { next: number; size: Promise<number>; readAt: number }>();
+
+/** The fence's condition: the generation a job read (a desktop never fenced has none). */
+function generationIs(generation: number | undefined, values: Record<string, unknown>): string {
+  if (generation) {
+    values[":gen"] = generation;
+    return "generation = :gen";
+  }
+  values[":gen0"] = 0;
+  return "(attribute_not_exists(generation) OR generation = :gen0)";
+}
 
 export function desktopRepository(t: Table): DesktopRepository {
   const freeQuery = async (pk: string, condition: string, token: string, max: number) => {
@@ -84,11 +95,11 @@ export function desktopRepository(t: Table): DesktopRepository {
         found.push(...(await freeQuery(pk, `${freeIndex.sk} < :token`, token, limit - found.length)));
       return found;
     },
-    async transition(d, from, to, changes = {}) {
+    async transition(d, from, to, changes = {}, fence) {
       assertTransition(from, to);
       const fields = assignments(changes, "c");
       const sets = ["#state = :to", "updatedAt = :now", ...fields.sets];
-      const removes: string[] = [];
+      const removes: string[] = ["resentAt"];
       const values: Record<string, unknown> = {
         ":from": from,
         ":to": to,
@@ -96,6 +107,10 @@ export function desktopRepository(t: Table): DesktopRepository {
         ...fields.values,
       };
       const names: Record<string, string> = { "#state": "state", ...fields.names };
+      let condition = "#state = :from";
+      if (fence) {
+        condition += ` AND ${generationIs(fence.generation, values)}`;
+      }
       if (to === "AVAILABLE") {
         // A dedicated desktop waits for its own user, who finds it through the owner item; a floating
         // one goes back into the free index at its own place (its `spread`, set at creation).
@@ -114,17 +129,65 @@ export function desktopRepository(t: Table): DesktopRepository {
           new UpdateCommand({
             TableName: t.name,
             Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
-            UpdateExpression: `SET ${sets.join(", ")}${removes.length ? ` REMOVE ${removes.join(", ")}` : ""}`,
-            ConditionExpression: "#state = :from",
+            UpdateExpression: `SET ${sets.join(", ")} REMOVE ${removes.join(", ")}`,
+            ConditionExpression: condition,
             ExpressionAttributeNames: names,
             ExpressionAttributeValues: values,
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
           }),
         );
         return true;
       } catch (err) {
+        // A fenced transition whose answer was lost finds itself done: the generation is its own.
+        const old = itemAtFailure(err);
+        if (old && fence && old.state === to && old.generation === fence.generation) return true;
         if (isConditionFailure(err)) return false;
         throw err;
       }
+    },
+    async takeForDiskJob(d, state, expect) {
+      const next = (expect.generation ?? 0) + 1;
+      // Marks the take as this call's, so that a retried write that meets its own success knows it.
+      const token = randomUUID();
+      const values: Record<string, unknown> = {
+        ":state": state,
+        ":next": next,
+        ":token": token,
+        ":now": new Date().toISOString(),
+      };
+      let condition = `#state = :state AND ${generationIs(expect.generation, values)}`;
+      if (expect.lastSessionId !== undefined) {
+        condition += " AND lastSessionId = :sid";
+        values[":sid"] = expect.lastSessionId;
+      }
+      try {
+        await t.doc.send(
+          new UpdateCommand({
+            TableName: t.name,
+            Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
+            UpdateExpression: "SET generation = :next, takenBy = :token, updatedAt = :now REMOVE resentAt",
+            ConditionExpression: condition,
+            ExpressionAttributeNames: { "#state": "state" },
+            ExpressionAttributeValues: values,
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+          }),
+        );
+        return next;
+      } catch (err) {
+        if (itemAtFailure(err)?.takenBy === token) return next;
+        // Another delivery of the job (or a later job) took it first, or the desktop moved on.
+        if (isConditionFailure(err)) return undefined;
+        throw err;
+      }
+    },
+    async markResent(d, at) {
+      await t.tryUpdate({
+        Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
+        UpdateExpression: "SET resentAt = :at",
+        ConditionExpression: "#state = :state",
+        ExpressionAttributeNames: { "#state": "state" },
+        ExpressionAttributeValues: { ":at": at, ":state": d.state },
+      });
     },
     async remove(d) {
       // The desktop and its reservation go together, once: a repeated delete finds it gone.
@@ -183,11 +246,13 @@ export function desktopRepository(t: Table): DesktopRepository {
         { ":available": "AVAILABLE", ":ds": datastoreId },
         { "#state": "state" },
       ),
-    // A scan, on purpose: the reconciler runs every few minutes off the request path.
+    // Scans, on purpose: the reconciler runs every few minutes off the request path.
+    listAssigned: () =>
+      t.scanAll(entities.desktop, "#state = :assigned", { ":assigned": "ASSIGNED" }, { "#state": "state" }),
     listStuck: (updatedBefore) =>
       t.scanAll(
         entities.desktop,
-        "#state IN (:p, :r, :c, :d, :e) AND updatedAt < :cutoff",
+        "#state IN (:p, :r, :c, :d, :e) AND updatedAt < :cutoff AND (attribute_not_exists(resentAt) OR resentAt < :cutoff)",
         {
           ":e": "ERROR",
           ":p": "PROVISIONING",

@@ -46,11 +46,12 @@ export function drRepository(t: Table): DrRepository {
         await put(entities.drill.toItem(drill));
         return true;
       }
-      return t.tryPut(entities.drill.toItem(drill), {
+      const saved = await t.tryPut(entities.drill.toItem(drill), {
         expression:
           expectedSteps === 0 ? "attribute_not_exists(steps) OR steps = :expected" : "steps = :expected",
         values: { ":expected": expectedSteps },
       });
+      return saved.written;
     },
     getDrill: (tenantId, drillId) => t.get(entities.drill, keys.drill(tenantId, drillId)),
     async putTenant(tenant, apiKeyHash) {

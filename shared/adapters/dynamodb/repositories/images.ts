@@ -77,6 +77,14 @@ export function imageRepository(t: Table): ImageRepository {
         }),
       );
     },
+    // A scan, on purpose: the reconciler's sweep, off the request path.
+    listPublishingBefore: (createdBefore) =>
+      t.scanAll(
+        entities.imageVersion,
+        "#state = :publishing AND createdAt < :cutoff",
+        { ":publishing": "PUBLISHING", ":cutoff": createdBefore },
+        { "#state": "state" },
+      ),
     async removeVersion(tenantId, imageId, n) {
       await t.remove(keys.version(tenantId, imageId, n));
     },

@@ -28,5 +28,29 @@ export function replicaRepository(t: Table): ReplicaRepository {
     async remove(r) {
       await t.remove(keys.replica(r.tenantId, r.imageId, r.version, r.datastoreId));
     },
+    async leaseCopy(r, holder, leaseMs) {
+      const now = Date.now();
+      const lease = await t.tryPut(
+        entities.replicaCopyLease.toItem({
+          tenantId: r.tenantId,
+          imageId: r.imageId,
+          version: r.version,
+          datastoreId: r.datastoreId,
+          holder,
+          leaseExpiresAtMs: now + leaseMs,
+        }),
+        {
+          expression: "attribute_not_exists(pk) OR holder = :holder OR leaseExpiresAtMs < :now",
+          values: { ":holder": holder, ":now": now },
+        },
+      );
+      return lease.written;
+    },
+    async releaseCopy(r, holder) {
+      await t.remove(keys.replicaCopyLease(r.tenantId, r.imageId, r.version, r.datastoreId), {
+        expression: "holder = :holder",
+        values: { ":holder": holder },
+      });
+    },
   };
 }

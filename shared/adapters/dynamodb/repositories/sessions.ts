@@ -4,7 +4,7 @@ import { parseSessionId } from "../../../domain/ids.ts";
 import type { Desktop, Session } from "../../../domain/model.ts";
 import type { AssignResult, EndSessionResult, SessionRepository } from "../../../ports.ts";
 import { entities } from "../entities.ts";
-import { conditionFailed, isConditionFailure, transact } from "../errors.ts";
+import { conditionFailed, isConditionFailure, itemAtFailure, transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
 import { freeIndex } from "../table-schema.ts";
@@ -69,16 +69,31 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
   /**
    * Lock, then claim. Invariant 1 holds because a desktop only ever holds the session named by
    * the user's lock: a second logon of the same user fails the lock's condition, and a lost race
-   * for the desktop gives the lock back.
+   * for the desktop gives the lock back. Either write may succeed with its answer lost; the SDK's
+   * retry then meets its own success (the item names this session) and counts it as done.
    */
   const claimFloating = async (session: Session): Promise<AssignResult> => {
-    if (!(await t.tryPut(entities.userLock.toItem(session)))) return { outcome: "user-has-session" };
+    const lock = await t.tryPut(entities.userLock.toItem(session));
+    if (!lock.written && lock.existing?.sessionId !== session.sessionId)
+      return { outcome: "user-has-session" };
     try {
-      await t.doc.send(new UpdateCommand(claimUpdate(t.name, session, false)));
+      await t.doc.send(
+        new UpdateCommand({
+          ...claimUpdate(t.name, session, false),
+          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+        }),
+      );
       return { outcome: "assigned", session };
     } catch (err) {
+      if (itemAtFailure(err)?.sessionId === session.sessionId) return { outcome: "assigned", session };
+      if (isConditionFailure(err)) {
+        await releaseLock(session);
+        return { outcome: "desktop-taken" };
+      }
+      // Not known whether the claim took: the desktop says. Never free a lock its desktop holds.
+      const desktop = await getDesktop(session.tenantId, session.poolId, session.desktopId);
+      if (desktop?.sessionId === session.sessionId) return { outcome: "assigned", session };
       await releaseLock(session);
-      if (isConditionFailure(err)) return { outcome: "desktop-taken" };
       throw err;
     }
   };
@@ -151,43 +166,55 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
     async end(session, endedAt, endedBy): Promise<EndSessionResult> {
       const { tenantId, poolId, sessionId } = session;
       const ended: Session = { ...session, state: "ENDED", endedAt, endedBy };
-      const result = await transact(
-        t.doc,
-        {
-          desktop: {
-            Update: {
-              TableName: t.name,
-              Key: keys.desktop(tenantId, poolId, session.desktopId),
-              UpdateExpression:
-                "SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at REMOVE sessionId, userId, sessionStartedAt",
-              ConditionExpression: "#state = :assigned AND sessionId = :sid",
-              ExpressionAttributeNames: { "#state": "state" },
-              ExpressionAttributeValues: {
-                ":refreshing": "REFRESHING",
-                ":assigned": "ASSIGNED",
-                ":sid": sessionId,
-                ":at": endedAt,
+      const write = (withLock: boolean) =>
+        transact(
+          t.doc,
+          {
+            desktop: {
+              Update: {
+                TableName: t.name,
+                Key: keys.desktop(tenantId, poolId, session.desktopId),
+                UpdateExpression:
+                  "SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at REMOVE sessionId, userId, sessionStartedAt",
+                ConditionExpression: "#state = :assigned AND sessionId = :sid",
+                ExpressionAttributeNames: { "#state": "state" },
+                ExpressionAttributeValues: {
+                  ":refreshing": "REFRESHING",
+                  ":assigned": "ASSIGNED",
+                  ":sid": sessionId,
+                  ":at": endedAt,
+                },
+              },
+            },
+            // The lock goes with the session when it names it; a session whose lock is gone (or
+            // names a later session of the user) still ends.
+            lock: withLock
+              ? {
+                  Delete: {
+                    TableName: t.name,
+                    Key: keys.userLock(tenantId, poolId, session.userId),
+                    ConditionExpression: "attribute_not_exists(pk) OR sessionId = :sid",
+                    ExpressionAttributeValues: { ":sid": sessionId },
+                  },
+                }
+              : undefined,
+            record: {
+              Put: {
+                TableName: t.name,
+                Item: entities.endedSession.toItem(ended),
+                ConditionExpression: "attribute_not_exists(pk)",
               },
             },
           },
-          lock: {
-            Delete: {
-              TableName: t.name,
-              Key: keys.userLock(tenantId, poolId, session.userId),
-              ConditionExpression: "sessionId = :sid",
-              ExpressionAttributeValues: { ":sid": sessionId },
-            },
-          },
-          record: {
-            Put: {
-              TableName: t.name,
-              Item: entities.endedSession.toItem(ended),
-              ConditionExpression: "attribute_not_exists(pk)",
-            },
-          },
-        },
-        { conflictIsRetry: false },
-      );
+          { conflictIsRetry: false },
+        );
+      let result = await write(true);
+      if (
+        !result.ok &&
+        conditionFailed(result.reasons, "lock") &&
+        !conditionFailed(result.reasons, "desktop", "record")
+      )
+        result = await write(false);
       if (result.ok) return { outcome: "ended", desktop: { tenantId, poolId, desktopId: session.desktopId } };
       if (Object.values(result.reasons).includes("TransactionConflict"))
         throw new RetryLater(`logoff of ${sessionId} collided with another write`);

@@ -15,7 +15,7 @@ export function userDataRepository(t: Table): UserDataRepository {
       }),
     list: (tenantId) => t.byPrefix(entities.userData, keys.tenant(tenantId).pk, keys.userDataPrefix),
     async createIfAbsent(record) {
-      if (await t.tryPut(entities.userData.toItem(record))) return record;
+      if ((await t.tryPut(entities.userData.toItem(record))).written) return record;
       const existing = await get(record);
       if (!existing) throw new Error(`user data of ${record.userId} vanished`);
       return existing;

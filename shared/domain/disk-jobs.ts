@@ -1,0 +1,297 @@
+/**
+ * The jobs that write a desktop's disk: provision, refresh and recompose, each fenced (DESIGN.md
+ * §1): the job takes the desktop by raising its generation before it touches the disk, builds the
+ * disk in that generation's own file, and makes the desktop AVAILABLE only if the generation is
+ * still its own. A duplicate or stale delivery finds the desktop taken and stops; a job that
+ * stalls past a later one only ever writes a file nobody uses, and removes it.
+ */
+import { randomUUID } from "node:crypto";
+import { checkpoint } from "../faults.ts";
+import type { CloneJob } from "../messages/clone-job.ts";
+import type { Ports } from "../ports.ts";
+import { desktopRef } from "./common.ts";
+import type { DesktopState } from "./desktop-state.ts";
+import { RetryLater } from "./errors.ts";
+import { newId } from "./ids.ts";
+import { releaseUnusedReplicas } from "./images.ts";
+import type { Desktop, ImageVersion } from "./model.ts";
+import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
+
+export type DiskJobPorts = Pick<
+  Ports,
+  "images" | "pools" | "desktops" | "storage" | "clock" | "replicas" | "datastores" | "jobs"
+>;
+
+type Job<K extends CloneJob["kind"]> = Extract<CloneJob, { kind: K }>;
+
+export interface DiskJobSettings {
+  /** At most this many recomposes write to one datastore at a time (I/O storm control). */
+  recomposeSlotsPerDatastore: number;
+  /** A slot's lease: a worker that dies holding one frees it after this long. */
+  recomposeLeaseMs: number;
+  /** A replica copy's lease: a worker that dies copying frees it after this long. */
+  replicaCopyLeaseMs: number;
+  /** How long a job waits in-process for another worker's replica copy before it comes back later. */
+  replicaWaitMs: number;
+}
+
+async function readyVersion(ports: DiskJobPorts, tenantId: string, imageId: string, n: number) {
+  const version = await ports.images.getVersion(tenantId, imageId, n);
+  if (version?.state !== "READY") throw new RetryLater(`image version ${imageId}@${n} not READY`);
+  return version;
+}
+
+/** The version a desktop should be on: its pool's (a recompose may have moved it since). */
+async function targetVersion(ports: DiskJobPorts, desktop: Desktop) {
+  const pool = await ports.pools.get(desktop.tenantId, desktop.poolId);
+  const version = await readyVersion(
+    ports,
+    desktop.tenantId,
+    desktop.imageId,
+    pool?.imageVersion ?? desktop.imageVersion,
+  );
+  return { pool, version };
+}
+
+/**
+ * Makes the replica exist (checksum-verified by the driver) and records it. One worker copies
+ * under a lease per (version, datastore); the others wait for its copy instead of copying the
+ * same image again, for a while in-process and then by redelivery. Every prepare job records, so
+ * a crash between the copy and the record heals.
+ */
+export async function ensureReplica(
+  ports: DiskJobPorts,
+  version: ImageVersion,
+  datastoreId: string,
+  settings: Pick<DiskJobSettings, "replicaCopyLeaseMs" | "replicaWaitMs">,
+  alwaysRecord: boolean,
+) {
+  const ref = { tenantId: version.tenantId, imageId: version.imageId, version: version.version, datastoreId };
+  const record = (created: boolean) =>
+    ports.replicas.record(
+      { ...ref, sha256: version.sha256 ?? "", createdAt: ports.clock.now().toISOString() },
+      created,
+    );
+  const holder = randomUUID();
+  const deadline = Date.now() + settings.replicaWaitMs;
+  for (let look = 0; ; look++) {
+    if (await ports.storage.hasReplica(version, datastoreId)) {
+      if (alwaysRecord) await record(false);
+      return;
+    }
+    if (await ports.replicas.leaseCopy(ref, holder, settings.replicaCopyLeaseMs)) break;
+    if (Date.now() > deadline)
+      throw new RetryLater(
+        `the replica of ${version.imageId}@${version.version} on ${datastoreId} is being copied`,
+      );
+    await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** look)));
+  }
+  try {
+    await checkpoint("replica:copying", ref);
+    const { created } = await ports.storage.ensureReplica(version, datastoreId);
+    if (created || alwaysRecord) await record(created);
+  } finally {
+    await ports.replicas.releaseCopy(ref, holder);
+  }
+}
+
+/** Writes the disk of the desktop's generation on `version`: a delta on the replica, or a full copy. */
+function makeDisk(ports: DiskJobPorts, desktop: Desktop, version: ImageVersion) {
+  const target = { ...desktop, imageVersion: version.version };
+  return desktop.cloneType === "full"
+    ? ports.storage.createFullClone(target)
+    : ports.storage.createLinkedClone(target);
+}
+
+/**
+ * The fenced part every disk job shares: take the desktop in `state`, build its disk, hand it out.
+ * `quarantine` says when a disk that cannot be made turns the desktop to ERROR instead of a retry.
+ */
+async function rebuildDisk(
+  ports: DiskJobPorts,
+  desktop: Desktop,
+  state: DesktopState,
+  settings: DiskJobSettings,
+  opts: { lastSessionId?: string; quarantine: (err: Error) => boolean; step: string },
+): Promise<string> {
+  const { version } = await targetVersion(ports, desktop);
+  // Retries did not help: quarantine it (visible in the pool's counts); the reconciler replaces it.
+  const quarantine = async (err: Error, generation: number | undefined) => {
+    if (err instanceof RetryLater || !opts.quarantine(err)) throw err;
+    await ports.desktops.transition(desktop, state, "ERROR", { error: err.message }, { generation });
+    return `quarantined: ${err.message}`;
+  };
+  // The replica first: a wait for another worker's copy must not raise the desktop's generation.
+  if (desktop.cloneType !== "full") {
+    try {
+      await ensureReplica(ports, version, desktop.datastoreId, settings, false);
+    } catch (err) {
+      return quarantine(err as Error, desktop.generation);
+    }
+  }
+  const generation = await ports.desktops.takeForDiskJob(desktop, state, {
+    generation: desktop.generation,
+    ...(opts.lastSessionId !== undefined ? { lastSessionId: opts.lastSessionId } : {}),
+  });
+  if (generation === undefined) return `skipped: another job took desktop ${desktop.desktopId}`;
+  const mine = { ...desktop, generation };
+  const fence = { generation };
+  const ids = { ...desktopRef(desktop), generation };
+  await checkpoint(`${opts.step}:before-disk`, ids);
+  try {
+    await makeDisk(ports, mine, version);
+  } catch (err) {
+    return quarantine(err as Error, generation);
+  }
+  await checkpoint(`${opts.step}:before-available`, ids);
+  const moved = await ports.desktops.transition(
+    mine,
+    state,
+    "AVAILABLE",
+    { imageVersion: version.version, pristineAt: ports.clock.now().toISOString() },
+    fence,
+  );
+  if (!moved) {
+    // A later job owns the desktop now: this generation's file is nobody's.
+    const now = await ports.desktops.get(desktop.tenantId, desktop.poolId, desktop.desktopId);
+    if (!now || now.generation !== generation)
+      await ports.storage.deleteDesktopDisk(mine, { onlyGeneration: generation });
+    return `skipped: desktop ${desktop.desktopId} moved on while its disk was built`;
+  }
+  await ports.storage.deleteDesktopDisk(mine, { keepGeneration: generation });
+  if (desktop.imageVersion !== version.version)
+    await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
+  return `disk g${generation} on v${version.version}`;
+}
+
+export async function provisionDesktop(
+  ports: DiskJobPorts,
+  job: Job<"provision-desktop">,
+  settings: DiskJobSettings,
+  lastAttempt: boolean,
+) {
+  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
+  if (desktop?.state !== "PROVISIONING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
+  const outcome = await rebuildDisk(ports, desktop, "PROVISIONING", settings, {
+    quarantine: () => lastAttempt,
+    step: "provision",
+  });
+  return outcome.startsWith("disk") ? `provisioned (${outcome})` : outcome;
+}
+
+export async function refreshDesktop(
+  ports: DiskJobPorts,
+  job: Job<"refresh-desktop">,
+  settings: DiskJobSettings,
+) {
+  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
+  if (desktop?.state !== "REFRESHING" || desktop.lastSessionId !== job.sessionId) {
+    return `skipped: desktop is ${desktop?.state ?? "gone"}`;
+  }
+  const { pool, version } = await targetVersion(ports, desktop);
+  const decision = pool
+    ? decideRefresh(pool, desktop, {
+        ...(needsDeltaSize(pool) ? { deltaBytes: await ports.storage.deltaBytes(desktop) } : {}),
+        replicaBytes: version.fileBytes ?? 0,
+        now: ports.clock.now(),
+      })
+    : "refresh";
+  const fence = { generation: desktop.generation };
+  if (decision === "keep") {
+    const moved = await ports.desktops.transition(desktop, "REFRESHING", "AVAILABLE", {}, fence);
+    return moved ? "kept as it was (refresh policy)" : "skipped: desktop moved";
+  }
+  if (decision === "replace") return replaceDesktop(ports, desktop);
+  // Discarding the delta is what makes the next user's desktop pristine (invariant 2); on a
+  // recompose the new disk is on the pool's new version.
+  const outcome = await rebuildDisk(ports, desktop, "REFRESHING", settings, {
+    lastSessionId: job.sessionId,
+    quarantine: () => false,
+    step: "refresh",
+  });
+  return outcome.startsWith("disk")
+    ? `${decision === "recompose" ? "recomposed" : "refreshed"} (${outcome})`
+    : outcome;
+}
+
+export async function recomposeDesktop(
+  ports: DiskJobPorts,
+  job: Job<"recompose-desktop">,
+  settings: DiskJobSettings,
+) {
+  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
+  if (desktop?.state !== "RECOMPOSING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
+  const { datastoreId } = desktop;
+  const slots = settings.recomposeSlotsPerDatastore;
+  // Each delivery holds its own slot: a duplicate never shares (and then frees) another's.
+  const holder = `${desktop.desktopId}#${randomUUID()}`;
+  if (!(await ports.datastores.acquireRecomposeSlot(datastoreId, holder, slots, settings.recomposeLeaseMs))) {
+    // Every slot of the datastore is busy: come back later without using up a delivery attempt.
+    await ports.jobs.send([job], { delaySeconds: 1 });
+    return "deferred: datastore recompose slots busy";
+  }
+  try {
+    // One desktop's failure must not stop the pool's recompose: quarantine it, go on.
+    const outcome = await rebuildDisk(ports, desktop, "RECOMPOSING", settings, {
+      quarantine: () => true,
+      step: "recompose",
+    });
+    return outcome.startsWith("disk") ? `recomposed (${outcome})` : outcome;
+  } finally {
+    await ports.datastores.releaseRecomposeSlot(datastoreId, holder, slots);
+  }
+}
+
+/** A quarantined desktop is replaced by a new one in the same slot (the reconciler asks). */
+export async function replaceErrored(ports: DiskJobPorts, job: Job<"replace-desktop">) {
+  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
+  if (desktop?.state !== "ERROR") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
+  return replaceDesktop(ports, desktop);
+}
+
+/**
+ * The desktop is destroyed and a new one provisioned in its place, keeping its slot and its
+ * reservation (refreshPolicy `delete`, and quarantined desktops).
+ */
+async function replaceDesktop(ports: DiskJobPorts, desktop: Desktop) {
+  const fence = { generation: desktop.generation };
+  if (!(await ports.desktops.transition(desktop, desktop.state, "DELETING", {}, fence)))
+    return `skipped: desktop moved while ${desktop.state.toLowerCase()}`;
+  await ports.storage.deleteDesktopDisk(desktop);
+  const {
+    sessionId: _s,
+    userId: _u,
+    sessionStartedAt: _t,
+    lastSessionId: _l,
+    pristineAt: _p,
+    error: _e,
+    generation: _g,
+    resentAt: _r,
+    ...rest
+  } = desktop;
+  const fresh: Desktop = {
+    ...rest,
+    desktopId: newId("dsk"),
+    state: "PROVISIONING",
+    updatedAt: ports.clock.now().toISOString(),
+  };
+  // A redelivery finds the old desktop gone and stops here; the reconciler re-sends provisioning.
+  if (!(await ports.desktops.replace(desktop, fresh))) return "skipped: already replaced";
+  await ports.jobs.send([{ kind: "provision-desktop", ...desktopRef(fresh) }]);
+  return `replaced by ${fresh.desktopId}`;
+}
+
+export async function deleteDesktop(ports: DiskJobPorts, job: Job<"delete-desktop">) {
+  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
+  if (desktop && desktop.state !== "DELETING") return `skipped: desktop is ${desktop.state}`;
+  if (desktop) {
+    await ports.storage.deleteDesktopDisk(desktop);
+    await ports.desktops.remove(desktop);
+    await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
+  }
+  const pool = await ports.pools.get(job.tenantId, job.poolId);
+  if (pool?.state === "DELETING" && (await ports.desktops.list(job.tenantId, job.poolId)).length === 0) {
+    await ports.pools.remove(job.tenantId, job.poolId);
+  }
+  return "deleted";
+}
