@@ -305,7 +305,6 @@ describe("pool deletion", () => {
         endedBy: "pool-delete",
       },
     );
-    const { stat } = await import("node:fs/promises");
     for (const d of desktops)
       expect(await diskFilesOf(fx.r, fx.tenant.tenantId, poolId, d.desktopId)).toEqual([]);
   });

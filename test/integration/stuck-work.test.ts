@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { documentClient } from "../../shared/adapters/dynamodb/client.ts";
 import { keys } from "../../shared/adapters/dynamodb/keys.ts";
 import { createApp } from "../../shared/app.ts";
-import { runCloneJob } from "../../shared/domain/clone-jobs.ts";
+import { defaultWorkerSettings, runCloneJob } from "../../shared/domain/clone-jobs.ts";
 import { RetryLater } from "../../shared/domain/errors.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { setCheckpointHook } from "../../shared/faults.ts";
@@ -86,7 +86,9 @@ describe("work that never ends or multiplies", () => {
   it("a replica is copied once per datastore, however many worker processes need it", async () => {
     const { imageId } = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 64 });
     // Two workers with their own drivers, as two processes have.
-    const apps = [createApp(fx.r.region.app.config), createApp(fx.r.region.app.config)];
+    const one = createApp(fx.r.region.app.config);
+    const two = createApp(fx.r.region.app.config);
+    const apps = [one, two];
     let copies = 0;
     for (const app of apps) {
       const ensure = app.ports.storage.ensureReplica.bind(app.ports.storage);
@@ -115,14 +117,16 @@ describe("work that never ends or multiplies", () => {
       version: 1,
       datastoreId: "ds-default",
     };
-    const first = runCloneJob(apps[0]!.ports, job);
+    // The second worker waits a little for the first one's copy, then comes back later.
+    const settings = { ...defaultWorkerSettings, replicaWaitMs: 300 };
+    const first = runCloneJob(one.ports, job, settings);
     await copying;
     setCheckpointHook(undefined);
-    await expect(runCloneJob(apps[1]!.ports, job)).rejects.toBeInstanceOf(RetryLater);
+    await expect(runCloneJob(two.ports, job, settings)).rejects.toBeInstanceOf(RetryLater);
     release();
     await first;
     // The second worker's retry finds the replica in place.
-    expect(await runCloneJob(apps[1]!.ports, job)).toBe("replica ready");
+    expect(await runCloneJob(two.ports, job, settings)).toBe("replica ready");
     expect(copies).toBe(1);
     for (const app of apps) app.sqs.destroy();
   });
