@@ -38,9 +38,12 @@ async function ensureBucket(endpoint: string, bucket: string) {
   }
 }
 
-const replicationQueue = (sqs: SQSClient, prefix: string) =>
+const replicationQueue = (sqs: SQSClient, prefix: string, visibilitySeconds = 900) =>
   // Messages wait by redelivery (a delta for the one before it), hence the higher receive count.
-  ensureQueueWithDlq(sqs, `${prefix}-replication`, { visibilityTimeoutSeconds: 900, maxReceiveCount: 50 });
+  ensureQueueWithDlq(sqs, `${prefix}-replication`, {
+    visibilityTimeoutSeconds: visibilitySeconds,
+    maxReceiveCount: 50,
+  });
 
 export async function ensureDrResources(opts: {
   sqs: SQSClient;
@@ -49,19 +52,20 @@ export async function ensureDrResources(opts: {
   dataDir: string;
   userDataSizeBytes?: number;
   peer?: PeerOptions;
+  visibilitySeconds?: number;
 }): Promise<DrResources> {
   const userData = await ensureQueueWithDlq(opts.sqs, `${opts.prefix}-user-data`, {
-    visibilityTimeoutSeconds: 900,
+    visibilityTimeoutSeconds: opts.visibilitySeconds ?? 900,
     fifo: true,
   });
-  const replication = await replicationQueue(opts.sqs, opts.prefix);
+  const replication = await replicationQueue(opts.sqs, opts.prefix, opts.visibilitySeconds);
   const bucket = `${opts.prefix}-replication`;
   await ensureBucket(opts.sqsEndpoint, bucket);
   let peer: DrConfig["peer"];
   if (opts.peer) {
     // Each stack knows its peer's names; locally the peer's queue and bucket may not exist yet.
     const peerPrefix = opts.peer.resourcePrefix ?? `pristine-${opts.peer.name}`;
-    const peerQueue = await replicationQueue(opts.sqs, peerPrefix);
+    const peerQueue = await replicationQueue(opts.sqs, peerPrefix, opts.visibilitySeconds);
     await ensureBucket(opts.sqsEndpoint, `${peerPrefix}-replication`);
     peer = {
       name: opts.peer.name,

@@ -45,6 +45,13 @@ export interface RegionOptions {
    * a worker as a separate process, leave theirs out.
    */
   workers?: WorkerName[];
+  /**
+   * How long a received message stays hidden (every queue of the region): a worker that dies with
+   * a message gets it redelivered after this long. Tests that kill workers make it short.
+   */
+  queueVisibilitySeconds?: number;
+  /** Fault injection: the in-process workers get every batch twice, at once (SQS's at-least-once). */
+  duplicateDeliveries?: boolean;
   /** Per-invocation time limits of the in-process workers (Lambda's function timeouts). */
   functionTimeoutsMs?: Partial<Record<WorkerName, number>>;
 }
@@ -75,8 +82,13 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   await ensureTable(doc, tableName);
   doc.destroy();
   // Visibility timeouts as in the stack: 6x the worker's timeout.
-  const cloneJobs = await ensureQueueWithDlq(sqs, `${prefix}-clone-jobs`, { visibilityTimeoutSeconds: 900 });
-  const logoff = await ensureQueueWithDlq(sqs, `${prefix}-logoff`, { visibilityTimeoutSeconds: 180 });
+  const visibility = (seconds: number) => opts.queueVisibilitySeconds ?? seconds;
+  const cloneJobs = await ensureQueueWithDlq(sqs, `${prefix}-clone-jobs`, {
+    visibilityTimeoutSeconds: visibility(900),
+  });
+  const logoff = await ensureQueueWithDlq(sqs, `${prefix}-logoff`, {
+    visibilityTimeoutSeconds: visibility(180),
+  });
   const dr = await ensureDrResources({
     sqs,
     sqsEndpoint: opts.sqsEndpoint,
@@ -84,6 +96,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     dataDir: opts.dataDir,
     ...(opts.userDataSizeBytes ? { userDataSizeBytes: opts.userDataSizeBytes } : {}),
     ...(opts.peer ? { peer: opts.peer } : {}),
+    ...(opts.queueVisibilitySeconds ? { visibilitySeconds: opts.queueVisibilitySeconds } : {}),
   });
 
   const storage = storageLayout(opts.dataDir, opts.importRoots ? { importRoots: opts.importRoots } : {});
@@ -91,6 +104,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     regionName: opts.name,
     tableName,
     cloneJobsQueueUrl: cloneJobs.url,
+    logoffQueueUrl: logoff.url,
     operatorKeySha256: hashApiKey(opts.operatorKey),
     storage,
     defaultDatastore: defaultDatastoreOf(storage, opts.defaultDatastoreCapacity),
@@ -126,7 +140,11 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   };
   const pollers: Poller[] = (opts.workers ?? workerNames).map((name) => {
     const timeoutMs = opts.functionTimeoutsMs?.[name];
-    return startSqsPoller({ ...workers[name], ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+    return startSqsPoller({
+      ...workers[name],
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      ...(opts.duplicateDeliveries ? { duplicateDeliveries: true } : {}),
+    });
   });
 
   const reconcileEveryMs = opts.reconcileEveryMs ?? 60_000;

@@ -39,6 +39,8 @@ export interface PollerOptions {
    * reported; tests use it to prove that each delivery of a job stays short.
    */
   timeoutMs?: number;
+  /** Fault injection: every batch is handed to the handler twice, at once (a duplicate delivery). */
+  duplicateDeliveries?: boolean;
   awsRegion?: string;
 }
 
@@ -107,7 +109,13 @@ export function startSqsPoller(opts: PollerOptions): Poller {
       let failedIds: Set<string>;
       try {
         const started = Date.now();
-        const invocation = opts.handler({ Records: records }, lambdaContext(opts.functionName, timeoutMs));
+        const invoke = () => opts.handler({ Records: records }, lambdaContext(opts.functionName, timeoutMs));
+        // A duplicate delivery fails the batch's records if either copy reports them failed.
+        const invocation = opts.duplicateDeliveries
+          ? Promise.all([invoke(), invoke()]).then(([a, b]) => ({
+              batchItemFailures: [...(a?.batchItemFailures ?? []), ...(b?.batchItemFailures ?? [])],
+            }))
+          : invoke();
         let timer: NodeJS.Timeout | undefined;
         const limit = new Promise<"timed-out">((resolve) => {
           timer = setTimeout(() => resolve("timed-out"), timeoutMs);

@@ -11,6 +11,8 @@ export interface PristineConfig {
   tableName: string;
   /** Each function gets only what it uses; a missing one fails loudly at first use. */
   cloneJobsQueueUrl?: string;
+  /** The logoff queue, for a process that consumes it itself (an agent). */
+  logoffQueueUrl?: string;
   operatorKeySha256?: string;
   storage: Qcow2Layout;
   /** The region's own datastore, usable before (and overridden by) a registration of the same id. */
@@ -75,6 +77,10 @@ const envSchema = z.object({
   PRISTINE_PEER_BUCKET: z.string().optional(),
   PRISTINE_PEER_REPLICATION_QUEUE_URL: z.url().optional(),
   PRISTINE_PEER_AWS_REGION: z.string().optional(),
+  PRISTINE_PEER_SQS_ENDPOINT: z.string().optional(),
+  PRISTINE_PEER_S3_ENDPOINT: z.string().optional(),
+  /** Only agents poll it (in AWS the logoff function's event source does). */
+  PRISTINE_LOGOFF_QUEUE_URL: z.url().optional(),
 });
 
 export function storageLayout(
@@ -123,6 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
     regionName: e.PRISTINE_REGION_NAME,
     tableName: e.PRISTINE_TABLE_NAME,
     ...(e.PRISTINE_CLONE_JOBS_QUEUE_URL ? { cloneJobsQueueUrl: e.PRISTINE_CLONE_JOBS_QUEUE_URL } : {}),
+    ...(e.PRISTINE_LOGOFF_QUEUE_URL ? { logoffQueueUrl: e.PRISTINE_LOGOFF_QUEUE_URL } : {}),
     ...(e.PRISTINE_OPERATOR_KEY_SHA256 ? { operatorKeySha256: e.PRISTINE_OPERATOR_KEY_SHA256 } : {}),
     storage,
     defaultDatastore: defaultDatastoreOf(storage, {
@@ -152,9 +159,51 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
               bucket: e.PRISTINE_PEER_BUCKET,
               replicationQueueUrl: e.PRISTINE_PEER_REPLICATION_QUEUE_URL,
               ...(e.PRISTINE_PEER_AWS_REGION ? { awsRegion: e.PRISTINE_PEER_AWS_REGION } : {}),
+              ...(e.PRISTINE_PEER_SQS_ENDPOINT ? { sqsEndpoint: e.PRISTINE_PEER_SQS_ENDPOINT } : {}),
+              ...(e.PRISTINE_PEER_S3_ENDPOINT ? { s3Endpoint: e.PRISTINE_PEER_S3_ENDPOINT } : {}),
             },
           }
         : {}),
     },
   };
+}
+
+/**
+ * The environment that `loadConfig` reads back as this configuration: how a worker started as its
+ * own process (an agent, or a test's crashing worker) gets the same region as the one that made it.
+ */
+export function configEnvironment(config: PristineConfig): Record<string, string> {
+  const ds = config.defaultDatastore;
+  const dr = config.dr;
+  const peer = dr?.peer;
+  const entries: [string, string | number | undefined][] = [
+    ["PRISTINE_REGION_NAME", config.regionName],
+    ["PRISTINE_TABLE_NAME", config.tableName],
+    ["PRISTINE_CLONE_JOBS_QUEUE_URL", config.cloneJobsQueueUrl],
+    ["PRISTINE_LOGOFF_QUEUE_URL", config.logoffQueueUrl],
+    ["PRISTINE_OPERATOR_KEY_SHA256", config.operatorKeySha256],
+    ["PRISTINE_IMAGE_STORE_PATH", config.storage.imageStorePath],
+    ["PRISTINE_DATASTORE_ID", ds.datastoreId],
+    ["PRISTINE_DATASTORE_PATH", ds.path],
+    ["PRISTINE_DATASTORE_CAPACITY_GIB", ds.capacityGiB],
+    ["PRISTINE_DATASTORE_OVERCOMMIT", ds.overcommit],
+    ["PRISTINE_RECOMPOSE_SLOTS_PER_DATASTORE", config.worker.recomposeSlotsPerDatastore],
+    ["PRISTINE_IMPORT_ROOTS", config.storage.importRoots.join(":")],
+    ["AWS_ENDPOINT_URL_DYNAMODB", config.endpoints.dynamodb],
+    ["AWS_ENDPOINT_URL_SQS", config.endpoints.sqs],
+    ["AWS_ENDPOINT_URL_S3", config.endpoints.s3],
+    ["AWS_REGION", config.awsRegion],
+    ["PRISTINE_USER_DATA_QUEUE_URL", dr?.userDataQueueUrl],
+    ["PRISTINE_REPLICATION_QUEUE_URL", dr?.replicationQueueUrl],
+    ["PRISTINE_REPLICATION_BUCKET", dr?.replicationBucket],
+    ["PRISTINE_USER_DATA_PATH", dr?.userDataPath],
+    ["PRISTINE_USER_DATA_SIZE_MIB", dr ? Math.round(dr.userDataSizeBytes / (1024 * 1024)) : undefined],
+    ["PRISTINE_PEER_REGION_NAME", peer?.name],
+    ["PRISTINE_PEER_BUCKET", peer?.bucket],
+    ["PRISTINE_PEER_REPLICATION_QUEUE_URL", peer?.replicationQueueUrl],
+    ["PRISTINE_PEER_AWS_REGION", peer?.awsRegion],
+    ["PRISTINE_PEER_SQS_ENDPOINT", peer?.sqsEndpoint],
+    ["PRISTINE_PEER_S3_ENDPOINT", peer?.s3Endpoint],
+  ];
+  return Object.fromEntries(entries.filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
 }

@@ -34,7 +34,7 @@ export interface WorkerSettings extends DiskJobSettings {
 export const defaultWorkerSettings: WorkerSettings = {
   recomposeSlotsPerDatastore: 4,
   recomposeLeaseMs: 10 * 60_000,
-  replicaCopyLeaseMs: 10 * 60_000,
+  replicaCopyLeaseMs: 30_000,
   replicaWaitMs: 60_000,
   quarantineAfterAttempts: 3,
 };

@@ -29,7 +29,7 @@ export interface DiskJobSettings {
   recomposeSlotsPerDatastore: number;
   /** A slot's lease: a worker that dies holding one frees it after this long. */
   recomposeLeaseMs: number;
-  /** A replica copy's lease: a worker that dies copying frees it after this long. */
+  /** A replica copy's lease, renewed while the copy runs: a worker that dies copying frees it after this long. */
   replicaCopyLeaseMs: number;
   /** How long a job waits in-process for another worker's replica copy before it comes back later. */
   replicaWaitMs: number;
@@ -86,11 +86,17 @@ export async function ensureReplica(
       );
     await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** look)));
   }
+  // The lease is short and renewed while the copy runs: a worker that dies copying frees it soon.
+  const renew = setInterval(
+    () => void ports.replicas.leaseCopy(ref, holder, settings.replicaCopyLeaseMs).catch(() => undefined),
+    settings.replicaCopyLeaseMs / 3,
+  );
   try {
     await checkpoint("replica:copying", ref);
     const { created } = await ports.storage.ensureReplica(version, datastoreId);
     if (created || alwaysRecord) await record(created);
   } finally {
+    clearInterval(renew);
     await ports.replicas.releaseCopy(ref, holder);
   }
 }

@@ -2,6 +2,7 @@
  * User-data replication between regions: the region that owns a change ships its delta, the peer
  * applies it (in version order, verified by content checksum) and acknowledges it.
  */
+import { checkpoint } from "../faults.ts";
 import type { ReplicationMessage } from "../messages/replication.ts";
 import { replicationKeys } from "../messages/replication.ts";
 import type { Ports } from "../ports.ts";
@@ -28,6 +29,7 @@ export async function shipUserData(ports: ReplicationPorts, m: Msg<"ship-user-da
   const peer = requirePeer(ports);
   const key = replicationKeys.userDataDelta(m.tenantId, m.userId, m.version);
   const bytes = await peer.putFile(key, ports.userDataStore.deltaPath(ref, m.version));
+  await checkpoint("ship:before-send", { ...ref, version: m.version });
   await peer.send([
     {
       kind: "apply-user-data",
@@ -40,6 +42,7 @@ export async function shipUserData(ports: ReplicationPorts, m: Msg<"ship-user-da
       sourceRegion: ports.region.name,
     },
   ]);
+  await checkpoint("ship:before-mark", { ...ref, version: m.version });
   await ports.userData.markShipped(ref, m.version, ports.clock.now().toISOString(), bytes);
   return `shipped v${m.version} (${bytes} B)`;
 }

@@ -1,3 +1,4 @@
+import { checkpoint } from "../faults.ts";
 import type { Ports } from "../ports.ts";
 import { userRef } from "./common.ts";
 import { RetryLater } from "./errors.ts";
@@ -96,11 +97,13 @@ export async function commitUserData(
     origin: ports.region.name,
     committedAt: ports.clock.now().toISOString(),
   };
+  await checkpoint("commit:before-record", { ...ref, sessionId: job.sessionId });
   if (!(await ports.userData.recordChange(change, job.sessionId))) {
     const now = await ports.userData.get(ref);
     if (now?.lastCommittedSessionId !== job.sessionId)
       throw new RetryLater(`user data of ${job.userId} moved while committing`);
   }
+  await checkpoint("commit:before-cleanup", { ...ref, sessionId: job.sessionId });
   await ports.userDataStore.removeOverlay(ref, job.sessionId);
   // The previous version stays for read-only overlays opened on it; older ones go.
   if (from > 0) await ports.userDataStore.removeVersion(ref, from - 1);

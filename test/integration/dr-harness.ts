@@ -53,6 +53,7 @@ export interface RegionPair {
 export async function startRegionPair(
   userDataSizeBytes = 64 * 1024 * 1024,
   drOverrides: Partial<RegionOptions> = {},
+  primaryOverrides: Partial<RegionOptions> = {},
 ): Promise<RegionPair> {
   const id = randomBytes(3).toString("hex");
   const [p, d] = [`it-${id}-primary`, `it-${id}-dr`];
@@ -62,6 +63,7 @@ export async function startRegionPair(
     resourcePrefix: p,
     userDataSizeBytes,
     peer: { name: "dr", resourcePrefix: d, sqsEndpoint: proxy.url, s3Endpoint: proxy.url },
+    ...primaryOverrides,
   });
   const dr = await startTestRegion({
     name: "dr",
