@@ -101,6 +101,7 @@ const hostileStrings = fc.oneof(
     " ",
     "null",
     "' OR 1=1 --",
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a hostile input, on purpose
     "${jndi:ldap://x}",
     "x".repeat(300),
   ),
