@@ -107,6 +107,11 @@ describe("a desktop on QEMU", () => {
     deltaA = await linkedClone("desktop-a");
     const info = await boot("desktop-a", deltaA);
     expect(info.pid).toBeGreaterThan(0);
+    const spec = { vmId: "desktop-a", diskPath: deltaA, memoryMiB };
+    expect(await hv.start(spec)).toBe(info);
+    // Another control process on the same run dir must not start a second QEMU on this disk.
+    const other = new QemuHypervisor({ runDir: join(work, "run") });
+    await expect(other.start(spec)).rejects.toThrow(/already running as pid/);
     expect(await hv.status("desktop-a")).toBe("running");
     expect((await hv.list()).map((v) => v.vmId)).toEqual(["desktop-a"]);
     const drives = await hv.blockInfo("desktop-a");

@@ -1,7 +1,9 @@
 /**
  * The Hypervisor port on plain QEMU: one qemu-system-x86_64 child process per VM, driven over
  * QMP. Each VM has a run dir (<runDir>/<vmId>, mode 700) holding its unix sockets (QMP, serial
- * console, desktop agent), pidfile and qemu.log.
+ * console, desktop agent), pidfile and qemu.log. A VM outlives a control process that dies (setpriv
+ * --pdeathsig did not survive Node's spawn in testing); its pidfile makes a later start() of the
+ * same id refuse rather than run a second QEMU on the same disk.
  *
  * Acceleration: KVM only when /dev/kvm is usable and the CPU advertises vmx/svm, else TCG
  * (PRISTINE_QEMU_ACCEL=kvm|tcg overrides). Without vmx/svm a KVM guest does not boot, so /dev/kvm
@@ -75,8 +77,6 @@ export interface QemuOptions {
   commandTimeoutMs?: number;
   /** How long a hot-unplug may wait for the guest to release the device (default 30 s). */
   unplugTimeoutMs?: number;
-  /** Kill the VMs when this process dies (setpriv --pdeathsig; default true). */
-  dieWithParent?: boolean;
   /** QEMU's seccomp sandbox (default true). */
   sandbox?: boolean;
   /**
@@ -225,7 +225,7 @@ export class QemuHypervisor implements Hypervisor {
   private readonly starting = new Map<string, Promise<VmInfo>>();
   private readonly messageListeners = new Set<(vmId: string, message: unknown) => void>();
   private readonly exitListeners = new Set<(vmId: string, info: ExitInfo) => void>();
-  private preflight?: Promise<{ version: [number, number]; setpriv: boolean; accel: Accel }>;
+  private preflight?: Promise<{ version: [number, number]; accel: Accel }>;
 
   constructor(opts: QemuOptions) {
     this.opts = {
@@ -235,7 +235,6 @@ export class QemuHypervisor implements Hypervisor {
       startTimeoutMs: opts.startTimeoutMs ?? 15_000,
       commandTimeoutMs: opts.commandTimeoutMs ?? 30_000,
       unplugTimeoutMs: opts.unplugTimeoutMs ?? 30_000,
-      dieWithParent: opts.dieWithParent ?? true,
       sandbox: opts.sandbox ?? true,
       tcgCacheMiB: opts.tcgCacheMiB ?? 32,
       accel: opts.accel,
@@ -261,15 +260,9 @@ export class QemuHypervisor implements Hypervisor {
       }
       const m = /version (\d+)\.(\d+)/.exec(out);
       const version: [number, number] = m ? [Number(m[1]), Number(m[2])] : [0, 0];
-      const setpriv =
-        this.opts.dieWithParent &&
-        (await exec("setpriv", ["--version"], { timeout: 5000 }).then(
-          () => true,
-          () => false,
-        ));
       const accel = this.opts.accel ?? (await detectAccel()).accel;
       this.opts.log?.(`qemu ${version.join(".")}, accel ${accel}`);
-      return { version, setpriv, accel };
+      return { version, accel };
     })();
     // A failed check is retried on the next call (e.g. after apt-get install).
     this.preflight.catch(() => {
@@ -307,7 +300,7 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   private async boot(spec: VmSpec): Promise<VmInfo> {
-    const { version, setpriv, accel } = await this.check();
+    const { version, accel } = await this.check();
     for (const [what, path] of [
       ["disk", spec.diskPath],
       ["kernel", spec.bootFiles?.kernel],
@@ -335,13 +328,10 @@ export class QemuHypervisor implements Hypervisor {
       sandbox: this.opts.sandbox,
       tcgCacheMiB: this.opts.tcgCacheMiB,
     });
-    const [cmd, argv] = setpriv
-      ? ["setpriv", ["--pdeathsig", "KILL", "--", this.opts.binary, ...args]]
-      : [this.opts.binary, args];
     const logFd = openSync(paths.log, "a");
     let child: ChildProcess;
     try {
-      child = spawn(cmd, argv, { stdio: ["ignore", logFd, logFd] });
+      child = spawn(this.opts.binary, args, { stdio: ["ignore", logFd, logFd] });
     } finally {
       closeSync(logFd);
     }
