@@ -213,7 +213,7 @@ function kernelProblems(config: Map<string, string>): { problems: string[]; cons
     if (!available(k)) problems.push(`CONFIG_${k} is missing`);
   }
   let console = "";
-  if (on("VGA_CONSOLE")) console = "vgacon (CONFIG_VGA_CONSOLE=y): text mode of -vga std";
+  if (on("VGA_CONSOLE")) console = "vgacon (CONFIG_VGA_CONSOLE=y) in the text mode of -vga std";
   else if (on("FRAMEBUFFER_CONSOLE") && (on("DRM_BOCHS") || on("FB_VESA"))) {
     console = "fbcon on a built-in framebuffer driver for -vga std";
   } else problems.push("no VGA text console (CONFIG_VGA_CONSOLE) nor a built-in framebuffer console");
@@ -250,7 +250,7 @@ async function pickKernel(debsDir: string, work: string, log: (l: string) => voi
     const config = parseKernelConfig(await readFile(join(root, "boot", configFile), "utf8"));
     const { problems, console } = kernelProblems(config);
     if (problems.length === 0) {
-      log(`kernel ${release}: screen text through ${console}`);
+      log(`kernel ${release} fits; the screen shows text through ${console}`);
       return { metapackage, package: pkg, version, release, console, root, deb };
     }
     log(`kernel ${release} does not fit: ${problems.join("; ")}`);
