@@ -93,7 +93,11 @@ interface RunningVm {
   child: ChildProcess;
   qmp: QmpClient;
   agent?: Socket;
+  /** Settles when the process has exited. */
   exited: Promise<ExitInfo>;
+  /** Settles once the exit is handled: sockets removed, listeners told, id free for a new start. */
+  done: Promise<void>;
+  gone: boolean;
   stopRequested: boolean;
   stopping?: Promise<void>;
   /** The reason of QEMU's SHUTDOWN event, if one came. */
@@ -126,7 +130,9 @@ async function freePort(host: string): Promise<number> {
     server.once("error", reject);
     server.listen(0, host, () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject()));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no free port")),
+      );
     });
   });
 }
@@ -273,7 +279,7 @@ export class QemuHypervisor implements Hypervisor {
 
   private vm(vmId: string): RunningVm {
     const vm = this.vms.get(vmId);
-    if (!vm) throw new VmNotRunningError(vmId);
+    if (!vm || vm.gone) throw new VmNotRunningError(vmId);
     return vm;
   }
 
@@ -285,13 +291,13 @@ export class QemuHypervisor implements Hypervisor {
       throw new Error("cpus: an integer >= 1");
     }
     const existing = this.vms.get(spec.vmId);
-    if (existing && !existing.stopRequested) {
+    if (existing && !existing.stopRequested && !existing.gone) {
       if (existing.info.diskPath !== spec.diskPath) {
         throw new Error(`VM ${spec.vmId} is already running on another disk (${existing.info.diskPath})`);
       }
       return existing.info;
     }
-    if (existing) await existing.exited;
+    if (existing) await existing.done;
     const pending = this.starting.get(spec.vmId);
     if (pending) return pending;
     const starting = this.boot(spec).finally(() => this.starting.delete(spec.vmId));
@@ -377,14 +383,16 @@ export class QemuHypervisor implements Hypervisor {
       child,
       qmp,
       stopRequested: false,
+      gone: false,
       disks: new Map(),
       exited: processExited.then(() => this.exitInfo(vm, exit)),
+      done: Promise.resolve(),
     };
+    vm.done = vm.exited.then((info) => this.onExited(vm, info)).catch(() => {});
     qmp.onEvent((e) => {
       if (e.event === "SHUTDOWN") vm.shutdownReason = String(e.data?.reason ?? "");
     });
     this.vms.set(spec.vmId, vm);
-    vm.exited.then((info) => this.onExited(vm, info)).catch(() => {});
 
     try {
       const vnc = await qmp.execute<{ service?: string }>("query-vnc", undefined, { timeoutMs: 10_000 });
@@ -424,12 +432,14 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   private async onExited(vm: RunningVm, info: ExitInfo) {
+    vm.gone = true;
     vm.qmp.close();
     vm.agent?.destroy();
-    if (this.vms.get(vm.info.vmId) === vm) this.vms.delete(vm.info.vmId);
-    // qemu.log stays for a post-mortem until the VM's next start.
+    // qemu.log stays for a post-mortem until the VM's next start. The id is freed only after
+    // this, so that a new VM of the same id never has its fresh sockets removed here.
     const p = vmPaths(vm.dir);
     await Promise.all([p.qmp, p.console, p.agent, p.pidfile].map((f) => rm(f, { force: true })));
+    if (this.vms.get(vm.info.vmId) === vm) this.vms.delete(vm.info.vmId);
     this.opts.log?.(
       `VM ${vm.info.vmId} exited: ${info.reason} (code ${info.exitCode}, signal ${info.signal})`,
     );
@@ -490,33 +500,34 @@ export class QemuHypervisor implements Hypervisor {
   stop(vmId: string, opts: { graceMs?: number } = {}): Promise<void> {
     const vm = this.vms.get(vmId);
     if (!vm) return Promise.resolve();
+    if (vm.gone) return vm.done;
     vm.stopping ??= this.shutdown(vm, opts.graceMs ?? 20_000);
     return vm.stopping;
   }
 
   private async shutdown(vm: RunningVm, graceMs: number) {
     vm.stopRequested = true;
-    const exited = vm.exited;
     if (graceMs > 0) {
       // ACPI power button: the guest flushes and unmounts, then powers off.
       await vm.qmp.execute("system_powerdown", undefined, { timeoutMs: 5000 }).catch(() => {});
-      if (await within(exited, graceMs)) return;
+      if (await within(vm.done, graceMs)) return;
       this.opts.log?.(`VM ${vm.info.vmId}: no power-off within ${graceMs} ms, quitting`);
     }
     await vm.qmp.execute("quit", undefined, { timeoutMs: 5000 }).catch(() => {});
-    if (await within(exited, 5000)) return;
+    if (await within(vm.done, 5000)) return;
     vm.child.kill("SIGKILL");
-    if (!(await within(exited, 10_000))) {
+    if (!(await within(vm.done, 10_000))) {
       throw new Error(`VM ${vm.info.vmId}: qemu pid ${vm.child.pid} did not exit after SIGKILL`);
     }
   }
 
   async status(vmId: string): Promise<"running" | "stopped"> {
-    return this.vms.has(vmId) ? "running" : "stopped";
+    const vm = this.vms.get(vmId);
+    return vm && !vm.gone ? "running" : "stopped";
   }
 
   async list(): Promise<VmInfo[]> {
-    return [...this.vms.values()].map((vm) => vm.info);
+    return [...this.vms.values()].filter((vm) => !vm.gone).map((vm) => vm.info);
   }
 
   async setConnectionPassword(vmId: string, password: string, expiresAt?: Date): Promise<void> {
@@ -591,7 +602,7 @@ export class QemuHypervisor implements Hypervisor {
 
   async detachDisk(vmId: string, diskId: string): Promise<void> {
     const vm = this.vms.get(vmId);
-    if (!vm?.disks.has(diskId)) return;
+    if (!vm?.disks.has(diskId) || vm.gone) return;
     const id = `disk-${diskId}`;
     const timeoutMs = this.opts.commandTimeoutMs;
     // Unplugging needs the guest's consent (ACPI eject); DEVICE_DELETED says it happened.
