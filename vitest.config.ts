@@ -8,10 +8,20 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
+          exclude: ["test/integration/qemu-hypervisor.test.ts"],
           globalSetup: ["test/integration/global-setup.ts"],
           env: { POWERTOOLS_LOG_LEVEL: "WARN" },
           testTimeout: 120_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        // Real VMs under QEMU: no emulators needed, but minutes of CPU under TCG.
+        test: {
+          name: "vm",
+          include: ["test/integration/qemu-hypervisor.test.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 300_000,
         },
       },
       { test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], testTimeout: 240_000 } },
