@@ -8,7 +8,7 @@ import { sqsClient, sqsJobQueue } from "./adapters/sqs/queue.ts";
 import { installImageFile, qcow2Driver, qcow2Paths } from "./adapters/storage/qcow2-driver.ts";
 import { qcow2UserDataStore } from "./adapters/storage/user-data-store.ts";
 import { type PristineConfig, userDataPath } from "./config.ts";
-import type { Ports } from "./ports.ts";
+import type { Ports } from "./ports/index.ts";
 
 export interface App {
   config: PristineConfig;

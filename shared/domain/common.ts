@@ -2,7 +2,7 @@
  * Small steps many domain modules share. It imports nothing of the domain but the model and the
  * errors, so it can never close an import cycle.
  */
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { DomainError, notFound } from "./errors.ts";
 import type { Desktop, Pool, Session, UserDataRef } from "./model.ts";
 

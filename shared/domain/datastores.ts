@@ -1,4 +1,4 @@
-import type { Ports, Reservation } from "../ports.ts";
+import type { Ports, Reservation } from "../ports/index.ts";
 import { DomainError, invalid, notFound } from "./errors.ts";
 import type { Datastore, DatastoreUsage } from "./model.ts";
 import { effectiveFreeBytes, GiB, type Placement, placeDesktops, provisionedPercent } from "./placement.ts";

@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { checkpoint } from "../faults.ts";
 import type { CloneJob } from "../messages/clone-job.ts";
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { desktopRef } from "./common.ts";
 import type { DesktopState } from "./desktop-state.ts";
 import { RetryLater } from "./errors.ts";

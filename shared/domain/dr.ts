@@ -2,7 +2,7 @@
  * Failover and failback of a tenant between its primary and its DR region. Drills, which prove a
  * failover would work without doing one, are in drill.ts.
  */
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { requirePeer } from "./common.ts";
 import { allowedDatastores, type DefaultDatastore } from "./datastores.ts";
 import { DomainError, RetryLater } from "./errors.ts";

@@ -8,7 +8,7 @@
  * A message carries the step it is for, so a duplicate or a late copy finds the drill moved on.
  */
 import type { ReplicationMessage } from "../messages/replication.ts";
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import type { DefaultDatastore } from "./datastores.ts";
 import { type DrillObservation, decideDrillStep } from "./drill-steps.ts";
 import { invalid, notFound, RetryLater } from "./errors.ts";

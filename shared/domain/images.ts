@@ -1,4 +1,4 @@
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { DomainError, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Image, ImageSource, ImageVersion } from "./model.ts";

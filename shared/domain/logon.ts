@@ -3,7 +3,7 @@
  * Both claim with conditional writes after the user's per-pool lock is taken (see the session
  * repository), so a storm can neither double-assign a desktop nor give a user two desktops.
  */
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { assertActive, requirePool } from "./common.ts";
 import { DomainError, noDesktopAvailable } from "./errors.ts";
 import { newSessionId } from "./ids.ts";

@@ -1,5 +1,5 @@
 import type { CloneJob } from "../messages/clone-job.ts";
-import type { Ports, Reservation } from "../ports.ts";
+import type { Ports, Reservation } from "../ports/index.ts";
 import { assertActive, commitLater, desktopRef, requirePool } from "./common.ts";
 import { allowedDatastores, type DefaultDatastore, placeAndReserve } from "./datastores.ts";
 import { type DesktopState, emptyStateCounts } from "./desktop-state.ts";

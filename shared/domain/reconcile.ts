@@ -1,5 +1,5 @@
 import type { CloneJob } from "../messages/clone-job.ts";
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { desktopRef } from "./common.ts";
 import { logoff } from "./sessions.ts";
 

@@ -4,7 +4,7 @@
  */
 import type { ReplicationMessage } from "../messages/replication.ts";
 import { replicationKeys } from "../messages/replication.ts";
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { requirePeer } from "./common.ts";
 import type { Image, ImageVersion, Pool, Tenant } from "./model.ts";
 

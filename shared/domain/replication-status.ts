@@ -1,5 +1,5 @@
 /** What a region knows of its replication to the peer: the backlog, its age and the RPO so far. */
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import type { UserData } from "./model.ts";
 import { rpoPercentiles } from "./replication-lag.ts";
 

@@ -1,4 +1,4 @@
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { commitLater, desktopRef } from "./common.ts";
 import { notFound } from "./errors.ts";
 import type { Session, SessionEnding } from "./model.ts";

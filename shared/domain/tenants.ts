@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { unauthorized } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Tenant } from "./model.ts";

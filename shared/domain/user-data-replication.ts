@@ -5,7 +5,7 @@
 import { checkpoint } from "../faults.ts";
 import type { ReplicationMessage } from "../messages/replication.ts";
 import { replicationKeys } from "../messages/replication.ts";
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { requirePeer, userRef } from "./common.ts";
 import { RetryLater } from "./errors.ts";
 import type { UserDataChange } from "./model.ts";

@@ -1,5 +1,5 @@
 import { checkpoint } from "../faults.ts";
-import type { Ports } from "../ports.ts";
+import type { Ports } from "../ports/index.ts";
 import { userRef } from "./common.ts";
 import { RetryLater } from "./errors.ts";
 import type { Session, UserData, UserDataChange, UserDataRef, UserDataState } from "./model.ts";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { qcow2Driver } from "../../shared/adapters/storage/qcow2-driver.ts";
 import type { ImageVersion } from "../../shared/domain/model.ts";
-import type { StorageDriver } from "../../shared/ports.ts";
+import type { StorageDriver } from "../../shared/ports/index.ts";
 import {
   expectStatus,
   importPath,

@@ -8,7 +8,7 @@ import { pipeline } from "node:stream/promises";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { ReplicationMessage } from "../../messages/replication.ts";
-import type { PeerRegion, ReplicaInbox } from "../../ports.ts";
+import type { PeerRegion, ReplicaInbox } from "../../ports/index.ts";
 import { sendJson } from "../sqs/queue.ts";
 
 export function s3Client(endpoint?: string, region?: string): S3Client {

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { SendMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { ReplicationMessage } from "../../messages/replication.ts";
 import { type UserDataJob, userDataGroup, userDataJobKey } from "../../messages/user-data-job.ts";
-import type { ReplicationQueue, UserDataJobQueue } from "../../ports.ts";
+import type { ReplicationQueue, UserDataJobQueue } from "../../ports/index.ts";
 import { sendJson } from "./queue.ts";
 
 interface Waiting {

@@ -1,6 +1,6 @@
 import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { CloneJob } from "../../messages/clone-job.ts";
-import type { JobQueue } from "../../ports.ts";
+import type { JobQueue } from "../../ports/index.ts";
 
 export function sqsClient(endpoint?: string, region?: string): SQSClient {
   return new SQSClient({ ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });

@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { chmod, copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Desktop, ImageSource, ImageVersion } from "../../domain/model.ts";
-import type { CloneTarget, DesktopDiskRef, ImportedImage, StorageDriver } from "../../ports.ts";
+import type { CloneTarget, DesktopDiskRef, ImportedImage, StorageDriver } from "../../ports/index.ts";
 import { checkStagedDisk, checkTenantSource, stageTenantFile } from "./image-import.ts";
 import { pathUnder } from "./paths.ts";
 import { qemuImg, qemuInfo } from "./qemu-img.ts";

@@ -3,7 +3,7 @@ import { constants } from "node:fs";
 import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { UserDataRef } from "../../domain/model.ts";
-import type { UserDataStore } from "../../ports.ts";
+import type { UserDataStore } from "../../ports/index.ts";
 import { contentSha256 } from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
 import { qemuImg } from "./qemu-img.ts";

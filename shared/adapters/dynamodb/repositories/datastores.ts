@@ -1,6 +1,6 @@
 import { PutCommand } from "@aws-sdk/lib-dynamodb";
 import type { DatastoreUsage } from "../../../domain/model.ts";
-import type { DatastoreRepository, Reservation } from "../../../ports.ts";
+import type { DatastoreRepository, Reservation } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";

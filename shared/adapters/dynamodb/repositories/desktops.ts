@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { assertTransition } from "../../../domain/desktop-state.ts";
 import type { Desktop } from "../../../domain/model.ts";
-import type { DesktopRepository } from "../../../ports.ts";
+import type { DesktopRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { isConditionFailure, itemAtFailure, transact } from "../errors.ts";
 import { keys } from "../keys.ts";

@@ -1,5 +1,5 @@
 import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import type { DrRepository } from "../../../ports.ts";
+import type { DrRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { keys } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";

@@ -1,5 +1,5 @@
 import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import type { ImageRepository } from "../../../ports.ts";
+import type { ImageRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";

@@ -1,6 +1,6 @@
 import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { Desktop } from "../../../domain/model.ts";
-import type { PoolRepository, Reservation } from "../../../ports.ts";
+import type { PoolRepository, Reservation } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";

@@ -1,4 +1,4 @@
-import type { ReplicaRepository } from "../../../ports.ts";
+import type { ReplicaRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";

@@ -2,7 +2,7 @@ import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { RetryLater } from "../../../domain/errors.ts";
 import { parseSessionId } from "../../../domain/ids.ts";
 import type { Desktop, Session } from "../../../domain/model.ts";
-import type { AssignResult, EndSessionResult, SessionRepository } from "../../../ports.ts";
+import type { AssignResult, EndSessionResult, SessionRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { conditionFailed, isConditionFailure, itemAtFailure, transact } from "../errors.ts";
 import { keys } from "../keys.ts";

@@ -1,4 +1,4 @@
-import type { TenantRepository } from "../../../ports.ts";
+import type { TenantRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";

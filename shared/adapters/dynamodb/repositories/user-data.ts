@@ -1,4 +1,4 @@
-import type { UserDataRepository } from "../../../ports.ts";
+import type { UserDataRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";

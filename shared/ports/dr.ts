@@ -1,0 +1,115 @@
+import type {
+  Drill,
+  DrState,
+  Image,
+  ImageVersion,
+  Pool,
+  Tenant,
+  UserData,
+  UserDataChange,
+  UserDataRef,
+} from "../domain/model.ts";
+import type { ReplicationMessage } from "../messages/replication.ts";
+import type { ReplicationQueue, UserDataJobQueue } from "./queues.ts";
+
+export interface UserDataRepository {
+  get(ref: UserDataRef): Promise<UserData | undefined>;
+  /** Every tenant's users whose last change is older than `changedBefore` and not yet replicated (reconciler). */
+  listBehind(changedBefore: string): Promise<UserData[]>;
+  list(tenantId: string): Promise<UserData[]>;
+  /** Creates the record at version 0 unless it exists; returns the stored record either way. */
+  createIfAbsent(record: UserData): Promise<UserData>;
+  /** Conditional on the record being at `version` with no other session attached. */
+  attach(ref: UserDataRef, sessionId: string, version: number, at: string): Promise<boolean>;
+  /** Version n -> n+1 and the change item, in one transaction; false when the record moved. */
+  recordChange(change: UserDataChange, committedSessionId: string | undefined): Promise<boolean>;
+  /** Clears `attachedSessionId` when it is this session (a discarded read-only session). */
+  detach(ref: UserDataRef, sessionId: string): Promise<void>;
+  getChange(ref: UserDataRef, version: number): Promise<UserDataChange | undefined>;
+  listChanges(tenantId: string): Promise<UserDataChange[]>;
+  markShipped(ref: UserDataRef, version: number, at: string, bytes: number): Promise<void>;
+  /** Records the peer's verified apply of `version` (monotonic: an older ack changes nothing). */
+  markReplicated(ref: UserDataRef, version: number, at: string): Promise<void>;
+}
+
+/** Users' data disks in the region's user-data store. */
+export interface UserDataStore {
+  /** Version 0: a blank disk (deterministic, so never shipped). Returns its content checksum. */
+  ensureBlank(ref: UserDataRef, sizeBytes: number): Promise<string>;
+  /** The session's overlay on the user's disk at `version`; kept when it already exists. */
+  ensureOverlay(ref: UserDataRef, sessionId: string, version: number): Promise<string>;
+  hasOverlay(ref: UserDataRef, sessionId: string): Promise<boolean>;
+  overlayPath(ref: UserDataRef, sessionId: string): string;
+  /** Builds version from+1 from the overlay and keeps the session's delta as an artifact. */
+  commitOverlay(
+    ref: UserDataRef,
+    sessionId: string,
+    fromVersion: number,
+  ): Promise<{ sha256: string; deltaBytes: number }>;
+  /** Builds version from+1 from a shipped delta; `install` puts it in place once verified. */
+  applyDelta(
+    ref: UserDataRef,
+    fromVersion: number,
+    deltaFile: string,
+    sizeBytes: number,
+  ): Promise<{ sha256: string; install(): Promise<void>; discard(): Promise<void> }>;
+  hasVersion(ref: UserDataRef, version: number): Promise<boolean>;
+  contentSha256(ref: UserDataRef, version: number): Promise<string>;
+  deltaPath(ref: UserDataRef, version: number): string;
+  removeOverlay(ref: UserDataRef, sessionId: string): Promise<void>;
+  removeDelta(ref: UserDataRef, version: number): Promise<void>;
+  removeVersion(ref: UserDataRef, version: number): Promise<void>;
+}
+
+/** The peer region as this region may reach it: its bucket and its replication queue. */
+export interface PeerRegion {
+  name: string;
+  /** Uploads a file; answers the bytes sent. */
+  putFile(key: string, path: string): Promise<number>;
+  putJson(key: string, body: unknown): Promise<number>;
+  send(messages: ReplicationMessage[]): Promise<void>;
+}
+
+/** This region's own replication bucket, where the peer puts what it ships. */
+export interface ReplicaInbox {
+  /** Downloads an object to a temporary file; `done` removes it. */
+  fetchFile(key: string): Promise<{ path: string; bytes: number; done(): Promise<void> }>;
+  getJson<T>(key: string): Promise<T>;
+}
+
+export interface DrRepository {
+  getState(tenantId: string): Promise<DrState | undefined>;
+  /** Sets the given fields (creates the item when absent). */
+  updateState(tenantId: string, patch: Partial<Omit<DrState, "tenantId">>): Promise<void>;
+  /** Marks the tenant's key (read at authentication) so this region refuses its logons. */
+  setKeyFailedOver(tenantId: string, failedOver: boolean): Promise<void>;
+  /** Saves a drill; with `expectedSteps`, only if it is still at that step (false otherwise). */
+  putDrill(drill: Drill, expectedSteps?: number): Promise<boolean>;
+  getDrill(tenantId: string, drillId: string): Promise<Drill | undefined>;
+  /** Replicated configuration, written as the peer has it (idempotent upserts). */
+  putTenant(tenant: Tenant, apiKeyHash: string): Promise<void>;
+  getTenantWithKey(tenantId: string): Promise<{ tenant: Tenant; apiKeyHash: string } | undefined>;
+  putImage(image: Image): Promise<void>;
+  putVersion(version: ImageVersion): Promise<void>;
+  putPool(pool: Pool): Promise<void>;
+}
+
+export interface DrPorts {
+  userData: UserDataRepository;
+  userDataStore: UserDataStore;
+  userDataJobs: UserDataJobQueue;
+  replication: ReplicationQueue;
+  /** Undefined in a region without a peer. */
+  peer: PeerRegion | undefined;
+  inbox: ReplicaInbox;
+  dr: DrRepository;
+  region: {
+    name: string;
+    userDataSizeBytes: number;
+    imagePath(v: ImageVersionRef): string;
+    /** Puts a replicated image file into the image store after checking its sha256. */
+    installImage(v: ImageVersionRef, file: string, sha256: string): Promise<void>;
+  };
+}
+
+type ImageVersionRef = Pick<ImageVersion, "tenantId" | "imageId" | "version">;

@@ -1,0 +1,39 @@
+/**
+ * Ports: what the domain needs from the outside world. Adapters (DynamoDB, SQS, S3, qcow2, QEMU)
+ * implement them; the domain never imports an SDK. They depend on the model and the message
+ * schemas only.
+ */
+import type { DrPorts } from "./dr.ts";
+import type { JobQueue } from "./queues.ts";
+import type {
+  DatastoreRepository,
+  DesktopRepository,
+  ImageRepository,
+  PoolRepository,
+  ReplicaRepository,
+  SessionRepository,
+  TenantRepository,
+} from "./repositories.ts";
+import type { StorageDriver } from "./storage.ts";
+
+export type * from "./dr.ts";
+export type * from "./queues.ts";
+export type * from "./repositories.ts";
+export type * from "./storage.ts";
+
+export interface Clock {
+  now(): Date;
+}
+
+export interface Ports extends DrPorts {
+  tenants: TenantRepository;
+  images: ImageRepository;
+  pools: PoolRepository;
+  desktops: DesktopRepository;
+  sessions: SessionRepository;
+  datastores: DatastoreRepository;
+  replicas: ReplicaRepository;
+  jobs: JobQueue;
+  storage: StorageDriver;
+  clock: Clock;
+}

@@ -1,0 +1,189 @@
+/** The control plane's records, one repository per aggregate (adapters: DynamoDB). */
+import type { DesktopState } from "../domain/desktop-state.ts";
+import type {
+  Datastore,
+  DatastoreUsage,
+  Desktop,
+  Image,
+  ImageVersion,
+  Pool,
+  Replica,
+  Session,
+  SessionEnding,
+  Tenant,
+} from "../domain/model.ts";
+
+export interface TenantRepository {
+  create(tenant: Tenant, apiKeyHash: string): Promise<void>;
+  findByApiKeyHash(apiKeyHash: string): Promise<Tenant | undefined>;
+}
+
+export interface ImageRepository {
+  createImage(image: Image): Promise<void>;
+  getImage(tenantId: string, imageId: string): Promise<Image | undefined>;
+  listImages(tenantId: string): Promise<Image[]>;
+  /** Allocates the next version number atomically and stores the version as PUBLISHING. */
+  addVersion(
+    tenantId: string,
+    imageId: string,
+    make: (version: number) => ImageVersion,
+  ): Promise<ImageVersion>;
+  getVersion(tenantId: string, imageId: string, version: number): Promise<ImageVersion | undefined>;
+  listVersions(tenantId: string, imageId: string): Promise<ImageVersion[]>;
+  completeVersion(
+    tenantId: string,
+    imageId: string,
+    version: number,
+    result: Pick<ImageVersion, "state" | "sha256" | "virtualSizeBytes" | "fileBytes" | "error" | "readyAt">,
+  ): Promise<void>;
+  retireVersion(tenantId: string, imageId: string, version: number, at: string): Promise<void>;
+  /** Versions of every tenant still PUBLISHING since before `createdBefore` (reconciler only). */
+  listPublishingBefore(createdBefore: string): Promise<ImageVersion[]>;
+  removeVersion(tenantId: string, imageId: string, version: number): Promise<void>;
+}
+
+/** Bytes to reserve on a datastore, refused when its provisioned bytes would pass `limitBytes`. */
+export interface Reservation {
+  datastoreId: string;
+  bytes: number;
+  limitBytes: number;
+}
+
+export interface DatastoreRepository {
+  /** Registers a datastore, or updates its path, capacity and overcommit. */
+  put(datastore: Datastore): Promise<void>;
+  get(datastoreId: string): Promise<Datastore | undefined>;
+  /** Registered datastores with their reserved bytes (one query). */
+  list(): Promise<DatastoreUsage[]>;
+  /** Reserved bytes of a datastore that may not be registered (the default local one). */
+  provisionedBytes(datastoreId: string): Promise<number>;
+  /** A lease on one of `slots` recompose slots of a datastore; false when all are held. */
+  acquireRecomposeSlot(datastoreId: string, holder: string, slots: number, leaseMs: number): Promise<boolean>;
+  releaseRecomposeSlot(datastoreId: string, holder: string, slots: number): Promise<void>;
+}
+
+export interface ReplicaRepository {
+  /** Records a replica; `created` counts an actual write of its file. */
+  record(replica: Omit<Replica, "creations">, created: boolean): Promise<void>;
+  list(tenantId: string, imageId?: string, version?: number): Promise<Replica[]>;
+  remove(replica: Pick<Replica, "tenantId" | "imageId" | "version" | "datastoreId">): Promise<void>;
+  /**
+   * A lease on copying one version's replica onto one datastore: the worker that holds it copies,
+   * the others wait for it instead of copying the same image again. False while another holds it.
+   */
+  leaseCopy(replica: ReplicaRef, holder: string, leaseMs: number): Promise<boolean>;
+  releaseCopy(replica: ReplicaRef, holder: string): Promise<void>;
+}
+
+export type ReplicaRef = Pick<Replica, "tenantId" | "imageId" | "version" | "datastoreId">;
+
+export type AssignResult =
+  | { outcome: "assigned"; session: Session }
+  | { outcome: "desktop-taken" }
+  | { outcome: "user-has-session" };
+
+export type EndSessionResult =
+  | { outcome: "ended"; desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId"> }
+  | { outcome: "not-active" };
+
+export interface PoolRepository {
+  /**
+   * Stores the pool with its datastore reservations in one transaction, then its desktops
+   * (PROVISIONING). False, and nothing written, when a datastore no longer has the room.
+   */
+  create(pool: Pool, desktops: Desktop[], reservations: Reservation[]): Promise<boolean>;
+  /** Grows a pool from `pool.size` to `newSize` under the same rule as `create`. */
+  grow(pool: Pool, newSize: number, desktops: Desktop[], reservations: Reservation[]): Promise<boolean>;
+  /** Points the pool at a new version and records the recompose (conditional on ACTIVE). */
+  startRecompose(
+    tenantId: string,
+    poolId: string,
+    imageVersion: number,
+    recompose: Pool["recompose"],
+  ): Promise<void>;
+  get(tenantId: string, poolId: string): Promise<Pool | undefined>;
+  list(tenantId: string): Promise<Pool[]>;
+  markDeleting(tenantId: string, poolId: string): Promise<void>;
+  remove(tenantId: string, poolId: string): Promise<void>;
+}
+
+export interface DesktopRepository {
+  get(tenantId: string, poolId: string, desktopId: string): Promise<Desktop | undefined>;
+  list(tenantId: string, poolId: string): Promise<Desktop[]>;
+  /** Up to `limit` AVAILABLE desktops, starting at a random point so concurrent logons spread out. */
+  findFree(tenantId: string, poolId: string, limit: number): Promise<Desktop[]>;
+  /**
+   * Conditional on the current state being `from`; false when it was not. A desktop with an
+   * `assignedUserId` (dedicated) goes AVAILABLE without joining the free index.
+   */
+  transition(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "assignedUserId">,
+    from: DesktopState,
+    to: DesktopState,
+    changes?: Partial<Pick<Desktop, "error" | "lastSessionId" | "imageVersion" | "pristineAt">>,
+    fence?: DiskFence,
+  ): Promise<boolean>;
+  /**
+   * A disk job takes the desktop: conditional on its state and on `expect` (the generation it
+   * read and, for a refresh, the session that ended), it raises the generation. Answers the new
+   * generation, or undefined when another job or a state change got there first.
+   */
+  takeForDiskJob(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId">,
+    state: DesktopState,
+    expect: DiskFence & { lastSessionId?: string },
+  ): Promise<number | undefined>;
+  /** Records that the reconciler re-sent the desktop's job now (once per stale period). */
+  markResent(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "state">,
+    at: string,
+  ): Promise<void>;
+  /** Removes the desktop and releases its reservation on its datastore, once. */
+  remove(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId" | "provisionedBytes">,
+  ): Promise<void>;
+  /** A DELETING desktop gives way to a fresh PROVISIONING one, keeping its reservation. */
+  replace(old: Pick<Desktop, "tenantId" | "poolId" | "desktopId">, fresh: Desktop): Promise<boolean>;
+  /** AVAILABLE desktops of every tenant on one datastore (operator rebalance only). */
+  listFreeOnDatastore(datastoreId: string): Promise<Desktop[]>;
+  /**
+   * Desktops of every tenant in a transitional state or ERROR, neither updated nor re-sent since
+   * `updatedBefore` (reconciler only).
+   */
+  listStuck(updatedBefore: string): Promise<Desktop[]>;
+  /** ASSIGNED desktops of every tenant (reconciler only: it checks each holds its user's lock). */
+  listAssigned(): Promise<Desktop[]>;
+}
+
+/** The generation a disk job read (undefined: the desktop has never been fenced). */
+export interface DiskFence {
+  generation: number | undefined;
+}
+
+export interface SessionRepository {
+  get(tenantId: string, sessionId: string): Promise<Session | undefined>;
+  /** The user's active session in the pool: their lock, once its desktop holds it. */
+  findActive(tenantId: string, poolId: string, userId: string): Promise<Session | undefined>;
+  /**
+   * A lock whose desktop does not hold its session: "pending" while a logon may still be
+   * claiming, "released" once it was stale and has been removed.
+   */
+  releaseStaleLock(
+    tenantId: string,
+    poolId: string,
+    userId: string,
+  ): Promise<"none" | "active" | "pending" | "released">;
+  /**
+   * Claims the session's desktop and takes the user's per-pool lock (at most one active session
+   * per user and pool). With `dedicate`, the desktop also becomes the user's own (dedicated pools,
+   * first logon), all in one transaction.
+   */
+  assign(session: Session, opts?: { dedicate?: boolean }): Promise<AssignResult>;
+  /** Dedicated pools: the desktop id a user owns, if any. */
+  ownedDesktop(tenantId: string, poolId: string, userId: string): Promise<string | undefined>;
+  /**
+   * One atomic write: session ACTIVE -> ENDED, desktop ASSIGNED -> REFRESHING, and the user's lock
+   * released when it names this session (a session whose lock is gone still ends).
+   */
+  end(session: Session, endedAt: string, endedBy: SessionEnding): Promise<EndSessionResult>;
+}
