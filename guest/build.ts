@@ -15,6 +15,7 @@
  *
  * `npm run image:build [-- --force]` runs this file.
  */
+
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -23,6 +24,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
+import { guestKernelAppend } from "../shared/adapters/hypervisor/guest-boot.ts";
 import { type CpioEntry, cpioNewc } from "./cpio.ts";
 import { planModules } from "./kmod.ts";
 
@@ -42,7 +44,7 @@ const diskSizeMiB = 64;
  * quiet keeps kernel chatter off the screen; consoleblank=0 keeps the screen from blanking;
  * panic=-1 with QEMU's -no-reboot turns a guest panic into a VM exit.
  */
-export const guestAppend = "console=tty0 console=ttyS0 quiet loglevel=3 consoleblank=0 panic=-1";
+export const guestAppend = guestKernelAppend;
 
 export interface GuestManifest {
   format: 1;

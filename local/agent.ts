@@ -5,14 +5,17 @@
  * with Lambda's batch semantics. SIGINT or SIGTERM stops it after its current batches.
  *
  *   node local/agent.ts --workers clone-worker[,user-data,replication,logoff]
+ *   node local/agent.ts --workers host      (a hypervisor host: PRISTINE_HOST_ID, PRISTINE_HYPERVISOR=qemu)
  */
 
 import { parseArgs } from "node:util";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
+import { qemuHostRuntime } from "../shared/adapters/hypervisor/host-runtime.ts";
 import { createApp } from "../shared/app.ts";
 import { loadConfig } from "../shared/config.ts";
 import { replicationWorkerHandler, userDataWorkerHandler } from "../shared/workers/dr-handlers.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
+import { startHostAgent } from "../shared/workers/host-agent.ts";
 import { type Poller, type PollerOptions, startSqsPoller } from "./sqs-poller.ts";
 
 const { values } = parseArgs({
@@ -23,6 +26,13 @@ const { values } = parseArgs({
 });
 
 const app = createApp(loadConfig());
+const config = app.config;
+// A host polls its own datastore's queue (routed there by the producers).
+const ownQueue = config.datastoreQueueUrls[config.defaultDatastore.datastoreId] ?? config.cloneJobsQueueUrl;
+const hostAgent =
+  (values.workers ?? "").split(",").includes("host") && config.host?.hypervisor === "qemu"
+    ? await startHostAgent(app, qemuHostRuntime(config.host, [config.defaultDatastore.datastoreId]))
+    : undefined;
 const queues = {
   "clone-worker": { url: app.config.cloneJobsQueueUrl, handler: () => cloneWorkerHandler(app), batchSize: 5 },
   logoff: { url: app.config.logoffQueueUrl, handler: () => logoffWorkerHandler(app), batchSize: 10 },
@@ -34,6 +44,14 @@ const queues = {
   replication: {
     url: app.config.dr?.replicationQueueUrl,
     handler: () => replicationWorkerHandler(app),
+    batchSize: 2,
+  },
+  host: {
+    url: ownQueue,
+    handler: () => {
+      if (!hostAgent) throw new Error("a host agent needs PRISTINE_HOST_ID and PRISTINE_HYPERVISOR=qemu");
+      return hostAgent.handler;
+    },
     batchSize: 2,
   },
 };
@@ -75,6 +93,7 @@ const stop = async () => {
   if (stopping) return;
   stopping = true;
   await Promise.all(pollers.map((p) => p.stop()));
+  await hostAgent?.stop();
   app.sqs.destroy();
   console.log("agent stopped");
   process.exit(0);

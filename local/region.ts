@@ -2,7 +2,9 @@
  * One region of Pristine on the emulators: its table, queues, API server and in-process workers,
  * wired exactly as the Lambdas are in AWS. `npm start` and the integration tests both use it.
  */
+import { join } from "node:path";
 import { documentClient, ensureTable } from "../shared/adapters/dynamodb/client.ts";
+import { vmRunDir } from "../shared/adapters/hypervisor/host-runtime.ts";
 import { sendJson, sqsClient } from "../shared/adapters/sqs/queue.ts";
 import { type App, createApp } from "../shared/app.ts";
 import { defaultDatastoreOf, type PristineConfig, storageLayout } from "../shared/config.ts";
@@ -16,8 +18,9 @@ import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handl
 import { reconcilerHandler } from "../shared/workers/reconciler.ts";
 import { startApiServer } from "./api-server.ts";
 import { type DrResources, drWorkers, ensureDrResources, type PeerOptions } from "./dr-region.ts";
+import { type LocalHost, startLocalHost } from "./host.ts";
 import { lambdaContext } from "./lambda-context.ts";
-import { ensureQueueWithDlq } from "./queues.ts";
+import { ensureQueueWithDlq, type QueueRef } from "./queues.ts";
 import { type Poller, type PollerOptions, startSqsPoller } from "./sqs-poller.ts";
 
 export interface RegionOptions {
@@ -52,6 +55,15 @@ export interface RegionOptions {
   queueVisibilitySeconds?: number;
   /** Fault injection: the in-process workers get every batch twice, at once (SQS's at-least-once). */
   duplicateDeliveries?: boolean;
+  /**
+   * `qemu`: the region's datastore has a host, run in-process, whose desktops are QEMU VMs
+   * (`guestDir` holds the guest's boot files, made by `npm run image:build`). `none` (the default
+   * here): desktops are AVAILABLE once their disk exists, their VMs run elsewhere.
+   */
+  hypervisor?: "qemu" | "none";
+  guestDir?: string;
+  /** How often the local host heartbeats (5 s by default). */
+  hostHeartbeatMs?: number;
   /** Per-invocation time limits of the in-process workers (Lambda's function timeouts). */
   functionTimeoutsMs?: Partial<Record<WorkerName, number>>;
 }
@@ -69,6 +81,10 @@ export interface Region {
   pollers: Poller[];
   /** Every worker's queue and handler, running or not (tests deliver jobs to them by hand). */
   workers: Record<WorkerName, PollerOptions>;
+  /** The local host (with `hypervisor: "qemu"`); tests stop and restart it. */
+  host: LocalHost | undefined;
+  /** Starts the local host again after a stop. */
+  restartHost(): Promise<LocalHost>;
   stop(): Promise<void>;
 }
 
@@ -100,6 +116,13 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   });
 
   const storage = storageLayout(opts.dataDir, opts.importRoots ? { importRoots: opts.importRoots } : {});
+  const defaultDatastore = defaultDatastoreOf(storage, opts.defaultDatastoreCapacity);
+  // With VMs, the region's datastore belongs to a host, whose queue takes its desktops' jobs.
+  const vms = opts.hypervisor === "qemu";
+  const hostQueue = vms
+    ? await ensureQueueWithDlq(sqs, `${prefix}-host-local`, { visibilityTimeoutSeconds: visibility(300) })
+    : undefined;
+  const guestDir = opts.guestDir ?? join(opts.dataDir, "guest");
   const config: PristineConfig = {
     regionName: opts.name,
     tableName,
@@ -107,7 +130,21 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     logoffQueueUrl: logoff.url,
     operatorKeySha256: hashApiKey(opts.operatorKey),
     storage,
-    defaultDatastore: defaultDatastoreOf(storage, opts.defaultDatastoreCapacity),
+    defaultDatastore: vms ? { ...defaultDatastore, hostId: "local" } : defaultDatastore,
+    datastoreQueueUrls: hostQueue ? { [defaultDatastore.datastoreId]: hostQueue.url } : {},
+    ...(vms
+      ? {
+          host: {
+            hostId: "local",
+            hypervisor: "qemu" as const,
+            address: "127.0.0.1",
+            runDir: vmRunDir(opts.dataDir),
+            vmMemoryMiB: 128,
+            bootFiles: { kernel: join(guestDir, "vmlinuz"), initrd: join(guestDir, "initrd.img") },
+            websocket: true,
+          },
+        }
+      : {}),
     worker: { ...defaultWorkerSettings, ...opts.worker },
     endpoints: { dynamodb: opts.dynamodbEndpoint, sqs: opts.sqsEndpoint, s3: opts.sqsEndpoint },
     awsRegion,
@@ -146,6 +183,13 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
       ...(opts.duplicateDeliveries ? { duplicateDeliveries: true } : {}),
     });
   });
+
+  const startHost = (queue: QueueRef) =>
+    startLocalHost(app, sqs, queue, {
+      functionName: `${opts.name}-host`,
+      ...(opts.hostHeartbeatMs ? { heartbeatMs: opts.hostHeartbeatMs } : {}),
+    });
+  let host: LocalHost | undefined = hostQueue ? await startHost(hostQueue) : undefined;
 
   const reconcileEveryMs = opts.reconcileEveryMs ?? 60_000;
   const reconcileOnce = reconcilerHandler(app);
@@ -198,7 +242,17 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     dr,
     pollers,
     workers,
+    get host() {
+      return host;
+    },
+    async restartHost() {
+      if (!hostQueue) throw new Error("this region runs no VMs");
+      await host?.stop();
+      host = await startHost(hostQueue);
+      return host;
+    },
     async stop() {
+      await host?.stop();
       clearInterval(reconciler);
       await server.close();
       await Promise.all(pollers.map((p) => p.stop()));

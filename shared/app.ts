@@ -2,6 +2,7 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { documentClient, dynamoClient } from "./adapters/dynamodb/client.ts";
 import { dynamoRepositories } from "./adapters/dynamodb/repositories/index.ts";
+import { eventBridgeBus, noBus, queueBus } from "./adapters/events/event-bus.ts";
 import { s3Client, s3PeerRegion, s3ReplicaInbox } from "./adapters/s3/replication-bucket.ts";
 import { sqsReplicationQueue, sqsUserDataJobQueue } from "./adapters/sqs/dr-queues.ts";
 import { sqsClient, sqsJobQueue } from "./adapters/sqs/queue.ts";
@@ -25,7 +26,12 @@ export function createApp(config: PristineConfig): App {
   const repositories = dynamoRepositories(doc, config.tableName);
   const ports: Ports = {
     ...repositories,
-    jobs: sqsJobQueue(sqs, config.cloneJobsQueueUrl),
+    jobs: sqsJobQueue(sqs, config.cloneJobsQueueUrl, config.datastoreQueueUrls),
+    events: config.eventBusName
+      ? eventBridgeBus(config.eventBusName, config.awsRegion)
+      : config.logoffQueueUrl
+        ? queueBus(sqs, config.logoffQueueUrl)
+        : noBus,
     // Registered datastores' folders come from the table; the default one from configuration.
     storage: qcow2Driver(config.storage, async (id) => (await repositories.datastores.get(id))?.path),
     clock: { now: () => new Date() },

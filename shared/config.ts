@@ -13,6 +13,12 @@ export interface PristineConfig {
   cloneJobsQueueUrl?: string;
   /** The logoff queue, for a process that consumes it itself (an agent). */
   logoffQueueUrl?: string;
+  /** Datastore id -> the queue of the host that runs it: its desktops' jobs go there. */
+  datastoreQueueUrls: Record<string, string>;
+  /** The bus desktop agents' events are sent to (host agents; in AWS, EventBridge). */
+  eventBusName?: string;
+  /** Set in a host agent: the VMs it runs (PRISTINE_HYPERVISOR=qemu). */
+  host?: HostSettings;
   operatorKeySha256?: string;
   storage: Qcow2Layout;
   /** The region's own datastore, usable before (and overridden by) a registration of the same id. */
@@ -23,6 +29,19 @@ export interface PristineConfig {
   awsRegion?: string;
   /** User data and DR; each function gets what it uses. */
   dr?: DrConfig;
+}
+
+/** A host agent's own settings. */
+export interface HostSettings {
+  hostId: string;
+  hypervisor: "qemu" | "none";
+  /** Where users reach the host's VNC ports. */
+  address: string;
+  runDir: string;
+  vmMemoryMiB: number;
+  /** Direct kernel boot of the desktop guest (npm run image:build makes them). */
+  bootFiles?: { kernel: string; initrd: string };
+  websocket: boolean;
 }
 
 export interface DrConfig {
@@ -81,6 +100,25 @@ const envSchema = z.object({
   PRISTINE_PEER_S3_ENDPOINT: z.string().optional(),
   /** Only agents poll it (in AWS the logoff function's event source does). */
   PRISTINE_LOGOFF_QUEUE_URL: z.url().optional(),
+  PRISTINE_DATASTORE_QUEUE_URLS: z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      if (!text) return {};
+      const parsed = z.record(z.string(), z.url()).safeParse(JSON.parse(text));
+      if (!parsed.success)
+        ctx.addIssue({ code: "custom", message: "must be JSON: datastore id -> queue URL" });
+      return parsed.success ? parsed.data : {};
+    }),
+  PRISTINE_EVENT_BUS_NAME: z.string().optional(),
+  PRISTINE_HYPERVISOR: z.enum(["qemu", "none"]).default("none"),
+  PRISTINE_HOST_ID: z.string().optional(),
+  PRISTINE_HOST_ADDRESS: z.string().default("127.0.0.1"),
+  PRISTINE_VM_RUN_DIR: z.string().optional(),
+  PRISTINE_VM_MEMORY_MIB: z.coerce.number().int().min(64).max(65536).default(128),
+  PRISTINE_GUEST_KERNEL: z.string().optional(),
+  PRISTINE_GUEST_INITRD: z.string().optional(),
+  PRISTINE_VM_WEBSOCKET: z.enum(["on", "off"]).default("on"),
 });
 
 export function storageLayout(
@@ -130,6 +168,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
     tableName: e.PRISTINE_TABLE_NAME,
     ...(e.PRISTINE_CLONE_JOBS_QUEUE_URL ? { cloneJobsQueueUrl: e.PRISTINE_CLONE_JOBS_QUEUE_URL } : {}),
     ...(e.PRISTINE_LOGOFF_QUEUE_URL ? { logoffQueueUrl: e.PRISTINE_LOGOFF_QUEUE_URL } : {}),
+    datastoreQueueUrls: e.PRISTINE_DATASTORE_QUEUE_URLS,
+    ...(e.PRISTINE_EVENT_BUS_NAME ? { eventBusName: e.PRISTINE_EVENT_BUS_NAME } : {}),
+    ...(e.PRISTINE_HOST_ID
+      ? {
+          host: {
+            hostId: e.PRISTINE_HOST_ID,
+            hypervisor: e.PRISTINE_HYPERVISOR,
+            address: e.PRISTINE_HOST_ADDRESS,
+            runDir: e.PRISTINE_VM_RUN_DIR ?? join(resolve(e.PRISTINE_DATA_DIR), "vms"),
+            vmMemoryMiB: e.PRISTINE_VM_MEMORY_MIB,
+            ...(e.PRISTINE_GUEST_KERNEL && e.PRISTINE_GUEST_INITRD
+              ? { bootFiles: { kernel: e.PRISTINE_GUEST_KERNEL, initrd: e.PRISTINE_GUEST_INITRD } }
+              : {}),
+            websocket: e.PRISTINE_VM_WEBSOCKET === "on",
+          },
+        }
+      : {}),
     ...(e.PRISTINE_OPERATOR_KEY_SHA256 ? { operatorKeySha256: e.PRISTINE_OPERATOR_KEY_SHA256 } : {}),
     storage,
     defaultDatastore: defaultDatastoreOf(storage, {
@@ -181,6 +236,19 @@ export function configEnvironment(config: PristineConfig): Record<string, string
     ["PRISTINE_TABLE_NAME", config.tableName],
     ["PRISTINE_CLONE_JOBS_QUEUE_URL", config.cloneJobsQueueUrl],
     ["PRISTINE_LOGOFF_QUEUE_URL", config.logoffQueueUrl],
+    [
+      "PRISTINE_DATASTORE_QUEUE_URLS",
+      Object.keys(config.datastoreQueueUrls).length ? JSON.stringify(config.datastoreQueueUrls) : undefined,
+    ],
+    ["PRISTINE_EVENT_BUS_NAME", config.eventBusName],
+    ["PRISTINE_HOST_ID", config.host?.hostId],
+    ["PRISTINE_HYPERVISOR", config.host?.hypervisor],
+    ["PRISTINE_HOST_ADDRESS", config.host?.address],
+    ["PRISTINE_VM_RUN_DIR", config.host?.runDir],
+    ["PRISTINE_VM_MEMORY_MIB", config.host?.vmMemoryMiB],
+    ["PRISTINE_GUEST_KERNEL", config.host?.bootFiles?.kernel],
+    ["PRISTINE_GUEST_INITRD", config.host?.bootFiles?.initrd],
+    ["PRISTINE_VM_WEBSOCKET", config.host ? (config.host.websocket ? "on" : "off") : undefined],
     ["PRISTINE_OPERATOR_KEY_SHA256", config.operatorKeySha256],
     ["PRISTINE_IMAGE_STORE_PATH", config.storage.imageStorePath],
     ["PRISTINE_DATASTORE_ID", ds.datastoreId],

@@ -1,6 +1,8 @@
-import type { CloneJob } from "../messages/clone-job.ts";
+import type { CloneJob, PowerJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
+import { connectSession, plugUserData, startDesktop, takeScreenshot, type VmPorts } from "./desktop-vms.ts";
 import {
+  type DiskJobPorts,
   type DiskJobSettings,
   deleteDesktop,
   ensureReplica,
@@ -12,19 +14,7 @@ import {
 import { DomainError, RetryLater } from "./errors.ts";
 import { replicateConfig } from "./replication-config.ts";
 
-type WorkerPorts = Pick<
-  Ports,
-  | "images"
-  | "pools"
-  | "desktops"
-  | "storage"
-  | "clock"
-  | "replicas"
-  | "datastores"
-  | "jobs"
-  | "peer"
-  | "replication"
->;
+type WorkerPorts = DiskJobPorts & Pick<Ports, "peer" | "replication">;
 
 export interface WorkerSettings extends DiskJobSettings {
   /** A job that fails this many deliveries gives up visibly: the desktop goes to ERROR, the version FAILED. */
@@ -66,6 +56,28 @@ export async function runCloneJob(
       return recomposeDesktop(ports, job, settings);
     case "delete-desktop":
       return deleteDesktop(ports, job);
+    case "start-desktop":
+    case "connect-session":
+    case "plug-user-data":
+    case "screenshot":
+      return runPowerJob(ports, job);
+  }
+}
+
+/** Power jobs act on a VM: only a host agent runs them (they are routed to its queue). */
+function runPowerJob(ports: WorkerPorts, job: PowerJob): Promise<string> {
+  if (!ports.host)
+    return Promise.resolve(`skipped: ${job.kind} needs the desktop's host; this worker runs no VMs`);
+  const vms = ports as VmPorts;
+  switch (job.kind) {
+    case "start-desktop":
+      return startDesktop(vms, job);
+    case "connect-session":
+      return connectSession(vms, job);
+    case "plug-user-data":
+      return plugUserData(vms, job);
+    case "screenshot":
+      return takeScreenshot(vms, job);
   }
 }
 

@@ -6,10 +6,14 @@ import type { Ports } from "../ports/index.ts";
 import { DomainError, notFound } from "./errors.ts";
 import type { Desktop, Pool, Session, UserDataRef } from "./model.ts";
 
-export const desktopRef = (d: Pick<Desktop, "tenantId" | "poolId" | "desktopId">) => ({
+/** A desktop's ids, and its datastore when known (the queue of its jobs follows the datastore). */
+export const desktopRef = (
+  d: Pick<Desktop, "tenantId" | "poolId" | "desktopId"> & { datastoreId?: string | undefined },
+) => ({
   tenantId: d.tenantId,
   poolId: d.poolId,
   desktopId: d.desktopId,
+  ...(d.datastoreId ? { datastoreId: d.datastoreId } : {}),
 });
 
 export const userRef = (u: UserDataRef): UserDataRef => ({ tenantId: u.tenantId, userId: u.userId });

@@ -4,21 +4,32 @@
  */
 export const desktopStates = [
   "PROVISIONING",
+  /** The disk is ready and the desktop's VM is booting; AVAILABLE once its agent says Desktop Ready. */
+  "STARTING",
   "AVAILABLE",
   "ASSIGNED",
   "REFRESHING",
   "RECOMPOSING",
+  /** Its host stopped answering: withdrawn from assignment until the host is back. */
+  "UNREACHABLE",
   "DELETING",
   "ERROR",
 ] as const;
 export type DesktopState = (typeof desktopStates)[number];
 
+/*
+ * Desktops on a datastore without a host (their VMs run elsewhere) go from a disk job straight to
+ * AVAILABLE; desktops whose host runs their VMs pass through STARTING, and come back to it when
+ * their VM must be started again (it died while free, or its host returned).
+ */
 const transitions: Record<DesktopState, readonly DesktopState[]> = {
-  PROVISIONING: ["AVAILABLE", "ERROR", "DELETING"],
-  AVAILABLE: ["ASSIGNED", "RECOMPOSING", "DELETING", "ERROR"],
+  PROVISIONING: ["AVAILABLE", "STARTING", "ERROR", "DELETING"],
+  STARTING: ["AVAILABLE", "ERROR", "DELETING", "UNREACHABLE"],
+  AVAILABLE: ["ASSIGNED", "RECOMPOSING", "STARTING", "UNREACHABLE", "DELETING", "ERROR"],
   ASSIGNED: ["REFRESHING", "DELETING", "AVAILABLE"],
-  REFRESHING: ["AVAILABLE", "ERROR", "DELETING"],
-  RECOMPOSING: ["AVAILABLE", "ERROR", "DELETING"],
+  REFRESHING: ["AVAILABLE", "STARTING", "ERROR", "DELETING"],
+  RECOMPOSING: ["AVAILABLE", "STARTING", "ERROR", "DELETING"],
+  UNREACHABLE: ["STARTING", "AVAILABLE", "DELETING"],
   DELETING: [],
   ERROR: ["DELETING", "PROVISIONING"],
 };

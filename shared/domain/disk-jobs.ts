@@ -11,6 +11,7 @@ import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
 import { desktopRef } from "./common.ts";
 import type { DesktopState } from "./desktop-state.ts";
+import { bootDesktop, lockConsole, releaseUserData, stopDesktop, type VmPorts } from "./desktop-vms.ts";
 import { RetryLater } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { releaseUnusedReplicas } from "./images.ts";
@@ -19,8 +20,26 @@ import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
 
 export type DiskJobPorts = Pick<
   Ports,
-  "images" | "pools" | "desktops" | "storage" | "clock" | "replicas" | "datastores" | "jobs"
+  | "images"
+  | "pools"
+  | "desktops"
+  | "sessions"
+  | "storage"
+  | "clock"
+  | "replicas"
+  | "datastores"
+  | "jobs"
+  | "userData"
+  | "userDataStore"
+  | "userDataJobs"
+  | "events"
+  | "screenshots"
+  | "hosts"
+  | "host"
 >;
+
+/** The ports of a host agent, when this worker is one (it runs the desktops' VMs). */
+const vmPorts = (ports: DiskJobPorts): VmPorts | undefined => (ports.host ? (ports as VmPorts) : undefined);
 
 type Job<K extends CloneJob["kind"]> = Extract<CloneJob, { kind: K }>;
 
@@ -144,16 +163,23 @@ async function rebuildDisk(
   const fence = { generation };
   const ids = { ...desktopRef(desktop), generation };
   await checkpoint(`${opts.step}:before-disk`, ids);
+  const vms = vmPorts(ports);
+  if (vms) {
+    // The user is gone (or the disk is replaced): the VM lets go of the user's data, then stops.
+    if (opts.lastSessionId) await releaseUserData(vms, desktop, opts.lastSessionId);
+    await stopDesktop(vms, desktop.desktopId);
+  }
   try {
     await makeDisk(ports, mine, version);
   } catch (err) {
     return quarantine(err as Error, generation);
   }
   await checkpoint(`${opts.step}:before-available`, ids);
+  // With a VM to run, the desktop is AVAILABLE only once its agent says Desktop Ready.
   const moved = await ports.desktops.transition(
     mine,
     state,
-    "AVAILABLE",
+    vms ? "STARTING" : "AVAILABLE",
     { imageVersion: version.version, pristineAt: ports.clock.now().toISOString() },
     fence,
   );
@@ -165,6 +191,7 @@ async function rebuildDisk(
     return `skipped: desktop ${desktop.desktopId} moved on while its disk was built`;
   }
   await ports.storage.deleteDesktopDisk(mine, { keepGeneration: generation });
+  if (vms) await bootDesktop(vms, { ...mine, datastoreId: desktop.datastoreId, generation });
   if (desktop.imageVersion !== version.version)
     await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
   return `disk g${generation} on v${version.version}`;
@@ -204,6 +231,12 @@ export async function refreshDesktop(
     : "refresh";
   const fence = { generation: desktop.generation };
   if (decision === "keep") {
+    // A dedicated desktop keeps its disk and its VM: the user's data leaves it, and the screen locks.
+    const vms = vmPorts(ports);
+    if (vms) {
+      await releaseUserData(vms, desktop, job.sessionId);
+      await lockConsole(vms, desktop.desktopId);
+    }
     const moved = await ports.desktops.transition(desktop, "REFRESHING", "AVAILABLE", {}, fence);
     return moved ? "kept as it was (refresh policy)" : "skipped: desktop moved";
   }
@@ -263,6 +296,11 @@ async function replaceDesktop(ports: DiskJobPorts, desktop: Desktop) {
   const fence = { generation: desktop.generation };
   if (!(await ports.desktops.transition(desktop, desktop.state, "DELETING", {}, fence)))
     return `skipped: desktop moved while ${desktop.state.toLowerCase()}`;
+  const vms = vmPorts(ports);
+  if (vms) {
+    if (desktop.lastSessionId) await releaseUserData(vms, desktop, desktop.lastSessionId);
+    await stopDesktop(vms, desktop.desktopId);
+  }
   await ports.storage.deleteDesktopDisk(desktop);
   const {
     sessionId: _s,
@@ -291,6 +329,8 @@ export async function deleteDesktop(ports: DiskJobPorts, job: Job<"delete-deskto
   const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
   if (desktop && desktop.state !== "DELETING") return `skipped: desktop is ${desktop.state}`;
   if (desktop) {
+    const vms = vmPorts(ports);
+    if (vms) await stopDesktop(vms, desktop.desktopId, 0);
     await ports.storage.deleteDesktopDisk(desktop);
     await ports.desktops.remove(desktop);
     await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);

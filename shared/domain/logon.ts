@@ -5,9 +5,10 @@
  */
 import type { Ports } from "../ports/index.ts";
 import { assertActive, requirePool } from "./common.ts";
+import { connect } from "./connection.ts";
 import { DomainError, noDesktopAvailable } from "./errors.ts";
 import { newSessionId } from "./ids.ts";
-import { type ConnectionInfo, connectionInfo, type Desktop, type Pool, type Session } from "./model.ts";
+import type { ConnectionInfo, Desktop, Pool, Session } from "./model.ts";
 
 export interface LogonResult {
   session: Session;
@@ -18,15 +19,20 @@ export interface LogonResult {
   userData?: { state: "ATTACHING" };
 }
 
-type LogonPorts = Pick<Ports, "pools" | "desktops" | "sessions" | "clock" | "userDataJobs">;
+type LogonPorts = Pick<Ports, "pools" | "desktops" | "sessions" | "clock" | "userDataJobs" | "jobs">;
 
 const maxRounds = 200;
 
-const withConnection = (session: Session, reconnected: boolean): LogonResult => ({
-  session,
-  connection: connectionInfo(session),
-  reconnected,
-});
+/** The session with a fresh connection to its desktop (reading the desktop when not at hand). */
+async function withConnection(
+  ports: Pick<Ports, "desktops" | "jobs" | "clock">,
+  session: Session,
+  reconnected: boolean,
+  desktop?: Desktop,
+): Promise<LogonResult> {
+  const at = desktop ?? (await ports.desktops.get(session.tenantId, session.poolId, session.desktopId));
+  return { session, connection: await connect(ports, at, session), reconnected };
+}
 
 /**
  * Floating assignment takes the first free desktop at a well-spread starting point, one candidate
@@ -47,7 +53,8 @@ export async function logon(
     const [desktop] = await ports.desktops.findFree(tenantId, poolId, 1);
     if (!desktop) return noFreeDesktop(ports, tenantId, poolId, userId);
     const result = await ports.sessions.assign(newSession(ports, desktop, userId));
-    if (result.outcome === "assigned") return attachingUserData(ports, withConnection(result.session, false));
+    if (result.outcome === "assigned")
+      return attachingUserData(ports, await withConnection(ports, result.session, false, desktop));
     if (result.outcome === "user-has-session") {
       const existing = await existingSession(ports, tenantId, poolId, userId);
       if (existing) return attachingUserData(ports, existing);
@@ -96,7 +103,7 @@ async function dedicatedLogon(
       desktop = await ports.desktops.get(tenantId, poolId, ownedId);
       if (desktop?.state === "ASSIGNED") {
         const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-        if (existing) return withConnection(existing, true);
+        if (existing) return withConnection(ports, existing, true, desktop);
         continue;
       }
       if (desktop?.state !== "AVAILABLE") {
@@ -110,7 +117,7 @@ async function dedicatedLogon(
     const assigned = await ports.sessions.assign(newSession(ports, desktop, userId), {
       dedicate: !ownedId,
     });
-    if (assigned.outcome === "assigned") return withConnection(assigned.session, false);
+    if (assigned.outcome === "assigned") return withConnection(ports, assigned.session, false, desktop);
     if (assigned.outcome === "user-has-session") {
       const existing = await existingSession(ports, tenantId, poolId, userId);
       if (existing) return existing;
@@ -125,13 +132,13 @@ async function dedicatedLogon(
  * is released so that the next round can take it.
  */
 async function existingSession(
-  ports: Pick<Ports, "sessions">,
+  ports: Pick<Ports, "sessions" | "desktops" | "jobs" | "clock">,
   tenantId: string,
   poolId: string,
   userId: string,
 ): Promise<LogonResult | undefined> {
   const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-  if (existing) return withConnection(existing, true);
+  if (existing) return withConnection(ports, existing, true);
   if ((await ports.sessions.releaseStaleLock(tenantId, poolId, userId)) === "pending") {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -146,6 +153,7 @@ function newSession(ports: Pick<Ports, "clock">, desktop: Desktop, userId: strin
     desktopId: desktop.desktopId,
     userId,
     state: "ACTIVE",
+    datastoreId: desktop.datastoreId,
     startedAt: ports.clock.now().toISOString(),
   };
 }
@@ -172,7 +180,7 @@ async function noFreeDesktop(
   userId: string,
 ): Promise<LogonResult> {
   const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-  if (existing) return attachingUserData(ports, withConnection(existing, true));
+  if (existing) return attachingUserData(ports, await withConnection(ports, existing, true));
   assertActive(await requirePool(ports, tenantId, poolId));
   throw noDesktopAvailable(poolId);
 }

@@ -136,6 +136,10 @@ export interface Desktop {
   generation?: number;
   /** When the reconciler last re-sent the desktop's job (so that it re-sends once per period). */
   resentAt?: string;
+  /** Where the desktop's screen is served (VM desktops, set by its host when the VM is ready). */
+  console?: DesktopConsole;
+  /** The session whose connection the host has prepared (password set, user shown). */
+  connectedSessionId?: string;
   error?: string;
   updatedAt: string;
 }
@@ -143,7 +147,14 @@ export interface Desktop {
 export const sessionStates = ["ACTIVE", "ENDED"] as const;
 export type SessionState = (typeof sessionStates)[number];
 /** Why a session ended: the user (API or desktop event), the pool, a recompose, or a repair. */
-export const sessionEndings = ["api", "event", "pool-delete", "recompose", "orphaned"] as const;
+export const sessionEndings = [
+  "api",
+  "event",
+  "pool-delete",
+  "recompose",
+  "orphaned",
+  "desktop-failure",
+] as const;
 export type SessionEnding = (typeof sessionEndings)[number];
 
 export interface Session {
@@ -153,19 +164,46 @@ export interface Session {
   desktopId: string;
   userId: string;
   state: SessionState;
+  /** Where the desktop's disk is: its jobs go to the queue of that datastore (its host's). */
+  datastoreId?: string;
   startedAt: string;
   endedAt?: string;
   endedBy?: SessionEnding;
 }
 
-export interface ConnectionInfo {
-  protocol: "rdp";
+/** The VNC endpoint of a VM desktop's screen, on its host. */
+export interface DesktopConsole {
   host: string;
   port: number;
+  /** VNC over WebSocket, for browser clients (noVNC). */
+  websocketPort?: number;
 }
 
-export function connectionInfo(desktop: Pick<Desktop, "desktopId" | "poolId">): ConnectionInfo {
-  return { protocol: "rdp", host: `${desktop.desktopId}.${desktop.poolId}.desktops.internal`, port: 3389 };
+/**
+ * How a user reaches their desktop. A VM desktop answers VNC with a one-time password, set on the
+ * VM by its host ("PREPARING" until the host has done it, then "READY"); a new logon of the same
+ * session gets a new one. A desktop whose VM another system runs is reached through that system.
+ */
+export type ConnectionInfo =
+  | ({
+      protocol: "vnc";
+      password?: string;
+      expiresAt?: string;
+      state: "PREPARING" | "READY";
+    } & DesktopConsole)
+  | { protocol: "external"; detail: string };
+
+/** A hypervisor host as the control plane sees it: what its agent last said, and when. */
+export interface Host {
+  hostId: string;
+  /** UP while it heartbeats; LATE once its heartbeat is older than the deadline. */
+  state: "UP" | "LATE";
+  lastHeartbeatAt: string;
+  startedAt: string;
+  runningVms: number;
+  freeMemoryBytes: number;
+  /** Datastores whose desktops the host runs. */
+  datastoreIds: string[];
 }
 
 /**
@@ -184,6 +222,8 @@ export interface UserData {
   attachedVersion?: number;
   /** When the attached session's disk was ready (a drill measures its RTO with it). */
   attachedAt?: string;
+  /** The desktop whose running VM holds the attached session's disk (it must let go before a commit). */
+  pluggedInto?: string;
   lastCommittedSessionId?: string;
   lastChangeAt: string;
   createdAt: string;

@@ -61,6 +61,18 @@ export const problemCatalogue = {
     title: "Pool not active",
     when: "The pool is being deleted: no logons, resizes or recomposes.",
   },
+  sessionNotActive: {
+    slug: "session-not-active",
+    status: 409,
+    title: "Session not active",
+    when: "The session has ended: what belonged to it (its desktop's screen) is no longer its own.",
+  },
+  noScreen: {
+    slug: "no-screen",
+    status: 409,
+    title: "No screen here",
+    when: "The desktop's VM is run by another system, which serves its screen.",
+  },
   poolChanged: {
     slug: "pool-changed",
     status: 409,

@@ -1,6 +1,7 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
 import { desktopRef } from "./common.ts";
+import type { Desktop } from "./model.ts";
 import { logoff } from "./sessions.ts";
 
 export interface ReconcileReport {
@@ -16,21 +17,52 @@ export const publishDeadlineMs = 60 * 60_000;
 
 type ReconcilePorts = Pick<
   Ports,
-  "desktops" | "sessions" | "images" | "jobs" | "clock" | "userData" | "userDataJobs" | "replication" | "peer"
+  | "desktops"
+  | "sessions"
+  | "images"
+  | "jobs"
+  | "clock"
+  | "userData"
+  | "userDataJobs"
+  | "replication"
+  | "peer"
+  | "hosts"
 >;
+
+/** A host whose heartbeat is older than this is late: its free desktops are withdrawn. */
+export const defaultHostDeadlineMs = 30_000;
 
 /**
  * Repairs what a crash, a lost message or a lost answer can leave behind. Re-sending a job is
  * always safe because every job re-checks state (and disk jobs are fenced); each re-send is
  * marked, so a desktop gets its job again once per stale period, not at every tick.
  */
-export async function reconcile(ports: ReconcilePorts, staleAfterMs: number): Promise<ReconcileReport> {
+export async function reconcile(
+  ports: ReconcilePorts,
+  staleAfterMs: number,
+  opts: { hostDeadlineMs?: number } = {},
+): Promise<ReconcileReport> {
   const now = ports.clock.now();
   const cutoff = new Date(now.getTime() - staleAfterMs).toISOString();
   const report: ReconcileReport = { examined: 0, requeued: {}, repaired: {} };
   const count = (into: Record<string, number>, what: string, n = 1) => {
     if (n > 0) into[what] = (into[what] ?? 0) + n;
   };
+
+  // A host that stopped heartbeating: its free desktops are withdrawn until it is back (its agent
+  // starts them again then); its busy ones keep their sessions.
+  const hostCutoff = now.getTime() - (opts.hostDeadlineMs ?? defaultHostDeadlineMs);
+  for (const host of await ports.hosts.list()) {
+    const late =
+      host.state === "LATE" ||
+      (Date.parse(host.lastHeartbeatAt) < hostCutoff &&
+        (await ports.hosts.markLate(host.hostId, host.lastHeartbeatAt)));
+    if (!late) continue;
+    if (host.state === "UP") count(report.repaired, "late-host");
+    for (const d of await ports.desktops.listOnDatastores(host.datastoreIds, ["AVAILABLE", "STARTING"]))
+      if (await ports.desktops.transition(d, d.state, "UNREACHABLE", {}, { generation: d.generation }))
+        count(report.repaired, "withdrawn-desktop");
+  }
 
   // Desktops whose job never came (a worker or the logoff path died between a write and a send).
   const stuck = await ports.desktops.listStuck(cutoff);
@@ -85,9 +117,7 @@ export async function reconcile(ports: ReconcilePorts, staleAfterMs: number): Pr
   return report;
 }
 
-function jobFor(
-  d: Parameters<typeof desktopRef>[0] & { state: string; lastSessionId?: string },
-): CloneJob | undefined {
+function jobFor(d: Desktop): CloneJob | undefined {
   switch (d.state) {
     case "PROVISIONING":
       return { kind: "provision-desktop", ...desktopRef(d) };
@@ -101,6 +131,8 @@ function jobFor(
       return d.lastSessionId
         ? { kind: "refresh-desktop", ...desktopRef(d), sessionId: d.lastSessionId }
         : undefined;
+    case "STARTING":
+      return { kind: "start-desktop", ...desktopRef(d), generation: d.generation ?? 0 };
   }
   return undefined;
 }

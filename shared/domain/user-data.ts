@@ -1,13 +1,15 @@
 import { checkpoint } from "../faults.ts";
 import type { Ports } from "../ports/index.ts";
-import { userRef } from "./common.ts";
+import { desktopRef, userRef } from "./common.ts";
+import { connectionOf } from "./connection.ts";
 import { RetryLater } from "./errors.ts";
+import { parseSessionId } from "./ids.ts";
 import type { Session, UserData, UserDataChange, UserDataRef, UserDataState } from "./model.ts";
 import { getSession } from "./sessions.ts";
 
 type UserDataPorts = Pick<
   Ports,
-  "userData" | "userDataStore" | "sessions" | "replication" | "peer" | "clock"
+  "userData" | "userDataStore" | "sessions" | "desktops" | "jobs" | "replication" | "peer" | "clock"
 > & {
   region: Pick<Ports["region"], "name" | "userDataSizeBytes">;
 };
@@ -38,6 +40,29 @@ export async function attachUserData(
   ports: UserDataPorts,
   job: UserDataRef & { sessionId: string },
 ): Promise<string> {
+  const outcome = await attachOverlay(ports, job);
+  await plugIntoVm(ports, job);
+  return outcome;
+}
+
+/**
+ * A VM desktop gets the disk hot-plugged by its host (a job on the host's queue), once the
+ * overlay exists; a desktop whose VM runs elsewhere mounts it its own way.
+ */
+async function plugIntoVm(ports: UserDataPorts, job: UserDataRef & { sessionId: string }) {
+  const at = parseSessionId(job.sessionId);
+  if (!at) return;
+  const desktop = await ports.desktops.get(job.tenantId, at.poolId, at.desktopId);
+  if (!desktop?.console || desktop.sessionId !== job.sessionId) return;
+  await ports.jobs.send([
+    { kind: "plug-user-data", ...desktopRef(desktop), sessionId: job.sessionId, userId: job.userId },
+  ]);
+}
+
+async function attachOverlay(
+  ports: UserDataPorts,
+  job: UserDataRef & { sessionId: string },
+): Promise<string> {
   const ref = userRef(job);
   let record = await ensureRecord(ports, ref);
   if (record.attachedSessionId === job.sessionId) {
@@ -50,7 +75,9 @@ export async function attachUserData(
       await ports.userDataStore.ensureOverlay(ref, job.sessionId, record.version);
       return `attached read-only: ${record.attachedSessionId} is the writer`;
     }
-    await commitUserData(ports, { ...ref, sessionId: record.attachedSessionId });
+    const earlier = await commitUserData(ports, { ...ref, sessionId: record.attachedSessionId });
+    if (earlier.startsWith("waiting"))
+      throw new RetryLater(`the previous session's disk is not committed yet (${earlier})`);
     record = await ensureRecord(ports, ref);
   }
   // The overlay first: a session reported ATTACHED always has its disk.
@@ -82,6 +109,8 @@ export async function commitUserData(
     await ports.userDataStore.removeOverlay(ref, job.sessionId);
     return "discarded: the session was not the user's writer";
   }
+  if (record.pluggedInto)
+    return `waiting: desktop ${record.pluggedInto} still holds the disk; its host sends the commit again`;
   if (!(await ports.userDataStore.hasOverlay(ref, job.sessionId))) {
     await ports.userData.detach(ref, job.sessionId);
     return "skipped: the session has no overlay";
@@ -128,12 +157,21 @@ export async function discardUserData(
 
 /** A session with its user data's state (never read on the logon path). */
 export async function describeSession(
-  ports: Pick<Ports, "sessions" | "userData" | "userDataStore">,
+  ports: Pick<Ports, "sessions" | "desktops" | "userData" | "userDataStore">,
   tenantId: string,
   sessionId: string,
 ) {
   const session = await getSession(ports, tenantId, sessionId);
-  return { ...session, userData: await sessionUserData(ports, session) };
+  const desktop =
+    session.state === "ACTIVE"
+      ? await ports.desktops.get(tenantId, session.poolId, session.desktopId)
+      : undefined;
+  const connection = connectionOf(desktop, session);
+  return {
+    ...session,
+    userData: await sessionUserData(ports, session),
+    ...(connection ? { connection } : {}),
+  };
 }
 
 /** What a session shows of its user data. */

@@ -84,8 +84,17 @@ export function apiHandler(app: App) {
     .handler(base);
 }
 
-const toResponse = (reply: Reply): APIGatewayProxyStructuredResultV2 => ({
-  statusCode: reply.status,
-  headers: { "content-type": "application/json", ...reply.headers },
-  body: reply.body === undefined ? "" : JSON.stringify(reply.body),
-});
+/** JSON by default; a Buffer body (an image) goes out base64-encoded, as API Gateway wants it. */
+const toResponse = (reply: Reply): APIGatewayProxyStructuredResultV2 =>
+  Buffer.isBuffer(reply.body)
+    ? {
+        statusCode: reply.status,
+        headers: { ...reply.headers },
+        body: reply.body.toString("base64"),
+        isBase64Encoded: true,
+      }
+    : {
+        statusCode: reply.status,
+        headers: { "content-type": "application/json", ...reply.headers },
+        body: reply.body === undefined ? "" : JSON.stringify(reply.body),
+      };

@@ -5,6 +5,7 @@
  */
 import type { z } from "zod";
 import type { App } from "../app.ts";
+import { sessionScreenshot } from "../domain/connection.ts";
 import { listDatastores, registerDatastore } from "../domain/datastores.ts";
 import { assertServing, failback, failover } from "../domain/dr.ts";
 import { getDrill, startDrill } from "../domain/drill.ts";
@@ -301,6 +302,17 @@ export const routes: ApiRoute[] = [
     params: sessionParams,
     handle: async ({ app, tenantId, params }) =>
       json(200, await describeSession(app.ports, tenantId, params.sessionId)),
+  }),
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/sessions/{sessionId}/screenshot",
+    params: sessionParams,
+    handle: async ({ app, tenantId, params }) => ({
+      status: 200,
+      body: await sessionScreenshot(app.ports, tenantId, params.sessionId),
+      headers: { "content-type": "image/png", "cache-control": "no-store" },
+    }),
   }),
   route({
     access: "tenant",

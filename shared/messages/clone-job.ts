@@ -1,14 +1,21 @@
 /**
- * Messages on the clone-jobs queue: one schema shared by every producer (api, logoff, reconciler)
- * and the consumer (clone worker). Every job is idempotent; the worker re-checks state.
+ * Jobs on the clone-jobs queue and on each host's datastore queue: one schema shared by every
+ * producer (api, logoff, reconciler, workers, host agents) and the consumers (the clone worker
+ * for datastores without a host, the host agent for its own). Disk jobs build desktops' disks;
+ * power jobs act on the VM a host runs for a desktop. Every job is idempotent; the consumer
+ * re-checks state.
  */
 import { z } from "zod";
 
+/** A desktop, and the datastore its disk is on: the queue a job goes to follows the datastore. */
 const desktopRef = {
   tenantId: z.string().min(1),
   poolId: z.string().min(1),
   desktopId: z.string().min(1),
+  datastoreId: z.string().min(1).optional(),
 };
+
+const sessionRef = { sessionId: z.string().min(1), userId: z.string().min(1) };
 
 export const cloneJobSchema = z.discriminatedUnion("kind", [
   z.object({
@@ -24,12 +31,38 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
     version: z.number().int().positive(),
     datastoreId: z.string().min(1),
   }),
+  // Disk jobs.
   z.object({ kind: z.literal("provision-desktop"), ...desktopRef }),
   /** Moves a RECOMPOSING desktop onto its pool's current image version. */
   z.object({ kind: z.literal("recompose-desktop"), ...desktopRef }),
   z.object({ kind: z.literal("replace-desktop"), ...desktopRef }),
   z.object({ kind: z.literal("refresh-desktop"), ...desktopRef, sessionId: z.string().min(1) }),
   z.object({ kind: z.literal("delete-desktop"), ...desktopRef }),
+  // Power jobs (a host runs the desktop's VM).
+  /** Boots the VM of a STARTING desktop's disk generation. */
+  z.object({ kind: z.literal("start-desktop"), ...desktopRef, generation: z.number().int().min(0) }),
+  /** Prepares a session's connection: its one-time VNC password, and the user shown in the desktop. */
+  z.object({
+    kind: z.literal("connect-session"),
+    ...desktopRef,
+    ...sessionRef,
+    password: z.string().min(1).max(8),
+    expiresAt: z.iso.datetime(),
+  }),
+  /** Hot-plugs the session's user-data disk into the desktop's VM, once the disk is attached. */
+  z.object({ kind: z.literal("plug-user-data"), ...desktopRef, ...sessionRef }),
+  /** Takes a picture of the desktop's screen for a waiting request. */
+  z.object({
+    kind: z.literal("screenshot"),
+    ...desktopRef,
+    sessionId: z.string().min(1),
+    requestId: z.string().min(1),
+  }),
 ]);
 
 export type CloneJob = z.infer<typeof cloneJobSchema>;
+export type DesktopJob = Extract<CloneJob, { desktopId: string }>;
+
+/** The jobs a host's agent does itself: power jobs never run where there is no hypervisor. */
+export const powerJobKinds = ["start-desktop", "connect-session", "plug-user-data", "screenshot"] as const;
+export type PowerJob = Extract<CloneJob, { kind: (typeof powerJobKinds)[number] }>;

@@ -23,6 +23,10 @@ export interface UserDataRepository {
   attach(ref: UserDataRef, sessionId: string, version: number, at: string): Promise<boolean>;
   /** Version n -> n+1 and the change item, in one transaction; false when the record moved. */
   recordChange(change: UserDataChange, committedSessionId: string | undefined): Promise<boolean>;
+  /** The session's disk is in a desktop's VM now (while the session is the writer or reads it). */
+  markPlugged(ref: UserDataRef, sessionId: string, desktopId: string): Promise<void>;
+  /** The desktop's VM let go of the disk. */
+  markUnplugged(ref: UserDataRef, desktopId: string): Promise<void>;
   /** Clears `attachedSessionId` when it is this session (a discarded read-only session). */
   detach(ref: UserDataRef, sessionId: string): Promise<void>;
   getChange(ref: UserDataRef, version: number): Promise<UserDataChange | undefined>;

@@ -4,6 +4,7 @@
  * schemas only.
  */
 import type { DrPorts } from "./dr.ts";
+import type { EventBus, HostRepository, HostRuntime, ScreenshotRepository } from "./hosts.ts";
 import type { JobQueue } from "./queues.ts";
 import type {
   DatastoreRepository,
@@ -17,6 +18,8 @@ import type {
 import type { StorageDriver } from "./storage.ts";
 
 export type * from "./dr.ts";
+export type * from "./hosts.ts";
+export type * from "./hypervisor.ts";
 export type * from "./queues.ts";
 export type * from "./repositories.ts";
 export type * from "./storage.ts";
@@ -36,4 +39,9 @@ export interface Ports extends DrPorts {
   jobs: JobQueue;
   storage: StorageDriver;
   clock: Clock;
+  hosts: HostRepository;
+  screenshots: ScreenshotRepository;
+  events: EventBus;
+  /** Only in a host agent: the VMs it runs. */
+  host?: HostRuntime;
 }

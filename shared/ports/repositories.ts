@@ -83,7 +83,10 @@ export type AssignResult =
   | { outcome: "user-has-session" };
 
 export type EndSessionResult =
-  | { outcome: "ended"; desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId"> }
+  | {
+      outcome: "ended";
+      desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId"> & { datastoreId?: string | undefined };
+    }
   | { outcome: "not-active" };
 
 export interface PoolRepository {
@@ -120,7 +123,7 @@ export interface DesktopRepository {
     desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "assignedUserId">,
     from: DesktopState,
     to: DesktopState,
-    changes?: Partial<Pick<Desktop, "error" | "lastSessionId" | "imageVersion" | "pristineAt">>,
+    changes?: Partial<Pick<Desktop, "error" | "lastSessionId" | "imageVersion" | "pristineAt" | "console">>,
     fence?: DiskFence,
   ): Promise<boolean>;
   /**
@@ -133,6 +136,13 @@ export interface DesktopRepository {
     state: DesktopState,
     expect: DiskFence & { lastSessionId?: string },
   ): Promise<number | undefined>;
+  /** Records that the host prepared the session's connection (while the desktop holds it). */
+  markConnected(
+    desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId">,
+    sessionId: string,
+  ): Promise<boolean>;
+  /** Desktops of every tenant on these datastores, in these states (hosts and the reconciler only). */
+  listOnDatastores(datastoreIds: string[], states: DesktopState[]): Promise<Desktop[]>;
   /** Records that the reconciler re-sent the desktop's job now (once per stale period). */
   markResent(
     desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "state">,

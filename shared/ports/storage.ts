@@ -47,6 +47,8 @@ export interface StorageDriver {
     desktop: DesktopDiskRef,
     opts?: { keepGeneration?: number; onlyGeneration?: number },
   ): Promise<void>;
+  /** The file of the desktop's disk of its current generation (a host boots its VM from it). */
+  diskPath(desktop: DesktopDiskRef): string;
   /** Bytes the desktop's delta of its current generation occupies on its datastore (0 when absent). */
   deltaBytes(desktop: DesktopDiskRef): Promise<number>;
   /** Bytes the replica occupies on its datastore (0 when absent). */

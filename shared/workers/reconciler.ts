@@ -12,7 +12,9 @@ export const reconcilerHandler = (
   middy()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .handler(async () => {
-      const report = await reconcile(app.ports, staleAfterMs);
+      const report = await reconcile(app.ports, staleAfterMs, {
+        hostDeadlineMs: Number(process.env.PRISTINE_HOST_DEADLINE_MS ?? 30_000),
+      });
       logger.info("reconciled", { ...report });
       return report;
     });

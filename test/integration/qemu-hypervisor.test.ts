@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import type { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildGuestImage, type GuestImage } from "../../guest/build.ts";
-import { VmNotRunningError } from "../../shared/adapters/hypervisor/hypervisor.ts";
+import { VmNotRunningError } from "../../shared/ports/hypervisor.ts";
 import { detectAccel, QemuHypervisor } from "../../shared/adapters/hypervisor/qemu.ts";
 import { vncLogin } from "../support/rfb.ts";
 import { ConsoleSession, decodePng, differingPixels, Recorder } from "../support/vm.ts";

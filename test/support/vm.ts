@@ -1,7 +1,7 @@
 /** Helpers for tests that drive real VMs through the Hypervisor port: every wait has a deadline. */
 import type { Duplex } from "node:stream";
 import { PNG } from "pngjs";
-import type { ExitInfo, Hypervisor } from "../../shared/adapters/hypervisor/hypervisor.ts";
+import type { ExitInfo, Hypervisor } from "../../shared/ports/hypervisor.ts";
 
 /** Polls check() until it returns a value, or throws at the deadline. */
 export async function pollUntil<T>(

@@ -8,6 +8,7 @@ import type {
   Desktop,
   Drill,
   DrState,
+  Host,
   Image,
   ImageVersion,
   Pool,
@@ -73,6 +74,13 @@ export interface RecomposeSlot {
   holder: string;
   leaseExpiresAtMs: number;
 }
+/** A desktop's screen as its host took it; `expiresAt` (epoch seconds) lets DynamoDB delete it. */
+export interface ScreenshotRecord {
+  tenantId: string;
+  requestId: string;
+  png: string;
+  expiresAt: number;
+}
 /** Who is copying a replica onto a datastore, until when. */
 export interface ReplicaCopyLease {
   tenantId: string;
@@ -113,5 +121,7 @@ export const entities = {
     keys.userDataChange(c.tenantId, c.userId, c.version),
   ),
   drill: entity<Drill>("drill", (d) => keys.drill(d.tenantId, d.drillId)),
+  host: entity<Host>("host", (h) => keys.host(h.hostId)),
+  screenshot: entity<ScreenshotRecord>("screenshot", (s) => keys.screenshot(s.tenantId, s.requestId)),
   drState: entity<DrState>("drState", (s) => keys.drState(s.tenantId)),
 };

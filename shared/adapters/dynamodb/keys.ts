@@ -21,6 +21,8 @@
  *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
  *   DR drill      TENANT#<t>                  DRILL#<d>
  *   DR state      TENANT#<t>                  DR            (failed over or not; replicated config sync)
+ *   host          HOSTS                       HOST#<h>      (a hypervisor host's last heartbeat)
+ *   screenshot    TENANT#<t>                  SCREENSHOT#<request> (a desktop's screen, for a minute)
  *
  * The table itself (keys, GSI1, TTL) is described in table-schema.ts; entity codecs in entities.ts.
  *
@@ -57,6 +59,9 @@ export const keys = {
     pk: `TENANT#${t}`,
     sk: `REPLICA_COPY#${i}#${String(n).padStart(6, "0")}#${ds}`,
   }),
+  hostsPartition: "HOSTS",
+  host: (h: string) => ({ pk: "HOSTS", sk: `HOST#${h}` }),
+  screenshot: (t: string, requestId: string) => ({ pk: `TENANT#${t}`, sk: `SCREENSHOT#${requestId}` }),
   datastoresPartition: "DATASTORES",
   datastore: (ds: string) => ({ pk: "DATASTORES", sk: `DATASTORE#${ds}` }),
   datastorePrefix: "DATASTORE#",

@@ -92,6 +92,11 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     }
   };
 
+  /** An unconditional put (an upsert). */
+  const put = async (item: Item) => {
+    await doc.send(new PutCommand({ TableName: table, Item: item }));
+  };
+
   /**
    * A conditional put (by default: only if absent). Answers whether it was written and, when not,
    * the item that stood in its way.
@@ -138,7 +143,7 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     }
   };
 
-  return { doc, name: table, get, queryItems, byPrefix, scanAll, batchPut, tryUpdate, tryPut, remove };
+  return { doc, name: table, get, queryItems, byPrefix, scanAll, batchPut, tryUpdate, put, tryPut, remove };
 }
 
 /** `#k = :k` assignments for the defined fields, through placeholders (some names are reserved words). */

@@ -29,7 +29,7 @@ import {
   type VmInfo,
   VmNotRunningError,
   type VmSpec,
-} from "./hypervisor.ts";
+} from "../../ports/hypervisor.ts";
 import { connectUnix, lineReader, QmpClient } from "./qmp.ts";
 
 const exec = promisify(execFile);

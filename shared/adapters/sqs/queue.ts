@@ -33,11 +33,25 @@ export async function sendJson(
   }
 }
 
-export function sqsJobQueue(sqs: SQSClient, queueUrl: string | undefined): JobQueue {
+/**
+ * Clone and power jobs. A job about a datastore whose host runs its desktops goes to that host's
+ * queue (`routes`, from PRISTINE_DATASTORE_QUEUE_URLS); every other job to the clone-jobs queue.
+ */
+export function sqsJobQueue(
+  sqs: SQSClient,
+  queueUrl: string | undefined,
+  routes: Record<string, string> = {},
+): JobQueue {
   return {
     send: async (jobs: CloneJob[], opts = {}) => {
-      if (!queueUrl) throw new Error("PRISTINE_CLONE_JOBS_QUEUE_URL is not configured for this function");
-      await sendJson(sqs, queueUrl, jobs, opts.delaySeconds);
+      const byQueue = new Map<string, CloneJob[]>();
+      for (const job of jobs) {
+        const routed = "datastoreId" in job && job.datastoreId ? routes[job.datastoreId] : undefined;
+        const url = routed ?? queueUrl;
+        if (!url) throw new Error("PRISTINE_CLONE_JOBS_QUEUE_URL is not configured for this function");
+        byQueue.set(url, [...(byQueue.get(url) ?? []), job]);
+      }
+      await Promise.all([...byQueue].map(([url, group]) => sendJson(sqs, url, group, opts.delaySeconds)));
     },
   };
 }

@@ -235,6 +235,10 @@ export function qcow2Driver(
       );
     },
 
+    diskPath(desktop) {
+      return paths.desktop(desktop);
+    },
+
     async deltaBytes(desktop) {
       await locate(desktop.datastoreId);
       return usedBytes(paths.desktop(desktop));

@@ -119,11 +119,14 @@ export function desktopRepository(t: Table): DesktopRepository {
           values[":free"] = keys.freeDesktops(d.tenantId, d.poolId);
           values[":spread"] = spreadToken();
         }
-        removes.push("sessionId", "userId", "sessionStartedAt", "#error");
+        removes.push("sessionId", "userId", "sessionStartedAt", "connectedSessionId", "#error");
         names["#error"] = "error";
       } else if (from === "AVAILABLE") {
         removes.push(freeIndex.pk, freeIndex.sk);
       }
+      // A VM being (re)started serves no screen until its agent says it is ready again.
+      if (to === "STARTING" && changes.console === undefined) removes.push("#console");
+      if (to === "STARTING" && changes.console === undefined) names["#console"] = "console";
       try {
         await t.doc.send(
           new UpdateCommand({
@@ -179,6 +182,32 @@ export function desktopRepository(t: Table): DesktopRepository {
         if (isConditionFailure(err)) return undefined;
         throw err;
       }
+    },
+    markConnected: (d, sessionId) =>
+      t.tryUpdate({
+        Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
+        UpdateExpression: "SET connectedSessionId = :sid",
+        ConditionExpression: "#state = :assigned AND sessionId = :sid",
+        ExpressionAttributeNames: { "#state": "state" },
+        ExpressionAttributeValues: { ":sid": sessionId, ":assigned": "ASSIGNED" },
+      }),
+    // A scan, on purpose: a host reads its desktops when it starts or comes back, and the
+    // reconciler when a host is late; neither is a request path.
+    async listOnDatastores(datastoreIds, states) {
+      if (datastoreIds.length === 0 || states.length === 0) return [];
+      const values: Record<string, unknown> = {};
+      datastoreIds.forEach((ds, i) => {
+        values[`:ds${i}`] = ds;
+      });
+      states.forEach((s, i) => {
+        values[`:s${i}`] = s;
+      });
+      return t.scanAll(
+        entities.desktop,
+        `datastoreId IN (${datastoreIds.map((_, i) => `:ds${i}`).join(", ")}) AND #state IN (${states.map((_, i) => `:s${i}`).join(", ")})`,
+        values,
+        { "#state": "state" },
+      );
     },
     async markResent(d, at) {
       await t.tryUpdate({
@@ -252,8 +281,9 @@ export function desktopRepository(t: Table): DesktopRepository {
     listStuck: (updatedBefore) =>
       t.scanAll(
         entities.desktop,
-        "#state IN (:p, :r, :c, :d, :e) AND updatedAt < :cutoff AND (attribute_not_exists(resentAt) OR resentAt < :cutoff)",
+        "#state IN (:p, :r, :c, :d, :e, :s) AND updatedAt < :cutoff AND (attribute_not_exists(resentAt) OR resentAt < :cutoff)",
         {
+          ":s": "STARTING",
           ":e": "ERROR",
           ":p": "PROVISIONING",
           ":r": "REFRESHING",

@@ -1,4 +1,4 @@
-import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { DrRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { keys } from "../keys.ts";
@@ -6,9 +6,7 @@ import { assignments, type Table } from "../table.ts";
 
 /** DR state per tenant, drills, and configuration replicated from the peer region. */
 export function drRepository(t: Table): DrRepository {
-  const put = async (item: Record<string, unknown>) => {
-    await t.doc.send(new PutCommand({ TableName: t.name, Item: item }));
-  };
+  const put = t.put;
   const getTenantWithKey: DrRepository["getTenantWithKey"] = async (tenantId) => {
     const item = await t.get(entities.tenant, keys.tenant(tenantId));
     if (!item?.apiKeyHash) return undefined;

@@ -3,6 +3,7 @@ import { tableAccess } from "../table.ts";
 import { datastoreRepository } from "./datastores.ts";
 import { desktopRepository } from "./desktops.ts";
 import { drRepository } from "./dr.ts";
+import { hostRepository, screenshotRepository } from "./hosts.ts";
 import { imageRepository } from "./images.ts";
 import { poolRepository } from "./pools.ts";
 import { replicaRepository } from "./replicas.ts";
@@ -27,5 +28,7 @@ export function dynamoRepositories(
     replicas: replicaRepository(table),
     userData: userDataRepository(table),
     dr: drRepository(table),
+    hosts: hostRepository(table),
+    screenshots: screenshotRepository(table),
   };
 }

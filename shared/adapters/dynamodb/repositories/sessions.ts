@@ -27,6 +27,7 @@ const activeSessionOf = (d: Desktop): Session | undefined =>
         desktopId: d.desktopId,
         userId: d.userId,
         state: "ACTIVE",
+        datastoreId: d.datastoreId,
         startedAt: d.sessionStartedAt ?? d.updatedAt,
       }
     : undefined;
@@ -215,7 +216,11 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
         !conditionFailed(result.reasons, "desktop", "record")
       )
         result = await write(false);
-      if (result.ok) return { outcome: "ended", desktop: { tenantId, poolId, desktopId: session.desktopId } };
+      if (result.ok)
+        return {
+          outcome: "ended",
+          desktop: { tenantId, poolId, desktopId: session.desktopId, datastoreId: session.datastoreId },
+        };
       if (Object.values(result.reasons).includes("TransactionConflict"))
         throw new RetryLater(`logoff of ${sessionId} collided with another write`);
       return { outcome: "not-active" };

@@ -60,6 +60,23 @@ export function userDataRepository(t: Table): UserDataRepository {
       });
       return result.ok;
     },
+    async markPlugged(r, sessionId, desktopId) {
+      await t.tryUpdate({
+        Key: keys.userData(r.tenantId, r.userId),
+        UpdateExpression: "SET pluggedInto = :d",
+        // Only the writer's disk must be let go before its commit; a read-only one is thrown away.
+        ConditionExpression: "attachedSessionId = :s",
+        ExpressionAttributeValues: { ":d": desktopId, ":s": sessionId },
+      });
+    },
+    async markUnplugged(r, desktopId) {
+      await t.tryUpdate({
+        Key: keys.userData(r.tenantId, r.userId),
+        UpdateExpression: "REMOVE pluggedInto",
+        ConditionExpression: "pluggedInto = :d",
+        ExpressionAttributeValues: { ":d": desktopId },
+      });
+    },
     async detach(r, sessionId) {
       await t.tryUpdate({
         Key: keys.userData(r.tenantId, r.userId),

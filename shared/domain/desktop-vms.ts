@@ -1,0 +1,227 @@
+/**
+ * A host's desktops as VMs (DESIGN.md §1, "With VMs"): a desktop is AVAILABLE only while its VM
+ * runs and its desktop agent has said Desktop Ready. The host agent runs these steps: boot a
+ * desktop's disk generation, hear its agent, prepare a session's connection, plug and unplug the
+ * user's data disk, and repair a VM that died. The guest is trusted with nothing: the host fills
+ * in tenant, desktop and session from its own records, so a guest only ever speaks for itself.
+ */
+import { randomBytes } from "node:crypto";
+import type { CloneJob } from "../messages/clone-job.ts";
+import type { HostRuntime, Ports, VmDesktop } from "../ports/index.ts";
+import { commitLater, desktopRef } from "./common.ts";
+import type { Desktop, UserDataRef } from "./model.ts";
+import { logoff } from "./sessions.ts";
+
+export type VmPorts = Pick<
+  Ports,
+  | "desktops"
+  | "sessions"
+  | "storage"
+  | "jobs"
+  | "clock"
+  | "userData"
+  | "userDataStore"
+  | "userDataJobs"
+  | "events"
+  | "screenshots"
+  | "hosts"
+> & { host: HostRuntime };
+
+type Job<K extends CloneJob["kind"]> = Extract<CloneJob, { kind: K }>;
+
+const desktopOf = (ports: VmPorts, d: Pick<VmDesktop, "tenantId" | "poolId" | "desktopId">) =>
+  ports.desktops.get(d.tenantId, d.poolId, d.desktopId);
+
+/** Boots the VM of a desktop's disk generation; the desktop becomes AVAILABLE when it says ready. */
+export async function bootDesktop(
+  ports: VmPorts,
+  desktop: VmDesktop & { generation: number },
+): Promise<void> {
+  const { hypervisor, vm } = ports.host;
+  // A VM of an older generation (or a crashed one) gives way first.
+  const known = ports.host.running.get(desktop.desktopId);
+  if (known && known.generation !== desktop.generation)
+    await hypervisor.stop(desktop.desktopId, { graceMs: 0 });
+  ports.host.running.set(desktop.desktopId, { ...desktop, generation: desktop.generation });
+  await hypervisor.start({
+    vmId: desktop.desktopId,
+    diskPath: ports.storage.diskPath(desktop),
+    memoryMiB: vm.memoryMiB,
+    ...(vm.cpus ? { cpus: vm.cpus } : {}),
+    ...(vm.bootFiles ? { bootFiles: vm.bootFiles } : {}),
+    ...(vm.websocket ? { websocket: true } : {}),
+  });
+}
+
+/** The power job: the VM of a STARTING desktop's generation (a re-send of a lost one, too). */
+export async function startDesktop(ports: VmPorts, job: Job<"start-desktop">): Promise<string> {
+  const desktop = await desktopOf(ports, job);
+  if (desktop?.state !== "STARTING" || desktop.generation !== job.generation)
+    return `skipped: desktop is ${desktop?.state ?? "gone"}`;
+  await bootDesktop(ports, { ...desktop, generation: job.generation });
+  return `booting g${job.generation}`;
+}
+
+/** Stops a desktop's VM (its user is gone, or its disk is about to be replaced). */
+export async function stopDesktop(ports: VmPorts, desktopId: string, graceMs = 5_000): Promise<void> {
+  ports.host.running.delete(desktopId);
+  await ports.host.hypervisor.stop(desktopId, { graceMs });
+}
+
+/** What a desktop agent said. Only `ready` and `logoff` change anything. */
+export async function onGuestMessage(ports: VmPorts, vmId: string, message: unknown): Promise<string> {
+  const vm = ports.host.running.get(vmId);
+  const type = (message as { type?: unknown })?.type;
+  if (!vm) return `ignored ${String(type)} from an unknown VM ${vmId}`;
+  if (type === "ready") {
+    const connection = ports.host.hypervisor.connection(vmId);
+    const console = {
+      host: ports.host.address,
+      port: connection.vncPort,
+      ...(connection.websocketPort ? { websocketPort: connection.websocketPort } : {}),
+    };
+    const moved = await ports.desktops.transition(
+      vm,
+      "STARTING",
+      "AVAILABLE",
+      { console },
+      { generation: vm.generation },
+    );
+    return moved ? `desktop ${vmId} ready` : `ready from ${vmId}, which is not STARTING at g${vm.generation}`;
+  }
+  if (type === "logoff") {
+    // The session is the one the desktop holds now, whatever the guest says.
+    const desktop = await desktopOf(ports, vm);
+    if (desktop?.state !== "ASSIGNED" || !desktop.sessionId)
+      return `logoff from ${vmId}, which holds no session`;
+    await ports.events.logoff({
+      tenantId: desktop.tenantId,
+      sessionId: desktop.sessionId,
+      desktopId: desktop.desktopId,
+      at: ports.clock.now().toISOString(),
+    });
+    return `logoff of ${desktop.sessionId} relayed`;
+  }
+  return `${String(type)} from ${vmId}`;
+}
+
+/**
+ * A VM that died on its own: an ASSIGNED desktop's session ends (`desktop-failure`) and the
+ * desktop is rebuilt by the refresh; a free one is started again, and out of the free list
+ * meanwhile (AVAILABLE -> STARTING).
+ */
+export async function onVmExit(ports: VmPorts, vmId: string, expected: boolean): Promise<string> {
+  const vm = ports.host.running.get(vmId);
+  if (expected || !vm) return `VM ${vmId} stopped`;
+  const desktop = await desktopOf(ports, vm);
+  if (!desktop || desktop.generation !== vm.generation) return `VM ${vmId} of an old generation exited`;
+  if (desktop.state === "ASSIGNED" && desktop.sessionId) {
+    ports.host.running.delete(vmId);
+    await releaseUserData(ports, desktop, desktop.sessionId, { guestGone: true });
+    await logoff(ports, desktop.tenantId, desktop.sessionId, "desktop-failure");
+    return `VM ${vmId} died in session ${desktop.sessionId}: ended, desktop rebuilt`;
+  }
+  if (desktop.state === "AVAILABLE" || desktop.state === "STARTING" || desktop.state === "UNREACHABLE") {
+    if (desktop.state !== "STARTING")
+      await ports.desktops.transition(desktop, desktop.state, "STARTING", {}, { generation: vm.generation });
+    await bootDesktop(ports, { ...desktop, generation: vm.generation });
+    return `VM ${vmId} died while free: restarted`;
+  }
+  return `VM ${vmId} exited while ${desktop.state}`;
+}
+
+/** The session's connection: its one-time password on the VM, its user on the screen. */
+export async function connectSession(ports: VmPorts, job: Job<"connect-session">): Promise<string> {
+  const desktop = await desktopOf(ports, job);
+  if (desktop?.state !== "ASSIGNED" || desktop.sessionId !== job.sessionId)
+    return `skipped: desktop no longer holds ${job.sessionId}`;
+  await ports.host.hypervisor.setConnectionPassword(job.desktopId, job.password, new Date(job.expiresAt));
+  await ports.host.hypervisor.send(job.desktopId, {
+    type: "assign",
+    userId: job.userId,
+    sessionId: job.sessionId,
+  });
+  await ports.desktops.markConnected(desktop, job.sessionId);
+  return `connection of ${job.sessionId} ready`;
+}
+
+/** The user's data disk, once attached, goes into the desktop's VM. */
+export async function plugUserData(ports: VmPorts, job: Job<"plug-user-data">): Promise<string> {
+  const desktop = await desktopOf(ports, job);
+  if (desktop?.state !== "ASSIGNED" || desktop.sessionId !== job.sessionId)
+    return `skipped: desktop no longer holds ${job.sessionId}`;
+  const ref: UserDataRef = { tenantId: job.tenantId, userId: job.userId };
+  if (!(await ports.userDataStore.hasOverlay(ref, job.sessionId)))
+    return "skipped: the session has no data disk";
+  await ports.userData.markPlugged(ref, job.sessionId, job.desktopId);
+  await ports.host.hypervisor.attachDisk(
+    job.desktopId,
+    "userdata",
+    ports.userDataStore.overlayPath(ref, job.sessionId),
+    {
+      format: "qcow2",
+    },
+  );
+  return `user data of ${job.userId} plugged`;
+}
+
+/**
+ * The user is gone: the guest lets go of the data disk (it syncs and unmounts), the disk leaves
+ * the VM, and the session's commit, which waited for that, is sent again.
+ */
+export async function releaseUserData(
+  ports: VmPorts,
+  desktop: Pick<Desktop, "tenantId" | "desktopId">,
+  sessionId: string,
+  opts: { guestGone?: boolean } = {},
+): Promise<void> {
+  const session = await ports.sessions.get(desktop.tenantId, sessionId);
+  if (!session) return;
+  const ref: UserDataRef = { tenantId: session.tenantId, userId: session.userId };
+  const record = await ports.userData.get(ref);
+  if (record?.pluggedInto !== desktop.desktopId) return;
+  if (!opts.guestGone) {
+    // The guest syncs and unmounts first (it already has when the user typed logoff); then the disk goes.
+    const released = guestSays(ports, desktop.desktopId, "user-data-released", 10_000);
+    await ports.host.hypervisor.send(desktop.desktopId, { type: "release" }).catch(() => undefined);
+    await released;
+    await ports.host.hypervisor.detachDisk(desktop.desktopId, "userdata").catch(() => undefined);
+  }
+  await ports.userData.markUnplugged(ref, desktop.desktopId);
+  await commitLater(ports, session);
+}
+
+/** Resolves when the VM's agent sends a message of this type, or after `timeoutMs` (a gone guest says nothing). */
+function guestSays(ports: VmPorts, vmId: string, type: string, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(false), timeoutMs);
+    const stop = ports.host.hypervisor.onMessage((from, message) => {
+      if (from === vmId && (message as { type?: unknown })?.type === type) done(true);
+    });
+    function done(heard: boolean) {
+      clearTimeout(timer);
+      stop();
+      resolve(heard);
+    }
+  });
+}
+
+/** A new, unknown password: the previous user's one no longer opens the VM. */
+export async function lockConsole(ports: VmPorts, desktopId: string): Promise<void> {
+  await ports.host.hypervisor
+    .setConnectionPassword(desktopId, randomBytes(6).toString("base64url").slice(0, 8))
+    .catch(() => undefined);
+}
+
+/** The desktop's screen, for a request that waits for it in the table. */
+export async function takeScreenshot(ports: VmPorts, job: Job<"screenshot">): Promise<string> {
+  const desktop = await desktopOf(ports, job);
+  if (desktop?.state !== "ASSIGNED" || desktop.sessionId !== job.sessionId)
+    return `skipped: desktop no longer holds ${job.sessionId}`;
+  await ports.screenshots.put(
+    job.tenantId,
+    job.requestId,
+    await ports.host.hypervisor.screenshot(job.desktopId),
+  );
+  return "screenshot taken";
+}
