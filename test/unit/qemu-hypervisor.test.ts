@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { cpioNewc } from "../../guest/cpio.ts";
-import { chooseAccel, QemuHypervisor, qemuArgs, vmPaths } from "../../shared/adapters/hypervisor/qemu.ts";
+import { chooseAccel } from "../../shared/adapters/hypervisor/accel.ts";
+import { QemuHypervisor } from "../../shared/adapters/hypervisor/qemu.ts";
+import { qemuArgs, vmPaths } from "../../shared/adapters/hypervisor/qemu-command.ts";
 import { QmpClient, QmpError } from "../../shared/adapters/hypervisor/qmp.ts";
 import { vncAuthResponse } from "../support/rfb.ts";
 

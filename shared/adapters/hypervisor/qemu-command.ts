@@ -1,0 +1,86 @@
+/**
+ * A VM's QEMU command line and the files it names in the VM's run dir (<runDir>/<vmId>): unix
+ * sockets for QMP, the serial console and the desktop agent, the pidfile and qemu.log.
+ *
+ * Machine "pc" (i440fx) because it hot-plugs PCI devices on its root bus through ACPI, which is
+ * how a user's disk arrives; q35 would need a pcie-root-port per future disk.
+ */
+import { join } from "node:path";
+import type { Accel } from "./accel.ts";
+import type { VmSpec } from "./hypervisor.ts";
+
+export interface QemuPaths {
+  qmp: string;
+  console: string;
+  agent: string;
+  pidfile: string;
+  log: string;
+}
+
+export const vmPaths = (dir: string): QemuPaths => ({
+  qmp: join(dir, "qmp.sock"),
+  console: join(dir, "console.sock"),
+  agent: join(dir, "agent.sock"),
+  pidfile: join(dir, "qemu.pid"),
+  log: join(dir, "qemu.log"),
+});
+
+/** Unix socket paths are limited to 107 bytes. */
+export const maxSocketPath = 107;
+
+/** QEMU's -vnc display numbers it may try, from 0: ports 5900-5999. */
+const vncDisplays = 99;
+
+/** QEMU option values double their commas. */
+const esc = (value: string) => value.replaceAll(",", ",,");
+
+/** The qemu-system-x86_64 arguments for a VM. */
+export function qemuArgs(opts: {
+  spec: VmSpec;
+  accel: Accel;
+  paths: QemuPaths;
+  vncHost: string;
+  websocketPort?: number;
+  sandbox: boolean;
+  tcgCacheMiB: number;
+}): string[] {
+  const { spec, paths } = opts;
+  const socket = (id: string, path: string) => [
+    "-chardev",
+    `socket,id=${id},path=${esc(path)},server=on,wait=off`,
+  ];
+  const vnc = [`${opts.vncHost}:0`, `to=${vncDisplays}`, "password=on"];
+  if (opts.websocketPort) vnc.push(`websocket=${opts.vncHost}:${opts.websocketPort}`);
+  const args = [
+    ...["-name", `pristine-${spec.vmId},debug-threads=on`],
+    ...["-nodefaults", "-no-user-config", "-no-reboot", "-msg", "timestamp=on"],
+    ...["-machine", "pc", "-accel", opts.accel === "tcg" ? `tcg,tb-size=${opts.tcgCacheMiB}` : "kvm"],
+    ...(opts.accel === "kvm" ? ["-cpu", "host"] : []),
+    ...["-m", String(spec.memoryMiB), "-smp", String(spec.cpus ?? 1)],
+    // JSON syntax: the path needs no escaping. discard=unmap lets a guest trim give space back.
+    "-blockdev",
+    JSON.stringify({
+      driver: "qcow2",
+      "node-name": "root",
+      discard: "unmap",
+      file: { driver: "file", filename: spec.diskPath, discard: "unmap" },
+    }),
+    ...["-device", "virtio-blk-pci,drive=root,id=vda"],
+    ...["-vga", "std", "-display", "none", "-vnc", vnc.join(",")],
+    ...socket("serial0", paths.console),
+    ...["-serial", "chardev:serial0"],
+    ...["-device", "virtio-serial-pci,id=vser0"],
+    ...socket("agent0", paths.agent),
+    ...["-device", "virtserialport,bus=vser0.0,chardev=agent0,name=org.pristine.agent.0"],
+    ...socket("qmp0", paths.qmp),
+    ...["-mon", "chardev=qmp0,mode=control"],
+    ...["-pidfile", paths.pidfile],
+  ];
+  if (spec.bootFiles) {
+    args.push("-kernel", spec.bootFiles.kernel, "-initrd", spec.bootFiles.initrd);
+    if (spec.bootFiles.append) args.push("-append", spec.bootFiles.append);
+  }
+  if (opts.sandbox)
+    args.push("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+  return args;
+}
