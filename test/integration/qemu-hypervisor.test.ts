@@ -16,6 +16,7 @@ import { VmNotRunningError } from "../../shared/adapters/hypervisor/hypervisor.t
 import { detectAccel, QemuHypervisor } from "../../shared/adapters/hypervisor/qemu.ts";
 import { vncLogin } from "../support/rfb.ts";
 import { ConsoleSession, decodePng, differingPixels, Recorder } from "../support/vm.ts";
+import { websocketHandshake } from "../support/websocket.ts";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -54,15 +55,12 @@ async function readFromDisk(qcow2: string, file: string): Promise<string> {
   }
 }
 
+const bootFiles = () => ({ kernel: image.kernel, initrd: image.initrd, append: image.append });
+
 async function boot(vmId: string, diskPath: string) {
   const since = rec.mark();
   const started = Date.now();
-  const info = await hv.start({
-    vmId,
-    diskPath,
-    memoryMiB,
-    bootFiles: { kernel: image.kernel, initrd: image.initrd, append: image.append },
-  });
+  const info = await hv.start({ vmId, diskPath, memoryMiB, bootFiles: bootFiles() });
   await rec.waitFor(vmId, "ready", readyWithinMs, since);
   const seconds = (Date.now() - started) / 1000;
   measured.push(`${vmId}: start() to ready ${seconds.toFixed(1)} s`);
@@ -107,6 +105,7 @@ describe("a desktop on QEMU", () => {
     deltaA = await linkedClone("desktop-a");
     const info = await boot("desktop-a", deltaA);
     expect(info.pid).toBeGreaterThan(0);
+    expect(info.connection.websocketPort).toBeUndefined();
     const spec = { vmId: "desktop-a", diskPath: deltaA, memoryMiB };
     expect(await hv.start(spec)).toBe(info);
     // Another control process on the same run dir must not start a second QEMU on this disk.
@@ -236,5 +235,29 @@ describe("a desktop on QEMU", () => {
     expect(await hv.status("desktop-b")).toBe("stopped");
     expect(await hv.list()).toEqual([]);
     await expect(hv.send("desktop-b", { type: "ping" })).rejects.toThrow(VmNotRunningError);
+  });
+
+  it("websocket: true serves the screen as VNC over WebSocket: the HTTP Upgrade answers 101, then RFB", async () => {
+    const info = await hv.start({
+      vmId: "desktop-w",
+      diskPath: await linkedClone("desktop-w"),
+      memoryMiB,
+      bootFiles: bootFiles(),
+      websocket: true,
+    });
+    const { host, vncPort, websocketPort } = hv.connection("desktop-w");
+    expect(info.connection).toEqual({ host, vncPort, websocketPort });
+    expect(websocketPort).toBeGreaterThanOrEqual(5700);
+    expect(websocketPort).not.toBe(vncPort);
+    const ws = await websocketHandshake(host, websocketPort as number, {
+      protocol: "binary",
+      timeoutMs: 10_000,
+    });
+    expect(ws.status).toBe(101);
+    expect(ws.headers["sec-websocket-accept"]).toBe(ws.expectedAccept);
+    // The RFB server's greeting, in one binary frame: VNC itself speaks on this port.
+    expect(ws.firstFrame).toEqual({ fin: true, opcode: 2, payload: Buffer.from("RFB 003.008\n") });
+    await hv.stop("desktop-w", { graceMs: 0 });
+    expect((await rec.waitForExit("desktop-w", 5000)).value).toMatchObject({ expected: true });
   });
 });

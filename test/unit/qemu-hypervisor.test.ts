@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { cpioNewc } from "../../guest/cpio.ts";
 import { chooseAccel } from "../../shared/adapters/hypervisor/accel.ts";
 import { QemuHypervisor } from "../../shared/adapters/hypervisor/qemu.ts";
-import { qemuArgs, vmPaths } from "../../shared/adapters/hypervisor/qemu-command.ts";
+import { qemuArgs, vmPaths, vncPorts } from "../../shared/adapters/hypervisor/qemu-command.ts";
 import { QmpClient, QmpError } from "../../shared/adapters/hypervisor/qmp.ts";
 import { vncAuthResponse } from "../support/rfb.ts";
 
@@ -53,10 +53,31 @@ describe("qemu command line", () => {
     expect(blockdev.file.filename).toBe("/data/a,b/desktop.qcow2");
   });
 
-  it("VNC needs a password, listens on the given host and may add a WebSocket port", () => {
-    const args = qemuArgs({ ...base, accel: "tcg", websocketPort: 5701 });
-    expect(args[args.indexOf("-vnc") + 1]).toBe("127.0.0.1:0,to=99,password=on,websocket=127.0.0.1:5701");
+  it("VNC needs a password, listens on the given host and may add a WebSocket listener", () => {
+    const vnc = (args: string[]) => args[args.indexOf("-vnc") + 1];
+    expect(vnc(qemuArgs({ ...base, accel: "tcg" }))).toBe("127.0.0.1:0,to=99,password=on");
+    const args = qemuArgs({ ...base, accel: "tcg", websocket: true });
+    // QEMU picks the WebSocket port itself (5700 up): no port is guessed free and then raced for.
+    expect(vnc(args)).toBe("127.0.0.1:0,to=99,password=on,websocket=on");
     expect(args).toContain("virtserialport,bus=vser0.0,chardev=agent0,name=org.pristine.agent.0");
+  });
+
+  it("the VNC and WebSocket ports are read back from query-vnc-servers", () => {
+    // QEMU 7.2's answer for -vnc 127.0.0.1:0,to=99,password=on,websocket=on with 5900 and 5700 taken.
+    const answer = [
+      {
+        id: "default",
+        auth: "vnc",
+        clients: [],
+        server: [
+          { auth: "vnc", family: "ipv4", service: "5701", host: "127.0.0.1", websocket: true },
+          { auth: "vnc", family: "ipv4", service: "5901", host: "127.0.0.1", websocket: false },
+        ],
+      },
+    ];
+    expect(vncPorts(answer)).toEqual({ vncPort: 5901, websocketPort: 5701 });
+    expect(vncPorts([{ server: answer[0]?.server.slice(1) ?? [] }])).toEqual({ vncPort: 5901 });
+    expect(() => vncPorts([])).toThrow(/no VNC listener/);
   });
 });
 

@@ -24,13 +24,21 @@ export interface VmSpec {
   cpus?: number;
   /** Direct kernel boot from host-side files; without it the VM boots its disk through firmware. */
   bootFiles?: BootFiles;
-  /** Also serve the screen as VNC over WebSocket (for a browser client such as noVNC). */
+  /**
+   * Also serve the screen as VNC over WebSocket (for a browser client such as noVNC): see
+   * Connection.websocketPort.
+   */
   websocket?: boolean;
 }
 
 export interface Connection {
   host: string;
+  /** RFB (VNC) over TCP, password authentication (setConnectionPassword). */
   vncPort: number;
+  /**
+   * The same RFB stream over WebSocket (RFC 6455, binary frames, request path "/"), when the VM
+   * was started with `websocket: true`; same password.
+   */
   websocketPort?: number;
 }
 

@@ -31,6 +31,30 @@ export const maxSocketPath = 107;
 /** QEMU's -vnc display numbers it may try, from 0: ports 5900-5999. */
 const vncDisplays = 99;
 
+/** A listener in QMP query-vnc-servers' answer. */
+export interface VncServerInfo {
+  host: string;
+  service: string;
+  family: string;
+  websocket: boolean;
+}
+
+/** The ports QEMU's VNC server listens on, from query-vnc-servers (the first display, "default"). */
+export function vncPorts(displays: { id?: string; server: VncServerInfo[] }[]): {
+  vncPort: number;
+  websocketPort?: number;
+} {
+  const servers = displays[0]?.server ?? [];
+  const port = (websocket: boolean) => {
+    const service = servers.find((s) => s.websocket === websocket)?.service;
+    return service && /^\d+$/.test(service) ? Number(service) : undefined;
+  };
+  const vncPort = port(false);
+  if (!vncPort) throw new Error(`no VNC listener in query-vnc-servers: ${JSON.stringify(displays)}`);
+  const websocketPort = port(true);
+  return websocketPort ? { vncPort, websocketPort } : { vncPort };
+}
+
 /** QEMU option values double their commas. */
 const esc = (value: string) => value.replaceAll(",", ",,");
 
@@ -40,7 +64,8 @@ export function qemuArgs(opts: {
   accel: Accel;
   paths: QemuPaths;
   vncHost: string;
-  websocketPort?: number;
+  /** Also serve VNC over WebSocket, on a port QEMU picks from 5700-5799 (see vncPorts). */
+  websocket?: boolean;
   sandbox: boolean;
   tcgCacheMiB: number;
 }): string[] {
@@ -50,7 +75,8 @@ export function qemuArgs(opts: {
     `socket,id=${id},path=${esc(path)},server=on,wait=off`,
   ];
   const vnc = [`${opts.vncHost}:0`, `to=${vncDisplays}`, "password=on"];
-  if (opts.websocketPort) vnc.push(`websocket=${opts.vncHost}:${opts.websocketPort}`);
+  // On the VNC host; QEMU tries 5700 upwards by itself, so no port is guessed free beforehand.
+  if (opts.websocket) vnc.push("websocket=on");
   const args = [
     ...["-name", `pristine-${spec.vmId},debug-threads=on`],
     ...["-nodefaults", "-no-user-config", "-no-reboot", "-msg", "timestamp=on"],

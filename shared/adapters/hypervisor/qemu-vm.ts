@@ -12,7 +12,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { ExitInfo, VmInfo, VmSpec } from "./hypervisor.ts";
-import type { QemuPaths } from "./qemu-command.ts";
+import { type QemuPaths, vncPorts } from "./qemu-command.ts";
 import { QemuDisks } from "./qemu-disks.ts";
 import { connectUnix, lineReader, QmpClient } from "./qmp.ts";
 
@@ -31,7 +31,6 @@ export interface LaunchOptions {
   binary: string;
   args: string[];
   vncHost: string;
-  websocketPort?: number;
   /** How long QEMU may take to open its QMP socket. */
   startTimeoutMs: number;
   commandTimeoutMs: number;
@@ -136,11 +135,7 @@ export class QemuVm {
       diskPath: spec.diskPath,
       memoryMiB: spec.memoryMiB,
       cpus: spec.cpus ?? 1,
-      connection: {
-        host: opts.vncHost,
-        vncPort: 0,
-        ...(opts.websocketPort ? { websocketPort: opts.websocketPort } : {}),
-      },
+      connection: { host: opts.vncHost, vncPort: 0 },
       startedAt,
       ...(child.pid ? { pid: child.pid } : {}),
     };
@@ -162,10 +157,19 @@ export class QemuVm {
     return this.info.vmId;
   }
 
-  /** Reads the VNC port back from QEMU and connects the desktop agent's channel. */
-  async init(): Promise<void> {
-    const vnc = await this.qmp.execute<{ service?: string }>("query-vnc", undefined, { timeoutMs: 10_000 });
-    this.info.connection.vncPort = Number(vnc.service);
+  /**
+   * Reads the VNC ports QEMU chose back through QMP and connects the desktop agent's channel.
+   * `websocket` says the VM was started with a WebSocket listener, which must then be there.
+   */
+  async init(websocket: boolean): Promise<void> {
+    const displays = await this.qmp.execute<Parameters<typeof vncPorts>[0]>("query-vnc-servers", undefined, {
+      timeoutMs: 10_000,
+    });
+    const ports = vncPorts(displays);
+    if (websocket && !ports.websocketPort) {
+      throw new Error(`VM ${this.vmId}: QEMU reports no VNC WebSocket listener: ${JSON.stringify(displays)}`);
+    }
+    Object.assign(this.info.connection, ports);
     await this.connectAgent();
   }
 

@@ -10,7 +10,6 @@
  */
 import { execFile } from "node:child_process";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { promisify } from "node:util";
@@ -59,19 +58,6 @@ export interface QemuOptions {
 }
 
 const vmIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no free port")),
-      );
-    });
-  });
-}
 
 function alive(pid: number): boolean {
   try {
@@ -198,13 +184,12 @@ export class QemuHypervisor implements Hypervisor {
     await this.reclaimRunDir(spec.vmId, dir, paths);
     await mkdir(dir, { recursive: true, mode: 0o700 });
 
-    const websocketPort = spec.websocket ? await freePort(this.opts.vncHost) : undefined;
     const args = qemuArgs({
       spec,
       accel,
       paths,
       vncHost: this.opts.vncHost,
-      websocketPort,
+      websocket: spec.websocket ?? false,
       sandbox: this.opts.sandbox,
       tcgCacheMiB: this.opts.tcgCacheMiB,
     });
@@ -215,7 +200,6 @@ export class QemuHypervisor implements Hypervisor {
       binary: this.opts.binary,
       args,
       vncHost: this.opts.vncHost,
-      ...(websocketPort ? { websocketPort } : {}),
       startTimeoutMs: this.opts.startTimeoutMs,
       commandTimeoutMs: this.opts.commandTimeoutMs,
       unplugTimeoutMs: this.opts.unplugTimeoutMs,
@@ -223,9 +207,11 @@ export class QemuHypervisor implements Hypervisor {
     });
     this.vms.set(spec.vmId, vm);
     try {
-      await vm.init();
+      await vm.init(spec.websocket ?? false);
+      const { vncPort, websocketPort } = vm.info.connection;
       this.opts.log?.(
-        `VM ${spec.vmId}: pid ${vm.child.pid}, qemu ${version.join(".")} ${accel}, vnc ${vm.info.connection.vncPort}`,
+        `VM ${spec.vmId}: pid ${vm.child.pid}, qemu ${version.join(".")} ${accel}, vnc ${vncPort}` +
+          (websocketPort ? `, websocket ${websocketPort}` : ""),
       );
       return vm.info;
     } catch (err) {
