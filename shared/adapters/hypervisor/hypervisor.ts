@@ -111,6 +111,21 @@ export interface Hypervisor {
   connection(vmId: string): Connection;
   /** Host memory the VM uses now (resident bytes of its process for QEMU). */
   memoryUsage(vmId: string): Promise<number>;
+  /**
+   * Stops every VM this instance runs, in parallel, each as stop() does (the guest powers off
+   * within graceMs, else the VM is ended outright); VMs still starting are stopped once started.
+   * For a graceful shutdown of the control process. Rejects with an AggregateError, after trying
+   * every VM, if some could not be ended.
+   */
+  stopAll(opts?: { graceMs?: number }): Promise<void>;
+  /**
+   * Ends the VMs that an earlier control process left running (it crashed, or was upgraded
+   * without stopping them) and clears what they left, so that each can be started again from a
+   * clean state; answers their ids. Leaves alone the VMs this instance runs and those of another
+   * control process that still runs. Call it when the control process starts, before start().
+   * graceMs: how long each leftover has to exit cleanly before it is killed.
+   */
+  reclaim(opts?: { graceMs?: number }): Promise<string[]>;
 }
 
 /** Messages of the desktop agent protocol (org.pristine.agent.0), as the guest in guest/ speaks it. */

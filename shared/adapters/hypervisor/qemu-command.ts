@@ -15,6 +15,8 @@ export interface QemuPaths {
   agent: string;
   pidfile: string;
   log: string;
+  /** Which control process started the VM (see qemu-reclaim.ts); not QEMU's. */
+  owner: string;
 }
 
 export const vmPaths = (dir: string): QemuPaths => ({
@@ -23,6 +25,7 @@ export const vmPaths = (dir: string): QemuPaths => ({
   agent: join(dir, "agent.sock"),
   pidfile: join(dir, "qemu.pid"),
   log: join(dir, "qemu.log"),
+  owner: join(dir, "owner.json"),
 });
 
 /** Unix socket paths are limited to 107 bytes. */

@@ -190,7 +190,7 @@ export class QemuVm {
     // qemu.log stays for a post-mortem until the VM's next start. The adapter frees the id only
     // after this, so that a new VM of the same id never has its fresh sockets removed here.
     const p = this.paths;
-    await Promise.all([p.qmp, p.console, p.agent, p.pidfile].map((f) => rm(f, { force: true })));
+    await Promise.all([p.qmp, p.console, p.agent, p.pidfile, p.owner].map((f) => rm(f, { force: true })));
     this.hooks.exited(this, info);
   }
 

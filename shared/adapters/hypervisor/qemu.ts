@@ -3,17 +3,19 @@
  * QMP. Each VM has a run dir (<runDir>/<vmId>, mode 700) holding its unix sockets (QMP, serial
  * console, desktop agent), pidfile and qemu.log. A VM outlives a control process that dies (setpriv
  * --pdeathsig did not survive Node's spawn in testing); its pidfile makes a later start() of the
- * same id refuse rather than run a second QEMU on the same disk.
+ * same id refuse rather than run a second QEMU on the same disk, until reclaim() ends it.
  *
  * This module keeps the VMs by id and checks QEMU once; accel.ts picks the accelerator,
- * qemu-command.ts writes the command line, qemu-vm.ts runs one VM, qemu-disks.ts its disks.
+ * qemu-command.ts writes the command line, qemu-vm.ts runs one VM, qemu-disks.ts its disks,
+ * qemu-reclaim.ts finds and ends the VMs an earlier control process left behind.
  */
 import { execFile } from "node:child_process";
-import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { promisify } from "node:util";
 import { type Accel, detectAccel } from "./accel.ts";
+import { selfIdentity } from "./host-process.ts";
 import {
   type AttachOptions,
   type BlockInfo,
@@ -26,6 +28,7 @@ import {
 } from "./hypervisor.ts";
 import { maxSocketPath, type QemuPaths, qemuArgs, vmPaths } from "./qemu-command.ts";
 import { assertDiskId } from "./qemu-disks.ts";
+import { endLeftover, findLeftovers, runningQemu, writeOwner } from "./qemu-reclaim.ts";
 import { assertVncPassword, QemuVm, type VmHooks } from "./qemu-vm.ts";
 
 export { type Accel, chooseAccel, detectAccel } from "./accel.ts";
@@ -57,16 +60,8 @@ export interface QemuOptions {
   log?: (line: string) => void;
 }
 
+const noop = () => {};
 const vmIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Calls each listener; one that throws does not keep the others from hearing. */
 function emit<A extends unknown[]>(listeners: Set<(...args: A) => void>, ...args: A) {
@@ -83,6 +78,8 @@ export class QemuHypervisor implements Hypervisor {
   private readonly opts: Required<Omit<QemuOptions, "accel" | "log">> & Pick<QemuOptions, "accel" | "log">;
   private readonly vms = new Map<string, QemuVm>();
   private readonly starting = new Map<string, Promise<VmInfo>>();
+  /** Leftovers of an earlier control process that reclaim() is ending; settle without failing. */
+  private readonly reclaiming = new Map<string, Promise<void>>();
   private readonly messageListeners = new Set<(vmId: string, message: unknown) => void>();
   private readonly exitListeners = new Set<(vmId: string, info: ExitInfo) => void>();
   private readonly hooks: VmHooks;
@@ -160,7 +157,8 @@ export class QemuHypervisor implements Hypervisor {
     if (existing) await existing.done;
     const pending = this.starting.get(spec.vmId);
     if (pending) return pending;
-    const starting = this.boot(spec).finally(() => this.starting.delete(spec.vmId));
+    const reclaimed = this.reclaiming.get(spec.vmId) ?? Promise.resolve();
+    const starting = reclaimed.then(() => this.boot(spec)).finally(() => this.starting.delete(spec.vmId));
     this.starting.set(spec.vmId, starting);
     return starting;
   }
@@ -181,8 +179,9 @@ export class QemuHypervisor implements Hypervisor {
     if (Buffer.byteLength(paths.console) > maxSocketPath) {
       throw new Error(`run dir ${this.opts.runDir} is too long for unix socket paths; use a shorter runDir`);
     }
-    await this.reclaimRunDir(spec.vmId, dir, paths);
+    await this.clearRunDir(spec.vmId, dir, paths);
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeOwner(paths, await selfIdentity());
 
     const args = qemuArgs({
       spec,
@@ -221,13 +220,12 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   /** A run dir left by an earlier process: refuse if its QEMU still runs, else start clean. */
-  private async reclaimRunDir(vmId: string, dir: string, paths: QemuPaths) {
-    const pid = Number((await readFile(paths.pidfile, "utf8").catch(() => "")).trim());
-    if (pid > 0 && alive(pid)) {
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-      if (cmdline.includes(dir)) {
-        throw new Error(`VM ${vmId} is already running as pid ${pid}, outside this control process`);
-      }
+  private async clearRunDir(vmId: string, dir: string, paths: QemuPaths) {
+    const qemu = await runningQemu(paths, this.opts.binary);
+    if (qemu) {
+      throw new Error(
+        `VM ${vmId} is already running as pid ${qemu.pid}, outside this control process (reclaim() ends it)`,
+      );
     }
     await rm(dir, { recursive: true, force: true });
   }
@@ -309,8 +307,44 @@ export class QemuHypervisor implements Hypervisor {
     return this.vm(vmId).memoryUsage();
   }
 
-  /** Stops every VM (e.g. on shutdown of the control process). */
-  async stopAll(opts?: { graceMs?: number }): Promise<void> {
-    await Promise.all([...this.vms.keys()].map((id) => this.stop(id, opts)));
+  async stopAll(opts: { graceMs?: number } = {}): Promise<void> {
+    // A start under way is let finish (or fail) first, so that its VM is not left running.
+    await Promise.allSettled(this.starting.values());
+    const ids = [...this.vms.keys()];
+    const results = await Promise.allSettled(ids.map((id) => this.stop(id, opts)));
+    const failed = results.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
+    if (failed.length) throw new AggregateError(failed, `${failed.length} of ${ids.length} VMs did not stop`);
+  }
+
+  async reclaim(opts: { graceMs?: number } = {}): Promise<string[]> {
+    const graceMs = opts.graceMs ?? 5000;
+    const { leftovers, skipped } = await findLeftovers({
+      runDir: this.opts.runDir,
+      binary: this.opts.binary,
+      self: await selfIdentity(),
+      ours: (vmId) => this.vms.has(vmId) || this.starting.has(vmId) || this.reclaiming.has(vmId),
+    });
+    for (const { vmId, why } of skipped) this.opts.log?.(`VM ${vmId}: not reclaimed: ${why}`);
+    const ended = await Promise.all(
+      leftovers.map(async (leftover) => {
+        const { vmId } = leftover;
+        const ending = endLeftover(leftover, { graceMs });
+        this.reclaiming.set(vmId, ending.then(noop, noop));
+        try {
+          const how = await ending;
+          this.opts.log?.(`VM ${vmId}: reclaimed qemu pid ${leftover.qemu.pid} left running (${how})`);
+          return [vmId];
+        } catch (err) {
+          // Its run dir stays: start() refuses the id while that QEMU runs, a later reclaim() retries.
+          this.opts.log?.(
+            `VM ${vmId}: could not end qemu pid ${leftover.qemu.pid}: ${(err as Error).message}`,
+          );
+          return [];
+        } finally {
+          this.reclaiming.delete(vmId);
+        }
+      }),
+    );
+    return ended.flat();
   }
 }
