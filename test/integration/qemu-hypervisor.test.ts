@@ -5,13 +5,14 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildGuestImage, type GuestImage } from "../../guest/build.ts";
+import { isRunning, readProc } from "../../shared/adapters/hypervisor/host-process.ts";
 import { VmNotRunningError } from "../../shared/adapters/hypervisor/hypervisor.ts";
 import { detectAccel, QemuHypervisor } from "../../shared/adapters/hypervisor/qemu.ts";
 import { vncLogin } from "../support/rfb.ts";
@@ -30,6 +31,10 @@ let image: GuestImage;
 let work: string;
 let hv: QemuHypervisor;
 let rec: Recorder;
+/** The instances of the reclaim tests: a control process that dies, and the one after it. */
+let first: QemuHypervisor | undefined;
+let second: QemuHypervisor | undefined;
+const recorders: Recorder[] = [];
 let goldenSha256: string;
 const measured: string[] = [];
 
@@ -89,8 +94,8 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  await hv?.stopAll({ graceMs: 0 });
-  rec?.close();
+  await Promise.allSettled([hv, first, second].map((h) => h?.stopAll({ graceMs: 0 })));
+  for (const r of [rec, ...recorders]) r?.close();
   if (work) await rm(work, { recursive: true, force: true });
   if (measured.length) console.log(`qemu desktops:\n  ${measured.join("\n  ")}`);
 });
@@ -259,5 +264,68 @@ describe("a desktop on QEMU", () => {
     expect(ws.firstFrame).toEqual({ fin: true, opcode: 2, payload: Buffer.from("RFB 003.008\n") });
     await hv.stop("desktop-w", { graceMs: 0 });
     expect((await rec.waitForExit("desktop-w", 5000)).value).toMatchObject({ expected: true });
+  });
+});
+
+describe("a control process that dies leaves its VMs running; the next one reclaims them", () => {
+  let diskR: string;
+  let rec2: Recorder;
+  const specR = () => ({ vmId: "desktop-r", diskPath: diskR, memoryMiB, bootFiles: bootFiles() });
+
+  it("reclaim() ends the earlier instance's QEMU with SIGTERM, removes its run dir; the id starts again", async () => {
+    const runDir = join(work, "run");
+    first = new QemuHypervisor({ runDir });
+    // Only watches: the first instance is never called again, as if its process had died.
+    const rec1 = new Recorder(first);
+    recorders.push(rec1);
+    diskR = await linkedClone("desktop-r");
+    const since = rec1.mark();
+    const old = await first.start(specR());
+    await rec1.waitFor("desktop-r", "ready", readyWithinMs, since);
+    const oldQemu = await readProc(old.pid as number);
+    expect(oldQemu?.argv).toContain(join(runDir, "desktop-r", "qemu.pid"));
+
+    second = new QemuHypervisor({ runDir });
+    rec2 = new Recorder(second);
+    recorders.push(rec2);
+    expect(await second.list()).toEqual([]);
+    await expect(second.start(specR())).rejects.toThrow(/already running as pid/);
+    const started = Date.now();
+    expect(await second.reclaim()).toEqual(["desktop-r"]);
+    measured.push(`reclaim() of a running desktop took ${Date.now() - started} ms`);
+    expect(oldQemu && (await isRunning(oldQemu))).toBe(false);
+    // SIGTERM sufficed: QEMU catches it, flushes its images and exits 0; a SIGKILL would show here.
+    const exit = await rec1.waitForExit("desktop-r", 5000);
+    expect(exit.value).toMatchObject({ expected: false, exitCode: 0, signal: null });
+    await expect(stat(join(runDir, "desktop-r"))).rejects.toMatchObject({ code: "ENOENT" });
+    expect(await second.reclaim()).toEqual([]);
+
+    // Same id, same disk: the old QEMU's write lock on the image is gone too.
+    const since2 = rec2.mark();
+    const again = await second.start(specR());
+    await rec2.waitFor("desktop-r", "ready", readyWithinMs, since2);
+    expect(again.pid).not.toBe(old.pid);
+    expect((await second.list()).map((v) => v.vmId)).toEqual(["desktop-r"]);
+    // The second instance keeps its own VMs out of reclaim().
+    expect(await second.reclaim()).toEqual([]);
+    expect(await second.status("desktop-r")).toBe("running");
+  });
+
+  it("stopAll() stops every VM of the instance in parallel, each powered off by its guest", async () => {
+    const vms = second as QemuHypervisor;
+    const since = rec2.mark();
+    await vms.start({ ...specR(), vmId: "desktop-s", diskPath: await linkedClone("desktop-s") });
+    await rec2.waitFor("desktop-s", "ready", readyWithinMs, since);
+    const started = Date.now();
+    await vms.stopAll({ graceMs: 30_000 });
+    measured.push(
+      `stopAll() of 2 desktops (ACPI power-off) took ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+    for (const vmId of ["desktop-r", "desktop-s"]) {
+      expect((await rec2.waitForExit(vmId, 5000)).value).toMatchObject({ expected: true, reason: "stopped" });
+    }
+    // Both guests powered off by themselves: well inside the grace, so neither needed QMP quit or SIGKILL.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await vms.list()).toEqual([]);
   });
 });
