@@ -24,13 +24,21 @@ export interface VmSpec {
   cpus?: number;
   /** Direct kernel boot from host-side files; without it the VM boots its disk through firmware. */
   bootFiles?: BootFiles;
-  /** Also serve the screen as VNC over WebSocket (for a browser client such as noVNC). */
+  /**
+   * Also serve the screen as VNC over WebSocket (for a browser client such as noVNC): see
+   * Connection.websocketPort.
+   */
   websocket?: boolean;
 }
 
 export interface Connection {
   host: string;
+  /** RFB (VNC) over TCP, password authentication (setConnectionPassword). */
   vncPort: number;
+  /**
+   * The same RFB stream over WebSocket (RFC 6455, binary frames, request path "/"), when the VM
+   * was started with `websocket: true`; same password.
+   */
   websocketPort?: number;
 }
 
@@ -103,6 +111,21 @@ export interface Hypervisor {
   connection(vmId: string): Connection;
   /** Host memory the VM uses now (resident bytes of its process for QEMU). */
   memoryUsage(vmId: string): Promise<number>;
+  /**
+   * Stops every VM this instance runs, in parallel, each as stop() does (the guest powers off
+   * within graceMs, else the VM is ended outright); VMs still starting are stopped once started.
+   * For a graceful shutdown of the control process. Rejects with an AggregateError, after trying
+   * every VM, if some could not be ended.
+   */
+  stopAll(opts?: { graceMs?: number }): Promise<void>;
+  /**
+   * Ends the VMs that an earlier control process left running (it crashed, or was upgraded
+   * without stopping them) and clears what they left, so that each can be started again from a
+   * clean state; answers their ids. Leaves alone the VMs this instance runs and those of another
+   * control process that still runs. Call it when the control process starts, before start().
+   * graceMs: how long each leftover has to exit cleanly before it is killed.
+   */
+  reclaim(opts?: { graceMs?: number }): Promise<string[]>;
 }
 
 /** Messages of the desktop agent protocol (org.pristine.agent.0), as the guest in guest/ speaks it. */

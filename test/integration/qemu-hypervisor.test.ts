@@ -5,17 +5,19 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildGuestImage, type GuestImage } from "../../guest/build.ts";
-import { VmNotRunningError } from "../../shared/ports/hypervisor.ts";
+import { isRunning, readProc } from "../../shared/adapters/hypervisor/host-process.ts";
 import { detectAccel, QemuHypervisor } from "../../shared/adapters/hypervisor/qemu.ts";
+import { VmNotRunningError } from "../../shared/ports/hypervisor.ts";
 import { vncLogin } from "../support/rfb.ts";
 import { ConsoleSession, decodePng, differingPixels, Recorder } from "../support/vm.ts";
+import { websocketHandshake } from "../support/websocket.ts";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -29,6 +31,10 @@ let image: GuestImage;
 let work: string;
 let hv: QemuHypervisor;
 let rec: Recorder;
+/** The instances of the reclaim tests: a control process that dies, and the one after it. */
+let first: QemuHypervisor | undefined;
+let second: QemuHypervisor | undefined;
+const recorders: Recorder[] = [];
 let goldenSha256: string;
 const measured: string[] = [];
 
@@ -54,15 +60,12 @@ async function readFromDisk(qcow2: string, file: string): Promise<string> {
   }
 }
 
+const bootFiles = () => ({ kernel: image.kernel, initrd: image.initrd, append: image.append });
+
 async function boot(vmId: string, diskPath: string) {
   const since = rec.mark();
   const started = Date.now();
-  const info = await hv.start({
-    vmId,
-    diskPath,
-    memoryMiB,
-    bootFiles: { kernel: image.kernel, initrd: image.initrd, append: image.append },
-  });
+  const info = await hv.start({ vmId, diskPath, memoryMiB, bootFiles: bootFiles() });
   await rec.waitFor(vmId, "ready", readyWithinMs, since);
   const seconds = (Date.now() - started) / 1000;
   measured.push(`${vmId}: start() to ready ${seconds.toFixed(1)} s`);
@@ -91,8 +94,8 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  await hv?.stopAll({ graceMs: 0 });
-  rec?.close();
+  await Promise.allSettled([hv, first, second].map((h) => h?.stopAll({ graceMs: 0 })));
+  for (const r of [rec, ...recorders]) r?.close();
   if (work) await rm(work, { recursive: true, force: true });
   if (measured.length) console.log(`qemu desktops:\n  ${measured.join("\n  ")}`);
 });
@@ -107,6 +110,7 @@ describe("a desktop on QEMU", () => {
     deltaA = await linkedClone("desktop-a");
     const info = await boot("desktop-a", deltaA);
     expect(info.pid).toBeGreaterThan(0);
+    expect(info.connection.websocketPort).toBeUndefined();
     const spec = { vmId: "desktop-a", diskPath: deltaA, memoryMiB };
     expect(await hv.start(spec)).toBe(info);
     // Another control process on the same run dir must not start a second QEMU on this disk.
@@ -236,5 +240,92 @@ describe("a desktop on QEMU", () => {
     expect(await hv.status("desktop-b")).toBe("stopped");
     expect(await hv.list()).toEqual([]);
     await expect(hv.send("desktop-b", { type: "ping" })).rejects.toThrow(VmNotRunningError);
+  });
+
+  it("websocket: true serves the screen as VNC over WebSocket: the HTTP Upgrade answers 101, then RFB", async () => {
+    const info = await hv.start({
+      vmId: "desktop-w",
+      diskPath: await linkedClone("desktop-w"),
+      memoryMiB,
+      bootFiles: bootFiles(),
+      websocket: true,
+    });
+    const { host, vncPort, websocketPort } = hv.connection("desktop-w");
+    expect(info.connection).toEqual({ host, vncPort, websocketPort });
+    expect(websocketPort).toBeGreaterThanOrEqual(5700);
+    expect(websocketPort).not.toBe(vncPort);
+    const ws = await websocketHandshake(host, websocketPort as number, {
+      protocol: "binary",
+      timeoutMs: 10_000,
+    });
+    expect(ws.status).toBe(101);
+    expect(ws.headers["sec-websocket-accept"]).toBe(ws.expectedAccept);
+    // The RFB server's greeting, in one binary frame: VNC itself speaks on this port.
+    expect(ws.firstFrame).toEqual({ fin: true, opcode: 2, payload: Buffer.from("RFB 003.008\n") });
+    await hv.stop("desktop-w", { graceMs: 0 });
+    expect((await rec.waitForExit("desktop-w", 5000)).value).toMatchObject({ expected: true });
+  });
+});
+
+describe("a control process that dies leaves its VMs running; the next one reclaims them", () => {
+  let diskR: string;
+  let rec2: Recorder;
+  const specR = () => ({ vmId: "desktop-r", diskPath: diskR, memoryMiB, bootFiles: bootFiles() });
+
+  it("reclaim() ends the earlier instance's QEMU with SIGTERM, removes its run dir; the id starts again", async () => {
+    const runDir = join(work, "run");
+    first = new QemuHypervisor({ runDir });
+    // Only watches: the first instance is never called again, as if its process had died.
+    const rec1 = new Recorder(first);
+    recorders.push(rec1);
+    diskR = await linkedClone("desktop-r");
+    const since = rec1.mark();
+    const old = await first.start(specR());
+    await rec1.waitFor("desktop-r", "ready", readyWithinMs, since);
+    const oldQemu = await readProc(old.pid as number);
+    expect(oldQemu?.argv).toContain(join(runDir, "desktop-r", "qemu.pid"));
+
+    second = new QemuHypervisor({ runDir });
+    rec2 = new Recorder(second);
+    recorders.push(rec2);
+    expect(await second.list()).toEqual([]);
+    await expect(second.start(specR())).rejects.toThrow(/already running as pid/);
+    const started = Date.now();
+    expect(await second.reclaim()).toEqual(["desktop-r"]);
+    measured.push(`reclaim() of a running desktop took ${Date.now() - started} ms`);
+    expect(oldQemu && (await isRunning(oldQemu))).toBe(false);
+    // SIGTERM sufficed: QEMU catches it, flushes its images and exits 0; a SIGKILL would show here.
+    const exit = await rec1.waitForExit("desktop-r", 5000);
+    expect(exit.value).toMatchObject({ expected: false, exitCode: 0, signal: null });
+    await expect(stat(join(runDir, "desktop-r"))).rejects.toMatchObject({ code: "ENOENT" });
+    expect(await second.reclaim()).toEqual([]);
+
+    // Same id, same disk: the old QEMU's write lock on the image is gone too.
+    const since2 = rec2.mark();
+    const again = await second.start(specR());
+    await rec2.waitFor("desktop-r", "ready", readyWithinMs, since2);
+    expect(again.pid).not.toBe(old.pid);
+    expect((await second.list()).map((v) => v.vmId)).toEqual(["desktop-r"]);
+    // The second instance keeps its own VMs out of reclaim().
+    expect(await second.reclaim()).toEqual([]);
+    expect(await second.status("desktop-r")).toBe("running");
+  });
+
+  it("stopAll() stops every VM of the instance in parallel, each powered off by its guest", async () => {
+    const vms = second as QemuHypervisor;
+    const since = rec2.mark();
+    await vms.start({ ...specR(), vmId: "desktop-s", diskPath: await linkedClone("desktop-s") });
+    await rec2.waitFor("desktop-s", "ready", readyWithinMs, since);
+    const started = Date.now();
+    await vms.stopAll({ graceMs: 30_000 });
+    measured.push(
+      `stopAll() of 2 desktops (ACPI power-off) took ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+    for (const vmId of ["desktop-r", "desktop-s"]) {
+      expect((await rec2.waitForExit(vmId, 5000)).value).toMatchObject({ expected: true, reason: "stopped" });
+    }
+    // Both guests powered off by themselves: well inside the grace, so neither needed QMP quit or SIGKILL.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await vms.list()).toEqual([]);
   });
 });

@@ -5,7 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { cpioNewc } from "../../guest/cpio.ts";
-import { chooseAccel, QemuHypervisor, qemuArgs, vmPaths } from "../../shared/adapters/hypervisor/qemu.ts";
+import { chooseAccel } from "../../shared/adapters/hypervisor/accel.ts";
+import { QemuHypervisor } from "../../shared/adapters/hypervisor/qemu.ts";
+import { qemuArgs, vmPaths, vncPorts } from "../../shared/adapters/hypervisor/qemu-command.ts";
+import { assertDiskId, toBlockInfo } from "../../shared/adapters/hypervisor/qemu-disks.ts";
+import { assertVncPassword } from "../../shared/adapters/hypervisor/qemu-vm.ts";
 import { QmpClient, QmpError } from "../../shared/adapters/hypervisor/qmp.ts";
 import { vncAuthResponse } from "../support/rfb.ts";
 
@@ -51,10 +55,66 @@ describe("qemu command line", () => {
     expect(blockdev.file.filename).toBe("/data/a,b/desktop.qcow2");
   });
 
-  it("VNC needs a password, listens on the given host and may add a WebSocket port", () => {
-    const args = qemuArgs({ ...base, accel: "tcg", websocketPort: 5701 });
-    expect(args[args.indexOf("-vnc") + 1]).toBe("127.0.0.1:0,to=99,password=on,websocket=127.0.0.1:5701");
+  it("VNC needs a password, listens on the given host and may add a WebSocket listener", () => {
+    const vnc = (args: string[]) => args[args.indexOf("-vnc") + 1];
+    expect(vnc(qemuArgs({ ...base, accel: "tcg" }))).toBe("127.0.0.1:0,to=99,password=on");
+    const args = qemuArgs({ ...base, accel: "tcg", websocket: true });
+    // QEMU picks the WebSocket port itself (5700 up): no port is guessed free and then raced for.
+    expect(vnc(args)).toBe("127.0.0.1:0,to=99,password=on,websocket=on");
     expect(args).toContain("virtserialport,bus=vser0.0,chardev=agent0,name=org.pristine.agent.0");
+  });
+
+  it("the VNC and WebSocket ports are read back from query-vnc-servers", () => {
+    // QEMU 7.2's answer for -vnc 127.0.0.1:0,to=99,password=on,websocket=on with 5900 and 5700 taken.
+    const answer = [
+      {
+        id: "default",
+        auth: "vnc",
+        clients: [],
+        server: [
+          { auth: "vnc", family: "ipv4", service: "5701", host: "127.0.0.1", websocket: true },
+          { auth: "vnc", family: "ipv4", service: "5901", host: "127.0.0.1", websocket: false },
+        ],
+      },
+    ];
+    expect(vncPorts(answer)).toEqual({ vncPort: 5901, websocketPort: 5701 });
+    expect(vncPorts([{ server: answer[0]?.server.slice(1) ?? [] }])).toEqual({ vncPort: 5901 });
+    expect(() => vncPorts([])).toThrow(/no VNC listener/);
+  });
+});
+
+describe("disks and passwords", () => {
+  it("query-block: -blockdev drives are named by their qdev id; empty drives are left out", () => {
+    const info = toBlockInfo([
+      {
+        device: "",
+        qdev: "/machine/peripheral/vda/virtio-backend",
+        inserted: {
+          file: "/d/a.qcow2",
+          drv: "qcow2",
+          ro: false,
+          backing_file: "golden.qcow2",
+          image: { "full-backing-filename": "/g/golden.qcow2", "backing-filename": "golden.qcow2" },
+        },
+      },
+      { device: "", qdev: "disk-userdata", inserted: { file: "/u/alice.img", drv: "raw", ro: true } },
+      { device: "cd0", qdev: "/machine/peripheral/cd0/virtio-backend" },
+    ]);
+    expect(info).toEqual([
+      { device: "vda", file: "/d/a.qcow2", format: "qcow2", readOnly: false, backingFile: "/g/golden.qcow2" },
+      { device: "disk-userdata", file: "/u/alice.img", format: "raw", readOnly: true },
+    ]);
+  });
+
+  it("disk ids become QEMU node and device names: short, a letter first, no separators of QEMU's", () => {
+    expect(() => assertDiskId("userdata")).not.toThrow();
+    for (const bad of ["", "1st", "a,b", "a b", "x".repeat(25)]) expect(() => assertDiskId(bad)).toThrow();
+  });
+
+  it("a VNC password has 1 to 8 bytes (VNC authentication would cut a longer one)", () => {
+    expect(() => assertVncPassword("12345678")).not.toThrow();
+    expect(() => assertVncPassword("")).toThrow(/1 to 8 bytes/);
+    expect(() => assertVncPassword("ääää5")).toThrow(/1 to 8 bytes/);
   });
 });
 

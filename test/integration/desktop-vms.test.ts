@@ -1,0 +1,248 @@
+/**
+ * Desktops that run (real qemu-system-x86_64, TCG here): a pool of the guest built by
+ * `npm run image:build` boots one VM per desktop from its linked clone; a logon gets a VNC
+ * endpoint with a one-time password; the screen shows the user; logoff typed inside the desktop
+ * comes back through the event path; dead VMs and a stopped host are repaired. Few, small VMs:
+ * three of 128 MiB for the pool (plus their restarts).
+ */
+import { copyFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildGuestImage } from "../../guest/build.ts";
+import { reconcile } from "../../shared/domain/reconcile.ts";
+import { vncLogin } from "../support/rfb.ts";
+import { ConsoleSession, decodePng, differingPixels } from "../support/vm.ts";
+import {
+  expectStatus,
+  importPath,
+  newTenant,
+  readyImage,
+  startTestRegion,
+  type TestRegion,
+  waitFor,
+  waitForCounts,
+} from "./harness.ts";
+
+/** The guest image is built once per machine and reused by every run. */
+const guestCache = process.env.PRISTINE_GUEST_CACHE ?? join(tmpdir(), "pristine-guest-cache");
+const bootMs = 120_000;
+const bannerRegion = { x: 0, y: 3 * 16, width: 720, height: 7 * 16 };
+
+let r: TestRegion;
+let tenant: { tenantId: string; key: string };
+let imageId: string;
+let poolId: string;
+const seenStates = new Set<string>();
+
+const api = (method: string, path: string, body?: unknown) =>
+  r.api(method, path, { key: tenant.key, ...(body !== undefined ? { body } : {}) });
+const desktops = async () =>
+  expectStatus(await api("GET", `/v1/pools/${poolId}/desktops`), 200).items as any[];
+const hypervisor = () => {
+  const host = r.region.host;
+  if (!host) throw new Error("the region runs no host");
+  return host.runtime.hypervisor;
+};
+
+async function logon(userId: string) {
+  const s = expectStatus(await api("POST", `/v1/pools/${poolId}/logons`, { userId }), 200);
+  await waitFor(
+    `${userId}'s connection ready`,
+    async () => {
+      const got = expectStatus(await api("GET", `/v1/sessions/${s.sessionId}`), 200);
+      return got.connection?.state === "READY" && got.userData?.state === "ATTACHED";
+    },
+    60_000,
+  );
+  return s;
+}
+
+/** The user's shell on the desktop (its serial console). */
+async function shell(desktopId: string) {
+  const console = new ConsoleSession(await hypervisor().console(desktopId));
+  await console.run("true");
+  return console;
+}
+
+beforeAll(async () => {
+  const guest = await buildGuestImage({ cacheDir: guestCache });
+  r = await startTestRegion({
+    hypervisor: "qemu",
+    guestDir: guest.dir,
+    reconcileEveryMs: 0,
+    hostHeartbeatMs: 1000,
+  });
+  tenant = await newTenant(r);
+  const source = await importPath(r, tenant.tenantId, "desktop.qcow2");
+  await copyFile(guest.disk, source);
+  ({ imageId } = await readyImage(r, tenant.key, { path: source }));
+  const pool = expectStatus(await api("POST", "/v1/pools", { name: "vms", imageId, size: 3 }), 201);
+  poolId = pool.poolId;
+  await waitFor(
+    "3 desktops booted and ready",
+    async () => {
+      for (const d of await desktops()) seenStates.add(d.state);
+      return (await desktops()).every((d) => d.state === "AVAILABLE");
+    },
+    bootMs,
+    200,
+  );
+}, 300_000);
+afterAll(async () => {
+  await r?.stop();
+});
+
+describe("a pool of VMs", () => {
+  it("runs one VM per desktop, from its linked clone, handed out only once its agent is ready", async () => {
+    const ds = await desktops();
+    const vms = await hypervisor().list();
+    expect(vms.map((v) => v.vmId).sort()).toEqual(ds.map((d) => d.desktopId).sort());
+    for (const d of ds) {
+      const [drive] = (await hypervisor().blockInfo(d.desktopId)).filter((b) => !b.readOnly || b.backingFile);
+      expect(drive?.file).toBe(r.paths.desktop(d));
+      expect(drive?.backingFile).toBe(
+        r.paths.replica({ tenantId: tenant.tenantId, imageId, version: 1 }, "ds-default"),
+      );
+      // The console is set by the agent's Desktop Ready, on the way from STARTING to AVAILABLE.
+      expect(d.console).toMatchObject({ host: "127.0.0.1", port: expect.any(Number) });
+    }
+    expect(seenStates.has("STARTING")).toBe(true);
+  });
+});
+
+describe("a session on a VM", () => {
+  let alice: any;
+  let otherScreen: Buffer;
+
+  it("gets a VNC endpoint whose one-time password opens it, and no other password does", async () => {
+    alice = await logon("alice");
+    expect(alice.connection).toMatchObject({
+      protocol: "vnc",
+      host: "127.0.0.1",
+      password: expect.any(String),
+    });
+    const { host, port, password } = alice.connection;
+    expect(await vncLogin(host, port, password)).toMatchObject({ ok: true });
+    expect(await vncLogin(host, port, "wrong-pw")).toMatchObject({ ok: false });
+  });
+
+  it("shows the user's id on the screen (a PNG that differs from a desktop nobody uses)", async () => {
+    const res = await fetch(`${r.region.apiUrl}/v1/sessions/${alice.sessionId}/screenshot`, {
+      headers: { authorization: `Bearer ${tenant.key}` },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("image/png");
+    const png = decodePng(Buffer.from(await res.arrayBuffer()));
+    const free = (await desktops()).find((d) => d.state === "AVAILABLE");
+    otherScreen = await hypervisor().screenshot(free.desktopId);
+    expect(differingPixels(png, decodePng(otherScreen), bannerRegion)).toBeGreaterThan(1000);
+  });
+
+  it("another tenant gets 404 for the session's screenshot and the pool's logons", async () => {
+    const b = await newTenant(r, "other");
+    const shot = await r.api("GET", `/v1/sessions/${alice.sessionId}/screenshot`, { key: b.key });
+    expect(shot.status).toBe(404);
+    const logon = await r.api("POST", `/v1/pools/${poolId}/logons`, {
+      key: b.key,
+      body: { userId: "mallory" },
+    });
+    expect(logon.status).toBe(404);
+  });
+
+  it("logoff typed in the desktop ends the session; the desktop comes back pristine; the data stays the user's", async () => {
+    const desktopId = alice.desktopId as string;
+    const password = alice.connection.password as string;
+    const console = await shell(desktopId);
+    await waitFor(
+      "alice's data mounted",
+      async () => (await console.run("mountpoint -q /home/user")).status === 0,
+      60_000,
+    );
+    expect(
+      (await console.run("echo desk > /root/alice-was-here && echo mine > /home/user/alice.txt && sync"))
+        .status,
+    ).toBe(0);
+    // Two other users take the other desktops, so that bob gets alice's after her logoff.
+    const carol = await logon("carol");
+    const dave = await logon("dave");
+    console.type("logoff");
+    await waitFor(
+      "alice logged off by event",
+      async () => {
+        const s = expectStatus(await api("GET", `/v1/sessions/${alice.sessionId}`), 200);
+        return s.state === "ENDED" && s.endedBy === "event";
+      },
+      60_000,
+    );
+    await waitFor(
+      "alice's desktop rebuilt and ready",
+      async () => (await desktops()).some((d) => d.desktopId === desktopId && d.state === "AVAILABLE"),
+      bootMs,
+    );
+    const console2 = (await desktops()).find((d) => d.desktopId === desktopId).console;
+    expect(await vncLogin(console2.host, console2.port, password)).toMatchObject({ ok: false });
+
+    const bob = await logon("bob");
+    expect(bob.desktopId).toBe(desktopId);
+    const bobs = await shell(desktopId);
+    expect((await bobs.run("test -e /root/alice-was-here")).status).not.toBe(0);
+    expectStatus(await api("POST", `/v1/sessions/${bob.sessionId}/logoff`), 200);
+    for (const s of [carol, dave]) expectStatus(await api("POST", `/v1/sessions/${s.sessionId}/logoff`), 200);
+    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
+
+    const again = await logon("alice");
+    const hers = await shell(again.desktopId);
+    await waitFor(
+      "alice's data mounted again",
+      async () => (await hers.run("mountpoint -q /home/user")).status === 0,
+      60_000,
+    );
+    const read = await hers.run("cat /home/user/alice.txt");
+    expect(read.output).toContain("mine");
+    expectStatus(await api("POST", `/v1/sessions/${again.sessionId}/logoff`), 200);
+    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
+  });
+});
+
+describe("failures", () => {
+  const pidOf = async (desktopId: string) =>
+    (await hypervisor().list()).find((v) => v.vmId === desktopId)?.pid as number;
+
+  it("a VM killed in a session ends it (desktop-failure) and the desktop is rebuilt", async () => {
+    const s = await logon("erin");
+    process.kill(await pidOf(s.desktopId), "SIGKILL");
+    await waitFor(
+      "session ended by the failure",
+      async () => {
+        const got = expectStatus(await api("GET", `/v1/sessions/${s.sessionId}`), 200);
+        return got.state === "ENDED" && got.endedBy === "desktop-failure";
+      },
+      60_000,
+    );
+    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
+  });
+
+  it("a VM killed while free is restarted, and not handed out while down", async () => {
+    const [victim] = await desktops();
+    process.kill(await pidOf(victim.desktopId), "SIGKILL");
+    await waitFor(
+      "withdrawn",
+      async () => (await desktops()).find((d) => d.desktopId === victim.desktopId)?.state === "STARTING",
+      30_000,
+      20,
+    );
+    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
+  });
+
+  it("a stopped host agent's desktops are withdrawn until it is back", async () => {
+    await r.region.host?.stop();
+    const report = await reconcile(r.region.app.ports, 15 * 60_000, { hostDeadlineMs: 0 });
+    expect(report.repaired["late-host"]).toBe(1);
+    await waitForCounts(r, tenant.key, poolId, { UNREACHABLE: 3, AVAILABLE: 0 });
+    const refused = await api("POST", `/v1/pools/${poolId}/logons`, { userId: "frank" });
+    expect(refused.status).toBe(503);
+    await r.region.restartHost();
+    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
+  });
+});
