@@ -46,11 +46,13 @@ export async function startHostAgent(
         ),
     ),
   ];
+  // VMs an earlier agent process left running are ended: this agent starts its desktops cleanly.
+  const reclaimed = await host.hypervisor.reclaim();
   const startedAt = app.ports.clock.now().toISOString();
   const beat = () => heartbeat(ports, { startedAt, freeMemoryBytes: freemem() });
   await beat();
   const restored = await restoreDesktops(ports);
-  logger.info("host agent up", { ...ids, ...restored });
+  logger.info("host agent up", { ...ids, ...restored, reclaimed: reclaimed.length });
   const timer = setInterval(
     () => void beat().catch((err: Error) => logger.warn(`host: heartbeat failed: ${err.message}`, ids)),
     opts.heartbeatMs ?? 5_000,
@@ -63,10 +65,8 @@ export async function startHostAgent(
     async stop() {
       clearInterval(timer);
       for (const off of unsubscribe) off();
-      await Promise.all(
-        [...host.running.keys()].map((vmId) => host.hypervisor.stop(vmId, { graceMs: 5_000 })),
-      );
       host.running.clear();
+      await host.hypervisor.stopAll({ graceMs: 5_000 });
     },
   };
 }
