@@ -355,6 +355,48 @@ export async function buildGuestImage(options: BuildOptions = {}): Promise<Guest
     return { ...paths, manifest: cached, built: false };
   }
 
+  // Two builds of one cache (two test projects, two `npm start`s) take turns.
+  await mkdir(dir, { recursive: true });
+  const release = await lockDir(join(dir, ".build.lock"), log);
+  try {
+    const built = options.force ? undefined : await upToDate(dir, recipe);
+    if (built) return { ...paths, manifest: built, built: false };
+    return await build(dir, paths, recipe, log);
+  } finally {
+    await release();
+  }
+}
+
+/** A lock that is a directory (mkdir is atomic); a lock older than 10 minutes is a dead builder's. */
+async function lockDir(path: string, log: (line: string) => void): Promise<() => Promise<void>> {
+  const deadline = Date.now() + 15 * 60_000;
+  for (let said = false; ; ) {
+    try {
+      await mkdir(path);
+      return () => rm(path, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const age =
+        Date.now() -
+        (await stat(path).then(
+          (s) => s.mtimeMs,
+          () => Date.now(),
+        ));
+      if (age > 10 * 60_000) await rm(path, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`the guest image is locked by ${path} for too long`);
+      if (!said) log("another build of the guest image is under way; waiting for it");
+      said = true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function build(
+  dir: string,
+  paths: Omit<GuestImage, "manifest" | "built">,
+  recipe: string,
+  log: (line: string) => void,
+): Promise<GuestImage> {
   const started = Date.now();
   await preflight();
   const debsDir = join(dir, "debs");

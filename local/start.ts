@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { buildGuestImage } from "../guest/build.ts";
 import { startDynamoDbLocal, startFauxqsServer } from "./emulators.ts";
 import { preflight } from "./preflight.ts";
 import { startRegion } from "./region.ts";
@@ -17,6 +18,9 @@ const primaryName = process.env.PRISTINE_REGION_NAME ?? "primary";
 const drName = process.env.PRISTINE_DR_REGION_NAME ?? "dr";
 const dataDir = resolve(process.env.PRISTINE_DATA_DIR ?? "./.pristine");
 const inMemory = flags["in-memory"] ?? false;
+// Desktops are QEMU VMs unless told otherwise (none: their VMs run elsewhere).
+const hypervisor = process.env.PRISTINE_HYPERVISOR === "none" ? "none" : "qemu";
+const guestDir = resolve(process.env.PRISTINE_GUEST_DIR ?? join(dataDir, "guest"));
 
 async function operatorKey(): Promise<{ key: string; origin: string }> {
   if (process.env.PRISTINE_OPERATOR_KEY)
@@ -31,10 +35,19 @@ async function operatorKey(): Promise<{ key: string; origin: string }> {
 }
 
 async function main() {
-  await preflight();
+  await preflight(console.log, { vms: hypervisor === "qemu" });
   await mkdir(dataDir, { recursive: true });
   await mkdir(join(dataDir, "imports"), { recursive: true });
   const { key, origin } = await operatorKey();
+  if (hypervisor === "qemu") {
+    // The desktop guest (kernel, initramfs, golden disk with the desktop agent), built once.
+    const guest = await buildGuestImage({
+      cacheDir: guestDir,
+      log: (line) => console.log(`[guest] ${line}`),
+    });
+    if (guest.built) console.log(`[guest] built in ${guest.dir}`);
+  }
+  const vms = { hypervisor, guestDir } as const;
   const stoppers: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stoppers.reverse()) await stop().catch(() => {});
@@ -62,6 +75,7 @@ async function main() {
       operatorKey: key,
       port,
       peer: { name: drName },
+      ...vms,
     });
     stoppers.push(primary.stop);
     // The DR region: its own table, queues, bucket and data dir, on the same emulators.
@@ -74,6 +88,7 @@ async function main() {
       operatorKey: key,
       port: drPort,
       peer: { name: primaryName },
+      ...vms,
     });
     stoppers.push(dr.stop);
     console.log(
@@ -85,6 +100,7 @@ async function main() {
         `  DR API         ${dr.apiUrl}    (region ${dr.name}, data under ${join(dataDir, "dr")})`,
         `  operator key   from ${origin}`,
         `  data dir       ${dataDir}`,
+        `  desktops       ${hypervisor === "qemu" ? `QEMU VMs (guest: ${guestDir}/desktop.qcow2)` : "disks only (PRISTINE_HYPERVISOR=none)"}`,
         `  DynamoDB Local ${dynamo.endpoint}`,
         `  fauxqs (SQS/S3) ${fauxqs.endpoint}`,
         "Ctrl-C stops everything.",

@@ -96,3 +96,35 @@ export async function requireDatastore(
   if (!found) throw notFound("datastore", id);
   return found;
 }
+
+/**
+ * The datastores desktops can be made on now: one whose host runs its desktops' VMs needs that
+ * host up and able (its hypervisor present). None left: a clear 409 naming why, not desktops
+ * that never boot.
+ */
+export async function datastoresThatCanRun(
+  ports: Pick<Ports, "datastores" | "hosts">,
+  defaults: DefaultDatastore,
+  datastoreIds: string[],
+): Promise<string[]> {
+  const all = await listDatastores(ports, defaults);
+  const usable: string[] = [];
+  const reasons: string[] = [];
+  for (const id of datastoreIds) {
+    const hostId = all.find((d) => d.datastoreId === id)?.hostId;
+    const host = hostId ? await ports.hosts.get(hostId) : undefined;
+    const why = !hostId
+      ? undefined
+      : !host
+        ? `host ${hostId} of datastore ${id} has not reported yet`
+        : host.problem
+          ? `host ${hostId} of datastore ${id} cannot run desktops: ${host.problem}`
+          : host.state === "LATE"
+            ? `host ${hostId} of datastore ${id} is not answering (last heard from at ${host.lastHeartbeatAt})`
+            : undefined;
+    if (why) reasons.push(why);
+    else usable.push(id);
+  }
+  if (usable.length === 0 && reasons.length > 0) throw new DomainError("hostUnavailable", reasons.join("; "));
+  return usable;
+}

@@ -40,9 +40,17 @@ export async function bootDesktop(
   const { hypervisor, vm } = ports.host;
   // A VM of an older generation (or a crashed one) gives way first.
   const known = ports.host.running.get(desktop.desktopId);
+  clearTimeout(known?.bootDeadline);
   if (known && known.generation !== desktop.generation)
     await hypervisor.stop(desktop.desktopId, { graceMs: 0 });
-  ports.host.running.set(desktop.desktopId, { ...desktop, generation: desktop.generation });
+  // A VM that never says it is ready (an image without the desktop agent, a guest that hangs) is
+  // quarantined instead of STARTING for ever.
+  const bootDeadline = setTimeout(
+    () => void bootExpired(ports, desktop).catch(() => undefined),
+    vm.bootTimeoutMs ?? defaultBootTimeoutMs,
+  );
+  bootDeadline.unref();
+  ports.host.running.set(desktop.desktopId, { ...desktop, generation: desktop.generation, bootDeadline });
   await hypervisor.start({
     vmId: desktop.desktopId,
     diskPath: ports.storage.diskPath(desktop),
@@ -51,6 +59,25 @@ export async function bootDesktop(
     ...(vm.bootFiles ? { bootFiles: vm.bootFiles } : {}),
     ...(vm.websocket ? { websocket: true } : {}),
   });
+}
+
+/** How long a VM may take from start to Desktop Ready (TCG boots take seconds, KVM less). */
+export const defaultBootTimeoutMs = 180_000;
+
+async function bootExpired(ports: VmPorts, desktop: VmDesktop & { generation: number }) {
+  const now = await desktopOf(ports, desktop);
+  if (now?.state !== "STARTING" || now.generation !== desktop.generation) return;
+  await stopDesktop(ports, desktop.desktopId, 0);
+  const seconds = (ports.host.vm.bootTimeoutMs ?? defaultBootTimeoutMs) / 1000;
+  await ports.desktops.transition(
+    now,
+    "STARTING",
+    "ERROR",
+    {
+      error: `its VM did not say Desktop Ready within ${seconds} s (does the image boot with the desktop agent?)`,
+    },
+    { generation: desktop.generation },
+  );
 }
 
 /** The power job: the VM of a STARTING desktop's generation (a re-send of a lost one, too). */
@@ -64,6 +91,7 @@ export async function startDesktop(ports: VmPorts, job: Job<"start-desktop">): P
 
 /** Stops a desktop's VM (its user is gone, or its disk is about to be replaced). */
 export async function stopDesktop(ports: VmPorts, desktopId: string, graceMs = 5_000): Promise<void> {
+  clearTimeout(ports.host.running.get(desktopId)?.bootDeadline);
   ports.host.running.delete(desktopId);
   await ports.host.hypervisor.stop(desktopId, { graceMs });
 }
@@ -74,6 +102,7 @@ export async function onGuestMessage(ports: VmPorts, vmId: string, message: unkn
   const type = (message as { type?: unknown })?.type;
   if (!vm) return `ignored ${String(type)} from an unknown VM ${vmId}`;
   if (type === "ready") {
+    clearTimeout(vm.bootDeadline);
     const connection = ports.host.hypervisor.connection(vmId);
     const console = {
       host: ports.host.address,

@@ -12,6 +12,7 @@ import { replicationBacklog } from "./replication-status.ts";
 
 type FailoverPorts = Pick<
   Ports,
+  | "hosts"
   | "dr"
   | "pools"
   | "desktops"
@@ -22,6 +23,7 @@ type FailoverPorts = Pick<
   | "datastores"
   | "replication"
   | "userDataJobs"
+  | "hosts"
 >;
 
 /** The primary refuses logons while the tenant is failed over (checked on the cached principal). */

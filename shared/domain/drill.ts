@@ -19,6 +19,7 @@ import { createPool, deletePool, listPools } from "./pools.ts";
 
 type DrillPorts = Pick<
   Ports,
+  | "hosts"
   | "dr"
   | "replication"
   | "clock"

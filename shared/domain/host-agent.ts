@@ -16,7 +16,9 @@ export async function heartbeat(
   ports: HostPorts,
   figures: Pick<Host, "startedAt" | "freeMemoryBytes">,
 ): Promise<Host["state"] | undefined> {
+  const problem = await ports.host.hypervisor.problem();
   const before = await ports.hosts.heartbeat({
+    ...(problem ? { problem } : {}),
     hostId: ports.host.hostId,
     lastHeartbeatAt: ports.clock.now().toISOString(),
     runningVms: ports.host.running.size,

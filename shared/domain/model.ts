@@ -204,6 +204,8 @@ export interface Host {
   freeMemoryBytes: number;
   /** Datastores whose desktops the host runs. */
   datastoreIds: string[];
+  /** Why the host cannot run desktops now (e.g. its hypervisor is missing); none when it can. */
+  problem?: string;
 }
 
 /**

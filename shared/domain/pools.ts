@@ -1,7 +1,12 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports, Reservation } from "../ports/index.ts";
 import { assertActive, commitLater, desktopRef, requirePool } from "./common.ts";
-import { allowedDatastores, type DefaultDatastore, placeAndReserve } from "./datastores.ts";
+import {
+  allowedDatastores,
+  type DefaultDatastore,
+  datastoresThatCanRun,
+  placeAndReserve,
+} from "./datastores.ts";
 import { type DesktopState, emptyStateCounts } from "./desktop-state.ts";
 import { DomainError, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
@@ -94,7 +99,7 @@ function replicaJobs(pool: Pool, datastoreIds: Iterable<string>): CloneJob[] {
 }
 
 export async function createPool(
-  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock" | "datastores" | "peer" | "replication">,
+  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock" | "datastores" | "peer" | "replication" | "hosts">,
   tenantId: string,
   input: CreatePoolInput,
   defaults: DefaultDatastore,
@@ -128,7 +133,7 @@ export async function createPool(
 
 /** Places a new pool's desktops, stores pool and desktops with their capacity, and sends the jobs. */
 export function provisionPool(
-  ports: Pick<Ports, "pools" | "jobs" | "clock" | "datastores">,
+  ports: Pick<Ports, "pools" | "jobs" | "clock" | "datastores" | "hosts">,
   pool: Pool,
   version: ImageVersion,
   defaults: DefaultDatastore,
@@ -143,7 +148,7 @@ export function provisionPool(
  * capacity reservations in one go, then sends their replica and provisioning jobs.
  */
 async function addDesktops(
-  ports: Pick<Ports, "jobs" | "clock" | "datastores">,
+  ports: Pick<Ports, "jobs" | "clock" | "datastores" | "hosts">,
   pool: Pool,
   version: ImageVersion,
   defaults: DefaultDatastore,
@@ -156,7 +161,7 @@ async function addDesktops(
   await placeAndReserve(
     ports,
     defaults,
-    pool.datastoreIds,
+    await datastoresThatCanRun(ports, defaults, pool.datastoreIds),
     count,
     bytesOf(version),
     (placement, reservations) => {
@@ -178,7 +183,7 @@ async function addDesktops(
 
 /** Grows a pool (placing and reserving like a new one) or shrinks it by deleting free desktops. */
 export async function resizePool(
-  ports: Pick<Ports, "images" | "pools" | "desktops" | "jobs" | "clock" | "datastores">,
+  ports: Pick<Ports, "images" | "pools" | "desktops" | "jobs" | "clock" | "datastores" | "hosts">,
   tenantId: string,
   poolId: string,
   size: number,

@@ -109,6 +109,12 @@ export const problemCatalogue = {
     title: "Capacity contention",
     when: "Datastore reservations kept changing under the request; retry.",
   },
+  hostUnavailable: {
+    slug: "host-unavailable",
+    status: 409,
+    title: "Host unavailable",
+    when: "A datastore's host cannot run desktops now (its hypervisor is missing, or it stopped answering); `detail` says why.",
+  },
   noRecompose: {
     slug: "no-recompose",
     status: 409,

@@ -30,11 +30,20 @@ export interface HostRuntime {
   /** The address users reach this host's VNC ports at. */
   address: string;
   /** Every desktop VM's size and how it boots. */
-  vm: { memoryMiB: number; cpus?: number; bootFiles?: BootFiles; websocket?: boolean };
+  vm: {
+    memoryMiB: number;
+    cpus?: number;
+    bootFiles?: BootFiles;
+    websocket?: boolean;
+    bootTimeoutMs?: number;
+  };
   /** Datastores whose desktops this host runs. */
   datastoreIds: string[];
   /** The VMs this agent runs, by id (the desktop's), with the disk generation each one boots. */
-  running: Map<string, VmDesktop & { generation: number }>;
+  running: Map<string, RunningDesktop>;
 }
 
 export type VmDesktop = Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId" | "generation">;
+
+/** A desktop whose VM this agent started: the generation it boots, and its deadline to be ready. */
+export type RunningDesktop = VmDesktop & { generation: number; bootDeadline?: ReturnType<typeof setTimeout> };

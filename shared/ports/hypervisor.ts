@@ -118,6 +118,8 @@ export interface Hypervisor {
    * every VM, if some could not be ended.
    */
   stopAll(opts?: { graceMs?: number }): Promise<void>;
+  /** Why this host cannot run VMs (the hypervisor is missing or broken); undefined when it can. */
+  problem(): Promise<string | undefined>;
   /**
    * Ends the VMs that an earlier control process left running (it crashed, or was upgraded
    * without stopping them) and clears what they left, so that each can be started again from a

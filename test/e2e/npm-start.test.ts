@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, expect, it } from "vitest";
 import { freePort, waitFor } from "../../local/emulators.ts";
+import { guestCacheDir } from "../support/guest.ts";
 
 const run = promisify(execFile);
 const dataDir = await mkdtemp(join(tmpdir(), "pristine-e2e-"));
@@ -23,6 +24,7 @@ async function start(port: number) {
       PRISTINE_PORT: String(port),
       PRISTINE_DR_PORT: String(drPort),
       PRISTINE_DATA_DIR: dataDir,
+      PRISTINE_GUEST_DIR: guestCacheDir,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });

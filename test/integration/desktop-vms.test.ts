@@ -6,11 +6,9 @@
  * three of 128 MiB for the pool (plus their restarts).
  */
 import { copyFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildGuestImage } from "../../guest/build.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
+import { testGuest } from "../support/guest.ts";
 import { vncLogin } from "../support/rfb.ts";
 import { ConsoleSession, decodePng, differingPixels } from "../support/vm.ts";
 import {
@@ -24,8 +22,6 @@ import {
   waitForCounts,
 } from "./harness.ts";
 
-/** The guest image is built once per machine and reused by every run. */
-const guestCache = process.env.PRISTINE_GUEST_CACHE ?? join(tmpdir(), "pristine-guest-cache");
 const bootMs = 120_000;
 const bannerRegion = { x: 0, y: 3 * 16, width: 720, height: 7 * 16 };
 
@@ -66,7 +62,7 @@ async function shell(desktopId: string) {
 }
 
 beforeAll(async () => {
-  const guest = await buildGuestImage({ cacheDir: guestCache });
+  const guest = await testGuest();
   r = await startTestRegion({
     hypervisor: "qemu",
     guestDir: guest.dir,
@@ -156,7 +152,7 @@ describe("a session on a VM", () => {
     const console = await shell(desktopId);
     await waitFor(
       "alice's data mounted",
-      async () => (await console.run("mountpoint -q /home/user")).status === 0,
+      async () => (await console.run("grep -q ' /home/user ' /proc/mounts")).status === 0,
       60_000,
     );
     expect(
@@ -195,7 +191,7 @@ describe("a session on a VM", () => {
     const hers = await shell(again.desktopId);
     await waitFor(
       "alice's data mounted again",
-      async () => (await hers.run("mountpoint -q /home/user")).status === 0,
+      async () => (await hers.run("grep -q ' /home/user ' /proc/mounts")).status === 0,
       60_000,
     );
     const read = await hers.run("cat /home/user/alice.txt");

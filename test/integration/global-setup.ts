@@ -11,7 +11,7 @@ declare module "vitest" {
 
 /** One DynamoDB Local and one fauxqs for the whole run; each test file gets its own table and queues. */
 export default async function setup(project: TestProject) {
-  await preflight();
+  await preflight(console.log, { vms: true });
   const [dynamo, fauxqs] = await Promise.all([startDynamoDbLocal(), startFauxqsServer()]);
   project.provide("dynamodbEndpoint", dynamo.endpoint);
   project.provide("sqsEndpoint", fauxqs.endpoint);

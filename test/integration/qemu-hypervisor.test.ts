@@ -11,10 +11,11 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildGuestImage, type GuestImage } from "../../guest/build.ts";
+import type { GuestImage } from "../../guest/build.ts";
 import { isRunning, readProc } from "../../shared/adapters/hypervisor/host-process.ts";
 import { detectAccel, QemuHypervisor } from "../../shared/adapters/hypervisor/qemu.ts";
 import { VmNotRunningError } from "../../shared/ports/hypervisor.ts";
+import { testGuest } from "../support/guest.ts";
 import { vncLogin } from "../support/rfb.ts";
 import { ConsoleSession, decodePng, differingPixels, Recorder } from "../support/vm.ts";
 import { websocketHandshake } from "../support/websocket.ts";
@@ -84,7 +85,7 @@ async function assign(vmId: string, userId: string) {
 }
 
 beforeAll(async () => {
-  image = await buildGuestImage({ log: (line) => console.log(`guest image: ${line}`) });
+  image = await testGuest((line) => console.log(`guest image: ${line}`));
   goldenSha256 = await sha256(image.disk);
   work = await mkdtemp(join(tmpdir(), "pristine-vm-"));
   hv = new QemuHypervisor({ runDir: join(work, "run") });

@@ -134,6 +134,15 @@ export class QemuHypervisor implements Hypervisor {
     return this.preflight;
   }
 
+  async problem(): Promise<string | undefined> {
+    try {
+      await this.check();
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
   private vm(vmId: string): QemuVm {
     const vm = this.vms.get(vmId);
     if (!vm || vm.gone) throw new VmNotRunningError(vmId);

@@ -13,7 +13,8 @@ export function hostRepository(t: Table): HostRepository {
           TableName: t.name,
           Key: keys.host(host.hostId),
           UpdateExpression:
-            "SET entity = :e, hostId = :h, #state = :up, lastHeartbeatAt = :at, startedAt = :started, runningVms = :vms, freeMemoryBytes = :free, datastoreIds = :ds",
+            "SET entity = :e, hostId = :h, #state = :up, lastHeartbeatAt = :at, startedAt = :started, runningVms = :vms, freeMemoryBytes = :free, datastoreIds = :ds" +
+            (host.problem ? ", problem = :problem" : " REMOVE problem"),
           ExpressionAttributeNames: { "#state": "state" },
           ExpressionAttributeValues: {
             ":e": entities.host.name,
@@ -24,6 +25,7 @@ export function hostRepository(t: Table): HostRepository {
             ":vms": host.runningVms,
             ":free": host.freeMemoryBytes,
             ":ds": host.datastoreIds,
+            ...(host.problem ? { ":problem": host.problem } : {}),
           },
           ReturnValues: "UPDATED_OLD",
         }),
