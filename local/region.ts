@@ -62,6 +62,8 @@ export interface RegionOptions {
    */
   hypervisor?: "qemu" | "none";
   guestDir?: string;
+  /** The QEMU the local host runs (tests point it at a missing one). */
+  qemuBinary?: string;
   /** How often the local host heartbeats (5 s by default). */
   hostHeartbeatMs?: number;
   /** Per-invocation time limits of the in-process workers (Lambda's function timeouts). */
@@ -142,6 +144,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
             vmMemoryMiB: 128,
             bootFiles: { kernel: join(guestDir, "vmlinuz"), initrd: join(guestDir, "initrd.img") },
             websocket: true,
+            ...(opts.qemuBinary ? { qemuBinary: opts.qemuBinary } : {}),
           },
         }
       : {}),

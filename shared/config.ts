@@ -41,6 +41,8 @@ export interface HostSettings {
   vmMemoryMiB: number;
   /** Direct kernel boot of the desktop guest (npm run image:build makes them). */
   bootFiles?: { kernel: string; initrd: string };
+  /** The QEMU to run (default qemu-system-x86_64 on the PATH). */
+  qemuBinary?: string;
   websocket: boolean;
 }
 

@@ -1,10 +1,16 @@
 /** `npm run bench [-- name...]`: runs the named benchmarks (all when none is named). */
+import { benchBoot } from "./boot.ts";
 import { benchClones } from "./clones.ts";
 import { benchDr } from "./dr.ts";
 import { startBenchEnv } from "./env.ts";
 import { benchLogon } from "./logon.ts";
 
-const benches: Record<string, typeof benchLogon> = { logon: benchLogon, clones: benchClones, dr: benchDr };
+const benches: Record<string, typeof benchLogon> = {
+  logon: benchLogon,
+  clones: benchClones,
+  dr: benchDr,
+  boot: benchBoot,
+};
 const names = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const selected = names.length > 0 ? names : Object.keys(benches);
 const unknown = selected.filter((n) => !benches[n]);

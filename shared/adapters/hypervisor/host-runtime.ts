@@ -24,6 +24,7 @@ export function qemuHostRuntime(
     hypervisor: new QemuHypervisor({
       runDir: settings.runDir,
       vncHost: settings.address,
+      ...(settings.qemuBinary ? { binary: settings.qemuBinary } : {}),
       ...(log ? { log } : {}),
     }),
     address: settings.address,
