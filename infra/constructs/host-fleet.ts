@@ -458,7 +458,7 @@ export function hostUserData(options: HostUserDataOptions): ec2.UserData {
     "[Unit]",
     `Description=Pristine host agent ${hostId} (QEMU/KVM, datastore ${HOST_DATASTORE_PATH})`,
     "Requires=pristine-data-disk.service",
-    "After=pristine-data-disk.service network-online.target cloud-final.service",
+    "After=pristine-data-disk.service network-online.target",
     "Wants=network-online.target",
     "[Service]",
     "User=pristine",
@@ -484,7 +484,8 @@ export function hostUserData(options: HostUserDataOptions): ec2.UserData {
     HEREDOC_END,
     "systemctl daemon-reload",
     `systemctl enable pristine-data-disk.service ${AGENT_SERVICE}`,
-    "# --no-block: the agent starts after cloud-init's final stage (this script) has finished.",
+    "# Enabled, so it starts on every boot even when this script fails; restarted here so that it runs the",
+    "# bundle and environment just written (--no-block: do not wait for it inside cloud-init).",
     `systemctl restart --no-block ${AGENT_SERVICE}`,
     `echo "pristine host ${hostId}: setup done"`,
   );
