@@ -239,7 +239,6 @@ function readHostStorage(key: string, raw: unknown): HostStorage {
   rejectUnknownKeys(key, storage, ["kind", "sizeGiB", "iops"]);
   const sizeGiB = integerIn(`${key}.sizeGiB`, storage.sizeGiB, 1000, 100, 16384);
   const iops = integerIn(`${key}.iops`, storage.iops, 3000, 3000, 16000);
-  if (iops > sizeGiB * 500) fail(`${key}.iops`, `at most 500 per GiB (${sizeGiB * 500} for ${sizeGiB} GiB)`);
   return { kind: "gp3", sizeGiB, iops };
 }
 

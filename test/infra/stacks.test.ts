@@ -605,6 +605,23 @@ describe("the default app (cdk.json context, no account)", () => {
     });
   });
 
+  it("has no EC2 host while pristine:hostFleet is off", () => {
+    expect(synth.pristine.config.hostFleet).toBeUndefined();
+    for (const stack of [synth.pristine.primary, synth.pristine.dr]) {
+      const template = synth.templates.get(stack) as Template;
+      for (const type of [
+        "AWS::EC2::Instance",
+        "AWS::AutoScaling::AutoScalingGroup",
+        "AWS::EC2::LaunchTemplate",
+        "AWS::IAM::InstanceProfile",
+      ]) {
+        template.resourceCountIs(type, 0);
+      }
+      expect(stack.hostFleet).toBeUndefined();
+      expect(template.toJSON().Parameters).toEqual({ BootstrapVersion: expect.any(Object) });
+    }
+  });
+
   it("derives each region's peer bucket and queue from the other stack's names", () => {
     const { primary, dr } = synth.pristine;
     for (const [self, peer] of [
@@ -771,6 +788,19 @@ describe("with an account and host-local datastores", () => {
     expect(JSON.stringify(replication)).toContain(logicalId(stack, hostQueue.queue));
     const userData = roleStatements(template, logicalId(stack, stack.functions["user-data-worker"].role));
     expect(JSON.stringify(userData)).not.toContain(logicalId(stack, hostQueue.queue));
+  });
+
+  it("runs no EC2 host for them without pristine:hostFleet (the agent role is for hosts of their own)", () => {
+    for (const stack of [synth.pristine.primary, synth.pristine.dr]) {
+      const template = synth.templates.get(stack) as Template;
+      template.resourceCountIs("AWS::EC2::Instance", 0);
+      template.resourceCountIs("AWS::AutoScaling::AutoScalingGroup", 0);
+      const role = resourcesOf(template, "AWS::IAM::Role")[
+        logicalId(stack, stack.workers.agentRoles.get("host-a") as never)
+      ];
+      expect(JSON.stringify(role?.Properties.AssumeRolePolicyDocument)).not.toContain("ec2.amazonaws.com");
+      expect(JSON.stringify(allStatements(template))).not.toContain("events:PutEvents");
+    }
   });
 });
 
