@@ -196,6 +196,14 @@ export class HostFleet extends Construct {
           "other stages' hosts must be deletable with their stack. A host is a single instance, not in an " +
           "Auto Scaling group, on purpose (its datastore lives on its disk; see HostFleet).",
       });
+      if (settings.amiIds[props.region]) {
+        Validations.of(instance).acknowledge({
+          id: "CloudFormation-Validate::W9010",
+          reason:
+            "The AMI id is pinned on purpose, per region, in pristine:hostFleet.amiIds: a host must not be " +
+            "replaced (its datastore is on its disk) whenever a newer AMI appears under a parameter.",
+        });
+      }
       this.statusAlarm(hostId, instance, props);
       hosts.set(hostId, { hostId, instance, role, environment });
     });
@@ -230,8 +238,9 @@ export class HostFleet extends Construct {
       id: "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
       reason:
         "The fleet hosts are reached with SSM Session Manager instead of SSH and inbound rules. " +
-        "AmazonSSMManagedInstanceCore is the AWS-maintained minimum for the SSM agent (its ssm, " +
-        "ssmmessages and ec2messages calls have no resource-level permissions); AWS keeps it current.",
+        "AmazonSSMManagedInstanceCore is the AWS-maintained minimum for the SSM agent (most of its ssm, " +
+        "ssmmessages and ec2messages calls have no resource-level permissions), and AWS keeps it current " +
+        "as the agent changes.",
     });
     // Relay the desktops' Session Logoff events to the default bus, where the logoff rule is;
     // nothing else may be put there.
@@ -288,15 +297,15 @@ export class HostFleet extends Construct {
       threshold: 0,
       evaluationPeriods: 3,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      // A host that reports nothing is as bad as one that fails.
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      // No data while the instance boots (minutes, on metal) or is stopped on purpose.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     alarm.addAlarmAction(new cwActions.SnsAction(props.alarmTopic));
     alarm.addOkAction(new cwActions.SnsAction(props.alarmTopic));
   }
 }
 
-/** The region's (or the configured) data disk layout: root volume, and the gp3 datastore volume. */
+/** The root volume, and the datastore's gp3 volume unless the datastore is on the instance store. */
 function blockDevices(storage: HostStorage): ec2.BlockDevice[] {
   const devices: ec2.BlockDevice[] = [
     {
