@@ -1,4 +1,5 @@
 import type { Node } from "constructs";
+import type { RegionRole } from "./names.ts";
 
 // Configuration of the CDK app, read from cdk.json context (or `-c key=value` on the command
 // line, where every value arrives as a string and objects as JSON text).
@@ -14,6 +15,7 @@ export const CONTEXT = {
   alarmEmail: "pristine:alarmEmail",
   qemuImgLayerArns: "pristine:qemuImgLayerArns",
   natForReplication: "pristine:natForReplication",
+  hostFleet: "pristine:hostFleet",
 } as const;
 
 /**
@@ -40,6 +42,41 @@ export interface ApiSettings {
   readonly burstLimit: number;
 }
 
+/**
+ * Where a fleet host keeps its datastore: a gp3 EBS volume of its own (the default: every metal
+ * type has EBS, and the volume survives stop/start), or the metal type's NVMe instance store
+ * (faster, but blank after every stop/start; only types with instance store, e.g. m5d.metal).
+ */
+export type HostStorage =
+  | {
+      readonly kind: "gp3";
+      readonly sizeGiB: number;
+      /**
+       * Provisioned IOPS (3000-16000). Throughput stays at gp3's baseline (125 MiB/s): CloudFormation
+       * cannot set it on an instance's block device; raise it with `aws ec2 modify-volume`.
+       */
+      readonly iops: number;
+    }
+  | { readonly kind: "instance-store" };
+
+/** pristine:hostFleet: EC2 bare-metal hosts that run the host agent, one per host datastore. */
+export interface HostFleetSettings {
+  /** A bare-metal x86_64 instance type (KVM needs the hardware; the guests are x86_64). */
+  readonly instanceType: string;
+  /** Host ids, one instance each; each is a host-local datastore id (pristine:datastore.hostDatastores). */
+  readonly hosts: readonly string[];
+  /** EC2 key pair for SSH; unset: no key, hosts are reached with SSM Session Manager only. */
+  readonly keyName: string | undefined;
+  /** The stacks that get the fleet (default only the primary region's). */
+  readonly regions: readonly RegionRole[];
+  readonly storage: HostStorage;
+  /**
+   * Per region, a pinned AMI (Ubuntu 24.04 amd64). Unset for a region: the latest Ubuntu 24.04 AMI
+   * from Canonical's public SSM parameter, resolved at each deploy (a new AMI replaces the hosts).
+   */
+  readonly amiIds: Readonly<Record<string, string>>;
+}
+
 export interface PristineConfig {
   readonly stage: string;
   readonly primaryRegion: string;
@@ -62,6 +99,8 @@ export interface PristineConfig {
    * stacks synthesize and deploy, but nothing is replicated to the peer (synth warns).
    */
   readonly natForReplication: boolean;
+  /** Off (undefined) by default: no EC2 instance in the stacks. */
+  readonly hostFleet: HostFleetSettings | undefined;
 }
 
 const STAGE = /^[a-z][a-z0-9-]{0,11}$/;
@@ -69,6 +108,12 @@ const REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
 const ACCOUNT = /^\d{12}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const DATASTORE_ID = /^[a-z0-9][a-z0-9-]{0,39}$/;
+/** `<family>.metal` or `<family>.metal-<size>` (m5zn.metal, c5.metal, m7i.metal-24xl, i4i.metal). */
+const METAL_INSTANCE_TYPE = /^([a-z][a-z0-9-]*)\.metal(-[0-9]+xl)?$/;
+/** Graviton families (a1, m6g, c7gn, r8gd, ...): arm64, where x86_64 guests get no KVM. */
+const ARM_FAMILY = /^(a1|[a-z]+[0-9]+g[a-z]*)$/;
+const AMI_ID = /^ami-[0-9a-f]{8,17}$/;
+const KEY_NAME = /^[\x20-\x7e]{1,255}$/;
 
 function fail(key: string, message: string): never {
   throw new Error(`Invalid context ${key}: ${message}`);
@@ -167,6 +212,114 @@ function readBoolean(node: Node, key: string, fallback: boolean): boolean {
   return fail(key, `must be true or false, got ${JSON.stringify(raw)}`);
 }
 
+function integerIn(key: string, raw: unknown, fallback: number, min: number, max: number): number {
+  if (raw === undefined || raw === null) return fallback;
+  if (typeof raw !== "number" || !Number.isInteger(raw) || raw < min || raw > max) {
+    fail(key, `must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return raw;
+}
+
+function rejectUnknownKeys(key: string, value: Record<string, unknown>, known: readonly string[]): void {
+  for (const name of Object.keys(value)) {
+    if (!known.includes(name)) fail(`${key}.${name}`, `unknown setting (known: ${known.join(", ")})`);
+  }
+}
+
+function readHostStorage(key: string, raw: unknown): HostStorage {
+  const value = raw ?? {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) fail(key, "must be an object");
+  const storage = value as Record<string, unknown>;
+  const kind = storage.kind ?? "gp3";
+  if (kind === "instance-store") {
+    rejectUnknownKeys(key, storage, ["kind"]);
+    return { kind };
+  }
+  if (kind !== "gp3") fail(`${key}.kind`, `must be "gp3" or "instance-store", got ${JSON.stringify(kind)}`);
+  rejectUnknownKeys(key, storage, ["kind", "sizeGiB", "iops"]);
+  const sizeGiB = integerIn(`${key}.sizeGiB`, storage.sizeGiB, 1000, 100, 16384);
+  const iops = integerIn(`${key}.iops`, storage.iops, 3000, 3000, 16000);
+  return { kind: "gp3", sizeGiB, iops };
+}
+
+/**
+ * pristine:hostFleet: off when unset (or false). Given as an object, or JSON text with -c, e.g.
+ * `{"instanceType":"m5zn.metal","hosts":["host-a-ssd"]}`.
+ */
+function readHostFleet(
+  node: Node,
+  datastore: DatastoreSettings,
+  regions: { primary: string; dr: string },
+): HostFleetSettings | undefined {
+  const key = CONTEXT.hostFleet;
+  const raw = parseStructured(key, node.tryGetContext(key));
+  if (raw === undefined || raw === null || raw === "" || raw === false || raw === "false") return undefined;
+  if (typeof raw !== "object" || Array.isArray(raw)) {
+    fail(key, 'must be an object such as {"instanceType":"m5zn.metal","hosts":["host-a-ssd"]}');
+  }
+  const value = raw as Record<string, unknown>;
+  rejectUnknownKeys(key, value, ["instanceType", "hosts", "keyName", "regions", "storage", "amiIds"]);
+
+  const instanceType = value.instanceType;
+  const metal = typeof instanceType === "string" ? METAL_INSTANCE_TYPE.exec(instanceType) : null;
+  const family = metal?.[1] ?? "";
+  if (typeof instanceType !== "string" || !metal || ARM_FAMILY.test(family) || family.startsWith("mac")) {
+    fail(
+      `${key}.instanceType`,
+      "must be a bare-metal x86_64 instance type such as m5zn.metal, c5.metal or m7i.metal-24xl " +
+        `(KVM needs bare metal; Graviton and mac types cannot host the x86_64 guests), got ${JSON.stringify(instanceType)}`,
+    );
+  }
+
+  const hosts = value.hosts;
+  if (!Array.isArray(hosts) || hosts.length === 0) {
+    fail(`${key}.hosts`, "must be a non-empty list of host ids (ids of pristine:datastore.hostDatastores)");
+  }
+  const known = datastore.hostDatastores;
+  for (const host of hosts) {
+    if (typeof host !== "string" || !known.includes(host)) {
+      fail(
+        `${key}.hosts`,
+        `unknown host id ${JSON.stringify(host)}: each must be one of pristine:datastore.hostDatastores ` +
+          `(${known.length > 0 ? known.join(", ") : "none configured"})`,
+      );
+    }
+  }
+  if (new Set(hosts).size !== hosts.length) fail(`${key}.hosts`, "host ids must be unique");
+
+  const keyName = value.keyName;
+  if (keyName !== undefined && (typeof keyName !== "string" || !KEY_NAME.test(keyName))) {
+    fail(`${key}.keyName`, "must be the name of an EC2 key pair");
+  }
+
+  const roles = value.regions ?? ["primary"];
+  if (!Array.isArray(roles) || roles.length === 0 || roles.some((r) => r !== "primary" && r !== "dr")) {
+    fail(`${key}.regions`, `must be a non-empty list of "primary" and/or "dr", got ${JSON.stringify(roles)}`);
+  }
+  if (new Set(roles).size !== roles.length) fail(`${key}.regions`, "must not repeat a region");
+
+  const amiIds = value.amiIds ?? {};
+  if (typeof amiIds !== "object" || amiIds === null || Array.isArray(amiIds)) {
+    fail(`${key}.amiIds`, 'must be an object {"<region>": "ami-..."}');
+  }
+  for (const [region, ami] of Object.entries(amiIds as Record<string, unknown>)) {
+    if (region !== regions.primary && region !== regions.dr) {
+      fail(`${key}.amiIds.${region}`, `not a region of this app (${regions.primary}, ${regions.dr})`);
+    }
+    if (typeof ami !== "string" || !AMI_ID.test(ami))
+      fail(`${key}.amiIds.${region}`, "must be an AMI id (ami-...)");
+  }
+
+  return {
+    instanceType,
+    hosts: hosts as string[],
+    keyName: keyName as string | undefined,
+    regions: roles as RegionRole[],
+    storage: readHostStorage(`${key}.storage`, value.storage),
+    amiIds: amiIds as Record<string, string>,
+  };
+}
+
 export function readConfig(node: Node): PristineConfig {
   const stage = stringWithDefault(node, CONTEXT.stage, "dev");
   if (!STAGE.test(stage)) fail(CONTEXT.stage, `${stage}: 1-12 chars, lowercase letters, digits, -`);
@@ -187,18 +340,29 @@ export function readConfig(node: Node): PristineConfig {
   }
 
   const qemuImgLayerArns = readLayerArns(node);
+  const datastore = readDatastore(node);
+  const natForReplication = readBoolean(node, CONTEXT.natForReplication, false);
+  const hostFleet = readHostFleet(node, datastore, { primary: primaryRegion, dr: drRegion });
+  if (hostFleet && !natForReplication) {
+    fail(
+      CONTEXT.hostFleet,
+      `needs ${CONTEXT.natForReplication}=true: the hosts run in the private subnets behind its NAT ` +
+        "gateway (they install packages, and reach SSM and EventBridge through it)",
+    );
+  }
 
   return {
     stage,
     primaryRegion,
     drRegion,
     account,
-    datastore: readDatastore(node),
+    datastore,
     operatorKeySha256,
     operatorKeyIsPlaceholder,
     api: readApi(node),
     alarmEmail: optionalString(node, CONTEXT.alarmEmail),
     qemuImgLayerArns,
-    natForReplication: readBoolean(node, CONTEXT.natForReplication, false),
+    natForReplication,
+    hostFleet,
   };
 }

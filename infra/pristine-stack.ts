@@ -6,6 +6,7 @@ import { Api } from "./constructs/api.ts";
 import { Data } from "./constructs/data.ts";
 import { DATASTORE_MOUNT_PATH, EfsDatastore } from "./constructs/datastore.ts";
 import { Events } from "./constructs/events.ts";
+import { HOST_DATASTORE_PATH, HostFleet } from "./constructs/host-fleet.ts";
 import type { PristineFunction } from "./constructs/lambda-function.ts";
 import { Observability } from "./constructs/observability.ts";
 import { PeerRegion } from "./constructs/peer.ts";
@@ -39,6 +40,8 @@ export class PristineStack extends Stack {
   readonly workers: Workers;
   readonly events: Events;
   readonly observability: Observability;
+  /** pristine:hostFleet, when it is on for this stack's region role. */
+  readonly hostFleet: HostFleet | undefined;
   /** The peer region's replication bucket and queue, by derived name. */
   readonly peer: PeerRegion;
   /** Every function, by its folder under functions/. */
@@ -121,6 +124,21 @@ export class PristineStack extends Stack {
       alarmEmail: config.alarmEmail,
     });
 
+    this.hostFleet = config.hostFleet?.regions.includes(role)
+      ? new HostFleet(this, "HostFleet", {
+          stage,
+          region,
+          settings: config.hostFleet,
+          datastoreSettings: config.datastore,
+          table: this.data.table,
+          queues: this.queues,
+          storage: this.storage,
+          datastore: this.datastore,
+          agentRoles: this.workers.agentRoles,
+          alarmTopic: this.observability.topic,
+        })
+      : undefined;
+
     if (config.operatorKeyIsPlaceholder) {
       Annotations.of(this).addWarningV2(
         "pristine:operatorKeyPlaceholder",
@@ -201,6 +219,24 @@ export class PristineStack extends Stack {
       out(`Agent${suffix}QueueUrl`, workQueue.queue.queueUrl, `Queue the agent of ${datastoreId} polls`);
       const role = this.workers.agentRoles.get(datastoreId);
       if (role) out(`Agent${suffix}RoleArn`, role.roleArn, `Role the agent of ${datastoreId} assumes`);
+    }
+    for (const [hostId, host] of this.hostFleet?.hosts ?? []) {
+      const suffix = hostId.replace(/[^A-Za-z0-9]/g, "");
+      out(`Host${suffix}InstanceId`, host.instance.instanceId, `EC2 instance of host ${hostId} (SSM target)`);
+      const storage = config.hostFleet?.storage;
+      if (storage?.kind === "gp3") {
+        out(
+          `Host${suffix}DatastoreRegistration`,
+          Stack.of(this).toJsonString({
+            id: hostId,
+            region: this.region,
+            path: HOST_DATASTORE_PATH,
+            capacityGiB: storage.sizeGiB,
+            overcommit: config.datastore.overcommit,
+          }),
+          `Body for POST /v1/admin/datastores to register host ${hostId}'s datastore`,
+        );
+      }
     }
   }
 }

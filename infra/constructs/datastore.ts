@@ -53,6 +53,11 @@ export class EfsDatastore extends Construct {
   readonly accessPoint: efs.AccessPoint;
   /** Security group of the functions that mount the datastore. */
   readonly clientSecurityGroup: ec2.SecurityGroup;
+  /**
+   * The SQS interface endpoint. Its private DNS name is this region's SQS host name for the whole
+   * VPC, so anything else in the VPC that calls SQS (the host fleet) must be let in too.
+   */
+  readonly sqsEndpoint: ec2.InterfaceVpcEndpoint;
 
   constructor(scope: Construct, id: string, props: EfsDatastoreProps) {
     super(scope, id);
@@ -105,13 +110,13 @@ export class EfsDatastore extends Construct {
     );
 
     // Only the datastore's clients may use the SQS endpoint (not the whole VPC range).
-    const sqsEndpoint = this.vpc.addInterfaceEndpoint("Sqs", {
+    this.sqsEndpoint = this.vpc.addInterfaceEndpoint("Sqs", {
       service: ec2.InterfaceVpcEndpointAwsService.SQS,
       subnets: this.subnets,
       privateDnsEnabled: true,
       open: false,
     });
-    sqsEndpoint.connections.allowDefaultPortFrom(
+    this.sqsEndpoint.connections.allowDefaultPortFrom(
       this.clientSecurityGroup,
       "HTTPS from the datastore's clients",
     );

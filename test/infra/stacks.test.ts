@@ -1,113 +1,35 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import os from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { App, type CfnResource, Stack, Validations } from "aws-cdk-lib";
-import { Match, Template } from "aws-cdk-lib/assertions";
+import { App, Stack, Validations } from "aws-cdk-lib";
+import { Match, type Template } from "aws-cdk-lib/assertions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OPERATOR_KEY_PLACEHOLDER, readConfig } from "../../infra/config.ts";
 import { FUNCTION_TIMEOUTS } from "../../infra/constructs/lambda-function.ts";
 import { FUNCTION_NAMES, type FunctionName, QUEUE_KINDS, type QueueKind } from "../../infra/names.ts";
-import { definePristineApp, type PristineApp } from "../../infra/pristine-app.ts";
 import type { PristineStack } from "../../infra/pristine-stack.ts";
 import { tableSchema } from "../../shared/adapters/dynamodb/table-schema.ts";
 import { loadConfig } from "../../shared/config.ts";
+import {
+  allStatements,
+  asArray,
+  type Json,
+  logicalId,
+  plausibleEnvironment,
+  removeSynthOutputs,
+  resourcesOf,
+  roleStatements,
+  type Synthesized,
+  synthesize,
+  tempOutdir,
+  violationsOf,
+} from "./synth.ts";
 
 // Synthesizes the real app (cdk.json context) once per scenario, with asset bundling skipped
 // (esbuild is exercised by `npx cdk synth`), and checks the templates and the cdk-nag report.
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CDK_CONTEXT = JSON.parse(readFileSync(path.join(ROOT, "cdk.json"), "utf8")).context as Record<
-  string,
-  unknown
->;
-
-type Json = Record<string, any>;
-
-interface Synthesized {
-  readonly pristine: PristineApp;
-  readonly templates: Map<PristineStack, Template>;
-  readonly report: Json;
-  readonly manifest: Json;
-  readonly outdir: string;
-}
-
-const outdirs: string[] = [];
-
-function synthesize(extraContext: Record<string, unknown> = {}): Synthesized {
-  const outdir = mkdtempSync(path.join(os.tmpdir(), "pristine-cdk-test-"));
-  outdirs.push(outdir);
-  const app = new App({
-    outdir,
-    context: {
-      ...CDK_CONTEXT,
-      ...extraContext,
-      // Skip esbuild for every stack: the assets are not under test here.
-      "aws:cdk:bundling-stacks": [],
-      // Let synth finish and write validation-report.json; the tests read the report.
-      "@aws-cdk/core:failSynthOnValidationErrors": false,
-    },
-  });
-  const pristine = definePristineApp(app);
-  const assembly = app.synth();
-  const templates = new Map<PristineStack, Template>();
-  for (const stack of [pristine.primary, pristine.dr]) {
-    const file = assembly.getStackArtifact(stack.artifactId).templateFullPath;
-    templates.set(stack, Template.fromJSON(JSON.parse(readFileSync(file, "utf8"))));
-  }
-  return {
-    pristine,
-    templates,
-    report: JSON.parse(readFileSync(path.join(assembly.directory, "validation-report.json"), "utf8")),
-    manifest: JSON.parse(readFileSync(path.join(assembly.directory, "manifest.json"), "utf8")),
-    outdir,
-  };
-}
-
-afterAll(() => {
-  for (const dir of outdirs) rmSync(dir, { recursive: true, force: true });
-});
-
-const logicalId = (stack: Stack, construct: { node: { defaultChild?: unknown } }): string =>
-  stack.getLogicalId(construct.node.defaultChild as CfnResource);
-
-const resourcesOf = (template: Template, type: string): Record<string, Json> =>
-  template.findResources(type) as Record<string, Json>;
-
-const asArray = <T>(value: T | T[] | undefined): T[] =>
-  value === undefined ? [] : Array.isArray(value) ? value : [value];
-
-/** Every policy statement anywhere in a template (IAM, queue, bucket, topic, file system policies). */
-function allStatements(template: Template): Json[] {
-  const found: Json[] = [];
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      node.forEach(visit);
-    } else if (node && typeof node === "object") {
-      const obj = node as Json;
-      if (Array.isArray(obj.Statement)) found.push(...obj.Statement);
-      Object.values(obj).forEach(visit);
-    }
-  };
-  visit(template.toJSON().Resources);
-  return found;
-}
-
-/** Statements of the policies attached to one role (inline and AWS::IAM::Policy). */
-function roleStatements(template: Template, roleLogicalId: string): Json[] {
-  const statements: Json[] = [];
-  const role = resourcesOf(template, "AWS::IAM::Role")[roleLogicalId];
-  for (const policy of asArray<Json>(role?.Properties?.Policies))
-    statements.push(...policy.PolicyDocument.Statement);
-  for (const policy of Object.values(resourcesOf(template, "AWS::IAM::Policy"))) {
-    const roles = asArray<Json>(policy.Properties.Roles);
-    if (roles.some((r) => r.Ref === roleLogicalId))
-      statements.push(...policy.Properties.PolicyDocument.Statement);
-  }
-  return statements;
-}
+afterAll(removeSynthOutputs);
 
 /**
  * The queue a function's SQS statement points at: a queue of the stack, the peer region's
@@ -212,28 +134,6 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
 
 /** The functions that mount the EFS datastore (and so run in the VPC). */
 const MOUNTS_DATASTORE: FunctionName[] = ["api", "clone-worker", "replication-worker", "user-data-worker"];
-
-/**
- * A function's Variables as the Lambda runtime would see them: CloudFormation values (Ref,
- * Fn::GetAtt, Fn::Join) replaced by plausible strings of the right shape.
- */
-function plausibleEnvironment(variables: Json): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(variables)) {
-    if (typeof value === "string") env[key] = value;
-    else if (key.endsWith("_QUEUE_URL")) env[key] = "https://sqs.eu-west-1.amazonaws.com/123456789012/x";
-    else if (key.endsWith("_QUEUE_URLS")) env[key] = '{"host-a":"https://sqs.eu-west-1.amazonaws.com/1/x"}';
-    else env[key] = `plausible-${key.toLowerCase()}`;
-  }
-  return env;
-}
-
-/** Violations of one plugin in a validation report (suppressed findings are not listed). */
-function violationsOf(report: Json, pluginName: string): Json[] {
-  return (report.pluginReports as Json[])
-    .filter((r) => r.pluginName === pluginName)
-    .flatMap((r) => r.violations as Json[]);
-}
 
 describe("the default app (cdk.json context, no account)", () => {
   let synth: Synthesized;
@@ -705,6 +605,23 @@ describe("the default app (cdk.json context, no account)", () => {
     });
   });
 
+  it("has no EC2 host while pristine:hostFleet is off", () => {
+    expect(synth.pristine.config.hostFleet).toBeUndefined();
+    for (const stack of [synth.pristine.primary, synth.pristine.dr]) {
+      const template = synth.templates.get(stack) as Template;
+      for (const type of [
+        "AWS::EC2::Instance",
+        "AWS::AutoScaling::AutoScalingGroup",
+        "AWS::EC2::LaunchTemplate",
+        "AWS::IAM::InstanceProfile",
+      ]) {
+        template.resourceCountIs(type, 0);
+      }
+      expect(stack.hostFleet).toBeUndefined();
+      expect(template.toJSON().Parameters).toEqual({ BootstrapVersion: expect.any(Object) });
+    }
+  });
+
   it("derives each region's peer bucket and queue from the other stack's names", () => {
     const { primary, dr } = synth.pristine;
     for (const [self, peer] of [
@@ -872,12 +789,24 @@ describe("with an account and host-local datastores", () => {
     const userData = roleStatements(template, logicalId(stack, stack.functions["user-data-worker"].role));
     expect(JSON.stringify(userData)).not.toContain(logicalId(stack, hostQueue.queue));
   });
+
+  it("runs no EC2 host for them without pristine:hostFleet (the agent role is for hosts of their own)", () => {
+    for (const stack of [synth.pristine.primary, synth.pristine.dr]) {
+      const template = synth.templates.get(stack) as Template;
+      template.resourceCountIs("AWS::EC2::Instance", 0);
+      template.resourceCountIs("AWS::AutoScaling::AutoScalingGroup", 0);
+      const role = resourcesOf(template, "AWS::IAM::Role")[
+        logicalId(stack, stack.workers.agentRoles.get("host-a") as never)
+      ];
+      expect(JSON.stringify(role?.Properties.AssumeRolePolicyDocument)).not.toContain("ec2.amazonaws.com");
+      expect(JSON.stringify(allStatements(template))).not.toContain("events:PutEvents");
+    }
+  });
 });
 
 describe("the cdk-nag check itself", () => {
   it("reports a non-compliant resource (the report parsing is not vacuous)", () => {
-    const outdir = mkdtempSync(path.join(os.tmpdir(), "pristine-cdk-nag-"));
-    outdirs.push(outdir);
+    const outdir = tempOutdir("pristine-cdk-nag-");
     const app = new App({ outdir, context: { "@aws-cdk/core:failSynthOnValidationErrors": false } });
     new sqs.Queue(new Stack(app, "Bare"), "Queue");
     Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
