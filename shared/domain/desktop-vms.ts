@@ -118,6 +118,8 @@ export async function onGuestMessage(ports: VmPorts, vmId: string, message: unkn
     );
     return moved ? `desktop ${vmId} ready` : `ready from ${vmId}, which is not STARTING at g${vm.generation}`;
   }
+  if (type === "user-data-released" || type === "logoff") vm.userDataReleased = true;
+  if (type === "assigned" || type === "user-data-mounted") vm.userDataReleased = false;
   if (type === "logoff") {
     // The session is the one the desktop holds now, whatever the guest says.
     const desktop = await desktopOf(ports, vm);
@@ -202,7 +204,7 @@ export async function releaseUserData(
   ports: VmPorts,
   desktop: Pick<Desktop, "tenantId" | "desktopId">,
   sessionId: string,
-  opts: { guestGone?: boolean } = {},
+  opts: { guestGone?: boolean; letGo?: () => Promise<void> } = {},
 ): Promise<void> {
   const session = await ports.sessions.get(desktop.tenantId, sessionId);
   if (!session) return;
@@ -210,11 +212,15 @@ export async function releaseUserData(
   const record = await ports.userData.get(ref);
   if (record?.pluggedInto !== desktop.desktopId) return;
   if (!opts.guestGone) {
-    // The guest syncs and unmounts first (it already has when the user typed logoff); then the disk goes.
-    const released = guestSays(ports, desktop.desktopId, "user-data-released", 10_000);
-    await ports.host.hypervisor.send(desktop.desktopId, { type: "release" }).catch(() => undefined);
-    await released;
-    await ports.host.hypervisor.detachDisk(desktop.desktopId, "userdata").catch(() => undefined);
+    // The guest syncs and unmounts first (it already has when the user typed logoff).
+    if (!ports.host.running.get(desktop.desktopId)?.userDataReleased) {
+      const released = guestSays(ports, desktop.desktopId, "user-data-released", 10_000);
+      await ports.host.hypervisor.send(desktop.desktopId, { type: "release" }).catch(() => undefined);
+      await released;
+    }
+    // Then the disk goes: unplugged, or with the whole VM when its disk is replaced anyway.
+    if (opts.letGo) await opts.letGo();
+    else await ports.host.hypervisor.detachDisk(desktop.desktopId, "userdata").catch(() => undefined);
   }
   await ports.userData.markUnplugged(ref, desktop.desktopId);
   await commitLater(ports, session);

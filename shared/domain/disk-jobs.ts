@@ -166,8 +166,10 @@ async function rebuildDisk(
   const vms = vmPorts(ports);
   if (vms) {
     // The user is gone (or the disk is replaced): the VM lets go of the user's data, then stops.
-    if (opts.lastSessionId) await releaseUserData(vms, desktop, opts.lastSessionId);
-    await stopDesktop(vms, desktop.desktopId);
+    // The disk is replaced: the VM is stopped outright once the user's data is safe.
+    const stop = () => stopDesktop(vms, desktop.desktopId, 0);
+    if (opts.lastSessionId) await releaseUserData(vms, desktop, opts.lastSessionId, { letGo: stop });
+    await stop();
   }
   try {
     await makeDisk(ports, mine, version);
@@ -298,8 +300,9 @@ async function replaceDesktop(ports: DiskJobPorts, desktop: Desktop) {
     return `skipped: desktop moved while ${desktop.state.toLowerCase()}`;
   const vms = vmPorts(ports);
   if (vms) {
-    if (desktop.lastSessionId) await releaseUserData(vms, desktop, desktop.lastSessionId);
-    await stopDesktop(vms, desktop.desktopId);
+    const stop = () => stopDesktop(vms, desktop.desktopId, 0);
+    if (desktop.lastSessionId) await releaseUserData(vms, desktop, desktop.lastSessionId, { letGo: stop });
+    await stop();
   }
   await ports.storage.deleteDesktopDisk(desktop);
   const {

@@ -46,4 +46,9 @@ export interface HostRuntime {
 export type VmDesktop = Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId" | "generation">;
 
 /** A desktop whose VM this agent started: the generation it boots, and its deadline to be ready. */
-export type RunningDesktop = VmDesktop & { generation: number; bootDeadline?: ReturnType<typeof setTimeout> };
+export type RunningDesktop = VmDesktop & {
+  generation: number;
+  bootDeadline?: ReturnType<typeof setTimeout>;
+  /** The guest said it let go of the user's data (it does before a logoff typed inside). */
+  userDataReleased?: boolean;
+};
