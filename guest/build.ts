@@ -468,17 +468,3 @@ async function build(
     await rm(work, { recursive: true, force: true });
   }
 }
-
-if (import.meta.main) {
-  const force = process.argv.includes("--force");
-  buildGuestImage({ force, log: (line) => console.log(`image:build: ${line}`) }).then(
-    (image) => {
-      for (const [name, f] of Object.entries(image.manifest.files))
-        console.log(`  ${name}  sha256 ${f.sha256}`);
-    },
-    (err: Error) => {
-      console.error(`image:build failed: ${err.message}`);
-      process.exitCode = 1;
-    },
-  );
-}
