@@ -18,22 +18,35 @@ const { values } = parseArgs({
 });
 const log = (line: string) => console.log(`image:build: ${line}`);
 
+/** The parts of the API's answers that publishing reads. */
+interface Answer {
+  detail?: string;
+  tenantId?: string;
+  imageId?: string;
+  version?: number;
+  versions?: { version: number; state: string; error?: string }[];
+}
+
 async function publish(image: GuestImage) {
   const api = process.env.PRISTINE_API ?? "http://127.0.0.1:8080";
   const key = process.env.PRISTINE_TENANT_KEY;
   if (!key) throw new Error("--publish needs the tenant's key in PRISTINE_TENANT_KEY");
-  const call = async (method: string, path: string, body?: unknown) => {
+  const call = async (method: string, path: string, body?: unknown): Promise<Answer> => {
     const res = await fetch(`${api}${path}`, {
       method,
       headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
       ...(body ? { body: JSON.stringify(body) } : {}),
     });
-    const answer = (await res.json().catch(() => ({}))) as Record<string, any>;
+    const answer = (await res.json().catch(() => ({}))) as Answer;
     if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${answer.detail ?? ""}`);
     return answer;
   };
   const created = await call("POST", "/v1/images", { name: values.name });
-  const folder = join(resolve(process.env.PRISTINE_DATA_DIR ?? "./.pristine"), "imports", created.tenantId);
+  const folder = join(
+    resolve(process.env.PRISTINE_DATA_DIR ?? "./.pristine"),
+    "imports",
+    String(created.tenantId),
+  );
   await mkdir(folder, { recursive: true });
   await copyFile(image.disk, join(folder, `${values.name}.qcow2`));
   const version = await call("POST", `/v1/images/${created.imageId}/versions`, {
@@ -41,7 +54,7 @@ async function publish(image: GuestImage) {
   });
   for (let i = 0; i < 600; i++) {
     const got = await call("GET", `/v1/images/${created.imageId}`);
-    const v = got.versions.find((x: any) => x.version === version.version);
+    const v = got.versions?.find((x) => x.version === version.version);
     if (v?.state === "READY") return created.imageId as string;
     if (v?.state === "FAILED") throw new Error(`publishing failed: ${v.error}`);
     await new Promise((r) => setTimeout(r, 250));

@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { HostRuntime, Ports, VmDesktop } from "../ports/index.ts";
-import { commitLater, desktopRef } from "./common.ts";
+import { commitLater } from "./common.ts";
 import type { Desktop, UserDataRef } from "./model.ts";
 import { logoff } from "./sessions.ts";
 

@@ -124,15 +124,28 @@ describe("a session on a VM", () => {
   });
 
   it("shows the user's id on the screen (a PNG that differs from a desktop nobody uses)", async () => {
-    const res = await fetch(`${r.region.apiUrl}/v1/sessions/${alice.sessionId}/screenshot`, {
-      headers: { authorization: `Bearer ${tenant.key}` },
-    });
+    const screenshot = () =>
+      fetch(`${r.region.apiUrl}/v1/sessions/${alice.sessionId}/screenshot`, {
+        headers: { authorization: `Bearer ${tenant.key}` },
+      });
+    const res = await screenshot();
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("image/png");
-    const png = decodePng(Buffer.from(await res.arrayBuffer()));
     const free = (await desktops()).find((d) => d.state === "AVAILABLE");
     otherScreen = await hypervisor().screenshot(free.desktopId);
-    expect(differingPixels(png, decodePng(otherScreen), bannerRegion)).toBeGreaterThan(1000);
+    const idle = decodePng(otherScreen);
+    let png = decodePng(Buffer.from(await res.arrayBuffer()));
+    // The guest draws the banner after the logon answered (slowly, under TCG): wait for it.
+    await waitFor(
+      "alice's banner on the screen",
+      async () => {
+        if (differingPixels(png, idle, bannerRegion) > 1000) return true;
+        png = decodePng(Buffer.from(await (await screenshot()).arrayBuffer()));
+        return false;
+      },
+      30_000,
+    );
+    expect(differingPixels(png, idle, bannerRegion)).toBeGreaterThan(1000);
   });
 
   it("another tenant gets 404 for the session's screenshot and the pool's logons", async () => {
