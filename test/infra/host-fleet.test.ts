@@ -10,7 +10,7 @@ import {
   HOST_EVENT_BUS_NAME,
   HOST_VM_RUN_DIR,
   UBUNTU_AMI_PARAMETER,
-} from "../../infra/constructs/host-fleet.ts";
+} from "../../infra/constructs/host-setup.ts";
 import { definePristineApp } from "../../infra/pristine-app.ts";
 import type { PristineStack } from "../../infra/pristine-stack.ts";
 import { loadConfig } from "../../shared/config.ts";
