@@ -196,12 +196,16 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
 
   const reconcileEveryMs = opts.reconcileEveryMs ?? 60_000;
   const reconcileOnce = reconcilerHandler(app);
+  // One run at a time, as the schedule's single Lambda would; stop() waits for the one in flight.
+  let reconciling: Promise<unknown> | undefined;
   const reconciler =
     reconcileEveryMs > 0
       ? setInterval(() => {
-          reconcileOnce({}, lambdaContext(`${opts.name}-reconciler`)).catch((err: Error) =>
-            console.error(`[reconciler] ${err.message}`),
-          );
+          reconciling ??= reconcileOnce({}, lambdaContext(`${opts.name}-reconciler`))
+            .catch((err: Error) => console.error(`[reconciler] ${err.message}`))
+            .finally(() => {
+              reconciling = undefined;
+            });
         }, reconcileEveryMs)
       : undefined;
 
@@ -257,6 +261,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     async stop() {
       await host?.stop();
       clearInterval(reconciler);
+      await reconciling;
       await server.close();
       await Promise.all(pollers.map((p) => p.stop()));
       sqs.destroy();
