@@ -21,7 +21,7 @@ import { startRegion } from "../../local/region.ts";
 import { detectAccel } from "../../shared/adapters/hypervisor/accel.ts";
 import { qemuArgs, vmPaths } from "../../shared/adapters/hypervisor/qemu-command.ts";
 import { testGuest } from "../support/guest.ts";
-import type { BenchEnv } from "./env.ts";
+import { apiOf, type BenchEnv } from "./env.ts";
 import { percentile, printJson, printTable, round } from "./report.ts";
 
 const run = promisify(execFile);
@@ -109,15 +109,7 @@ export async function benchBoot(env: BenchEnv): Promise<void> {
     guestDir: guest.dir,
     reconcileEveryMs: 0,
   });
-  const api = async (method: string, path: string, key: string, body?: unknown) => {
-    const res = await fetch(`${region.apiUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const api = apiOf(region);
   const plain: ChildProcess[] = [];
   try {
     const tenant = (await api("POST", "/v1/admin/tenants", env.operatorKey, { name: "boot" })).body;

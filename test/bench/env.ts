@@ -8,13 +8,33 @@ import { type Region, startRegion } from "../../local/region.ts";
 
 process.env.POWERTOOLS_LOG_LEVEL ??= "WARN";
 
+type Api = (
+  method: string,
+  path: string,
+  key: string,
+  body?: unknown,
+) => Promise<{ status: number; body: any }>;
+
+/** Calls to a region's API with a key, as a tenant or operator would make them. */
+export function apiOf(region: Region): Api {
+  return async (method, path, key, body) => {
+    const res = await fetch(`${region.apiUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+}
+
 export interface BenchEnv {
   dynamo: Emulator;
   fauxqs: Emulator;
   region: Region;
   dataDir: string;
   operatorKey: string;
-  api(method: string, path: string, key: string, body?: unknown): Promise<{ status: number; body: any }>;
+  api: Api;
   stop(): Promise<void>;
 }
 
@@ -37,15 +57,7 @@ export async function startBenchEnv(): Promise<BenchEnv> {
     region,
     dataDir,
     operatorKey,
-    async api(method, path, key, body) {
-      const res = await fetch(`${region.apiUrl}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : undefined };
-    },
+    api: apiOf(region),
     async stop() {
       await region.stop();
       await Promise.all([dynamo.stop(), fauxqs.stop()]);
