@@ -12,8 +12,8 @@ import { commitLater } from "./common.ts";
 import type { Desktop, UserDataRef } from "./model.ts";
 import { logoff } from "./sessions.ts";
 
-export type VmPorts = Pick<
-  Ports,
+/** The ports that running desktops' VMs need besides the host itself. */
+export type VmPortNames =
   | "desktops"
   | "sessions"
   | "storage"
@@ -24,8 +24,9 @@ export type VmPorts = Pick<
   | "userDataJobs"
   | "events"
   | "screenshots"
-  | "hosts"
-> & { host: HostRuntime };
+  | "hosts";
+
+export type VmPorts = Pick<Ports, VmPortNames> & { host: HostRuntime };
 
 type Job<K extends CloneJob["kind"]> = Extract<CloneJob, { kind: K }>;
 

@@ -11,32 +11,22 @@ import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
 import { desktopRef } from "./common.ts";
 import type { DesktopState } from "./desktop-state.ts";
-import { bootDesktop, lockConsole, releaseUserData, stopDesktop, type VmPorts } from "./desktop-vms.ts";
+import {
+  bootDesktop,
+  lockConsole,
+  releaseUserData,
+  stopDesktop,
+  type VmPortNames,
+  type VmPorts,
+} from "./desktop-vms.ts";
 import { RetryLater } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { releaseUnusedReplicas } from "./images.ts";
 import type { Desktop, ImageVersion } from "./model.ts";
 import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
 
-export type DiskJobPorts = Pick<
-  Ports,
-  | "images"
-  | "pools"
-  | "desktops"
-  | "sessions"
-  | "storage"
-  | "clock"
-  | "replicas"
-  | "datastores"
-  | "jobs"
-  | "userData"
-  | "userDataStore"
-  | "userDataJobs"
-  | "events"
-  | "screenshots"
-  | "hosts"
-  | "host"
->;
+/** A disk job runs the desktop's VM too when its worker is a host agent (`host` is set). */
+export type DiskJobPorts = Pick<Ports, VmPortNames | "images" | "pools" | "replicas" | "datastores" | "host">;
 
 /** The ports of a host agent, when this worker is one (it runs the desktops' VMs). */
 const vmPorts = (ports: DiskJobPorts): VmPorts | undefined => (ports.host ? (ports as VmPorts) : undefined);
