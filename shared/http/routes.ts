@@ -284,6 +284,8 @@ export const routes: ApiRoute[] = [
     path: "/v1/pools/{poolId}/logons",
     params: poolParams,
     body: s.logonBody,
+    // Its answer holds a one-time password, never to be stored; a retried logon reconnects anyway.
+    replayable: false,
     handle: async ({ app, ctx, tenantId, params, body }) => {
       if (ctx.principal?.kind === "tenant") assertServing(ctx.principal.tenant);
       const { session, connection, reconnected, userData } = await logon(

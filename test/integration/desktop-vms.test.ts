@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { testGuest } from "../support/guest.ts";
 import { vncLogin } from "../support/rfb.ts";
+import { tableSnapshot } from "../support/table-snapshot.ts";
 import { ConsoleSession, decodePng, differingPixels } from "../support/vm.ts";
 import {
   expectStatus,
@@ -121,6 +122,34 @@ describe("a session on a VM", () => {
     const { host, port, password } = alice.connection;
     expect(await vncLogin(host, port, password)).toMatchObject({ ok: true });
     expect(await vncLogin(host, port, "wrong-pw")).toMatchObject({ ok: false });
+  });
+
+  it("a logon retried with the same Idempotency-Key gets a fresh password; no password is stored", async () => {
+    const retry = async () => {
+      const res = await fetch(`${r.region.apiUrl}/v1/pools/${poolId}/logons`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${tenant.key}`,
+          "content-type": "application/json",
+          "idempotency-key": "alice-logon-1",
+        },
+        body: JSON.stringify({ userId: "alice" }),
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as any;
+    };
+    const [first, second] = [await retry(), await retry()];
+    expect(second.sessionId).toBe(alice.sessionId);
+    expect(second.connection.password).not.toBe(first.connection.password);
+    const table = await tableSnapshot(r.region);
+    for (const password of [alice.connection.password, first.connection.password, second.connection.password])
+      expect(table).not.toContain(password);
+    // The VM now takes the newest password: it is alice's from here on.
+    alice = { ...alice, connection: second.connection };
+    await waitFor("the newest password opens the desktop", async () => {
+      const { host, port, password } = alice.connection;
+      return (await vncLogin(host, port, password)).ok;
+    });
   });
 
   it("shows the user's id on the screen (a PNG that differs from a desktop nobody uses)", async () => {
