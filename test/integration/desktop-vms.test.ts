@@ -42,8 +42,8 @@ const hypervisor = () => {
   return host.runtime.hypervisor;
 };
 
-async function logon(userId: string) {
-  const s = expectStatus(await api("POST", `/v1/pools/${poolId}/logons`, { userId }), 200);
+async function logon(userId: string, pool = poolId) {
+  const s = expectStatus(await api("POST", `/v1/pools/${pool}/logons`, { userId }), 200);
   await waitFor(
     `${userId}'s connection ready`,
     async () => {
@@ -273,6 +273,32 @@ describe("failures", () => {
     await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
   });
 
+  it("a VM that dies before it says ready is quarantined, not restarted for ever; the reconciler replaces it", async () => {
+    const [victim] = await desktops();
+    const firstPid = await pidOf(victim.desktopId);
+    process.kill(firstPid, "SIGKILL");
+    // Restarted once (it had been ready); killed again before its agent is up.
+    let restartedPid: number | undefined;
+    await waitFor(
+      "restarted",
+      async () => {
+        const d = (await desktops()).find((x) => x.desktopId === victim.desktopId);
+        restartedPid = await pidOf(victim.desktopId);
+        return d?.state === "STARTING" && restartedPid !== undefined && restartedPid !== firstPid;
+      },
+      30_000,
+      20,
+    );
+    process.kill(restartedPid as number, "SIGKILL");
+    await waitFor("quarantined", async () => {
+      const d = (await desktops()).find((x) => x.desktopId === victim.desktopId);
+      return d?.state === "ERROR" && /exited before Desktop Ready/.test(d.error);
+    });
+    expect((await hypervisor().list()).map((v) => v.vmId)).not.toContain(victim.desktopId);
+    await reconcile(r.region.app.ports, 0);
+    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3, ERROR: 0 }, bootMs);
+  });
+
   it("a stopped host agent's desktops are withdrawn until it is back", async () => {
     await r.region.host?.stop();
     const report = await reconcile(r.region.app.ports, 15 * 60_000, { hostDeadlineMs: 0 });
@@ -282,5 +308,62 @@ describe("failures", () => {
     expect(refused.status).toBe(503);
     await r.region.restartHost();
     await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
+  });
+});
+
+describe("a dedicated desktop on a VM", () => {
+  let dedicated: string;
+
+  it("keeps its disk across logoff, but its VM restarts: the user's VNC client does not outlive the session", async () => {
+    dedicated = expectStatus(
+      await api("POST", "/v1/pools", { name: "mine", imageId, size: 1, assignment: "dedicated" }),
+      201,
+    ).poolId;
+    await waitForCounts(r, tenant.key, dedicated, { AVAILABLE: 1 }, bootMs);
+    const s = await logon("gina", dedicated);
+    const desk = await shell(s.desktopId);
+    expect((await desk.run("echo kept > /root/gina-was-here && sync")).status).toBe(0);
+    const { host, port, password } = s.connection;
+    const client = await vncLogin(host, port, password, 10_000, { hold: true });
+    expect(client).toMatchObject({ ok: true });
+    expectStatus(await api("POST", `/v1/sessions/${s.sessionId}/logoff`), 200);
+    let cut = false;
+    void (client as { closed: Promise<void> }).closed.then(() => {
+      cut = true;
+    });
+    await waitFor("gina's VNC client cut off", async () => cut, 60_000);
+    await waitForCounts(r, tenant.key, dedicated, { AVAILABLE: 1 }, bootMs);
+    const again = await logon("gina", dedicated);
+    expect(again.desktopId).toBe(s.desktopId);
+    expect((await (await shell(again.desktopId)).run("cat /root/gina-was-here")).output).toContain("kept");
+    expectStatus(await api("POST", `/v1/sessions/${again.sessionId}/logoff`), 200);
+    await waitForCounts(r, tenant.key, dedicated, { AVAILABLE: 1 }, bootMs);
+  });
+
+  it("a pool deleted in a session still commits the user's data: the user's next logon has it", async () => {
+    const s = await logon("gina", dedicated);
+    const desk = await shell(s.desktopId);
+    await waitFor(
+      "gina's data mounted",
+      async () => (await desk.run("grep -q ' /home/user ' /proc/mounts")).status === 0,
+      60_000,
+    );
+    expect((await desk.run("echo ginas > /home/user/gina.txt && sync")).status).toBe(0);
+    expectStatus(await api("DELETE", `/v1/pools/${dedicated}`), 202);
+    await waitFor(
+      "the dedicated pool deleted",
+      async () => (await api("GET", `/v1/pools/${dedicated}`)).status === 404,
+      60_000,
+    );
+    // logon() waits for her data to be ATTACHED: it never is while the old disk is held.
+    const elsewhere = await logon("gina");
+    const hers = await shell(elsewhere.desktopId);
+    await waitFor(
+      "gina's data mounted on a desktop of the other pool",
+      async () => (await hers.run("grep -q ' /home/user ' /proc/mounts")).status === 0,
+      60_000,
+    );
+    expect((await hers.run("cat /home/user/gina.txt")).output).toContain("ginas");
+    expectStatus(await api("POST", `/v1/sessions/${elsewhere.sessionId}/logoff`), 200);
   });
 });

@@ -6,7 +6,7 @@ import { createCipheriv } from "node:crypto";
 import { connect } from "node:net";
 
 export type RfbResult =
-  | { ok: true; width: number; height: number; name: string }
+  | { ok: true; width: number; height: number; name: string; closed?: Promise<void> }
   | { ok: false; reason: string };
 
 const reverseBits = (b: number) => {
@@ -30,14 +30,20 @@ export function vncAuthResponse(challenge: Buffer, password: string): Buffer {
   return Buffer.concat([cipher.update(challenge), cipher.final()]);
 }
 
-/** Connects and authenticates with password; never waits past timeoutMs. */
+/**
+ * Connects and authenticates with password; never waits past timeoutMs. With `hold`, a client
+ * that got in stays connected, and `closed` resolves when the server ends the connection.
+ */
 export async function vncLogin(
   host: string,
   port: number,
   password: string,
   timeoutMs = 10_000,
+  opts: { hold?: boolean } = {},
 ): Promise<RfbResult> {
   const socket = connect(port, host);
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  let holding = false;
   let buffered = Buffer.alloc(0);
   let wake: (() => void) | undefined;
   let failure: Error | undefined;
@@ -90,9 +96,16 @@ export async function vncLogin(
     socket.write(Buffer.from([1])); // ClientInit: shared session
     const init = await read(24);
     const name = (await read(init.readUInt32BE(20))).toString("utf8");
-    return { ok: true, width: init.readUInt16BE(0), height: init.readUInt16BE(2), name };
+    holding = opts.hold === true;
+    return {
+      ok: true,
+      width: init.readUInt16BE(0),
+      height: init.readUInt16BE(2),
+      name,
+      ...(holding ? { closed } : {}),
+    };
   } finally {
     clearTimeout(timer);
-    socket.destroy();
+    if (!holding) socket.destroy();
   }
 }
