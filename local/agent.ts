@@ -13,9 +13,10 @@ import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { qemuHostRuntime } from "../shared/adapters/hypervisor/host-runtime.ts";
 import { createApp } from "../shared/app.ts";
 import { loadConfig } from "../shared/config.ts";
+import { logger } from "../shared/logger.ts";
 import { replicationWorkerHandler, userDataWorkerHandler } from "../shared/workers/dr-handlers.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
-import { startHostAgent } from "../shared/workers/host-agent.ts";
+import { type HostAgent, startHostAgent } from "../shared/workers/host-agent.ts";
 import { type Poller, type PollerOptions, startSqsPoller } from "./sqs-poller.ts";
 
 const { values } = parseArgs({
@@ -29,10 +30,7 @@ const app = createApp(loadConfig());
 const config = app.config;
 // A host polls its own datastore's queue (routed there by the producers).
 const ownQueue = config.datastoreQueueUrls[config.defaultDatastore.datastoreId] ?? config.cloneJobsQueueUrl;
-const hostAgent =
-  (values.workers ?? "").split(",").includes("host") && config.host?.hypervisor === "qemu"
-    ? await startHostAgent(app, qemuHostRuntime(config.host, [config.defaultDatastore.datastoreId]))
-    : undefined;
+let hostAgent: HostAgent | undefined;
 const queues = {
   "clone-worker": { url: app.config.cloneJobsQueueUrl, handler: () => cloneWorkerHandler(app), batchSize: 5 },
   logoff: { url: app.config.logoffQueueUrl, handler: () => logoffWorkerHandler(app), batchSize: 10 },
@@ -64,13 +62,23 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 
+const unconfigured = (names as Worker[]).filter((name) => !queues[name].url);
+if (unconfigured.length > 0) {
+  console.error(`no queue URL configured for ${unconfigured.join(", ")}`);
+  process.exit(2);
+}
+// Only once the arguments hold: a host agent starts VMs.
+if (names.includes("host") && config.host?.hypervisor === "qemu") {
+  const runtime = qemuHostRuntime(config.host, [config.defaultDatastore.datastoreId], (line) =>
+    logger.info(`qemu: ${line}`),
+  );
+  hostAgent = await startHostAgent(app, runtime);
+}
+
 const pollers: Poller[] = [];
 for (const name of names as Worker[]) {
   const q = queues[name];
-  if (!q.url) {
-    console.error(`no queue URL configured for ${name}`);
-    process.exit(2);
-  }
+  if (!q.url) continue;
   const attrs = await app.sqs.send(
     new GetQueueAttributesCommand({ QueueUrl: q.url, AttributeNames: ["QueueArn"] }),
   );

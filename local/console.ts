@@ -6,7 +6,7 @@
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { vmRunDir } from "../shared/adapters/hypervisor/host-runtime.ts";
+import { vmRunDir } from "../shared/config.ts";
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { dr: { type: "boolean" } } });
 const desktopId = positionals[0];
@@ -15,7 +15,8 @@ if (!desktopId || !/^[A-Za-z0-9-]+$/.test(desktopId)) {
   process.exit(2);
 }
 const dataDir = resolve(process.env.PRISTINE_DATA_DIR ?? "./.pristine");
-const socketPath = join(vmRunDir(values.dr ? join(dataDir, "dr") : dataDir), desktopId, "console.sock");
+const runDir = process.env.PRISTINE_VM_RUN_DIR ?? vmRunDir(values.dr ? join(dataDir, "dr") : dataDir);
+const socketPath = join(runDir, desktopId, "console.sock");
 const socket = connect(socketPath, () => {
   console.error(`connected to ${desktopId}'s console (Ctrl-] leaves)`);
   if (process.stdin.isTTY) process.stdin.setRawMode(true);

@@ -6,6 +6,7 @@
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { qemuHostRuntime } from "../shared/adapters/hypervisor/host-runtime.ts";
 import type { App } from "../shared/app.ts";
+import { logger } from "../shared/logger.ts";
 import type { HostRuntime } from "../shared/ports/index.ts";
 import { type HostAgent, startHostAgent } from "../shared/workers/host-agent.ts";
 import type { QueueRef } from "./queues.ts";
@@ -27,7 +28,11 @@ export async function startLocalHost(
 ): Promise<LocalHost> {
   const settings = app.config.host;
   if (!settings) throw new Error("the region has no host settings (PRISTINE_HYPERVISOR=qemu)");
-  const runtime = opts.runtime ?? qemuHostRuntime(settings, [app.config.defaultDatastore.datastoreId]);
+  const runtime =
+    opts.runtime ??
+    qemuHostRuntime(settings, [app.config.defaultDatastore.datastoreId], (line) =>
+      logger.info(`qemu: ${line}`),
+    );
   const agent = await startHostAgent(app, runtime, opts.heartbeatMs ? { heartbeatMs: opts.heartbeatMs } : {});
   const poller: Poller = startSqsPoller({
     sqs,

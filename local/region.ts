@@ -4,10 +4,9 @@
  */
 import { join } from "node:path";
 import { documentClient, ensureTable } from "../shared/adapters/dynamodb/client.ts";
-import { vmRunDir } from "../shared/adapters/hypervisor/host-runtime.ts";
 import { sendJson, sqsClient } from "../shared/adapters/sqs/queue.ts";
 import { type App, createApp } from "../shared/app.ts";
-import { defaultDatastoreOf, type PristineConfig, storageLayout } from "../shared/config.ts";
+import { defaultDatastoreOf, type PristineConfig, storageLayout, vmRunDir } from "../shared/config.ts";
 import { defaultWorkerSettings, type WorkerSettings } from "../shared/domain/clone-jobs.ts";
 import { forbidden } from "../shared/domain/errors.ts";
 import { authenticate, hashApiKey } from "../shared/domain/tenants.ts";

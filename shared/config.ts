@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
@@ -152,6 +153,13 @@ export function defaultDatastoreOf(
   return { datastoreId, path, ...capacity };
 }
 
+/**
+ * The default run dir of a data dir's VMs: QEMU's unix sockets live there, and their paths may
+ * not pass 107 bytes, which a data dir deep in a home folder would.
+ */
+export const vmRunDir = (dataDir: string) =>
+  join(tmpdir(), `pristine-vms-${createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 10)}`);
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
@@ -178,7 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
             hostId: e.PRISTINE_HOST_ID,
             hypervisor: e.PRISTINE_HYPERVISOR,
             address: e.PRISTINE_HOST_ADDRESS,
-            runDir: e.PRISTINE_VM_RUN_DIR ?? join(resolve(e.PRISTINE_DATA_DIR), "vms"),
+            runDir: e.PRISTINE_VM_RUN_DIR ?? vmRunDir(e.PRISTINE_DATA_DIR),
             vmMemoryMiB: e.PRISTINE_VM_MEMORY_MIB,
             ...(e.PRISTINE_GUEST_KERNEL && e.PRISTINE_GUEST_INITRD
               ? { bootFiles: { kernel: e.PRISTINE_GUEST_KERNEL, initrd: e.PRISTINE_GUEST_INITRD } }

@@ -197,6 +197,7 @@ export function hostUserData(options: HostUserDataOptions): ec2.UserData {
     "EnvironmentFile=/etc/pristine/agent.env",
     `WorkingDirectory=${HOST_DATA_DIR}`,
     `RuntimeDirectory=${HOST_VM_RUN_DIR.replace(/^\/run\//, "")}`,
+    "RuntimeDirectoryMode=0700",
     `ExecStartPre=/usr/bin/mountpoint -q ${HOST_DATA_DIR}`,
     `ExecStartPre=-+/usr/local/sbin/pristine-guest-files s3://${options.imagesBucketName}/${GUEST_BOOT_FILES_PREFIX} ${region}`,
     "ExecStart=/opt/node/bin/node /opt/pristine/agent.mjs --workers host",

@@ -5,7 +5,6 @@
  * user's data disk, and repair a VM that died. The guest is trusted with nothing: the host fills
  * in tenant, desktop and session from its own records, so a guest only ever speaks for itself.
  */
-import { randomBytes } from "node:crypto";
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { HostRuntime, Ports, VmDesktop } from "../ports/index.ts";
 import { commitLater } from "./common.ts";
@@ -97,13 +96,17 @@ export async function stopDesktop(ports: VmPorts, desktopId: string, graceMs = 5
   await ports.host.hypervisor.stop(desktopId, { graceMs });
 }
 
-/** What a desktop agent said. Only `ready` and `logoff` change anything. */
-export async function onGuestMessage(ports: VmPorts, vmId: string, message: unknown): Promise<string> {
+/** What a desktop agent said. Only `ready` and `logoff` change anything; heartbeats are not news. */
+export async function onGuestMessage(
+  ports: VmPorts,
+  vmId: string,
+  message: unknown,
+): Promise<string | undefined> {
   const vm = ports.host.running.get(vmId);
   const type = (message as { type?: unknown })?.type;
+  if (type === "heartbeat" || type === "pong") return undefined;
   if (!vm) return `ignored ${String(type)} from an unknown VM ${vmId}`;
   if (type === "ready") {
-    clearTimeout(vm.bootDeadline);
     const connection = ports.host.hypervisor.connection(vmId);
     const console = {
       host: ports.host.address,
@@ -117,6 +120,8 @@ export async function onGuestMessage(ports: VmPorts, vmId: string, message: unkn
       { console },
       { generation: vm.generation },
     );
+    // After the write: a failed one leaves the deadline to quarantine the desktop.
+    clearTimeout(vm.bootDeadline);
     return moved ? `desktop ${vmId} ready` : `ready from ${vmId}, which is not STARTING at g${vm.generation}`;
   }
   if (type === "user-data-released" || type === "logoff") vm.userDataReleased = true;
@@ -142,21 +147,34 @@ export async function onGuestMessage(ports: VmPorts, vmId: string, message: unkn
  * desktop is rebuilt by the refresh; a free one is started again, and out of the free list
  * meanwhile (AVAILABLE -> STARTING).
  */
-export async function onVmExit(ports: VmPorts, vmId: string, expected: boolean): Promise<string> {
+export async function onVmExit(
+  ports: VmPorts,
+  vmId: string,
+  exit: { expected: boolean; reason: string },
+): Promise<string> {
   const vm = ports.host.running.get(vmId);
-  if (expected || !vm) return `VM ${vmId} stopped`;
+  if (exit.expected || !vm) return `VM ${vmId} stopped`;
   const desktop = await desktopOf(ports, vm);
   if (!desktop || desktop.generation !== vm.generation) return `VM ${vmId} of an old generation exited`;
+  if (desktop.state === "STARTING") {
+    // It never said ready: booting it again would only loop (a guest that panics, a broken image).
+    clearTimeout(vm.bootDeadline);
+    ports.host.running.delete(vmId);
+    const error = `its VM exited before Desktop Ready (${exit.reason})`;
+    await ports.desktops.transition(desktop, "STARTING", "ERROR", { error }, { generation: vm.generation });
+    return `VM ${vmId} exited while starting: quarantined`;
+  }
   if (desktop.state === "ASSIGNED" && desktop.sessionId) {
     ports.host.running.delete(vmId);
     await releaseUserData(ports, desktop, desktop.sessionId, { guestGone: true });
     await logoff(ports, desktop.tenantId, desktop.sessionId, "desktop-failure");
     return `VM ${vmId} died in session ${desktop.sessionId}: ended, desktop rebuilt`;
   }
-  if (desktop.state === "AVAILABLE" || desktop.state === "STARTING" || desktop.state === "UNREACHABLE") {
-    if (desktop.state !== "STARTING")
-      await ports.desktops.transition(desktop, desktop.state, "STARTING", {}, { generation: vm.generation });
-    await bootDesktop(ports, { ...desktop, generation: vm.generation });
+  if (desktop.state === "AVAILABLE" || desktop.state === "UNREACHABLE") {
+    if (
+      await ports.desktops.transition(desktop, desktop.state, "STARTING", {}, { generation: vm.generation })
+    )
+      await bootDesktop(ports, { ...desktop, generation: vm.generation });
     return `VM ${vmId} died while free: restarted`;
   }
   return `VM ${vmId} exited while ${desktop.state}`;
@@ -201,30 +219,50 @@ export async function plugUserData(ports: VmPorts, job: Job<"plug-user-data">): 
  * The user is gone: the guest lets go of the data disk (it syncs and unmounts), the disk leaves
  * the VM, and the session's commit, which waited for that, is sent again.
  */
-export async function releaseUserData(
+async function releaseUserData(
   ports: VmPorts,
   desktop: Pick<Desktop, "tenantId" | "desktopId">,
   sessionId: string,
-  opts: { guestGone?: boolean; letGo?: () => Promise<void> } = {},
+  opts: { guestGone: true } | { letGo: () => Promise<void> },
 ): Promise<void> {
   const session = await ports.sessions.get(desktop.tenantId, sessionId);
   if (!session) return;
   const ref: UserDataRef = { tenantId: session.tenantId, userId: session.userId };
   const record = await ports.userData.get(ref);
   if (record?.pluggedInto !== desktop.desktopId) return;
-  if (!opts.guestGone) {
-    // The guest syncs and unmounts first (it already has when the user typed logoff).
-    if (!ports.host.running.get(desktop.desktopId)?.userDataReleased) {
+  if ("letGo" in opts) {
+    // The guest syncs and unmounts first (it already has when the user typed logoff); a VM that
+    // no longer runs has nothing to say.
+    const vm = ports.host.running.get(desktop.desktopId);
+    if (vm && !vm.userDataReleased) {
       const released = guestSays(ports, desktop.desktopId, "user-data-released", 10_000);
       await ports.host.hypervisor.send(desktop.desktopId, { type: "release" }).catch(() => undefined);
       await released;
     }
-    // Then the disk goes: unplugged, or with the whole VM when its disk is replaced anyway.
-    if (opts.letGo) await opts.letGo();
-    else await ports.host.hypervisor.detachDisk(desktop.desktopId, "userdata").catch(() => undefined);
+    // Then the disk goes with the whole VM: nothing can write it once QEMU is gone.
+    await opts.letGo();
   }
   await ports.userData.markUnplugged(ref, desktop.desktopId);
   await commitLater(ports, session);
+}
+
+/**
+ * A desktop's VM goes away: the last session's user data is let go of first (the guest syncs and
+ * unmounts, then QEMU ends, so the commit that waited for it can run), then the VM is stopped.
+ */
+export async function powerOffDesktop(
+  ports: VmPorts,
+  desktop: Pick<Desktop, "tenantId" | "desktopId">,
+  lastSessionId: string | undefined,
+): Promise<void> {
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await stopDesktop(ports, desktop.desktopId, 0);
+  };
+  if (lastSessionId) await releaseUserData(ports, desktop, lastSessionId, { letGo: stop });
+  await stop();
 }
 
 /** Resolves when the VM's agent sends a message of this type, or after `timeoutMs` (a gone guest says nothing). */
@@ -240,13 +278,6 @@ function guestSays(ports: VmPorts, vmId: string, type: string, timeoutMs: number
       resolve(heard);
     }
   });
-}
-
-/** A new, unknown password: the previous user's one no longer opens the VM. */
-export async function lockConsole(ports: VmPorts, desktopId: string): Promise<void> {
-  await ports.host.hypervisor
-    .setConnectionPassword(desktopId, randomBytes(6).toString("base64url").slice(0, 8))
-    .catch(() => undefined);
 }
 
 /** The desktop's screen, for a request that waits for it in the table. */

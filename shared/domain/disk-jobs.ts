@@ -11,14 +11,7 @@ import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
 import { desktopRef } from "./common.ts";
 import type { DesktopState } from "./desktop-state.ts";
-import {
-  bootDesktop,
-  lockConsole,
-  releaseUserData,
-  stopDesktop,
-  type VmPortNames,
-  type VmPorts,
-} from "./desktop-vms.ts";
+import { bootDesktop, powerOffDesktop, type VmPortNames, type VmPorts } from "./desktop-vms.ts";
 import { RetryLater } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { releaseUnusedReplicas } from "./images.ts";
@@ -154,13 +147,7 @@ async function rebuildDisk(
   const ids = { ...desktopRef(desktop), generation };
   await checkpoint(`${opts.step}:before-disk`, ids);
   const vms = vmPorts(ports);
-  if (vms) {
-    // The user is gone (or the disk is replaced): the VM lets go of the user's data, then stops.
-    // The disk is replaced: the VM is stopped outright once the user's data is safe.
-    const stop = () => stopDesktop(vms, desktop.desktopId, 0);
-    if (opts.lastSessionId) await releaseUserData(vms, desktop, opts.lastSessionId, { letGo: stop });
-    await stop();
-  }
+  if (vms) await powerOffDesktop(vms, desktop, opts.lastSessionId);
   try {
     await makeDisk(ports, mine, version);
   } catch (err) {
@@ -223,14 +210,19 @@ export async function refreshDesktop(
     : "refresh";
   const fence = { generation: desktop.generation };
   if (decision === "keep") {
-    // A dedicated desktop keeps its disk and its VM: the user's data leaves it, and the screen locks.
     const vms = vmPorts(ports);
-    if (vms) {
-      await releaseUserData(vms, desktop, job.sessionId);
-      await lockConsole(vms, desktop.desktopId);
+    if (!vms) {
+      const moved = await ports.desktops.transition(desktop, "REFRESHING", "AVAILABLE", {}, fence);
+      return moved ? "kept as it was (refresh policy)" : "skipped: desktop moved";
     }
-    const moved = await ports.desktops.transition(desktop, "REFRESHING", "AVAILABLE", {}, fence);
-    return moved ? "kept as it was (refresh policy)" : "skipped: desktop moved";
+    // The disk is kept, the VM is not: a VNC client still connected (QEMU keeps those when the
+    // password changes) or a process left running must not outlive the session. The write comes
+    // first, so that a duplicate job never stops the VM the winner has just started.
+    if (!(await ports.desktops.transition(desktop, "REFRESHING", "STARTING", {}, fence)))
+      return "skipped: desktop moved";
+    await powerOffDesktop(vms, desktop, job.sessionId);
+    await bootDesktop(vms, { ...desktop, generation: desktop.generation ?? 0 });
+    return "kept its disk (refresh policy); its VM restarts";
   }
   if (decision === "replace") return replaceDesktop(ports, desktop);
   // Discarding the delta is what makes the next user's desktop pristine (invariant 2); on a
@@ -289,11 +281,7 @@ async function replaceDesktop(ports: DiskJobPorts, desktop: Desktop) {
   if (!(await ports.desktops.transition(desktop, desktop.state, "DELETING", {}, fence)))
     return `skipped: desktop moved while ${desktop.state.toLowerCase()}`;
   const vms = vmPorts(ports);
-  if (vms) {
-    const stop = () => stopDesktop(vms, desktop.desktopId, 0);
-    if (desktop.lastSessionId) await releaseUserData(vms, desktop, desktop.lastSessionId, { letGo: stop });
-    await stop();
-  }
+  if (vms) await powerOffDesktop(vms, desktop, desktop.lastSessionId);
   await ports.storage.deleteDesktopDisk(desktop);
   const {
     sessionId: _s,
@@ -322,8 +310,9 @@ export async function deleteDesktop(ports: DiskJobPorts, job: Job<"delete-deskto
   const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
   if (desktop && desktop.state !== "DELETING") return `skipped: desktop is ${desktop.state}`;
   if (desktop) {
+    // A pool deleted in a session: the user's data still leaves the VM and is committed.
     const vms = vmPorts(ports);
-    if (vms) await stopDesktop(vms, desktop.desktopId, 0);
+    if (vms) await powerOffDesktop(vms, desktop, desktop.lastSessionId);
     await ports.storage.deleteDesktopDisk(desktop);
     await ports.desktops.remove(desktop);
     await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);

@@ -6,16 +6,22 @@
  */
 
 import { bootDesktop, type VmPorts } from "./desktop-vms.ts";
-import type { Host } from "./model.ts";
+import type { Desktop, Host } from "./model.ts";
 import { logoff } from "./sessions.ts";
 
-type HostPorts = VmPorts;
+export interface Restored {
+  started: number;
+  restored: number;
+  ended: number;
+  /** Desktops whose VM could not be started or checked, with why: the others go on. */
+  failed: string[];
+}
 
 /** Records a heartbeat; when the host was LATE, its withdrawn desktops come back. */
 export async function heartbeat(
-  ports: HostPorts,
+  ports: VmPorts,
   figures: Pick<Host, "startedAt" | "freeMemoryBytes">,
-): Promise<Host["state"] | undefined> {
+): Promise<Restored | undefined> {
   const problem = await ports.host.hypervisor.problem();
   const before = await ports.hosts.heartbeat({
     ...(problem ? { problem } : {}),
@@ -25,8 +31,7 @@ export async function heartbeat(
     datastoreIds: ports.host.datastoreIds,
     ...figures,
   });
-  if (before === "LATE") await restoreDesktops(ports);
-  return before;
+  return before === "LATE" ? restoreDesktops(ports) : undefined;
 }
 
 /**
@@ -34,10 +39,8 @@ export async function heartbeat(
  * runs is free again; any other is started (STARTING until its agent is ready); a session whose VM
  * is gone ends, and its desktop is rebuilt by the refresh that follows.
  */
-export async function restoreDesktops(
-  ports: HostPorts,
-): Promise<{ started: number; restored: number; ended: number }> {
-  const figures = { started: 0, restored: 0, ended: 0 };
+export async function restoreDesktops(ports: VmPorts): Promise<Restored> {
+  const figures: Restored = { started: 0, restored: 0, ended: 0, failed: [] };
   const desktops = await ports.desktops.listOnDatastores(ports.host.datastoreIds, [
     "STARTING",
     "AVAILABLE",
@@ -45,22 +48,30 @@ export async function restoreDesktops(
     "ASSIGNED",
   ]);
   for (const d of desktops) {
-    const vm = ports.host.running.get(d.desktopId);
-    const alive =
-      vm?.generation === d.generation && (await ports.host.hypervisor.status(d.desktopId)) === "running";
-    const fence = { generation: d.generation };
-    if (d.state === "ASSIGNED") {
-      if (alive || !d.sessionId) continue;
-      await logoff(ports, d.tenantId, d.sessionId, "desktop-failure");
-      figures.ended++;
-    } else if (alive && d.state === "UNREACHABLE" && d.console) {
-      if (await ports.desktops.transition(d, "UNREACHABLE", "AVAILABLE", {}, fence)) figures.restored++;
-    } else if (!alive) {
-      if (d.state !== "STARTING" && !(await ports.desktops.transition(d, d.state, "STARTING", {}, fence)))
-        continue;
-      await bootDesktop(ports, { ...d, generation: d.generation ?? 0 });
-      figures.started++;
+    try {
+      await restoreDesktop(ports, d, figures);
+    } catch (err) {
+      figures.failed.push(`${d.desktopId}: ${(err as Error).message}`);
     }
   }
   return figures;
+}
+
+async function restoreDesktop(ports: VmPorts, d: Desktop, figures: Restored): Promise<void> {
+  const vm = ports.host.running.get(d.desktopId);
+  const alive =
+    vm?.generation === d.generation && (await ports.host.hypervisor.status(d.desktopId)) === "running";
+  const fence = { generation: d.generation };
+  if (d.state === "ASSIGNED") {
+    if (alive || !d.sessionId) return;
+    await logoff(ports, d.tenantId, d.sessionId, "desktop-failure");
+    figures.ended++;
+  } else if (alive && d.state === "UNREACHABLE" && d.console) {
+    if (await ports.desktops.transition(d, "UNREACHABLE", "AVAILABLE", {}, fence)) figures.restored++;
+  } else if (!alive) {
+    if (d.state !== "STARTING" && !(await ports.desktops.transition(d, d.state, "STARTING", {}, fence)))
+      return;
+    await bootDesktop(ports, { ...d, generation: d.generation ?? 0 });
+    figures.started++;
+  }
 }

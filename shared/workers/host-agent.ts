@@ -29,8 +29,9 @@ export async function startHostAgent(
 ): Promise<HostAgent> {
   const ports: Ports & { host: HostRuntime } = { ...app.ports, host };
   const ids = { hostId: host.hostId };
-  const report = (what: string, vmId: string) => (outcome: string) =>
-    logger.info(`host: ${what}: ${outcome}`, { ...ids, desktopId: vmId });
+  const report = (what: string, vmId: string) => (outcome: string | undefined) => {
+    if (outcome) logger.info(`host: ${what}: ${outcome}`, { ...ids, desktopId: vmId });
+  };
   const fail = (what: string, vmId: string) => (err: Error) =>
     logger.error(`host: ${what} failed: ${err.message}`, { ...ids, desktopId: vmId });
   const unsubscribe = [
@@ -40,19 +41,37 @@ export async function startHostAgent(
     ),
     host.hypervisor.onExit(
       (vmId, info) =>
-        void onVmExit(ports, vmId, info.expected).then(
-          report(`VM ${info.reason}`, vmId),
-          fail("VM exit", vmId),
-        ),
+        void onVmExit(ports, vmId, info).then(report(`VM ${info.reason}`, vmId), fail("VM exit", vmId)),
     ),
   ];
-  // VMs an earlier agent process left running are ended: this agent starts its desktops cleanly.
-  const reclaimed = await host.hypervisor.reclaim();
   const startedAt = app.ports.clock.now().toISOString();
-  const beat = () => heartbeat(ports, { startedAt, freeMemoryBytes: freemem() });
-  await beat();
-  const restored = await restoreDesktops(ports);
-  logger.info("host agent up", { ...ids, ...restored, reclaimed: reclaimed.length });
+  const beat = async () => {
+    const restored = await heartbeat(ports, { startedAt, freeMemoryBytes: freemem() });
+    for (const failure of restored?.failed ?? []) logger.error(`host: desktop not restored: ${failure}`, ids);
+    return restored;
+  };
+  const stopVms = async () => {
+    for (const vm of host.running.values()) clearTimeout(vm.bootDeadline);
+    host.running.clear();
+    await host.hypervisor.stopAll({ graceMs: 5_000 });
+  };
+  try {
+    // VMs an earlier agent process left running are ended: this agent starts its desktops cleanly.
+    const reclaimed = await host.hypervisor.reclaim();
+    // A host that was LATE restores its desktops with its first heartbeat.
+    const restored = (await beat()) ?? (await restoreDesktops(ports));
+    for (const failure of restored.failed) logger.error(`host: desktop not restored: ${failure}`, ids);
+    logger.info("host agent up", {
+      ...ids,
+      ...restored,
+      failed: restored.failed.length,
+      reclaimed: reclaimed.length,
+    });
+  } catch (err) {
+    for (const off of unsubscribe) off();
+    await stopVms();
+    throw err;
+  }
   const timer = setInterval(
     () => void beat().catch((err: Error) => logger.warn(`host: heartbeat failed: ${err.message}`, ids)),
     opts.heartbeatMs ?? 5_000,
@@ -65,8 +84,7 @@ export async function startHostAgent(
     async stop() {
       clearInterval(timer);
       for (const off of unsubscribe) off();
-      host.running.clear();
-      await host.hypervisor.stopAll({ graceMs: 5_000 });
+      await stopVms();
     },
   };
 }

@@ -1,17 +1,7 @@
-import { createHash } from "node:crypto";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
 import type { HostSettings } from "../../config.ts";
 import type { HostRuntime } from "../../ports/index.ts";
 import { guestKernelAppend } from "./guest-boot.ts";
 import { QemuHypervisor } from "./qemu.ts";
-
-/**
- * A short run dir for a data dir: QEMU's unix sockets live there, and their paths may not pass
- * 107 bytes, which a data dir deep in a home folder would.
- */
-export const vmRunDir = (dataDir: string) =>
-  join(tmpdir(), `pristine-vms-${createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 10)}`);
 
 /** The VMs of a host agent, on QEMU (PRISTINE_HYPERVISOR=qemu). */
 export function qemuHostRuntime(

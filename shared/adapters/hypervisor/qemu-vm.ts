@@ -88,7 +88,11 @@ export class QemuVm {
     const logFd = openSync(paths.log, "a");
     let child: ChildProcess;
     try {
-      child = spawn(opts.binary, opts.args, { stdio: ["ignore", logFd, logFd] });
+      // Not the agent's environment: QEMU needs none of its settings, and none of its credentials.
+      child = spawn(opts.binary, opts.args, {
+        stdio: ["ignore", logFd, logFd],
+        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
+      });
     } finally {
       closeSync(logFd);
     }

@@ -10,7 +10,7 @@
  * qemu-reclaim.ts finds and ends the VMs an earlier control process left behind.
  */
 import { execFile } from "node:child_process";
-import { mkdir, rm, stat } from "node:fs/promises";
+import { chmod, lstat, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { promisify } from "node:util";
@@ -124,6 +124,7 @@ export class QemuHypervisor implements Hypervisor {
       const m = /version (\d+)\.(\d+)/.exec(out);
       const version: [number, number] = m ? [Number(m[1]), Number(m[2])] : [0, 0];
       const accel = this.opts.accel ?? (await detectAccel()).accel;
+      await privateRunDir(this.opts.runDir);
       this.opts.log?.(`qemu ${version.join(".")}, accel ${accel}`);
       return { version, accel };
     })();
@@ -356,4 +357,18 @@ export class QemuHypervisor implements Hypervisor {
     );
     return ended.flat();
   }
+}
+
+/**
+ * The run dir holds the VMs' QMP and agent sockets (their VNC passwords, their guests' voices): it
+ * must be ours alone. One made by another user (it may be in /tmp) is refused, not used.
+ */
+async function privateRunDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const info = await lstat(dir);
+  const uid = process.getuid?.();
+  if (!info.isDirectory() || (uid !== undefined && info.uid !== uid)) {
+    throw new Error(`run dir ${dir} is not a directory of this user's; remove it or set PRISTINE_VM_RUN_DIR`);
+  }
+  if ((info.mode & 0o077) !== 0) await chmod(dir, 0o700);
 }
