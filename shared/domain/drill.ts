@@ -11,7 +11,7 @@ import type { ReplicationMessage } from "../messages/replication.ts";
 import type { Ports } from "../ports/index.ts";
 import type { DefaultDatastore } from "./datastores.ts";
 import { type DrillObservation, decideDrillStep } from "./drill-steps.ts";
-import { invalid, notFound, RetryLater } from "./errors.ts";
+import { DomainError, invalid, notFound, RetryLater } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { logon } from "./logon.ts";
 import type { Drill } from "./model.ts";
@@ -82,6 +82,7 @@ export async function runDrillStep(
   const drill = await getDrill(ports, m.tenantId, m.drillId);
   const step = drill.steps ?? 0;
   if (drill.state !== "RUNNING") return `skipped: drill is ${drill.state}`;
+  if ((m.step ?? 0) === step - 1) return watchForStall(ports, m, drill);
   if ((m.step ?? 0) !== step) return `skipped: step ${m.step ?? 0} is stale (the drill is at step ${step})`;
   let patch: Partial<Drill>;
   let next: "now" | "wait" | "done";
@@ -99,14 +100,42 @@ export async function runDrillStep(
         ? { patch: { phase: "DONE", state: "FAILED", error, finishedAt: now }, next: "done" }
         : { patch: { phase: "CLEANING_UP", phaseStartedAt: now, error }, next: "now" });
   }
-  const saved: Drill = { ...drill, ...patch, steps: step + 1 };
-  if (!(await ports.dr.putDrill(saved, step))) return `skipped: another delivery ran step ${step}`;
+  const saved: Drill = { ...drill, ...patch, steps: step + 1, stepAt: ports.clock.now().toISOString() };
+  if (!(await ports.dr.putDrill(saved, step))) {
+    // Another delivery saved it, or this one did and its answer was lost: look again later.
+    await ports.replication.send([m], { delaySeconds: stallSeconds });
+    return `deferred: step ${step} was saved by another delivery (or this one, its answer lost)`;
+  }
   if (next !== "done")
     await ports.replication.send(
       [{ kind: "run-drill", tenantId: m.tenantId, drillId: m.drillId, step: step + 1 }],
       next === "wait" ? { delaySeconds: waitSeconds } : {},
     );
   return `drill ${drill.drillId} step ${step}: ${drill.phase} -> ${saved.phase}${next === "wait" ? " (waiting)" : ""}`;
+}
+
+/** A drill whose last step is older than this lost the message of its next step. */
+const stallSeconds = 10;
+
+/**
+ * A delivery of the step before the drill's current one: that step was saved, but the message of
+ * the next may never have been sent (a failed send, a lost answer). If the drill does not move on
+ * within `stallSeconds`, its current step is sent again (a duplicate of it is harmless: saves are
+ * conditional on the step).
+ */
+async function watchForStall(
+  ports: DrillPorts,
+  m: Extract<ReplicationMessage, { kind: "run-drill" }>,
+  drill: Drill,
+): Promise<string> {
+  const step = drill.steps ?? 0;
+  const still = ports.clock.now().getTime() - Date.parse(drill.stepAt ?? drill.startedAt);
+  if (still < stallSeconds * 1000) {
+    await ports.replication.send([m], { delaySeconds: Math.ceil(stallSeconds - still / 1000) });
+    return `deferred: step ${m.step} ran; checking that the drill moves on`;
+  }
+  await ports.replication.send([{ ...m, step }]);
+  return `resent step ${step}: the drill stood still for ${Math.round(still / 1000)} s`;
 }
 
 /** Does the work of the drill's current phase and says what it saw. Every step is idempotent. */
@@ -157,16 +186,25 @@ async function observe(
     }
     case "VERIFYING":
       return { phase: "VERIFYING", failed: await verifyUserData(ports, drill) };
-    case "CLEANING_UP":
+    case "CLEANING_UP": {
       // Discard before the pools' deletion ends the sessions: a drill never changes user data.
+      // The sessions are the ones on the drill's desktops: a LOGGING_ON that failed half way never
+      // recorded the ones it made.
+      const pools = drill.drillPools ?? (await drillPoolsByName(ports, drill));
+      const desktops = (await Promise.all(pools.map((p) => ports.desktops.list(tenantId, p)))).flat();
       await ports.userDataJobs.send(
-        (drill.sessions ?? []).map((s) => ({ kind: "discard-user-data" as const, tenantId, ...s })),
+        desktops.flatMap((d) =>
+          d.state === "ASSIGNED" && d.sessionId && d.userId
+            ? [{ kind: "discard-user-data" as const, tenantId, sessionId: d.sessionId, userId: d.userId }]
+            : [],
+        ),
       );
-      for (const p of drill.drillPools ?? (await drillPoolsByName(ports, drill)))
-        await deletePool(ports, tenantId, p).catch((err: Error) => {
-          if (!/does not exist/.test(err.message)) throw err;
+      for (const p of pools)
+        await deletePool(ports, tenantId, p).catch((err: unknown) => {
+          if (!(err instanceof DomainError && err.problem === "notFound")) throw err;
         });
       return { phase: "CLEANING_UP" };
+    }
     case "DONE":
       throw new Error("the drill is done");
   }
@@ -176,7 +214,7 @@ const drillPoolName = (drill: Drill, sourceName: string) => `drill-${drill.drill
 
 /** The drill's pools found by their names, so a repeated step reuses what an earlier one made. */
 async function drillPoolsByName(ports: Pick<Ports, "pools">, drill: Drill): Promise<string[]> {
-  const prefix = `drill-${drill.drillId}-`;
+  const prefix = drillPoolName(drill, "");
   return (await listPools(ports, drill.tenantId))
     .filter((p) => p.name.startsWith(prefix))
     .map((p) => p.poolId);

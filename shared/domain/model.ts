@@ -307,6 +307,8 @@ export interface Drill {
   phaseStartedAt?: string;
   /** How many deliveries of the drill's job did work (each one short). */
   steps?: number;
+  /** When the last step was saved: a drill that stands still longer lost its next message. */
+  stepAt?: string;
   startedAt: string;
   finishedAt?: string;
   /** Age of the oldest change the peer committed but this region had not applied at drill start. */

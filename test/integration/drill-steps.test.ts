@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { loseFirst } from "../support/lost-responses.ts";
 import { type RegionPair, runDrill, startRegionPair } from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyPool, waitFor } from "./harness.ts";
 
@@ -66,4 +67,21 @@ it("a drill of a 20-desktop pool completes in short steps under a 30 s per-messa
   expect(
     pools.filter((p: any) => p.name.startsWith(`drill-${report.drillId}`) && p.state === "ACTIVE"),
   ).toEqual([]);
+});
+
+it("a drill whose step was saved but whose answer was lost does not stand still", async () => {
+  // The save of step 3 reaches the table, its answer does not: the SDK's retry then finds the
+  // step taken. Nothing would send step 4 if that delivery took it for another's.
+  const lost = loseFirst(
+    pair.dr.region.app.dynamodb,
+    (command, input) =>
+      command === "PutItemCommand" && input.Item?.entity?.S === "drill" && input.Item?.steps?.N === "3",
+  );
+  try {
+    const report = await runDrill(pair.dr, tenant.key, [poolId], 120_000);
+    expect(lost.lost).toHaveLength(1);
+    expect(report).toMatchObject({ state: "SUCCEEDED", usersVerified: 3 });
+  } finally {
+    lost.remove();
+  }
 });
