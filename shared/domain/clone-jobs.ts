@@ -64,10 +64,14 @@ export async function runCloneJob(
   }
 }
 
-/** Power jobs act on a VM: only a host agent runs them (they are routed to its queue). */
-function runPowerJob(ports: WorkerPorts, job: PowerJob): Promise<string> {
+/**
+ * Power jobs act on a VM: only a host agent runs them (they are routed to its queue). One that
+ * reaches another worker was misrouted: it fails, to be retried and then seen in the DLQ, rather
+ * than end as a success the user would wait on for nothing.
+ */
+async function runPowerJob(ports: WorkerPorts, job: PowerJob): Promise<string> {
   if (!ports.host)
-    return Promise.resolve(`skipped: ${job.kind} needs the desktop's host; this worker runs no VMs`);
+    throw new Error(`${job.kind} of desktop ${job.desktopId} reached a worker that runs no VMs (misrouted)`);
   const vms = ports as VmPorts;
   switch (job.kind) {
     case "start-desktop":

@@ -173,7 +173,13 @@ export const problemCatalogue = {
     slug: "desktop-not-ready",
     status: 503,
     title: "Desktop not ready",
-    when: "A dedicated user's own desktop is being refreshed or rebuilt; retry after `Retry-After`.",
+    when: "A dedicated user's own desktop is being refreshed or rebuilt, or its host did not answer for a screenshot in time; retry after `Retry-After`.",
+  },
+  tryAgain: {
+    slug: "try-again",
+    status: 503,
+    title: "Try again",
+    when: "Another write to the same object won a race (an API logoff and the desktop's own logoff at once); nothing was half done; retry after `Retry-After`.",
   },
 } as const satisfies Record<string, ProblemSpec>;
 

@@ -1,6 +1,6 @@
 import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import type { z } from "zod";
-import { DomainError } from "../domain/errors.ts";
+import { DomainError, RetryLater } from "../domain/errors.ts";
 import { type ProblemKey, problemCatalogue, problemType } from "../domain/problems.ts";
 
 export interface Problem {
@@ -65,6 +65,12 @@ export function errorToResponse(err: unknown): {
     const field = err.field ? { field: err.field } : {};
     return {
       response: problemResponse(problem(err.problem, err.message, field), headers),
+      unexpected: false,
+    };
+  }
+  if (err instanceof RetryLater) {
+    return {
+      response: problemResponse(problem("tryAgain", err.message), { "retry-after": "1" }),
       unexpected: false,
     };
   }

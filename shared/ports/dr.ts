@@ -3,7 +3,6 @@ import type {
   DrState,
   Image,
   ImageVersion,
-  Pool,
   Tenant,
   UserData,
   UserDataChange,
@@ -95,7 +94,6 @@ export interface DrRepository {
   getTenantWithKey(tenantId: string): Promise<{ tenant: Tenant; apiKeyHash: string } | undefined>;
   putImage(image: Image): Promise<void>;
   putVersion(version: ImageVersion): Promise<void>;
-  putPool(pool: Pool): Promise<void>;
 }
 
 export interface DrPorts {

@@ -1,6 +1,6 @@
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { describe, expect, it } from "vitest";
-import { DomainError, noDesktopAvailable } from "../../shared/domain/errors.ts";
+import { DomainError, noDesktopAvailable, RetryLater } from "../../shared/domain/errors.ts";
 import { errorToResponse, HttpProblem } from "../../shared/http/problem.ts";
 import { createRouter, maxBodyBytes, type Route } from "../../shared/http/router.ts";
 import { createPoolBody, logonBody } from "../../shared/http/schemas.ts";
@@ -76,6 +76,16 @@ describe("problem mapping", () => {
     expect(response.headers?.["retry-after"]).toBe("5");
     expect(JSON.parse(response.body ?? "{}").type).toMatch(/no-desktop-available$/);
     expect(errorToResponse(new DomainError("poolChanged", "m")).response.statusCode).toBe(409);
+  });
+
+  it("answers a lost write race (RetryLater) with a 503 to retry, not a 500", () => {
+    const { response, unexpected } = errorToResponse(
+      new RetryLater("logoff of s collided with another write"),
+    );
+    expect(unexpected).toBe(false);
+    expect(response.statusCode).toBe(503);
+    expect(response.headers?.["retry-after"]).toBe("1");
+    expect(JSON.parse(response.body ?? "{}").type).toMatch(/try-again$/);
   });
 
   it("turns a bug into a 500 that leaks no message", () => {

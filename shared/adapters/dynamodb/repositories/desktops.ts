@@ -69,13 +69,14 @@ export function desktopRepository(t: Table): DesktopRepository {
     let cursor = probeCursors.get(poolKey);
     if (!cursor || Date.now() - cursor.readAt > 60_000) {
       // Set before the read so that concurrent logons share one cursor (and one read).
-      cursor = {
-        next: cursor?.next ?? Math.floor(Math.random() * 1_000_000),
-        size: t
-          .get(entities.pool, keys.pool(tenantId, poolId), false)
-          .then((pool) => Math.max(1, pool?.size ?? 1)),
-        readAt: Date.now(),
-      };
+      const size = t
+        .get(entities.pool, keys.pool(tenantId, poolId), false)
+        .then((pool) => Math.max(1, pool?.size ?? 1));
+      cursor = { next: cursor?.next ?? Math.floor(Math.random() * 1_000_000), size, readAt: Date.now() };
+      // A failed read fails the logons that share it, not the next minute's: it is read again.
+      size.catch(() => {
+        if (probeCursors.get(poolKey)?.size === size) probeCursors.delete(poolKey);
+      });
       if (probeCursors.size > 10_000) probeCursors.clear();
       probeCursors.set(poolKey, cursor);
     }

@@ -1,6 +1,7 @@
 import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { DrRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
+import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";
 
@@ -30,14 +31,14 @@ export function drRepository(t: Table): DrRepository {
     async setKeyFailedOver(tenantId, failedOver) {
       const owner = await getTenantWithKey(tenantId);
       if (!owner) throw new Error(`tenant ${tenantId} has no key hash recorded here`);
-      await t.doc.send(
-        new UpdateCommand({
-          TableName: t.name,
-          Key: keys.apiKey(owner.apiKeyHash),
-          UpdateExpression: "SET failedOver = :f",
-          ExpressionAttributeValues: { ":f": failedOver },
-        }),
-      );
+      // Never a bare item: a key record without its tenant would break authentication.
+      const updated = await t.tryUpdate({
+        Key: keys.apiKey(owner.apiKeyHash),
+        UpdateExpression: "SET failedOver = :f",
+        ConditionExpression: "attribute_exists(pk)",
+        ExpressionAttributeValues: { ":f": failedOver },
+      });
+      if (!updated) throw new Error(`tenant ${tenantId}'s key record is missing here`);
     },
     async putDrill(drill, expectedSteps) {
       if (expectedSteps === undefined) {
@@ -53,12 +54,14 @@ export function drRepository(t: Table): DrRepository {
     },
     getDrill: (tenantId, drillId) => t.get(entities.drill, keys.drill(tenantId, drillId)),
     async putTenant(tenant, apiKeyHash) {
-      await put(entities.tenant.toItem({ ...tenant, apiKeyHash }));
-      await put(entities.apiKey.toItem({ ...tenant, apiKeyHash }));
+      // Both or neither: a tenant whose key record is missing cannot authenticate.
+      await transact(t.doc, {
+        tenant: { Put: { TableName: t.name, Item: entities.tenant.toItem({ ...tenant, apiKeyHash }) } },
+        apiKey: { Put: { TableName: t.name, Item: entities.apiKey.toItem({ ...tenant, apiKeyHash }) } },
+      });
     },
     getTenantWithKey,
     putImage: (image) => put(entities.image.toItem(image)),
     putVersion: (version) => put(entities.imageVersion.toItem(version)),
-    putPool: (pool) => put(entities.pool.toItem(pool)),
   };
 }
