@@ -338,9 +338,13 @@ async function preflight() {
   }
 }
 
+/** Where the guest is built and cached: PRISTINE_GUEST_DIR, else `guest/` in the data dir (npm start reads it there too). */
+export const defaultGuestDir = (env: NodeJS.ProcessEnv = process.env) =>
+  resolve(env.PRISTINE_GUEST_DIR ?? join(env.PRISTINE_DATA_DIR ?? "./.pristine", "guest"));
+
 export async function buildGuestImage(options: BuildOptions = {}): Promise<GuestImage> {
   const log = options.log ?? (() => {});
-  const dir = resolve(options.cacheDir ?? join(process.env.PRISTINE_DATA_DIR ?? "./.pristine", "guest"));
+  const dir = resolve(options.cacheDir ?? defaultGuestDir());
   const paths = {
     dir,
     kernel: join(dir, "vmlinuz"),

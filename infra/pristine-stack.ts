@@ -188,7 +188,7 @@ export class PristineStack extends Stack {
     out(
       "ImageBucket",
       this.storage.images.bucketName,
-      "Image store bucket (no function reads or writes it yet)",
+      "Image store bucket (the hosts fetch the guest's boot files from guest/)",
     );
     out(
       "ReplicationBucket",
@@ -201,8 +201,7 @@ export class PristineStack extends Stack {
     out(
       "DatastoreRegistration",
       Stack.of(this).toJsonString({
-        id: config.datastore.id,
-        region: this.region,
+        datastoreId: config.datastore.id,
         path: DATASTORE_MOUNT_PATH,
         capacityGiB: config.datastore.capacityGiB,
         overcommit: config.datastore.overcommit,
@@ -229,8 +228,8 @@ export class PristineStack extends Stack {
         out(
           `Host${suffix}DatastoreRegistration`,
           Stack.of(this).toJsonString({
-            id: hostId,
-            region: this.region,
+            datastoreId: hostId,
+            hostId,
             path: HOST_DATASTORE_PATH,
             capacityGiB: storage.sizeGiB,
             overcommit: config.datastore.overcommit,

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { buildGuestImage } from "../guest/build.ts";
+import { buildGuestImage, defaultGuestDir } from "../guest/build.ts";
 import { startDynamoDbLocal, startFauxqsServer } from "./emulators.ts";
 import { preflight } from "./preflight.ts";
 import { startRegion } from "./region.ts";
@@ -18,9 +18,9 @@ const primaryName = process.env.PRISTINE_REGION_NAME ?? "primary";
 const drName = process.env.PRISTINE_DR_REGION_NAME ?? "dr";
 const dataDir = resolve(process.env.PRISTINE_DATA_DIR ?? "./.pristine");
 const inMemory = flags["in-memory"] ?? false;
+const guestDir = defaultGuestDir();
 // Desktops are QEMU VMs unless told otherwise (none: their VMs run elsewhere).
 const hypervisor = process.env.PRISTINE_HYPERVISOR === "none" ? "none" : "qemu";
-const guestDir = resolve(process.env.PRISTINE_GUEST_DIR ?? join(dataDir, "guest"));
 
 async function operatorKey(): Promise<{ key: string; origin: string }> {
   if (process.env.PRISTINE_OPERATOR_KEY)

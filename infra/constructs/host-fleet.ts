@@ -96,9 +96,9 @@ export class HostFleet extends Construct {
         AWS_REGION: props.region,
         PRISTINE_REGION_NAME: regionName(props.region),
         PRISTINE_TABLE_NAME: props.table.tableName,
+        // The agent polls its own datastore's queue (PRISTINE_DATASTORE_QUEUE_URLS[hostId]); jobs of
+        // no datastore go to the regional clone-jobs queue, as from any producer.
         ...queues.cloneJobsEnvironment(),
-        // The agent polls its own datastore's queue.
-        PRISTINE_CLONE_JOBS_QUEUE_URL: workQueue.queue.queueUrl,
         PRISTINE_USER_DATA_QUEUE_URL: queues.byKind["user-data"].queue.queueUrl,
         PRISTINE_REPLICATION_QUEUE_URL: queues.byKind.replication.queue.queueUrl,
         PRISTINE_DATA_DIR: HOST_DATA_DIR,

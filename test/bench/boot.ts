@@ -20,22 +20,24 @@ import { waitFor } from "../../local/emulators.ts";
 import { startRegion } from "../../local/region.ts";
 import { detectAccel } from "../../shared/adapters/hypervisor/accel.ts";
 import { qemuArgs, vmPaths } from "../../shared/adapters/hypervisor/qemu-command.ts";
+import { prepareTenantImportFolder } from "../../shared/adapters/storage/image-import.ts";
 import { testGuest } from "../support/guest.ts";
 import { apiOf, type BenchEnv } from "./env.ts";
-import { percentile, printJson, printTable, round } from "./report.ts";
+import { median, printJson, printTable, round } from "./report.ts";
 
 const run = promisify(execFile);
 const N = Number(process.env.BENCH_BOOT_DESKTOPS ?? 8);
 const cycles = Number(process.env.BENCH_BOOT_CYCLES ?? 3);
 const memoryMiB = 128;
-const median = (xs: number[]) =>
-  percentile(
-    [...xs].sort((a, b) => a - b),
-    50,
-  );
 
 /** A plain QEMU of the guest, without the control plane: started, then ready when its agent says so. */
-async function plainBoot(guest: GuestImage, dir: string, name: string, accel: "kvm" | "tcg") {
+async function plainBoot(
+  guest: GuestImage,
+  dir: string,
+  name: string,
+  accel: "kvm" | "tcg",
+  started: ChildProcess[],
+) {
   const disk = join(dir, `${name}.qcow2`);
   await run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", guest.disk, disk]);
   const runDir = join(dir, name);
@@ -55,6 +57,8 @@ async function plainBoot(guest: GuestImage, dir: string, name: string, accel: "k
     tcgCacheMiB: 32,
   });
   const child = spawn("qemu-system-x86_64", args, { stdio: "ignore" });
+  // Known at once: a boot that fails later still has its QEMU killed by the caller.
+  started.push(child);
   await waitFor(
     `${name}'s agent socket`,
     async () => {
@@ -114,8 +118,7 @@ export async function benchBoot(env: BenchEnv): Promise<void> {
   try {
     const tenant = (await api("POST", "/v1/admin/tenants", env.operatorKey, { name: "boot" })).body;
     const key = tenant.apiKey as string;
-    const folder = join(scratch, "region", "imports", tenant.tenantId);
-    await mkdir(folder, { recursive: true });
+    const folder = await prepareTenantImportFolder(region.app.config.storage.importRoots, tenant.tenantId);
     await copyFile(guest.disk, join(folder, "desktop.qcow2"));
     const image = (await api("POST", "/v1/images", key, { name: "desktop" })).body;
     await api("POST", `/v1/images/${image.imageId}/versions`, key, { source: { path: "desktop.qcow2" } });
@@ -129,10 +132,9 @@ export async function benchBoot(env: BenchEnv): Promise<void> {
     // Plain QEMU first: 8 boots together.
     const rawStarted = performance.now();
     const raws = await Promise.all(
-      Array.from({ length: N }, (_, i) => plainBoot(guest, scratch, `raw${i}`, accel)),
+      Array.from({ length: N }, (_, i) => plainBoot(guest, scratch, `raw${i}`, accel, plain)),
     );
     const rawBootSeconds = (performance.now() - rawStarted) / 1000;
-    for (const r of raws) plain.push(r.child);
     await Promise.all(raws.map((r) => stopPlain(r.child)));
     plain.length = 0;
 
@@ -157,8 +159,7 @@ export async function benchBoot(env: BenchEnv): Promise<void> {
     // Refresh cycles, alternated with plain ones.
     const refresh: number[] = [];
     const rawRefresh: number[] = [];
-    let plainVm = await plainBoot(guest, scratch, "cycle", accel);
-    plain.push(plainVm.child);
+    let plainVm = await plainBoot(guest, scratch, "cycle", accel, plain);
     for (let i = 0; i < cycles; i++) {
       const s = (await api("POST", `/v1/pools/${pool.poolId}/logons`, key, { userId: `u${i}` })).body;
       const t0 = performance.now();
@@ -178,8 +179,7 @@ export async function benchBoot(env: BenchEnv): Promise<void> {
       await stopPlain(plainVm.child);
       plain.length = 0;
       await rm(plainVm.disk, { force: true });
-      plainVm = await plainBoot(guest, scratch, "cycle", accel);
-      plain.push(plainVm.child);
+      plainVm = await plainBoot(guest, scratch, "cycle", accel, plain);
       rawRefresh.push((performance.now() - t1) / 1000);
     }
     const figures = {

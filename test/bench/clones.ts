@@ -9,10 +9,11 @@
  * (BENCH_FULL_CLONES) and the full pool's bytes are scaled to 100, which the table says.
  */
 import { execFile } from "node:child_process";
-import { mkdir, statfs } from "node:fs/promises";
+import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
+import { prepareTenantImportFolder } from "../../shared/adapters/storage/image-import.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
 import type { BenchEnv } from "./env.ts";
 import { printJson, printTable, round } from "./report.ts";
@@ -36,8 +37,7 @@ export async function benchClones(env: BenchEnv): Promise<void> {
   const tenant = (await env.api("POST", "/v1/admin/tenants", env.operatorKey, { name: "bench" })).body;
   const key = tenant.apiKey as string;
   // The tenant's own import folder: a tenant imports from nowhere else.
-  const folder = join(env.dataDir, "imports", tenant.tenantId);
-  await mkdir(folder, { recursive: true });
+  const folder = await prepareTenantImportFolder(env.region.app.config.storage.importRoots, tenant.tenantId);
   const source = join(folder, "golden-1g.qcow2");
   await run("qemu-img", ["create", "-q", "-f", "qcow2", source, "1G"]);
   await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 1G", source]);

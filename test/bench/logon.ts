@@ -9,7 +9,7 @@ import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
 import { documentClient, ensureTable } from "../../shared/adapters/dynamodb/client.ts";
 import { apiHandler } from "../../shared/http/api.ts";
 import { type BenchEnv, readyPool } from "./env.ts";
-import { percentile, printJson, printTable, round } from "./report.ts";
+import { median, percentile, printJson, printTable, round } from "./report.ts";
 
 const N = Number(process.env.BENCH_LOGONS ?? 500);
 
@@ -196,12 +196,6 @@ async function logonStorm(env: BenchEnv, pool: Awaited<ReturnType<typeof readyPo
     if (d.state === "ASSIGNED" && bySession.get(d.sessionId ?? "") !== d.desktopId) doubleAssignments++;
   return { rate, served: ok.length, refused: results.length - ok.length, doubleAssignments };
 }
-
-const median = (xs: number[]) =>
-  percentile(
-    [...xs].sort((a, b) => a - b),
-    50,
-  );
 
 /**
  * Rounds of [same-model baseline, logon storm, key-value floor] on the same DynamoDB Local, so

@@ -1,9 +1,14 @@
 /** Benchmark output: a readable table, then one JSON line with the figures (the last line). */
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[idx] as number;
-}
+import { percentile as nearestRank } from "../../shared/domain/replication-lag.ts";
+
+/** The p-th percentile (nearest rank, as the product reports lag) of ascending values; NaN for none. */
+export const percentile = (sorted: number[], p: number): number => nearestRank(sorted, p) ?? Number.NaN;
+
+export const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 
 export function round(n: number, digits = 2): number {
   const f = 10 ** digits;

@@ -14,6 +14,7 @@ import {
 import { definePristineApp } from "../../infra/pristine-app.ts";
 import type { PristineStack } from "../../infra/pristine-stack.ts";
 import { loadConfig } from "../../shared/config.ts";
+import { registerDatastoreBody } from "../../shared/http/schemas.ts";
 import {
   allStatements,
   asArray,
@@ -299,12 +300,11 @@ describe("with pristine:hostFleet (m5zn.metal, two of three host datastores, pri
       expect(script).toContain("ExecStart=/usr/local/sbin/pristine-data-disk gp3");
       expect(script).toContain(`systemctl enable pristine-data-disk.service ${AGENT_SERVICE}`);
       expect(Object.keys(env).sort()).toEqual([...AGENT_VARIABLES, "PRISTINE_DATASTORE_CAPACITY_GIB"].sort());
-      const queue = primary.queues.hostDatastores.get(hostId);
       expect(env).toMatchObject({
         AWS_REGION: primary.region,
         PRISTINE_REGION_NAME: primary.region,
         PRISTINE_TABLE_NAME: `{{Ref:${logicalId(primary, primary.data.table)}}}`,
-        PRISTINE_CLONE_JOBS_QUEUE_URL: `{{Ref:${logicalId(primary, queue?.queue as never)}}}`,
+        PRISTINE_CLONE_JOBS_QUEUE_URL: `{{Ref:${logicalId(primary, primary.queues.byKind["clone-jobs"].queue)}}}`,
         PRISTINE_USER_DATA_QUEUE_URL: `{{Ref:${logicalId(primary, primary.queues.byKind["user-data"].queue)}}}`,
         PRISTINE_REPLICATION_QUEUE_URL: `{{Ref:${logicalId(primary, primary.queues.byKind.replication.queue)}}}`,
         PRISTINE_DATASTORE_ID: hostId,
@@ -339,9 +339,11 @@ describe("with pristine:hostFleet (m5zn.metal, two of three host datastores, pri
       ]),
     );
     const config = loadConfig(plausible);
-    expect(config.cloneJobsQueueUrl).toContain(
+    // It polls its own datastore's queue; jobs of no datastore go to the regional one.
+    expect(config.datastoreQueueUrls["host-a-ssd"]).toContain(
       logicalId(primary, primary.queues.hostDatastores.get("host-a-ssd")?.queue as never),
     );
+    expect(config.cloneJobsQueueUrl).toContain(logicalId(primary, primary.queues.byKind["clone-jobs"].queue));
     expect(config.awsRegion).toBe(primary.region);
     expect(config.defaultDatastore).toMatchObject({
       datastoreId: "host-a-ssd",
@@ -381,9 +383,11 @@ describe("with pristine:hostFleet (m5zn.metal, two of three host datastores, pri
       const suffix = hostId.replace(/-/g, "");
       const { instanceId } = hostView(primary, template, hostId);
       expect(outputs[`Host${suffix}InstanceId`]?.Value).toEqual({ Ref: instanceId });
-      expect(JSON.parse(cfnText(outputs[`Host${suffix}DatastoreRegistration`]?.Value))).toEqual({
-        id: hostId,
-        region: primary.region,
+      // The output is a body the API takes as it is.
+      const registration = JSON.parse(cfnText(outputs[`Host${suffix}DatastoreRegistration`]?.Value));
+      expect(registerDatastoreBody.parse(registration)).toEqual({
+        datastoreId: hostId,
+        hostId,
         path: HOST_DATASTORE_PATH,
         capacityGiB: 1000,
         overcommit: 4,
@@ -392,6 +396,9 @@ describe("with pristine:hostFleet (m5zn.metal, two of three host datastores, pri
       expect(alarm?.Properties).toMatchObject({ MetricName: "StatusCheckFailed", AlarmActions: [topic] });
     }
     expect(Object.keys(outputs).filter((k) => k.startsWith("Host"))).toHaveLength(2 * FLEET.length);
+    expect(
+      registerDatastoreBody.safeParse(JSON.parse(cfnText(outputs.DatastoreRegistration?.Value))).success,
+    ).toBe(true);
   });
 });
 
