@@ -6,7 +6,13 @@ import { join } from "node:path";
 import { documentClient, ensureTable } from "../shared/adapters/dynamodb/client.ts";
 import { sendJson, sqsClient } from "../shared/adapters/sqs/queue.ts";
 import { type App, createApp } from "../shared/app.ts";
-import { defaultDatastoreOf, type PristineConfig, storageLayout, vmRunDir } from "../shared/config.ts";
+import {
+  defaultDatastoreOf,
+  type PristineConfig,
+  storageLayout,
+  timingFromEnv,
+  vmRunDir,
+} from "../shared/config.ts";
 import { defaultWorkerSettings, type WorkerSettings } from "../shared/domain/clone-jobs.ts";
 import { forbidden } from "../shared/domain/errors.ts";
 import { authenticate, hashApiKey } from "../shared/domain/tenants.ts";
@@ -127,6 +133,8 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   const config: PristineConfig = {
     regionName: opts.name,
     tableName,
+    // As a function's environment would set them (tests shorten the key cache this way).
+    timing: timingFromEnv(),
     cloneJobsQueueUrl: cloneJobs.url,
     logoffQueueUrl: logoff.url,
     operatorKeySha256: hashApiKey(opts.operatorKey),

@@ -25,6 +25,8 @@ export interface PristineConfig {
   /** The region's own datastore, usable before (and overridden by) a registration of the same id. */
   defaultDatastore: DefaultDatastore;
   worker: WorkerSettings;
+  /** How long things may take before they count as late (defaults where they are used). */
+  timing: Timing;
   /** Explicit endpoints for the emulators; in AWS the SDK's defaults (or AWS_ENDPOINT_URL_*) apply. */
   endpoints: { dynamodb?: string; sqs?: string; s3?: string };
   awsRegion?: string;
@@ -108,7 +110,13 @@ const envSchema = z.object({
     .optional()
     .transform((text, ctx) => {
       if (!text) return {};
-      const parsed = z.record(z.string(), z.url()).safeParse(JSON.parse(text));
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      const parsed = z.record(z.string(), z.url()).safeParse(json);
       if (!parsed.success)
         ctx.addIssue({ code: "custom", message: "must be JSON: datastore id -> queue URL" });
       return parsed.success ? parsed.data : {};
@@ -123,6 +131,44 @@ const envSchema = z.object({
   PRISTINE_GUEST_INITRD: z.string().optional(),
   PRISTINE_VM_WEBSOCKET: z.enum(["on", "off"]).default("on"),
 });
+
+export interface Timing {
+  /** How long an API key's principal is cached per process (like an authorizer cache). */
+  keyCacheMs?: number;
+  /** A desktop in a transitional state longer than this gets its job again. */
+  reconcileStaleAfterMs?: number;
+  /** A host whose heartbeat is older than this has its desktops withdrawn. */
+  hostDeadlineMs?: number;
+}
+
+const millis = z.coerce
+  .number()
+  .int()
+  .min(0)
+  .max(7 * 24 * 3_600_000)
+  .optional();
+const timingSchema = z.object({
+  PRISTINE_KEY_CACHE_MS: millis,
+  PRISTINE_RECONCILE_STALE_AFTER_MS: millis,
+  PRISTINE_HOST_DEADLINE_MS: millis,
+});
+
+/** The timings of an environment, checked (a typo is an error, never a NaN). */
+export function timingFromEnv(env: NodeJS.ProcessEnv = process.env): Timing {
+  const parsed = timingSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`invalid configuration: ${problems}`);
+  }
+  const t = parsed.data;
+  return {
+    ...(t.PRISTINE_KEY_CACHE_MS !== undefined ? { keyCacheMs: t.PRISTINE_KEY_CACHE_MS } : {}),
+    ...(t.PRISTINE_RECONCILE_STALE_AFTER_MS !== undefined
+      ? { reconcileStaleAfterMs: t.PRISTINE_RECONCILE_STALE_AFTER_MS }
+      : {}),
+    ...(t.PRISTINE_HOST_DEADLINE_MS !== undefined ? { hostDeadlineMs: t.PRISTINE_HOST_DEADLINE_MS } : {}),
+  };
+}
 
 export function storageLayout(
   dataDir: string,
@@ -140,7 +186,8 @@ export function storageLayout(
       [overrides.datastoreId ?? "ds-default"]:
         overrides.datastorePath ?? join(root, "datastores", "ds-default"),
     },
-    importRoots: overrides.importRoots ?? [join(root, "imports"), tmpdir()],
+    // Never a shared folder such as the temp dir: each tenant's folder under it is the tenant's alone.
+    importRoots: overrides.importRoots ?? [join(root, "imports")],
   };
 }
 
@@ -201,6 +248,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
       capacityGiB: e.PRISTINE_DATASTORE_CAPACITY_GIB,
       overcommit: e.PRISTINE_DATASTORE_OVERCOMMIT,
     }),
+    timing: timingFromEnv(env),
     worker: {
       ...defaultWorkerSettings,
       recomposeSlotsPerDatastore: e.PRISTINE_RECOMPOSE_SLOTS_PER_DATASTORE,
@@ -243,6 +291,9 @@ export function configEnvironment(config: PristineConfig): Record<string, string
   const peer = dr?.peer;
   const entries: [string, string | number | undefined][] = [
     ["PRISTINE_REGION_NAME", config.regionName],
+    ["PRISTINE_KEY_CACHE_MS", config.timing.keyCacheMs],
+    ["PRISTINE_RECONCILE_STALE_AFTER_MS", config.timing.reconcileStaleAfterMs],
+    ["PRISTINE_HOST_DEADLINE_MS", config.timing.hostDeadlineMs],
     ["PRISTINE_TABLE_NAME", config.tableName],
     ["PRISTINE_CLONE_JOBS_QUEUE_URL", config.cloneJobsQueueUrl],
     ["PRISTINE_LOGOFF_QUEUE_URL", config.logoffQueueUrl],

@@ -1,15 +1,17 @@
 import type { CloneJob, PowerJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
-import { connectSession, plugUserData, startDesktop, takeScreenshot, type VmPorts } from "./desktop-vms.ts";
+import { connectSession, plugUserData, startDesktop, takeScreenshot } from "./desktop-vms.ts";
 import {
   type DiskJobPorts,
   type DiskJobSettings,
   deleteDesktop,
   ensureReplica,
   provisionDesktop,
+  readyVersion,
   recomposeDesktop,
   refreshDesktop,
   replaceErrored,
+  vmPorts,
 } from "./disk-jobs.ts";
 import { DomainError, RetryLater } from "./errors.ts";
 import { replicateConfig } from "./replication-config.ts";
@@ -70,9 +72,9 @@ export async function runCloneJob(
  * than end as a success the user would wait on for nothing.
  */
 async function runPowerJob(ports: WorkerPorts, job: PowerJob): Promise<string> {
-  if (!ports.host)
+  const vms = vmPorts(ports);
+  if (!vms)
     throw new Error(`${job.kind} of desktop ${job.desktopId} reached a worker that runs no VMs (misrouted)`);
-  const vms = ports as VmPorts;
   switch (job.kind) {
     case "start-desktop":
       return startDesktop(vms, job);
@@ -127,9 +129,7 @@ async function prepareReplica(
   job: Extract<CloneJob, { kind: "prepare-replica" }>,
   settings: WorkerSettings,
 ) {
-  const version = await ports.images.getVersion(job.tenantId, job.imageId, job.version);
-  if (version?.state !== "READY")
-    throw new RetryLater(`image version ${job.imageId}@${job.version} not READY`);
+  const version = await readyVersion(ports, job.tenantId, job.imageId, job.version);
   await ensureReplica(ports, version, job.datastoreId, settings, true);
   return "replica ready";
 }

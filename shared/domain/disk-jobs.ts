@@ -22,7 +22,8 @@ import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
 export type DiskJobPorts = Pick<Ports, VmPortNames | "images" | "pools" | "replicas" | "datastores" | "host">;
 
 /** The ports of a host agent, when this worker is one (it runs the desktops' VMs). */
-const vmPorts = (ports: DiskJobPorts): VmPorts | undefined => (ports.host ? (ports as VmPorts) : undefined);
+export const vmPorts = (ports: Pick<Ports, VmPortNames> & { host?: Ports["host"] }): VmPorts | undefined =>
+  ports.host ? (ports as VmPorts) : undefined;
 
 type Job<K extends CloneJob["kind"]> = Extract<CloneJob, { kind: K }>;
 
@@ -37,7 +38,13 @@ export interface DiskJobSettings {
   replicaWaitMs: number;
 }
 
-async function readyVersion(ports: DiskJobPorts, tenantId: string, imageId: string, n: number) {
+/** An image version a disk can be made from; one not READY yet comes back later. */
+export async function readyVersion(
+  ports: Pick<Ports, "images">,
+  tenantId: string,
+  imageId: string,
+  n: number,
+) {
   const version = await ports.images.getVersion(tenantId, imageId, n);
   if (version?.state !== "READY") throw new RetryLater(`image version ${imageId}@${n} not READY`);
   return version;

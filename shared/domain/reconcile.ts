@@ -52,6 +52,7 @@ export async function reconcile(
   // A host that stopped heartbeating: its free desktops are withdrawn until it is back (its agent
   // starts them again then); its busy ones keep their sessions.
   const hostCutoff = now.getTime() - (opts.hostDeadlineMs ?? defaultHostDeadlineMs);
+  const lateDatastores: string[] = [];
   for (const host of await ports.hosts.list()) {
     const late =
       host.state === "LATE" ||
@@ -59,10 +60,13 @@ export async function reconcile(
         (await ports.hosts.markLate(host.hostId, host.lastHeartbeatAt)));
     if (!late) continue;
     if (host.state === "UP") count(report.repaired, "late-host");
-    for (const d of await ports.desktops.listOnDatastores(host.datastoreIds, ["AVAILABLE", "STARTING"]))
+    lateDatastores.push(...host.datastoreIds);
+  }
+  // One listing for every late host's datastores, not one per host.
+  if (lateDatastores.length > 0)
+    for (const d of await ports.desktops.listOnDatastores(lateDatastores, ["AVAILABLE", "STARTING"]))
       if (await ports.desktops.transition(d, d.state, "UNREACHABLE", {}, { generation: d.generation }))
         count(report.repaired, "withdrawn-desktop");
-  }
 
   // Desktops whose job never came (a worker or the logoff path died between a write and a send).
   const stuck = await ports.desktops.listStuck(cutoff);

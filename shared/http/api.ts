@@ -12,7 +12,7 @@ import { createRouter, type Reply } from "./router.ts";
 import { type ApiRoute, type Ctx, routes } from "./routes.ts";
 
 /** Keys are checked on every request; a short cache spares DynamoDB a read per call (like an authorizer cache). */
-function principalCache(app: App, ttlMs = Number(process.env.PRISTINE_KEY_CACHE_MS ?? 60_000)) {
+function principalCache(app: App, ttlMs = app.config.timing.keyCacheMs ?? 60_000) {
   const cache = new Map<string, { principal: Principal; until: number }>();
   return async (authorization: string | undefined): Promise<Principal> => {
     const hit = authorization ? cache.get(authorization) : undefined;

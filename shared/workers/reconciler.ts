@@ -1,19 +1,19 @@
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { App } from "../app.ts";
-import { reconcile } from "../domain/reconcile.ts";
+import { defaultHostDeadlineMs, reconcile } from "../domain/reconcile.ts";
 import { logger } from "../logger.ts";
 
 /** Scheduled: desktops stuck for longer than any job should take get their job again. */
 export const reconcilerHandler = (
   app: App,
-  staleAfterMs = Number(process.env.PRISTINE_RECONCILE_STALE_AFTER_MS ?? 15 * 60_000),
+  staleAfterMs = app.config.timing.reconcileStaleAfterMs ?? 15 * 60_000,
 ) =>
   middy()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .handler(async () => {
       const report = await reconcile(app.ports, staleAfterMs, {
-        hostDeadlineMs: Number(process.env.PRISTINE_HOST_DEADLINE_MS ?? 30_000),
+        hostDeadlineMs: app.config.timing.hostDeadlineMs ?? defaultHostDeadlineMs,
       });
       logger.info("reconciled", { ...report });
       return report;

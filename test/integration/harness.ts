@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -8,6 +8,7 @@ import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, inject } from "vitest";
 import { waitFor } from "../../local/emulators.ts";
 import { type Region, type RegionOptions, startRegion } from "../../local/region.ts";
+import { prepareTenantImportFolder } from "../../shared/adapters/storage/image-import.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
 
 export const run = promisify(execFile);
@@ -232,9 +233,7 @@ export function useTenantRegion(
 
 /** A file's path in the tenant's import folder (`<dataDir>/imports/<tenantId>/`), made ready to write. */
 export async function importPath(r: TestRegion, tenantId: string, name: string): Promise<string> {
-  const folder = join(r.dataDir, "imports", tenantId);
-  await mkdir(folder, { recursive: true });
-  return join(folder, name);
+  return join(await prepareTenantImportFolder(r.region.app.config.storage.importRoots, tenantId), name);
 }
 
 /** The disk file a desktop uses now (its generation's), read from its record. */

@@ -21,8 +21,16 @@ const noSuchDisk = () =>
   invalid("source.path", "no such disk file in your import folder (a regular file, not a link)");
 
 /** The tenant's own folders under the import roots. */
-export const tenantImportFolders = (roots: string[], tenantId: string) =>
+const tenantImportFolders = (roots: string[], tenantId: string) =>
   isPlainSegment(tenantId) ? roots.map((root) => join(root, tenantId)) : [];
+
+/** Where an operator's tools put a tenant's disks to import: its folder under the first root, made if missing. */
+export async function prepareTenantImportFolder(roots: string[], tenantId: string): Promise<string> {
+  const [folder] = tenantImportFolders(roots, tenantId);
+  if (!folder) throw new Error(`no import folder for tenant ${tenantId}`);
+  await mkdir(folder, { recursive: true });
+  return folder;
+}
 
 /** Opens the tenant's file without following links; throws the one "no such disk" error otherwise. */
 async function openTenantFile(roots: string[], tenantId: string, requested: string): Promise<FileHandle> {

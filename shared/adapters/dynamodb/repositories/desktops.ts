@@ -234,8 +234,13 @@ export function desktopRepository(t: Table): DesktopRepository {
               Update: {
                 TableName: t.name,
                 Key: keys.datastoreUsage(d.datastoreId),
-                UpdateExpression: "ADD provisionedBytes :minus",
-                ExpressionAttributeValues: { ":minus": -d.provisionedBytes },
+                // Typed like a reservation's write, so that usage items always carry their entity.
+                UpdateExpression: "SET entity = :usage, datastoreId = :ds ADD provisionedBytes :minus",
+                ExpressionAttributeValues: {
+                  ":usage": entities.datastoreUsage.name,
+                  ":ds": d.datastoreId,
+                  ":minus": -d.provisionedBytes,
+                },
               },
             }
           : undefined,
