@@ -7,6 +7,7 @@ import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
+import { routes } from "../../shared/http/routes.ts";
 import type { ApiSettings, DatastoreSettings } from "../config.ts";
 import { type RegionRole, regionName } from "../names.ts";
 import { grantTableRead, grantTableReadWrite } from "./data.ts";
@@ -158,18 +159,21 @@ export class Api extends Construct {
       authorizer,
     });
 
-    const [health] = this.httpApi.addRoutes({
-      path: "/health",
-      methods: [apigw.HttpMethod.GET],
-      integration,
-    });
-    if (health) {
-      Validations.of(health).acknowledge({
-        id: "AwsSolutions-APIG4",
-        reason:
-          "GET /health is the unauthenticated liveness probe for load balancers and uptime checks; it " +
-          "returns no tenant data. Every /v1 route uses the API key authorizer.",
-      });
+    // The route table's public routes (health, the API document) answer without a key; their
+    // exact paths win over the proxy route.
+    for (const route of routes.filter((r) => r.access === "public")) {
+      for (const added of this.httpApi.addRoutes({
+        path: route.path,
+        methods: [route.method as apigw.HttpMethod],
+        integration,
+      })) {
+        Validations.of(added).acknowledge({
+          id: "AwsSolutions-APIG4",
+          reason:
+            `${route.method} ${route.path} is public by design (${route.summary}); it returns no tenant ` +
+            "data. Every other /v1 route uses the API key authorizer.",
+        });
+      }
     }
   }
 

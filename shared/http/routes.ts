@@ -3,7 +3,7 @@
  * and the one domain call it makes. Tests take the table as it is (fuzzing, tenant isolation), so
  * a new route is covered without editing them.
  */
-import type { z } from "zod";
+import { z } from "zod";
 import type { App } from "../app.ts";
 import { sessionScreenshot } from "../domain/connection.ts";
 import { listDatastores, registerDatastore } from "../domain/datastores.ts";
@@ -34,6 +34,8 @@ import { logoff } from "../domain/sessions.ts";
 import { storageReport } from "../domain/storage.ts";
 import { createTenant, type Principal } from "../domain/tenants.ts";
 import { describeSession } from "../domain/user-data.ts";
+import { type Answer, openApiDocument } from "./openapi.ts";
+import * as r from "./responses.ts";
 import type { Method, Reply, Route } from "./router.ts";
 import * as s from "./schemas.ts";
 
@@ -53,6 +55,8 @@ export type ApiRoute = Route<Ctx> & {
   params: Params;
   /** The body's schema; undefined for routes that take none. */
   body: z.ZodType | undefined;
+  summary: string;
+  responses: Record<number, Answer>;
 };
 
 interface Input<P extends Params, B> {
@@ -80,6 +84,8 @@ function route<
   params?: P;
   body?: B;
   replayable?: boolean;
+  summary: string;
+  responses: Record<number, Answer>;
   handle: (input: Input<P, B extends z.ZodType ? z.infer<B> : undefined>) => Promise<Reply>;
 }): ApiRoute {
   const params = (spec.params ?? {}) as P;
@@ -90,6 +96,8 @@ function route<
     replayable: spec.replayable ?? true,
     params,
     body: spec.body,
+    summary: spec.summary,
+    responses: spec.responses,
     handle: (ctx, req) => {
       if (spec.access === "tenant" && ctx.principal?.kind !== "tenant")
         throw forbidden("this route needs a tenant API key");
@@ -117,13 +125,26 @@ export const routes: ApiRoute[] = [
     access: "public",
     method: "GET",
     path: "/health",
+    summary: "The API answers",
+    responses: { 200: r.health },
     handle: async () => json(200, { status: "ok" }),
+  }),
+
+  route({
+    access: "public",
+    method: "GET",
+    path: "/v1/openapi.json",
+    summary: "This API's OpenAPI 3.1 document",
+    responses: { 200: z.looseObject({ openapi: z.literal("3.1.0") }) },
+    handle: async () => json(200, apiDocument()),
   }),
 
   route({
     access: "operator",
     method: "POST",
     path: "/v1/admin/tenants",
+    summary: "Create a tenant; its API key is shown once",
+    responses: { 201: r.createdTenant },
     body: s.createTenantBody,
     replayable: false,
     handle: async ({ app, body }) => {
@@ -135,6 +156,8 @@ export const routes: ApiRoute[] = [
     access: "operator",
     method: "POST",
     path: "/v1/admin/datastores",
+    summary: "Register a datastore (and the host that runs its desktops)",
+    responses: { 201: r.datastore },
     body: s.registerDatastoreBody,
     handle: async ({ app, body: { hostId, ...rest } }) =>
       json(201, await registerDatastore(app.ports, { ...rest, ...(hostId ? { hostId } : {}) })),
@@ -143,6 +166,8 @@ export const routes: ApiRoute[] = [
     access: "operator",
     method: "GET",
     path: "/v1/admin/datastores",
+    summary: "The region's datastores with their reserved bytes",
+    responses: { 200: r.items(r.datastoreUsage) },
     handle: async ({ app }) =>
       json(200, { items: await listDatastores(app.ports, app.config.defaultDatastore) }),
   }),
@@ -150,6 +175,8 @@ export const routes: ApiRoute[] = [
     access: "operator",
     method: "POST",
     path: "/v1/admin/datastores/{datastoreId}/rebalance",
+    summary: "Move free desktops off a datastore above a threshold",
+    responses: { 202: r.rebalanceResult },
     params: { datastoreId: s.id },
     body: s.rebalanceBody,
     handle: async ({ app, params, body }) =>
@@ -163,6 +190,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/images",
+    summary: "Create an image (a name for its versions)",
+    responses: { 201: r.image },
     body: s.createImageBody,
     handle: async ({ app, tenantId, body }) => json(201, await createImage(app.ports, tenantId, body)),
   }),
@@ -170,12 +199,16 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "GET",
     path: "/v1/images",
+    summary: "The tenant's images",
+    responses: { 200: r.items(r.image) },
     handle: async ({ app, tenantId }) => json(200, { items: await listImages(app.ports, tenantId) }),
   }),
   route({
     access: "tenant",
     method: "GET",
     path: "/v1/images/{imageId}",
+    summary: "An image with its versions",
+    responses: { 200: r.imageWithVersions },
     params: imageParams,
     handle: async ({ app, tenantId, params }) =>
       json(200, await getImage(app.ports, tenantId, params.imageId)),
@@ -184,6 +217,9 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/images/{imageId}/versions",
+    summary:
+      "Publish a version from a qcow2 in the tenant's import folder or a blank disk; PUBLISHING until imported",
+    responses: { 202: r.imageVersion },
     params: imageParams,
     body: s.publishVersionBody,
     handle: async ({ app, tenantId, params, body }) => {
@@ -195,6 +231,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/images/{imageId}/versions/{version}/retire",
+    summary: "Retire a version: no new desktop is made from it",
+    responses: { 200: r.imageVersion },
     params: versionParams,
     body: s.emptyBody,
     handle: async ({ app, tenantId, params }) =>
@@ -204,6 +242,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "DELETE",
     path: "/v1/images/{imageId}/versions/{version}",
+    summary: "Delete a version no desktop uses",
+    responses: { 204: "no-body" },
     params: versionParams,
     handle: async ({ app, tenantId, params }) => {
       await deleteVersion(app.ports, tenantId, params.imageId, params.version);
@@ -215,6 +255,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/pools",
+    summary: "Create a pool of desktops on an image version",
+    responses: { 201: r.pool },
     body: s.createPoolBody,
     handle: async ({ app, tenantId, body }) => {
       const pool = await createPool(app.ports, tenantId, body, app.config.defaultDatastore);
@@ -225,12 +267,16 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "GET",
     path: "/v1/pools",
+    summary: "The tenant's pools",
+    responses: { 200: r.items(r.pool) },
     handle: async ({ app, tenantId }) => json(200, { items: await listPools(app.ports, tenantId) }),
   }),
   route({
     access: "tenant",
     method: "GET",
     path: "/v1/pools/{poolId}",
+    summary: "A pool with its desktops counted by state and its recompose progress",
+    responses: { 200: r.poolDescription },
     params: poolParams,
     handle: async ({ app, tenantId, params }) =>
       json(200, await describePool(app.ports, tenantId, params.poolId)),
@@ -239,6 +285,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "PATCH",
     path: "/v1/pools/{poolId}",
+    summary: "Resize a pool",
+    responses: { 200: r.pool },
     params: poolParams,
     body: s.patchPoolBody,
     handle: async ({ app, tenantId, params, body }) =>
@@ -248,6 +296,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "DELETE",
     path: "/v1/pools/{poolId}",
+    summary: "Drain and delete a pool",
+    responses: { 202: r.pool },
     params: poolParams,
     handle: async ({ app, tenantId, params }) =>
       json(202, await deletePool(app.ports, tenantId, params.poolId)),
@@ -256,6 +306,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "GET",
     path: "/v1/pools/{poolId}/desktops",
+    summary: "A pool's desktops with their delta sizes",
+    responses: { 200: r.items(r.desktopWithDelta) },
     params: poolParams,
     handle: async ({ app, tenantId, params }) =>
       json(200, { items: await listPoolDesktops(app.ports, tenantId, params.poolId) }),
@@ -264,6 +316,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/pools/{poolId}/recompose",
+    summary: "Move a pool onto another image version",
+    responses: { 202: r.poolDescription },
     params: poolParams,
     body: s.recomposeBody,
     handle: async ({ app, tenantId, params, body }) =>
@@ -273,6 +327,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/pools/{poolId}/recompose/rollback",
+    summary: "Move a pool back to the version it was recomposed from",
+    responses: { 202: r.poolDescription },
     params: poolParams,
     body: s.rollbackBody,
     handle: async ({ app, tenantId, params, body }) =>
@@ -282,6 +338,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/pools/{poolId}/logons",
+    summary: "Log a user on: a desktop and a one-time connection (a reconnect when the user has a session)",
+    responses: { 200: r.logonResult },
     params: poolParams,
     body: s.logonBody,
     // Its answer holds a one-time password, never to be stored; a retried logon reconnects anyway.
@@ -301,6 +359,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "GET",
     path: "/v1/sessions/{sessionId}",
+    summary: "A session with its user data and connection state",
+    responses: { 200: r.sessionDescription },
     params: sessionParams,
     handle: async ({ app, tenantId, params }) =>
       json(200, await describeSession(app.ports, tenantId, params.sessionId)),
@@ -309,6 +369,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "GET",
     path: "/v1/sessions/{sessionId}/screenshot",
+    summary: "The session's screen as a PNG",
+    responses: { 200: "image/png" },
     params: sessionParams,
     handle: async ({ app, tenantId, params }) => ({
       status: 200,
@@ -320,6 +382,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/sessions/{sessionId}/logoff",
+    summary: "Log a session off; its desktop is refreshed",
+    responses: { 200: r.session },
     params: sessionParams,
     body: s.emptyBody,
     handle: async ({ app, tenantId, params }) =>
@@ -329,6 +393,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "GET",
     path: "/v1/storage",
+    summary: "The tenant's space: used, provisioned and the full-clone equivalent",
+    responses: { 200: r.storageReport },
     handle: async ({ app, tenantId }) => json(200, await storageReport(app.ports, tenantId)),
   }),
 
@@ -336,12 +402,16 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "GET",
     path: "/v1/dr/replication",
+    summary: "This region's user-data replication to its peer and the tenant's DR state",
+    responses: { 200: r.replicationStatus },
     handle: async ({ app, tenantId }) => json(200, await replicationStatus(app.ports, tenantId)),
   }),
   route({
     access: "tenant",
     method: "POST",
     path: "/v1/dr/drills",
+    summary: "Start a DR drill in this region on replicated pools",
+    responses: { 202: r.drill },
     body: s.startDrillBody,
     handle: async ({ app, tenantId, body }) => {
       const drill = await startDrill(app.ports, tenantId, body);
@@ -352,6 +422,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "GET",
     path: "/v1/dr/drills/{drillId}",
+    summary: "A drill's report",
+    responses: { 200: r.drill },
     params: { drillId: s.id },
     handle: async ({ app, tenantId, params }) =>
       json(200, await getDrill(app.ports, tenantId, params.drillId)),
@@ -360,6 +432,8 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/dr/failover",
+    summary: "Fail the tenant over to this region",
+    responses: { 202: r.drState },
     body: s.emptyBody,
     handle: async ({ app, tenantId }) =>
       json(202, await failover(app.ports, tenantId, app.config.defaultDatastore)),
@@ -368,7 +442,16 @@ export const routes: ApiRoute[] = [
     access: "tenant",
     method: "POST",
     path: "/v1/dr/failback",
+    summary: "Hand the tenant back to its primary region",
+    responses: { 202: r.drState },
     body: s.emptyBody,
     handle: async ({ app, tenantId }) => json(202, await failback(app.ports, tenantId)),
   }),
 ];
+
+let document: ReturnType<typeof openApiDocument> | undefined;
+/** Made once per process, from the table above. */
+export function apiDocument() {
+  document ??= openApiDocument(routes, "1");
+  return document;
+}

@@ -562,10 +562,11 @@ describe("the default app (cdk.json context, no account)", () => {
         RouteKey: "ANY /v1/{proxy+}",
         AuthorizationType: "CUSTOM",
       });
-      template.hasResourceProperties("AWS::ApiGatewayV2::Route", {
-        RouteKey: "GET /health",
-        AuthorizationType: "NONE",
-      });
+      for (const open of ["GET /health", "GET /v1/openapi.json"])
+        template.hasResourceProperties("AWS::ApiGatewayV2::Route", {
+          RouteKey: open,
+          AuthorizationType: "NONE",
+        });
       template.hasResourceProperties("AWS::ApiGatewayV2::Stage", {
         StageName: "$default",
         AutoDeploy: true,

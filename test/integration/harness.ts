@@ -10,6 +10,7 @@ import { waitFor } from "../../local/emulators.ts";
 import { type Region, type RegionOptions, startRegion } from "../../local/region.ts";
 import { prepareTenantImportFolder } from "../../shared/adapters/storage/image-import.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
+import { assertMatchesContract } from "../support/contract.ts";
 
 export const run = promisify(execFile);
 export { waitFor };
@@ -58,6 +59,11 @@ export async function startTestRegion(overrides: Partial<RegionOptions> = {}): P
       ...(body !== undefined ? { body } : {}),
     });
     const text = await res.text();
+    assertMatchesContract(method, path, {
+      status: res.status,
+      contentType: res.headers.get("content-type"),
+      text,
+    });
     return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
   };
   return {

@@ -6,6 +6,7 @@
  */
 import fc from "fast-check";
 import { beforeAll, expect, it } from "vitest";
+import { assertMatchesContract } from "../support/contract.ts";
 import { apiRoutes, hostileProbes, type Ids, type Probe } from "../support/route-examples.ts";
 import { tableSnapshot } from "../support/table-snapshot.ts";
 import { expectStatus, useTenantRegion } from "./harness.ts";
@@ -43,7 +44,9 @@ async function send(probe: Probe) {
     headers,
     ...(body !== undefined && probe.route.method !== "GET" ? { body } : {}),
   });
-  return { status: res.status, type: res.headers.get("content-type") ?? "", text: await res.text() };
+  const answer = { status: res.status, type: res.headers.get("content-type") ?? "", text: await res.text() };
+  assertMatchesContract(probe.route.method, probe.path, { ...answer, contentType: answer.type });
+  return answer;
 }
 
 for (const route of apiRoutes.filter((r) => r.access !== "public")) {

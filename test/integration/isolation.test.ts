@@ -4,7 +4,9 @@
  * nothing changed; wrong, malformed or missing keys get 401; a tenant key on operator routes and
  * the operator key on tenant routes get 403.
  */
+
 import { beforeAll, describe, expect, it } from "vitest";
+import { assertMatchesContract } from "../support/contract.ts";
 import { apiRoutes, type Ids, validProbe } from "../support/route-examples.ts";
 import { tableSnapshot } from "../support/table-snapshot.ts";
 import { waitForDrained } from "./dr-harness.ts";
@@ -57,7 +59,11 @@ const call = (method: string, path: string, authorization: string | undefined, b
       ...(body !== undefined ? { "content-type": "application/json" } : {}),
     },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  }).then(async (res) => ({ status: res.status, text: await res.text() }));
+  }).then(async (res) => {
+    const answer = { status: res.status, text: await res.text() };
+    assertMatchesContract(method, path, { ...answer, contentType: res.headers.get("content-type") });
+    return answer;
+  });
 
 const onObjects = apiRoutes.filter((r) => r.access === "tenant" && Object.keys(r.params).length > 0);
 
