@@ -102,6 +102,7 @@ const stop = async () => {
   stopping = true;
   await Promise.all(pollers.map((p) => p.stop()));
   await hostAgent?.stop();
+  await app.metrics.close();
   app.sqs.destroy();
   console.log("agent stopped");
   process.exit(0);

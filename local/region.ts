@@ -160,6 +160,8 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     awsRegion,
     dr: dr.config,
   };
+  // The figures are read from the table (GET /v1/metrics); no EMF lines on the console here.
+  process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
   const app = createApp(config);
 
   const workers: Record<WorkerName, PollerOptions> = {
@@ -271,6 +273,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
       await reconciling;
       await server.close();
       await Promise.all(pollers.map((p) => p.stop()));
+      await app.metrics.close();
       sqs.destroy();
       app.sqs.destroy();
     },

@@ -3,6 +3,7 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import { documentClient, dynamoClient } from "./adapters/dynamodb/client.ts";
 import { dynamoRepositories } from "./adapters/dynamodb/repositories/index.ts";
 import { eventBridgeBus, noBus, queueBus } from "./adapters/events/event-bus.ts";
+import { type FlushingRecorder, metricRecorder } from "./adapters/metrics/recorder.ts";
 import { s3Client, s3PeerRegion, s3ReplicaInbox } from "./adapters/s3/replication-bucket.ts";
 import { sqsReplicationQueue, sqsUserDataJobQueue } from "./adapters/sqs/dr-queues.ts";
 import { sqsClient, sqsJobQueue } from "./adapters/sqs/queue.ts";
@@ -14,6 +15,7 @@ import type { Ports } from "./ports/index.ts";
 export interface App {
   config: PristineConfig;
   ports: Ports;
+  metrics: FlushingRecorder;
   sqs: SQSClient;
   dynamodb: DynamoDBClient;
 }
@@ -24,6 +26,11 @@ export function createApp(config: PristineConfig): App {
   const doc = documentClient(dynamodb);
   const sqs = sqsClient(config.endpoints.sqs, config.awsRegion);
   const repositories = dynamoRepositories(doc, config.tableName);
+  const metrics = metricRecorder(repositories.metricSeries, {
+    serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "pristine",
+    // A Lambda writes its figures as each invocation ends; a long-lived process every second.
+    ...(process.env.AWS_LAMBDA_FUNCTION_NAME ? {} : { flushEveryMs: 1000 }),
+  });
   const ports: Ports = {
     ...repositories,
     jobs: sqsJobQueue(sqs, config.cloneJobsQueueUrl, config.datastoreQueueUrls),
@@ -35,9 +42,10 @@ export function createApp(config: PristineConfig): App {
     // Registered datastores' folders come from the table; the default one from configuration.
     storage: qcow2Driver(config.storage, async (id) => (await repositories.datastores.get(id))?.path),
     clock: { now: () => new Date() },
+    metrics,
     ...drPorts(config, sqs),
   };
-  return { config, ports, sqs, dynamodb };
+  return { config, ports, metrics, sqs, dynamodb };
 }
 
 function drPorts(config: PristineConfig, sqs: SQSClient) {

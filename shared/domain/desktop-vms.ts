@@ -5,15 +5,18 @@
  * user's data disk, and repair a VM that died. The guest is trusted with nothing: the host fills
  * in tenant, desktop and session from its own records, so a guest only ever speaks for itself.
  */
+
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { HostRuntime, Ports, VmDesktop } from "../ports/index.ts";
 import { commitLater } from "./common.ts";
+import { recordSince } from "./metrics.ts";
 import type { Desktop, UserDataRef } from "./model.ts";
 import { logoff } from "./sessions.ts";
 
 /** The ports that running desktops' VMs need besides the host itself. */
 export type VmPortNames =
   | "desktops"
+  | "metrics"
   | "sessions"
   | "storage"
   | "jobs"
@@ -50,7 +53,12 @@ export async function bootDesktop(
     vm.bootTimeoutMs ?? defaultBootTimeoutMs,
   );
   bootDeadline.unref();
-  ports.host.running.set(desktop.desktopId, { ...desktop, generation: desktop.generation, bootDeadline });
+  ports.host.running.set(desktop.desktopId, {
+    ...desktop,
+    generation: desktop.generation,
+    bootDeadline,
+    bootStartedAt: ports.clock.now().getTime(),
+  });
   await hypervisor.start({
     vmId: desktop.desktopId,
     diskPath: ports.storage.diskPath(desktop),
@@ -122,6 +130,7 @@ export async function onGuestMessage(
     );
     // After the write: a failed one leaves the deadline to quarantine the desktop.
     clearTimeout(vm.bootDeadline);
+    if (moved && vm.bootStartedAt) recordSince(ports, vm.tenantId, "bootSeconds", vm.bootStartedAt);
     return moved ? `desktop ${vmId} ready` : `ready from ${vmId}, which is not STARTING at g${vm.generation}`;
   }
   if (type === "user-data-released" || type === "logoff") vm.userDataReleased = true;

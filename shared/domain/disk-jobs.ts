@@ -5,6 +5,7 @@
  * still its own. A duplicate or stale delivery finds the desktop taken and stops; a job that
  * stalls past a later one only ever writes a file nobody uses, and removes it.
  */
+
 import { randomUUID } from "node:crypto";
 import { checkpoint } from "../faults.ts";
 import type { CloneJob } from "../messages/clone-job.ts";
@@ -15,6 +16,8 @@ import { bootDesktop, powerOffDesktop, type VmPortNames, type VmPorts } from "./
 import { RetryLater } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { releaseUnusedReplicas } from "./images.ts";
+import type { MetricName } from "./metric-catalogue.ts";
+import { recordSince } from "./metrics.ts";
 import type { Desktop, ImageVersion } from "./model.ts";
 import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
 
@@ -177,11 +180,20 @@ async function rebuildDisk(
     return `skipped: desktop ${desktop.desktopId} moved on while its disk was built`;
   }
   await ports.storage.deleteDesktopDisk(mine, { keepGeneration: generation });
+  const figure = diskFigures[opts.step];
+  if (figure) recordSince(ports, desktop.tenantId, figure, desktop.updatedAt);
   if (vms) await bootDesktop(vms, { ...mine, datastoreId: desktop.datastoreId, generation });
   if (desktop.imageVersion !== version.version)
     await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
   return `disk g${generation} on v${version.version}`;
 }
+
+/** What each kind of disk job's time is published as (from the desktop's last change to its disk). */
+const diskFigures: Record<string, MetricName> = {
+  provision: "provisionSeconds",
+  refresh: "refreshSeconds",
+  recompose: "recomposeSeconds",
+};
 
 export async function provisionDesktop(
   ports: DiskJobPorts,

@@ -11,7 +11,10 @@ import { RetryLater } from "./errors.ts";
 import type { UserDataChange } from "./model.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
-type ReplicationPorts = Pick<Ports, "userData" | "userDataStore" | "peer" | "inbox" | "clock" | "region">;
+type ReplicationPorts = Pick<
+  Ports,
+  "userData" | "userDataStore" | "peer" | "inbox" | "clock" | "region" | "metrics"
+>;
 
 /**
  * Source region: ships one committed change (its delta, not the disk) into the peer's bucket and
@@ -122,5 +125,9 @@ export async function userDataApplied(ports: ReplicationPorts, m: Msg<"user-data
     throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
   await ports.userData.markReplicated(ref, m.version, m.appliedAt);
   await ports.userDataStore.removeDelta(ref, m.version);
+  if (change && !change.replicatedAt) {
+    const lagMs = Date.parse(m.appliedAt) - Date.parse(change.committedAt);
+    if (lagMs >= 0) ports.metrics.record(m.tenantId, "replicationLagSeconds", lagMs / 1000);
+  }
   return `v${m.version} replicated`;
 }

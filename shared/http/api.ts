@@ -2,6 +2,7 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
+import { flushMetrics } from "../adapters/metrics/recorder.ts";
 import type { App } from "../app.ts";
 import { forbidden } from "../domain/errors.ts";
 import { authenticate, type Principal } from "../domain/tenants.ts";
@@ -73,6 +74,7 @@ export function apiHandler(app: App) {
   return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(httpHeaderNormalizer())
+    .use(flushMetrics(app.metrics))
     .use({
       onError: async (request) => {
         const { response, unexpected } = errorToResponse(request.error);

@@ -18,6 +18,7 @@ export interface DocumentedRoute {
   replayable: boolean;
   params: Record<string, z.ZodType>;
   body: z.ZodType | undefined;
+  query: z.ZodObject | undefined;
   summary: string;
   /** The success answers by status; problems are common to all routes. */
   responses: Record<number, Answer>;
@@ -105,6 +106,12 @@ export function openApiDocument(routes: readonly DocumentedRoute[], version: str
       required: true,
       schema: toJson(schema, "input"),
     }));
+    const query = Object.entries(route.query?.shape ?? {}).map(([name, schema]) => ({
+      name,
+      in: "query",
+      required: false,
+      schema: toJson(schema as z.ZodType, "input"),
+    }));
     const body = route.body ? bodyParts(route.body) : undefined;
     const writes = route.method !== "GET";
     const operation = {
@@ -117,6 +124,7 @@ export function openApiDocument(routes: readonly DocumentedRoute[], version: str
       ...(route.access === "public" ? { security: [] } : {}),
       parameters: [
         ...parameters,
+        ...query,
         ...(writes && route.replayable
           ? [
               {

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { desktopStates } from "../domain/desktop-state.ts";
+import { metricNames } from "../domain/metric-catalogue.ts";
 import {
   assignments,
   cloneTypes,
@@ -304,6 +305,27 @@ export const drill = z
     error: z.string().optional(),
   })
   .meta({ id: "Drill" });
+
+export const metricSeries = z
+  .strictObject({
+    stepSeconds: z.number().int().positive(),
+    from: timestamp,
+    to: timestamp,
+    series: z.array(
+      z.strictObject({
+        name: z.enum(metricNames),
+        unit: z.enum(["Count", "Milliseconds", "Seconds"]),
+        points: z.array(
+          z.strictObject({
+            t: timestamp.describe("the step's start"),
+            count: count.describe("observations in the step"),
+            sum: z.number().describe("their sum: a mean is sum / count"),
+          }),
+        ),
+      }),
+    ),
+  })
+  .meta({ id: "MetricSeries" });
 
 export const health = z.strictObject({ status: z.literal("ok") });
 export const items = <T extends z.ZodType>(item: T) => z.strictObject({ items: z.array(item) });

@@ -24,6 +24,8 @@ export interface ParsedRequest {
   /** Parses and validates the JSON body; 400 names the offending field. */
   body<T extends z.ZodType>(schema: T): z.infer<T>;
   param<T extends z.ZodType>(name: string, schema: T): z.infer<T>;
+  /** Parses and validates the query string; 400 names the offending parameter. */
+  query<T extends z.ZodType>(schema: T): z.infer<T>;
 }
 
 export const maxBodyBytes = 64 * 1024;
@@ -112,6 +114,11 @@ export function createRouter<C>(routes: Route<C>[]) {
           }
           throw validationProblem("body", parsed.error);
         }
+        return parsed.data;
+      },
+      query(schema) {
+        const parsed = schema.safeParse(Object.fromEntries(new URLSearchParams(event.rawQueryString ?? "")));
+        if (!parsed.success) throw validationProblem("query", parsed.error);
         return parsed.data;
       },
       param(name, schema) {

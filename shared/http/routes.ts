@@ -19,6 +19,7 @@ import {
   retireVersion,
 } from "../domain/images.ts";
 import { logon } from "../domain/logon.ts";
+import { metricSeries } from "../domain/metrics.ts";
 import {
   createPool,
   deletePool,
@@ -55,13 +56,16 @@ export type ApiRoute = Route<Ctx> & {
   params: Params;
   /** The body's schema; undefined for routes that take none. */
   body: z.ZodType | undefined;
+  /** The query string's schema (an object of optional strings); undefined for routes that take none. */
+  query: z.ZodObject | undefined;
   summary: string;
   responses: Record<number, Answer>;
 };
 
-interface Input<P extends Params, B> {
+interface Input<P extends Params, B, Q> {
   params: { [K in keyof P]: z.infer<P[K]> };
   body: B;
+  query: Q;
   /** The caller's tenant on tenant routes ("" elsewhere). */
   tenantId: string;
   ctx: Ctx;
@@ -77,16 +81,24 @@ const json = (status: number, body: unknown, headers?: Record<string, string>): 
 function route<
   P extends Params = Record<never, z.ZodType>,
   B extends z.ZodType | undefined = undefined,
+  Q extends z.ZodObject | undefined = undefined,
 >(spec: {
   access: Access;
   method: Method;
   path: string;
   params?: P;
   body?: B;
+  query?: Q;
   replayable?: boolean;
   summary: string;
   responses: Record<number, Answer>;
-  handle: (input: Input<P, B extends z.ZodType ? z.infer<B> : undefined>) => Promise<Reply>;
+  handle: (
+    input: Input<
+      P,
+      B extends z.ZodType ? z.infer<B> : undefined,
+      Q extends z.ZodType ? z.infer<Q> : undefined
+    >,
+  ) => Promise<Reply>;
 }): ApiRoute {
   const params = (spec.params ?? {}) as P;
   return {
@@ -96,6 +108,7 @@ function route<
     replayable: spec.replayable ?? true,
     params,
     body: spec.body,
+    query: spec.query,
     summary: spec.summary,
     responses: spec.responses,
     handle: (ctx, req) => {
@@ -105,14 +118,30 @@ function route<
         Object.entries(params).map(([name, schema]) => [name, req.param(name, schema)]),
       );
       return spec.handle({
-        params: parsed as Input<P, never>["params"],
+        params: parsed as Input<P, never, never>["params"],
         body: (spec.body ? req.body(spec.body) : undefined) as never,
+        query: (spec.query ? req.query(spec.query) : undefined) as never,
         tenantId: ctx.principal?.kind === "tenant" ? ctx.principal.tenant.tenantId : "",
         ctx,
         app: ctx.app,
       });
     },
   };
+}
+
+/** A logon's figures: served or refused, and how long the answer took. */
+async function measuredLogon<T>(app: App, tenantId: string, run: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  try {
+    const result = await run();
+    app.ports.metrics.record(tenantId, "logonsServed", 1);
+    return result;
+  } catch (err) {
+    app.ports.metrics.record(tenantId, "logonsRefused", 1);
+    throw err;
+  } finally {
+    app.ports.metrics.record(tenantId, "logonLatencyMs", Date.now() - started);
+  }
 }
 
 const poolParams = { poolId: s.id };
@@ -345,13 +374,10 @@ export const routes: ApiRoute[] = [
     // Its answer holds a one-time password, never to be stored; a retried logon reconnects anyway.
     replayable: false,
     handle: async ({ app, ctx, tenantId, params, body }) => {
-      if (ctx.principal?.kind === "tenant") assertServing(ctx.principal.tenant);
-      const { session, connection, reconnected, userData } = await logon(
-        app.ports,
-        tenantId,
-        params.poolId,
-        body.userId,
-      );
+      const { session, connection, reconnected, userData } = await measuredLogon(app, tenantId, () => {
+        if (ctx.principal?.kind === "tenant") assertServing(ctx.principal.tenant);
+        return logon(app.ports, tenantId, params.poolId, body.userId);
+      });
       return json(200, { ...session, connection, reconnected, ...(userData ? { userData } : {}) });
     },
   }),
@@ -396,6 +422,18 @@ export const routes: ApiRoute[] = [
     summary: "The tenant's space: used, provisioned and the full-clone equivalent",
     responses: { 200: r.storageReport },
     handle: async ({ app, tenantId }) => json(200, await storageReport(app.ports, tenantId)),
+  }),
+
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/metrics",
+    summary:
+      "The tenant's figures (logons, latency, provisioning, refresh, boot, replication lag) as time series",
+    query: s.metricsQuery,
+    responses: { 200: r.metricSeries },
+    handle: async ({ app, tenantId, query }) =>
+      json(200, await metricSeries(app.ports, tenantId, query.minutes)),
   }),
 
   route({

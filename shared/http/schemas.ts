@@ -120,3 +120,12 @@ export const startDrillBody = z.strictObject({
   pools: z.array(id).min(1).max(100),
   sampleUsers: z.number().int().min(1).max(100_000).optional(),
 });
+
+export const metricsQuery = z.strictObject({
+  minutes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(30),
+});

@@ -49,6 +49,8 @@ export type VmDesktop = Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "dat
 export type RunningDesktop = VmDesktop & {
   generation: number;
   bootDeadline?: ReturnType<typeof setTimeout>;
+  /** When this agent started the VM (epoch ms): its boot time is published at Desktop Ready. */
+  bootStartedAt?: number;
   /** The guest said it let go of the user's data (it does before a logoff typed inside). */
   userDataReleased?: boolean;
 };

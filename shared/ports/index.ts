@@ -5,6 +5,7 @@
  */
 import type { DrPorts } from "./dr.ts";
 import type { EventBus, HostRepository, HostRuntime, ScreenshotRepository } from "./hosts.ts";
+import type { MetricRecorder, MetricSeriesRepository } from "./metrics.ts";
 import type { JobQueue } from "./queues.ts";
 import type {
   DatastoreRepository,
@@ -20,6 +21,7 @@ import type { StorageDriver } from "./storage.ts";
 export type * from "./dr.ts";
 export type * from "./hosts.ts";
 export type * from "./hypervisor.ts";
+export type * from "./metrics.ts";
 export type * from "./queues.ts";
 export type * from "./repositories.ts";
 export type * from "./storage.ts";
@@ -42,6 +44,8 @@ export interface Ports extends DrPorts {
   hosts: HostRepository;
   screenshots: ScreenshotRepository;
   events: EventBus;
+  metrics: MetricRecorder;
+  metricSeries: MetricSeriesRepository;
   /** Only in a host agent: the VMs it runs. */
   host?: HostRuntime;
 }

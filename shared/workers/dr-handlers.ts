@@ -21,7 +21,10 @@ export function runUserDataJob(app: App, job: UserDataJob): Promise<string> {
 
 /** FIFO: a failed job fails the rest of its user's group in the batch, keeping the user's order. */
 export const userDataWorkerHandler = (app: App) =>
-  sqsWorker("user-data-job", userDataJobSchema, (job) => runUserDataJob(app, job), true);
+  sqsWorker("user-data-job", userDataJobSchema, (job) => runUserDataJob(app, job), {
+    fifo: true,
+    metrics: app.metrics,
+  });
 
 export function runReplicationMessage(app: App, m: ReplicationMessage): Promise<string> {
   const ports = app.ports;
@@ -48,4 +51,6 @@ export function runReplicationMessage(app: App, m: ReplicationMessage): Promise<
 }
 
 export const replicationWorkerHandler = (app: App) =>
-  sqsWorker("replication", replicationMessageSchema, (m) => runReplicationMessage(app, m));
+  sqsWorker("replication", replicationMessageSchema, (m) => runReplicationMessage(app, m), {
+    metrics: app.metrics,
+  });

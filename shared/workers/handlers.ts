@@ -6,9 +6,15 @@ import { logoffEventSchema } from "../messages/logoff-event.ts";
 import { sqsWorker } from "./sqs-batch.ts";
 
 export const cloneWorkerHandler = (app: App) =>
-  sqsWorker("clone-job", cloneJobSchema, (job, record) =>
-    runCloneJob(app.ports, job, app.config.worker, Number(record.attributes.ApproximateReceiveCount)),
+  sqsWorker(
+    "clone-job",
+    cloneJobSchema,
+    (job, record) =>
+      runCloneJob(app.ports, job, app.config.worker, Number(record.attributes.ApproximateReceiveCount)),
+    { metrics: app.metrics },
   );
 
 export const logoffWorkerHandler = (app: App) =>
-  sqsWorker("logoff-event", logoffEventSchema, (event) => logoffFromEvent(app.ports, event.detail));
+  sqsWorker("logoff-event", logoffEventSchema, (event) => logoffFromEvent(app.ports, event.detail), {
+    metrics: app.metrics,
+  });

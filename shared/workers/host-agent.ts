@@ -78,8 +78,12 @@ export async function startHostAgent(
   );
   return {
     ports,
-    handler: sqsWorker("host-job", cloneJobSchema, (job, record) =>
-      runCloneJob(ports, job, app.config.worker, Number(record.attributes.ApproximateReceiveCount)),
+    handler: sqsWorker(
+      "host-job",
+      cloneJobSchema,
+      (job, record) =>
+        runCloneJob(ports, job, app.config.worker, Number(record.attributes.ApproximateReceiveCount)),
+      { metrics: app.metrics },
     ),
     async stop() {
       clearInterval(timer);

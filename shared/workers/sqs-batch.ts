@@ -8,6 +8,7 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import type { z } from "zod";
+import { type FlushingRecorder, flushMetrics } from "../adapters/metrics/recorder.ts";
 import { DomainError, RetryLater } from "../domain/errors.ts";
 import { logger } from "../logger.ts";
 
@@ -47,9 +48,14 @@ export function sqsWorker<S extends z.ZodType>(
   name: string,
   schema: S,
   handle: (message: z.infer<S>, record: SQSRecord) => Promise<string>,
-  /** FIFO queue: a failure fails the rest of its message group in the batch, keeping the order. */
-  fifo = false,
+  opts: {
+    /** FIFO queue: a failure fails the rest of its message group in the batch, keeping the order. */
+    fifo?: boolean;
+    /** The function's figures, written before each batch's invocation ends. */
+    metrics: FlushingRecorder;
+  },
 ) {
+  const fifo = opts.fifo ?? false;
   const processor = new BatchProcessor(EventType.SQS);
   const fifoProcessor = new SqsFifoPartialProcessorAsync();
   const recordHandler = async (record: SQSRecord) => {
@@ -80,6 +86,7 @@ export function sqsWorker<S extends z.ZodType>(
   };
   return middy<SQSEvent, SQSBatchResponse>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(flushMetrics(opts.metrics))
     .handler((event: SQSEvent, context: Context) =>
       fifo
         ? processPartialResponse(event, recordHandler, fifoProcessor, { context, skipGroupOnError: true })

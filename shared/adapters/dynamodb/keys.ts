@@ -23,6 +23,7 @@
  *   DR state      TENANT#<t>                  DR            (failed over or not; replicated config sync)
  *   host          HOSTS                       HOST#<h>      (a hypervisor host's last heartbeat)
  *   screenshot    TENANT#<t>                  SCREENSHOT#<request> (a desktop's screen, for a minute)
+ *   metric step   TENANT#<t>#METRICS          <step start, ISO>#<name> (count and sum of a figure, a week)
  *
  * The table itself (keys, GSI1, TTL) is described in table-schema.ts; entity codecs in entities.ts.
  *
@@ -61,6 +62,11 @@ export const keys = {
   }),
   hostsPartition: "HOSTS",
   host: (h: string) => ({ pk: "HOSTS", sk: `HOST#${h}` }),
+  metricsPartition: (t: string) => `TENANT#${t}#METRICS`,
+  metricStep: (t: string, bucketIso: string, name: string) => ({
+    pk: `TENANT#${t}#METRICS`,
+    sk: `${bucketIso}#${name}`,
+  }),
   screenshot: (t: string, requestId: string) => ({ pk: `TENANT#${t}`, sk: `SCREENSHOT#${requestId}` }),
   datastoresPartition: "DATASTORES",
   datastore: (ds: string) => ({ pk: "DATASTORES", sk: `DATASTORE#${ds}` }),

@@ -5,6 +5,7 @@ import { desktopRepository } from "./desktops.ts";
 import { drRepository } from "./dr.ts";
 import { hostRepository, screenshotRepository } from "./hosts.ts";
 import { imageRepository } from "./images.ts";
+import { metricSeriesRepository } from "./metrics.ts";
 import { poolRepository } from "./pools.ts";
 import { replicaRepository } from "./replicas.ts";
 import { sessionRepository } from "./sessions.ts";
@@ -28,6 +29,7 @@ export function dynamoRepositories(
     replicas: replicaRepository(table),
     userData: userDataRepository(table),
     dr: drRepository(table),
+    metricSeries: metricSeriesRepository(table),
     hosts: hostRepository(table),
     screenshots: screenshotRepository(table),
   };

@@ -1,0 +1,93 @@
+/**
+ * The metric recorder of a process: figures are summed in memory per tenant, figure and step and
+ * written a few at a time (the table's series, read by GET /v1/metrics), and the same figures go
+ * to CloudWatch in the embedded metric format (Powertools Metrics) where that is on.
+ */
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { type MetricName, metricCatalogue, metricStepSeconds } from "../../domain/metric-catalogue.ts";
+import { logger } from "../../logger.ts";
+import type { MetricRecorder, MetricSeriesRepository } from "../../ports/index.ts";
+
+export interface FlushingRecorder extends MetricRecorder {
+  /** Writes what was recorded so far. */
+  flush(): Promise<void>;
+  /** Called as an invocation ends: a Lambda (no background timer) writes its figures then. */
+  invocationEnded(): Promise<void>;
+  /** Stops the background flush (a local process that stops). */
+  close(): Promise<void>;
+}
+
+const step = metricStepSeconds * 1000;
+
+export function metricRecorder(
+  series: MetricSeriesRepository,
+  /** flushEveryMs: a long-lived process writes in the background; without it, at each invocation's end. */
+  opts: { serviceName: string; flushEveryMs?: number; now?: () => number },
+): FlushingRecorder {
+  const now = opts.now ?? Date.now;
+  // POWERTOOLS_METRICS_DISABLED=true turns the EMF lines off (the local runtime does).
+  const emf = new Metrics({ namespace: "Pristine", serviceName: opts.serviceName });
+  let emfPending = false;
+  let pending = new Map<
+    string,
+    { tenantId: string; name: MetricName; bucket: number; count: number; sum: number }
+  >();
+  let flushing: Promise<void> = Promise.resolve();
+
+  const writeOut = async () => {
+    const batch = pending;
+    pending = new Map();
+    const failed = [];
+    for (const p of batch.values()) {
+      try {
+        await series.add(p.tenantId, p.name, p.bucket, p.count, p.sum);
+      } catch (err) {
+        failed.push(p);
+        logger.warn("metric step not written; kept for the next flush", {
+          error: err as Error,
+          metric: p.name,
+        });
+      }
+    }
+    for (const p of failed) merge(p);
+    if (emfPending) {
+      emfPending = false;
+      emf.publishStoredMetrics();
+    }
+  };
+  const merge = (p: { tenantId: string; name: MetricName; bucket: number; count: number; sum: number }) => {
+    const key = `${p.tenantId}|${p.name}|${p.bucket}`;
+    const at = pending.get(key);
+    if (at) {
+      at.count += p.count;
+      at.sum += p.sum;
+    } else pending.set(key, { ...p });
+  };
+  const flush = () => {
+    flushing = flushing.then(writeOut, writeOut);
+    return flushing;
+  };
+  const timer = opts.flushEveryMs ? setInterval(() => void flush(), opts.flushEveryMs) : undefined;
+  timer?.unref();
+
+  return {
+    record(tenantId, name, value) {
+      if (!Number.isFinite(value)) return;
+      merge({ tenantId, name, bucket: Math.floor(now() / step) * step, count: 1, sum: value });
+      emf.addMetric(name, MetricUnit[metricCatalogue[name].unit], value);
+      emfPending = true;
+    },
+    flush,
+    invocationEnded: () => (timer ? Promise.resolve() : flush()),
+    async close() {
+      if (timer) clearInterval(timer);
+      await flush();
+    },
+  };
+}
+
+/** Middy middleware: the function's figures are written before its invocation ends. */
+export const flushMetrics = (recorder: FlushingRecorder) => ({
+  after: () => recorder.invocationEnded(),
+  onError: () => recorder.invocationEnded(),
+});

@@ -1,0 +1,23 @@
+/**
+ * The figures Pristine publishes about itself, per tenant: the one list that the functions record,
+ * CloudWatch receives (embedded metric format) and `GET /v1/metrics` serves as time series.
+ */
+export const metricCatalogue = {
+  logonsServed: { unit: "Count", about: "logons that got a desktop (reconnects included)" },
+  logonsRefused: { unit: "Count", about: "logons answered with a problem (a full pool, a bad request)" },
+  logonLatencyMs: { unit: "Milliseconds", about: "time to answer a logon, served or refused" },
+  provisionSeconds: { unit: "Seconds", about: "a new desktop's disk: from its record to a disk ready" },
+  refreshSeconds: { unit: "Seconds", about: "a desktop's refresh: from the logoff to a pristine disk" },
+  recomposeSeconds: { unit: "Seconds", about: "a desktop's recompose: from its job to the new disk" },
+  bootSeconds: { unit: "Seconds", about: "a desktop's VM: from its start to the agent's Desktop Ready" },
+  replicationLagSeconds: {
+    unit: "Seconds",
+    about: "a user's committed change: from its commit to applied and verified in the peer region",
+  },
+} as const;
+
+export type MetricName = keyof typeof metricCatalogue;
+export const metricNames = Object.keys(metricCatalogue) as MetricName[];
+
+/** Series are kept in steps of this many seconds. */
+export const metricStepSeconds = 10;
