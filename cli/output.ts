@@ -7,6 +7,26 @@ export function printJson(doc: unknown): void {
   process.stdout.write(`${JSON.stringify(doc ?? null, null, 2)}\n`);
 }
 
+/** Plain columns, no rules (as kubectl or docker print them): easy to read and to grep. */
+const compact = {
+  top: "",
+  "top-mid": "",
+  "top-left": "",
+  "top-right": "",
+  bottom: "",
+  "bottom-mid": "",
+  "bottom-left": "",
+  "bottom-right": "",
+  left: "",
+  "left-mid": "",
+  mid: "",
+  "mid-mid": "",
+  right: "",
+  "right-mid": "",
+  middle: "  ",
+};
+const style = { head: [], border: [], "padding-left": 0, "padding-right": 0 };
+
 function cell(value: Cell): string {
   return value === undefined || value === null || value === "" ? "-" : String(value);
 }
@@ -17,16 +37,23 @@ export function printTable(head: string[], rows: Cell[][]): void {
     process.stdout.write("(none)\n");
     return;
   }
-  const table = new Table({ head, style: { head: [], border: [] } });
+  const table = new Table({ head: head.map((h) => h.toUpperCase()), chars: compact, style });
   for (const row of rows) table.push(row.map(cell));
-  process.stdout.write(`${table.toString()}\n`);
+  process.stdout.write(`${trimLines(table.toString())}\n`);
 }
 
 /** One object, one field per line. */
 export function printFields(fields: [string, Cell][]): void {
-  const table = new Table({ style: { head: [], border: [] } });
-  for (const [name, value] of fields) table.push({ [name]: cell(value) });
-  process.stdout.write(`${table.toString()}\n`);
+  const table = new Table({ chars: compact, style });
+  for (const [name, value] of fields) table.push([`${name}:`, cell(value)]);
+  process.stdout.write(`${trimLines(table.toString())}\n`);
+}
+
+function trimLines(text: string): string {
+  return text
+    .split("\n")
+    .map((line) => line.trimEnd())
+    .join("\n");
 }
 
 export function printLine(line: string): void {

@@ -70,7 +70,7 @@ export function profileCommands(program: Command): void {
       if (program.opts().json) return printJson({ items: rows });
       printTable(
         ["profile", "default", "url", "DR url", "key"],
-        rows.map((r) => [r.profile, r.default ? "*" : "", r.url, r.drUrl, r.key]),
+        rows.map((r) => [r.profile, r.default ? "yes" : "no", r.url, r.drUrl, r.key]),
       );
     });
 }
