@@ -1,7 +1,7 @@
 /**
- * The CLI's API client: bearer key, JSON in and out, problem+json turned into ApiError. Every POST
- * carries an Idempotency-Key, random per request and the same on its retry, so the one retry (on
- * a connection reset, or a 503 with Retry-After) cannot do the work twice.
+ * The CLI's API client: bearer key, JSON in and out, problem+json turned into ApiError. Every write
+ * (POST, PATCH, DELETE) carries an Idempotency-Key, random per request and the same on its retry,
+ * so the one retry (on a connection reset, or a 503 with Retry-After) cannot do the work twice.
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -43,7 +43,7 @@ export class ApiClient {
       authorization: `Bearer ${this.#key}`,
       accept: "application/json",
     };
-    if (method === "POST") headers["idempotency-key"] = randomUUID();
+    if (method !== "GET") headers["idempotency-key"] = randomUUID();
     if (options.body !== undefined) headers["content-type"] = "application/json";
     const init: RequestInit = {
       method,
