@@ -5,7 +5,7 @@
 
 export const exitCodes = {
   ok: 0,
-  /** A bad argument, an unknown command, a missing or unsafe profile. */
+  /** A bad argument, an unknown command, a missing or unsafe profile, a file that cannot be written. */
   usage: 2,
   /** The API refused the request (a 4xx problem). */
   refused: 3,
@@ -69,7 +69,10 @@ export function exitCodeFor(err: unknown): ExitCode {
     return err.status >= 400 && err.status < 500 ? exitCodes.refused : exitCodes.server;
   if (err instanceof Unreachable) return exitCodes.server;
   if (isCommanderError(err)) return commanderExitCode(err.code);
-  // Anything else is a bug or a local failure (a file that cannot be written): not a usage error.
+  // A local file that cannot be read or written (the API's failures are ApiError or Unreachable).
+  if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === "string")
+    return exitCodes.usage;
+  // Anything else is a bug.
   return exitCodes.server;
 }
 

@@ -22,7 +22,8 @@ PRISTINE_API_KEY and PRISTINE_DR_API_URL override the profile's.
 
 Exit codes:
   0  ok
-  2  usage error (bad argument, unknown command, no or unsafe profile)
+  2  usage error (bad argument, unknown command, no or unsafe profile, a file
+     that cannot be read or written)
   3  the API refused the request (4xx problem)
   4  server error (5xx) or the API could not be reached
   5  a --wait ended in failure or timed out

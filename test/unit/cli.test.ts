@@ -34,6 +34,13 @@ describe("exit codes", () => {
     [new ApiError(503, undefined), 4],
     [new Unreachable("down"), 4],
     [new WaitFailed("FAILED"), 5],
+    [
+      Object.assign(new Error("EACCES: permission denied, open 'x.png'"), {
+        code: "EACCES",
+        syscall: "open",
+      }),
+      2,
+    ],
     [new Error("a bug"), 4],
   ])("%s -> %i", (err, code) => {
     expect(exitCodeFor(err)).toBe(code);
