@@ -62,4 +62,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that stops early (`pristine pools list | head -1`) is not an error of ours.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  process.exit(process.exitCode ?? exitCodes.ok);
+});
 process.exitCode = await main(process.argv);
