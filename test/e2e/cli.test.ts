@@ -22,9 +22,17 @@ const dataDir = join(root, "data");
 const configFile = join(root, "config", "pristine", "config.json");
 const children: ChildProcess[] = [];
 afterAll(async () => {
-  for (const c of children) c.kill("SIGKILL");
+  // Ctrl-C, as a person stops npm start: it stops its children (DynamoDB Local's JVM) too. SIGKILL
+  // would leave them behind.
+  for (const c of children) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    const exited = new Promise((resolve) => c.once("exit", resolve));
+    c.kill("SIGINT");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000).unref())]);
+    if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  }
   await rm(root, { recursive: true, force: true });
-});
+}, 60_000);
 
 /** The environment of a CLI run: no profile variables of the developer's shell leak in. */
 function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
