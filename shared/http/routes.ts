@@ -36,6 +36,7 @@ import { createTenant, type Principal } from "../domain/tenants.ts";
 import { describeSession } from "../domain/user-data.ts";
 import type { Method, Reply, Route } from "./router.ts";
 import * as s from "./schemas.ts";
+import { consoleAssetDir, serveAsset } from "./static-assets.ts";
 
 export type Access = "public" | "operator" | "tenant";
 export interface Ctx {
@@ -118,6 +119,20 @@ export const routes: ApiRoute[] = [
     method: "GET",
     path: "/health",
     handle: async () => json(200, { status: "ok" }),
+  }),
+  // The web console (docs/console.md): static files, no data; the page calls the API with the user's key.
+  route({
+    access: "public",
+    method: "GET",
+    path: "/console",
+    handle: () => serveAsset(consoleAssetDir(), "index.html"),
+  }),
+  route({
+    access: "public",
+    method: "GET",
+    path: "/console/{asset}",
+    params: { asset: s.assetName },
+    handle: ({ params }) => serveAsset(consoleAssetDir(), params.asset),
   }),
 
   route({
