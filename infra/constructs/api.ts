@@ -45,7 +45,8 @@ export interface ApiProps {
 
 /**
  * The HTTP API: every /v1 route goes through a Lambda authorizer (tenant API keys and the
- * operator key, simple responses, cached) into the api function; GET /health is open.
+ * operator key, simple responses, cached) into the api function; GET /health and the web console's
+ * static files (GET /console/...) are open.
  */
 export class Api extends Construct {
   readonly httpApi: apigw.HttpApi;
@@ -169,6 +170,21 @@ export class Api extends Construct {
         reason:
           "GET /health is the unauthenticated liveness probe for load balancers and uptime checks; it " +
           "returns no tenant data. Every /v1 route uses the API key authorizer.",
+      });
+    }
+
+    // The web console's static files (docs/console.md): the page holds no data and calls the /v1
+    // routes with the key its user types. The handler serves only the files of its own asset folder.
+    const consoleRoutes = [
+      ...this.httpApi.addRoutes({ path: "/console", methods: [apigw.HttpMethod.GET], integration }),
+      ...this.httpApi.addRoutes({ path: "/console/{proxy+}", methods: [apigw.HttpMethod.GET], integration }),
+    ];
+    for (const route of consoleRoutes) {
+      Validations.of(route).acknowledge({
+        id: "AwsSolutions-APIG4",
+        reason:
+          "GET /console/ serves the web console's static files (HTML, JS, CSS), which hold no data; the " +
+          "page calls the /v1 routes, which use the API key authorizer, with the key its user types.",
       });
     }
   }

@@ -566,6 +566,12 @@ describe("the default app (cdk.json context, no account)", () => {
         RouteKey: "GET /health",
         AuthorizationType: "NONE",
       });
+      // The web console's static files: open, and only GET.
+      for (const routeKey of ["GET /console", "GET /console/{proxy+}"])
+        template.hasResourceProperties("AWS::ApiGatewayV2::Route", {
+          RouteKey: routeKey,
+          AuthorizationType: "NONE",
+        });
       template.hasResourceProperties("AWS::ApiGatewayV2::Stage", {
         StageName: "$default",
         AutoDeploy: true,
