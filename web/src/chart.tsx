@@ -41,6 +41,8 @@ export function pairedBarOptions(opts: {
   series: [{ label: string; color: string }, { label: string; color: string }];
   value: (v: number) => string;
   height?: number;
+  /** What a category is (the legend's first label). */
+  what: string;
 }): ChartOptions {
   const bars = (align: -1 | 1) => uPlot.paths.bars?.({ size: [0.4, 70], align, gap: 1 });
   return {
@@ -60,7 +62,7 @@ export function pairedBarOptions(opts: {
       { values: (_u, splits) => splits.map(opts.value), size: 80 },
     ],
     series: [
-      { label: "", value: (_u, i) => (i === null ? "" : (opts.categories[i] ?? "")) },
+      { label: opts.what, value: (_u, i) => (i === null ? "" : (opts.categories[i] ?? "")) },
       ...opts.series.map((s, i) => ({
         label: s.label,
         stroke: s.color,
@@ -79,14 +81,28 @@ export function lineOptions(opts: {
   series: { label: string; color: string }[];
   value: (v: number) => string;
   height?: number;
+  minSpanSeconds?: number;
 }): ChartOptions {
+  const minSpan = opts.minSpanSeconds ?? 300;
   return {
     height: opts.height ?? 200,
     legend: { show: true },
-    scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] } },
+    scales: {
+      // At least `minSpanSeconds` wide, so that a few points do not stretch over years.
+      // (From the data itself: uPlot widens a single point to 86400 / 1e-3 seconds.)
+      x: {
+        range: (u, min, max) => {
+          const xs = u.data[0] ?? [];
+          const hi = xs.length ? (xs[xs.length - 1] as number) : max;
+          const lo = xs.length ? (xs[0] as number) : min;
+          return [Math.min(lo, hi - minSpan), hi];
+        },
+      },
+      y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] },
+    },
     axes: [{}, { values: (_u, splits) => splits.map(opts.value), size: 70 }],
     series: [
-      {},
+      { label: "time" },
       ...opts.series.map((s) => ({
         label: s.label,
         stroke: s.color,

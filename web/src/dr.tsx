@@ -71,8 +71,8 @@ export function ReplicationPanel() {
                     <td class="num">{u.version}</td>
                     <td class="num">{u.replicatedVersion}</td>
                     <td class={`num ${u.lagVersions > 0 ? "error-text" : ""}`}>{u.lagVersions}</td>
-                    <td>{time(u.lastChangeAt)}</td>
-                    <td>{time(u.oldestUnreplicatedAt)}</td>
+                    <td class="nowrap">{time(u.lastChangeAt)}</td>
+                    <td class="nowrap">{time(u.oldestUnreplicatedAt)}</td>
                   </tr>
                 ))}
               </tbody>
@@ -172,7 +172,7 @@ export function DrillsPanel() {
                       <span class={`pill ${d.state.toLowerCase()}`}>{d.state}</span>
                     </td>
                     <td>{d.phase}</td>
-                    <td>{time(d.startedAt)}</td>
+                    <td class="nowrap">{time(d.startedAt)}</td>
                     <td class="num">{duration(d.rpoMs)}</td>
                     <td class="num">{duration(d.rtoFirstLogonMs)}</td>
                     <td class="num">{duration(d.rtoAllLogonsMs)}</td>
@@ -291,6 +291,7 @@ function DrillChart(props: { drills: Drill[] }) {
         ],
         value: (v) => `${Math.round(v * 10) / 10} s`,
         height: 200,
+        what: "drill",
       }),
     [names.join(",")],
   );

@@ -25,7 +25,7 @@ export function duration(ms: number | undefined): string {
 export function time(iso: string | undefined): string {
   if (!iso) return "—";
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleTimeString();
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleTimeString(undefined, { hour12: false });
 }
 
 export function percent(part: number, whole: number): number {

@@ -67,6 +67,7 @@ function MetricChart(props: { series: Metrics["series"][number] }) {
           ? (v) => String(Math.round(v * 100) / 100)
           : (v) => duration(s.unit === "Seconds" ? v * 1000 : v),
         height: 160,
+        minSpanSeconds: 1800,
       }),
     [s.unit],
   );

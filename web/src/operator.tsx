@@ -36,7 +36,7 @@ export function DatastoresPanel() {
               <tr key={d.datastoreId} data-datastore={d.datastoreId}>
                 <td class="mono">{d.datastoreId}</td>
                 <td class="mono">{d.hostId ?? "—"}</td>
-                <td class="mono small">{d.path ?? "—"}</td>
+                <td class="mono small wrap">{d.path ?? "—"}</td>
                 <td class="num">{bytes(d.capacityGiB * GiB)}</td>
                 <td class="num">{d.overcommit}×</td>
                 <td class="num">{bytes(d.provisionedBytes)}</td>

@@ -71,7 +71,7 @@ export function PoolsPanel(props: { selected: string | undefined; onSelect: (poo
                   {p.name}
                 </button>
                 <div class="muted mono">{p.poolId}</div>
-                <div class="muted">
+                <div class="muted small">
                   {p.assignment} · {p.cloneType} · v{p.imageVersion} · size {p.size}
                   {p.state !== "ACTIVE" ? ` · ${p.state}` : ""}
                 </div>

@@ -62,8 +62,8 @@ export function SessionsPanel(props: {
                   <td class="mono small">{s.sessionId}</td>
                   <td class="mono">{s.desktopId}</td>
                   <td>{s.state}</td>
-                  <td>{time(s.startedAt)}</td>
-                  <td>
+                  <td class="nowrap">{time(s.startedAt)}</td>
+                  <td class="nowrap">
                     {s.userData?.state ?? "—"}
                     {s.userData?.version !== undefined ? ` v${s.userData.version}` : ""}
                   </td>

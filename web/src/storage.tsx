@@ -21,6 +21,7 @@ export function StoragePanel() {
           { label: "full-clone equivalent", color: "#adb5bd" },
         ],
         value: bytes,
+        what: "pool",
       }),
     [names.join("\u0000")],
   );
