@@ -6,7 +6,7 @@
  *
  *   node web/build.ts [--outdir DIR]
  */
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -18,9 +18,25 @@ export const defaultOutDir = join(webDir, "dist");
 /** Written last: its time is when the build finished (a failed build leaves none, so the next start rebuilds). */
 const stampFile = ".built";
 
-/** A clean build of the console into `outdir`. */
+/**
+ * A clean build of the console into `outdir`. It is made beside it and swapped in by renames, so a
+ * server reading `outdir` (another `npm start` building at the same time) never sees half a build.
+ */
 export async function buildConsole(outdir: string = defaultOutDir): Promise<{ files: string[] }> {
-  await rm(outdir, { recursive: true, force: true });
+  const staging = `${outdir}.building-${process.pid}-${Date.now()}`;
+  try {
+    await buildInto(staging);
+    const old = `${outdir}.old-${process.pid}-${Date.now()}`;
+    await rename(outdir, old).catch(() => {});
+    await rename(staging, outdir);
+    await rm(old, { recursive: true, force: true });
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+  return { files: (await readdir(outdir)).filter((f) => !f.startsWith(".")).sort() };
+}
+
+async function buildInto(outdir: string): Promise<void> {
   await mkdir(outdir, { recursive: true });
   const result = await build({
     absWorkingDir: webDir,
@@ -51,7 +67,6 @@ export async function buildConsole(outdir: string = defaultOutDir): Promise<{ fi
     .replace("{{css}}", `/console/${css}`);
   await writeFile(join(outdir, "index.html"), page);
   await writeFile(join(outdir, stampFile), `${new Date().toISOString()}\n`);
-  return { files: (await readdir(outdir)).filter((f) => !f.startsWith(".")).sort() };
 }
 
 async function newestChange(path: string): Promise<number> {
