@@ -100,7 +100,7 @@ export function lineOptions(opts: {
       },
       y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] },
     },
-    axes: [{}, { values: (_u, splits) => splits.map(opts.value), size: 70 }],
+    axes: [{ space: 90 }, { values: (_u, splits) => splits.map(opts.value), size: 70 }],
     series: [
       { label: "time" },
       ...opts.series.map((s) => ({
