@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildGuestImage, defaultGuestDir } from "../guest/build.ts";
+import { ensureConsole } from "../web/build.ts";
 import { startDynamoDbLocal, startFauxqsServer } from "./emulators.ts";
 import { preflight } from "./preflight.ts";
 import { startRegion } from "./region.ts";
@@ -39,6 +40,8 @@ async function main() {
   await mkdir(dataDir, { recursive: true });
   await mkdir(join(dataDir, "imports"), { recursive: true });
   const { key, origin } = await operatorKey();
+  // The web console's files (GET /console/), built from web/src when missing or stale.
+  await ensureConsole((line) => console.log(`[web] ${line}`));
   if (hypervisor === "qemu") {
     // The desktop guest (kernel, initramfs, golden disk with the desktop agent), built once.
     const guest = await buildGuestImage({
@@ -96,6 +99,7 @@ async function main() {
         "",
         `Pristine is up (${inMemory ? "in memory" : "persistent"})`,
         `  API            ${primary.apiUrl}    (GET ${primary.apiUrl}/health)`,
+        `  web console    ${primary.apiUrl}/console/    (DR: ${dr.apiUrl}/console/)`,
         `  region         ${primary.name}`,
         `  DR API         ${dr.apiUrl}    (region ${dr.name}, data under ${join(dataDir, "dr")})`,
         `  operator key   from ${origin}`,

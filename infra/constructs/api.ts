@@ -46,7 +46,8 @@ export interface ApiProps {
 
 /**
  * The HTTP API: every /v1 route goes through a Lambda authorizer (tenant API keys and the
- * operator key, simple responses, cached) into the api function; GET /health is open.
+ * operator key, simple responses, cached) into the api function; GET /health and the web console's
+ * static files (GET /console/...) are open.
  */
 export class Api extends Construct {
   readonly httpApi: apigw.HttpApi;
@@ -159,8 +160,8 @@ export class Api extends Construct {
       authorizer,
     });
 
-    // The route table's public routes (health, the API document) answer without a key; their
-    // exact paths win over the proxy route.
+    // The route table's public routes (health, the API document, the web console's static files,
+    // which hold no data) answer without a key; their exact paths win over the proxy route.
     for (const route of routes.filter((r) => r.access === "public")) {
       for (const added of this.httpApi.addRoutes({
         path: route.path,

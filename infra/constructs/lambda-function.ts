@@ -8,6 +8,7 @@ import { NodejsFunction, OutputFormat, SourceMapMode } from "aws-cdk-lib/aws-lam
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import type { FunctionName } from "../names.ts";
+import { consoleBundlingHooks } from "./console-assets.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -162,6 +163,8 @@ export class PristineFunction extends Construct {
         banner:
           "import { createRequire as __pristineCreateRequire } from 'node:module'; " +
           "const require = __pristineCreateRequire(import.meta.url);",
+        // The api function also serves the web console (GET /console/): its files go beside the handler.
+        ...(props.name === "api" ? { commandHooks: consoleBundlingHooks } : {}),
       },
     });
   }

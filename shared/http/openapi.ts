@@ -7,8 +7,8 @@ import { type ProblemSpec, problemCatalogue, problemTypeBase } from "../domain/p
 
 type JsonSchema = Record<string, unknown>;
 
-/** A success answer: its JSON body's schema, a PNG, or no body. */
-export type Answer = z.ZodType | "image/png" | "no-body";
+/** A success answer: its JSON body's schema, files of these media types, or no body. */
+export type Answer = z.ZodType | { media: string[] } | "no-body";
 
 /** What the document needs of a route (the route table's entries have it). */
 export interface DocumentedRoute {
@@ -87,10 +87,12 @@ const problemResponse = (description: string) => ({
 
 function answer(toJson: ReturnType<typeof converter>, spec: Answer, description: string) {
   if (spec === "no-body") return { description };
-  if (spec === "image/png")
+  if ("media" in spec)
     return {
       description,
-      content: { "image/png": { schema: { type: "string", contentMediaType: "image/png" } } },
+      content: Object.fromEntries(
+        spec.media.map((type) => [type, { schema: { type: "string", contentMediaType: type } }]),
+      ),
     };
   return { description, content: { "application/json": { schema: toJson(spec, "output") } } };
 }

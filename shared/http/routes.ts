@@ -39,6 +39,7 @@ import { type Answer, openApiDocument } from "./openapi.ts";
 import * as r from "./responses.ts";
 import type { Method, Reply, Route } from "./router.ts";
 import * as s from "./schemas.ts";
+import { consoleAssetDir, serveAsset } from "./static-assets.ts";
 
 export type Access = "public" | "operator" | "tenant";
 export interface Ctx {
@@ -157,6 +158,24 @@ export const routes: ApiRoute[] = [
     summary: "The API answers",
     responses: { 200: r.health },
     handle: async () => json(200, { status: "ok" }),
+  }),
+  // The web console (docs/console.md): static files, no data; the page calls the API with the user's key.
+  route({
+    access: "public",
+    method: "GET",
+    path: "/console",
+    summary: "The web console's page (it calls this API with the key its user types)",
+    responses: { 200: { media: ["text/html"] } },
+    handle: () => serveAsset(consoleAssetDir(), "index.html"),
+  }),
+  route({
+    access: "public",
+    method: "GET",
+    path: "/console/{asset}",
+    params: { asset: s.assetName },
+    summary: "The web console's scripts, styles and source maps",
+    responses: { 200: { media: ["text/javascript", "text/css", "application/json"] } },
+    handle: ({ params }) => serveAsset(consoleAssetDir(), params.asset),
   }),
 
   route({
@@ -396,7 +415,7 @@ export const routes: ApiRoute[] = [
     method: "GET",
     path: "/v1/sessions/{sessionId}/screenshot",
     summary: "The session's screen as a PNG",
-    responses: { 200: "image/png" },
+    responses: { 200: { media: ["image/png"] } },
     params: sessionParams,
     handle: async ({ app, tenantId, params }) => ({
       status: 200,

@@ -15,6 +15,9 @@ export const sessionId = z
   .max(200)
   .regex(/^[A-Za-z0-9.-]+$/, "must be letters, digits, dots and dashes");
 
+/** A console file's name: any text (an unknown name, `..` among them, is 404, not 400). */
+export const assetName = z.string().max(255);
+
 /** Control and format characters (bidirectional overrides, zero-width joiners ...) hide what a name says. */
 const hiddenCharacters = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\u2028\u2029]/u;
 

@@ -562,7 +562,7 @@ describe("the default app (cdk.json context, no account)", () => {
         RouteKey: "ANY /v1/{proxy+}",
         AuthorizationType: "CUSTOM",
       });
-      for (const open of ["GET /health", "GET /v1/openapi.json"])
+      for (const open of ["GET /health", "GET /v1/openapi.json", "GET /console", "GET /console/{asset}"])
         template.hasResourceProperties("AWS::ApiGatewayV2::Route", {
           RouteKey: open,
           AuthorizationType: "NONE",
