@@ -58,10 +58,12 @@ export function assertMatchesContract(
       if (answer.text !== "") throw new Error(`${where} with a body; the document says none`);
       return;
     }
-    const content = contents.find(([t]) => answer.contentType?.startsWith(t)) ?? contents[0];
+    const content =
+      contents.find(([t]) => answer.contentType?.startsWith(t)) ?? (contents[0] as (typeof contents)[0]);
     [type, { schema }] = [content[0], content[1]];
   }
-  if (!answer.contentType?.startsWith(type)) throw new Error(`${where} as ${answer.contentType}, not ${type}`);
+  if (!answer.contentType?.startsWith(type))
+    throw new Error(`${where} as ${answer.contentType}, not ${type}`);
   // Files (a PNG, the console's scripts and source maps) are checked by media type only.
   if (!type.endsWith("json") || "contentMediaType" in (schema as object)) return;
   const body = JSON.parse(answer.text) as unknown;

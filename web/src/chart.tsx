@@ -79,6 +79,8 @@ export function pairedBarOptions(opts: {
 /** Lines over time (x in epoch seconds). */
 export function lineOptions(opts: {
   series: { label: string; color: string }[];
+  /** Draw every point (sparse series: a step with one observation between empty ones). */
+  showPoints?: boolean;
   value: (v: number) => string;
   height?: number;
   minSpanSeconds?: number;
@@ -108,7 +110,7 @@ export function lineOptions(opts: {
         stroke: s.color,
         width: 2,
         spanGaps: false,
-        points: { size: 4 },
+        points: opts.showPoints ? { show: true, size: 6, fill: s.color } : { size: 4 },
         value: (_u: uPlot, v: number | null) => (v === null ? "—" : opts.value(v)),
       })),
     ],

@@ -68,6 +68,7 @@ function MetricChart(props: { series: Metrics["series"][number] }) {
           : (v) => duration(s.unit === "Seconds" ? v * 1000 : v),
         height: 160,
         minSpanSeconds: 1800,
+        showPoints: !isCount,
       }),
     [s.unit],
   );
@@ -78,10 +79,17 @@ function MetricChart(props: { series: Metrics["series"][number] }) {
     ],
     [s],
   );
+  const count = s.points.reduce((n, p) => n + p.count, 0);
+  const sum = s.points.reduce((n, p) => n + p.sum, 0);
+  const summary = isCount
+    ? `${count} in all`
+    : count > 0
+      ? `mean ${duration(s.unit === "Seconds" ? (sum / count) * 1000 : sum / count)} of ${count}`
+      : "none";
   return (
-    <div class="metric" data-metric={s.name}>
+    <div class="metric" data-metric={s.name} data-count={count}>
       <h3>
-        {s.name} <small>{s.unit}</small>
+        {s.name} <small>{s.unit}</small> <small class="muted">{summary}</small>
       </h3>
       <Chart options={options} data={data} />
     </div>
