@@ -144,14 +144,14 @@ export class PristineStack extends Stack {
       Annotations.of(this).addWarningV2(
         "pristine:operatorKeyPlaceholder",
         "pristine:operatorKeySha256 is the placeholder: no operator key is accepted until it is set " +
-          "(see Deploy to AWS in README.md).",
+          "(see docs/deploy.md).",
       );
     }
     if (!config.qemuImgLayerArns[props.region]) {
       Annotations.of(this).addWarningV2(
         "pristine:noQemuImgLayer",
         `No pristine:qemuImgLayerArns entry for ${props.region}: the clone, user-data and replication ` +
-          "worker Lambdas have no qemu-img binary (see Deploy to AWS in README.md).",
+          "worker Lambdas have no qemu-img binary (see docs/deploy.md).",
       );
     }
     if (!config.natForReplication) {
@@ -159,7 +159,7 @@ export class PristineStack extends Stack {
         "pristine:noNatForReplication",
         `pristine:natForReplication is off: the replication worker of ${props.region} runs in isolated ` +
           `subnets and cannot reach ${peerRegion}'s bucket and queue, so nothing is replicated to the ` +
-          "peer (see Deploy to AWS in README.md).",
+          "peer (see docs/deploy.md).",
       );
     }
 

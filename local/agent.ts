@@ -1,6 +1,6 @@
 /**
  * A worker as its own long-running process: the agent mode of a host with a host-local datastore
- * (README, "Agent mode"), and the worker the fault tests kill. It reads its configuration from the
+ * (docs/agent-mode.md), and the worker the fault tests kill. It reads its configuration from the
  * environment, as a Lambda function does, and polls the queues of the workers it is asked to run
  * with Lambda's batch semantics. SIGINT or SIGTERM stops it after its current batches.
  *

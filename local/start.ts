@@ -56,14 +56,18 @@ async function main() {
     for (const stop of stoppers.reverse()) await stop().catch(() => {});
   };
   let stopping = false;
-  const onSignal = () => {
+  // A terminal's Ctrl-C, a process manager's SIGTERM (npm passes it on: the script execs node) or
+  // a closed terminal: each stops every child, then says so.
+  const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    console.log("\nstopping Pristine ...");
-    stopAll().then(() => process.exit(0));
+    console.log(`\n${signal}: stopping Pristine ...`);
+    stopAll().then(() => {
+      console.log("Pristine stopped.");
+      process.exit(0);
+    });
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, onSignal);
 
   try {
     const dynamo = await startDynamoDbLocal(inMemory ? {} : { dbPath: join(dataDir, "dynamodb") });

@@ -4,10 +4,12 @@
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { metricTableMarkdown } from "../shared/domain/metric-catalogue.ts";
 import { problemTableMarkdown } from "../shared/domain/problems.ts";
 
 export const generatedSections = {
-  problems: { file: "README.md", render: problemTableMarkdown },
+  problems: { file: "docs/api.md", render: problemTableMarkdown },
+  metrics: { file: "docs/api.md", render: metricTableMarkdown },
 };
 
 const marker = (name: string, end: boolean) =>

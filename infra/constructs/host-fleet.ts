@@ -179,7 +179,7 @@ export class HostFleet extends Construct {
       "pristine:hostAmiNotPinned",
       `No pristine:hostFleet.amiIds entry for ${props.region}: the hosts run the Ubuntu 24.04 AMI that ` +
         `${UBUNTU_AMI_PARAMETER} names at deploy time, and a deploy after Canonical publishes a new one ` +
-        "replaces them (blank datastores). Pin an AMI id for production (see Deploy to AWS in README.md).",
+        "replaces them (blank datastores). Pin an AMI id for production (see docs/deploy.md).",
     );
     return ec2.MachineImage.fromSsmParameter(UBUNTU_AMI_PARAMETER, { os: ec2.OperatingSystemType.LINUX });
   }

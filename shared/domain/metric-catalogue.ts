@@ -21,3 +21,9 @@ export const metricNames = Object.keys(metricCatalogue) as MetricName[];
 
 /** Series are kept in steps of this many seconds. */
 export const metricStepSeconds = 10;
+
+/** The catalogue as a Markdown table (docs/api.md, Metrics). */
+export function metricTableMarkdown(): string {
+  const rows = Object.entries(metricCatalogue).map(([name, m]) => `| \`${name}\` | ${m.unit} | ${m.about} |`);
+  return ["| figure | unit | what it measures |", "| --- | --- | --- |", ...rows].join("\n");
+}

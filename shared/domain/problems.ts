@@ -1,6 +1,6 @@
 /**
  * The one catalogue of problem types the API answers (RFC 9457 `type` URIs end in the slug). Code
- * names a problem by its key; the slug, status and title live only here, and the README's problem
+ * names a problem by its key; the slug, status and title live only here, and the API reference's problem
  * list is generated from this table (`npm run docs`).
  */
 export interface ProblemSpec {
@@ -189,7 +189,7 @@ export const problemTypeBase = "https://pristine.dev/problems/";
 
 export const problemType = (key: ProblemKey) => `${problemTypeBase}${problemCatalogue[key].slug}`;
 
-/** The catalogue as a Markdown table (the README's problem list). */
+/** The catalogue as a Markdown table (docs/api.md, Problem types). */
 export function problemTableMarkdown(): string {
   const rows = Object.values(problemCatalogue).map(
     (p: ProblemSpec) => `| \`${p.slug}\` | ${p.status} | ${p.title} | ${p.when} |`,

@@ -80,3 +80,39 @@ it("npm start serves the API, stops every child on Ctrl-C, and finds its data ag
   second.child.kill("SIGINT");
   expect(await second.exited).toBe(0);
 });
+
+it.each(["SIGTERM", "SIGINT"] as const)(
+  "%s sent to the npm start process alone (as a process manager does) stops everything, with a final line",
+  async (signal) => {
+    const dir = await mkdtemp(join(tmpdir(), "pristine-e2e-signal-"));
+    const port = await freePort();
+    // `npm start` itself, in its own process group: the signal reaches npm only, not its children.
+    const child = spawn("npm", ["start"], {
+      env: {
+        ...process.env,
+        PRISTINE_PORT: String(port),
+        PRISTINE_DR_PORT: String(await freePort()),
+        PRISTINE_DATA_DIR: dir,
+        PRISTINE_HYPERVISOR: "none",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    children.push(child);
+    let output = "";
+    for (const stream of [child.stdout, child.stderr]) stream?.on("data", (d: Buffer) => (output += d));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    try {
+      await waitFor("the banner", async () => output.includes("Pristine is up"), 120_000, 250);
+      child.kill(signal);
+      await exited;
+      expect(output).toContain("Pristine stopped.");
+      await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
+      await expect(run("pgrep", ["-f", dir])).rejects.toMatchObject({ code: 1 });
+    } finally {
+      if (child.pid) await run("pkill", ["-KILL", "-f", dir]).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+  180_000,
+);

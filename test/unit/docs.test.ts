@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { generatedSections, sectionOf } from "../../scripts/docs.ts";
+import { metricTableMarkdown } from "../../shared/domain/metric-catalogue.ts";
 import { problemCatalogue, problemTableMarkdown } from "../../shared/domain/problems.ts";
 
 const cells = (table: string) =>
@@ -23,7 +24,7 @@ function sourceFiles(dir: string): string[] {
 }
 
 describe("the problem catalogue", () => {
-  it("is what the README lists (npm run docs writes it)", () => {
+  it("is what the API reference lists (npm run docs writes it)", () => {
     const { file } = generatedSections.problems;
     expect(cells(sectionOf(readFileSync(file, "utf8"), "problems"))).toEqual(cells(problemTableMarkdown()));
   });
@@ -38,5 +39,31 @@ describe("the problem catalogue", () => {
         if (new RegExp(`["'\`/]${slug}["'\`]`).test(text)) offenders.push(`${file}: ${slug}`);
     }
     expect(offenders).toEqual([]);
+  });
+});
+
+describe("the metric catalogue", () => {
+  it("is what the API reference lists (npm run docs writes it)", () => {
+    const { file } = generatedSections.metrics;
+    expect(cells(sectionOf(readFileSync(file, "utf8"), "metrics"))).toEqual(cells(metricTableMarkdown()));
+  });
+});
+
+describe("the docs", () => {
+  it("link only to files that exist", () => {
+    const pages = ["README.md", ...readdirSync("docs").map((f) => join("docs", f))];
+    const broken: string[] = [];
+    for (const page of pages) {
+      for (const [, target] of readFileSync(page, "utf8").matchAll(/\]\(([^)#\s]+)(#[^)]*)?\)/g)) {
+        if (/^[a-z]+:/.test(target as string)) continue;
+        const path = join(page === "README.md" ? "." : "docs", target as string);
+        try {
+          statSync(path);
+        } catch {
+          broken.push(`${page}: ${target}`);
+        }
+      }
+    }
+    expect(broken).toEqual([]);
   });
 });
