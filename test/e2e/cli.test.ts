@@ -251,6 +251,31 @@ describe("without a server", () => {
     expect(run.stdout).toContain("5  a --wait ended in failure or timed out");
   });
 
+  it("cli/pristine.mjs runs from any folder, with the Node on PATH outside the clone (20 in CI)", async () => {
+    // PATH without the clone's node_modules/.bin: `node` is the machine's own, as in a user's shell.
+    const path = (process.env.PATH ?? "").split(":").filter((p) => !p.includes("node_modules"));
+    const run = await new Promise<Run>((resolve) =>
+      execFile(
+        join(process.cwd(), "cli", "pristine.mjs"),
+        ["pools", "get", "pool-x"],
+        {
+          cwd: tmpdir(),
+          env: {
+            ...cliEnv(),
+            PATH: path.join(":"),
+            PRISTINE_API_URL: "http://127.0.0.1:9",
+            PRISTINE_API_KEY: "k",
+          },
+        },
+        (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
+      ),
+    );
+    // It got as far as calling the API (nothing listens on port 9): the CLI ran, on Node 24.
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).toMatch(/^error: .*127\.0\.0\.1:9/);
+    expect(run.code).toBe(4);
+  });
+
   it("retries a POST once after a 503 with Retry-After, with the same Idempotency-Key", async () => {
     const seen: IncomingHttpHeaders[] = [];
     const server = createServer((req, res) => {
