@@ -47,3 +47,22 @@ export function requirePeer(ports: Pick<Ports, "peer">) {
   if (!ports.peer) throw new Error("this region has no peer region configured");
   return ports.peer;
 }
+
+/**
+ * A desktop that was being built, refreshed or started when its pool's recompose listed it could
+ * not be moved then: once free, it follows the pool's version (AVAILABLE -> RECOMPOSING). Called
+ * where a desktop becomes AVAILABLE; the recompose wrote the pool's version before it listed the
+ * desktops, so one of the two always sees the other.
+ */
+export async function followRecompose(
+  ports: Pick<Ports, "pools" | "desktops" | "jobs">,
+  ref: Pick<Desktop, "tenantId" | "poolId" | "desktopId">,
+): Promise<boolean> {
+  const desktop = await ports.desktops.get(ref.tenantId, ref.poolId, ref.desktopId);
+  if (desktop?.state !== "AVAILABLE") return false;
+  const pool = await ports.pools.get(desktop.tenantId, desktop.poolId);
+  if (pool?.state !== "ACTIVE" || pool.imageVersion === desktop.imageVersion) return false;
+  if (!(await ports.desktops.transition(desktop, "AVAILABLE", "RECOMPOSING"))) return false;
+  await ports.jobs.send([{ kind: "recompose-desktop", ...desktopRef(desktop) }]);
+  return true;
+}

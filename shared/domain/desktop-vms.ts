@@ -8,7 +8,7 @@
 
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { HostRuntime, Ports, VmDesktop } from "../ports/index.ts";
-import { commitLater } from "./common.ts";
+import { commitLater, followRecompose } from "./common.ts";
 import { recordSince } from "./metrics.ts";
 import type { Desktop, UserDataRef } from "./model.ts";
 import { logoff } from "./sessions.ts";
@@ -17,6 +17,7 @@ import { logoff } from "./sessions.ts";
 export type VmPortNames =
   | "desktops"
   | "metrics"
+  | "pools"
   | "sessions"
   | "storage"
   | "jobs"
@@ -131,6 +132,8 @@ export async function onGuestMessage(
     // After the write: a failed one leaves the deadline to quarantine the desktop.
     clearTimeout(vm.bootDeadline);
     if (moved && vm.bootStartedAt) recordSince(ports, vm.tenantId, "bootSeconds", vm.bootStartedAt);
+    if (moved && (await followRecompose(ports, vm)))
+      return `desktop ${vmId} ready; it follows its pool's recompose`;
     return moved ? `desktop ${vmId} ready` : `ready from ${vmId}, which is not STARTING at g${vm.generation}`;
   }
   if (type === "user-data-released" || type === "logoff") vm.userDataReleased = true;

@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
+import { setCheckpointHook } from "../../shared/faults.ts";
 import {
   diskFilesOf,
   diskPathOf,
@@ -39,7 +40,40 @@ async function waitForRecompose(poolId: string, toVersion: number, done: number,
   );
 }
 
+afterEach(() => setCheckpointHook(undefined));
+
 describe("recompose", () => {
+  it("a desktop being refreshed on the old version when the recompose starts follows the pool afterwards", async () => {
+    const { imageId } = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 32 });
+    const v2 = await readyVersion(fx.r, fx.tenant.key, imageId, { blankSizeMiB: 32 });
+    const poolId = await readyPool(fx.r, fx.tenant.key, imageId, 2, { imageVersion: 1 });
+    const session = await logon(poolId, "late");
+    // Its refresh decides on version 1, builds the disk, and is held before the desktop is freed.
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let reached!: () => void;
+    const arrived = new Promise<void>((r) => {
+      reached = r;
+    });
+    setCheckpointHook(async (name, ids) => {
+      if (name !== "refresh:before-available" || ids.desktopId !== session.desktopId) return;
+      reached();
+      await held;
+    });
+    await logoff(session.sessionId);
+    await arrived;
+    // The recompose lists the pool while that desktop is REFRESHING: it cannot move it now.
+    expectStatus(await api("POST", `/v1/pools/${poolId}/recompose`, { imageVersion: v2 }), 202);
+    release();
+    await waitForRecompose(poolId, v2, 2, 0);
+    for (const d of await desktopsOf(poolId)) {
+      expect(d.imageVersion).toBe(v2);
+      expect(d.state).toBe("AVAILABLE");
+    }
+  });
+
   it("a desktop whose recompose fails goes to ERROR and the rest of the pool moves on", async () => {
     const { imageId } = await readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 32 });
     const v2 = await readyVersion(fx.r, fx.tenant.key, imageId, { blankSizeMiB: 32 });
