@@ -37,9 +37,12 @@ export function assertActive(pool: Pick<Pool, "poolId" | "state">): void {
 export function commitLater(
   ports: Pick<Ports, "userDataJobs">,
   session: Pick<Session, "tenantId" | "userId" | "sessionId">,
+  after?: "disk-released",
 ): Promise<void> {
   const { tenantId, userId, sessionId } = session;
-  return ports.userDataJobs.send([{ kind: "commit-user-data", tenantId, userId, sessionId }]);
+  return ports.userDataJobs.send([
+    { kind: "commit-user-data", tenantId, userId, sessionId, ...(after ? { after } : {}) },
+  ]);
 }
 
 /** The peer region, for work that cannot be done without one (a fault: the message is retried). */

@@ -255,7 +255,7 @@ async function releaseUserData(
     await opts.letGo();
   }
   await ports.userData.markUnplugged(ref, desktop.desktopId);
-  await commitLater(ports, session);
+  await commitLater(ports, session, "disk-released");
 }
 
 /**

@@ -15,7 +15,15 @@ export const userDataJobSchema = z.discriminatedUnion("kind", [
   /** Logon: the session's overlay on the user's disk (the desktop attaches it). */
   z.object({ kind: z.literal("attach-user-data"), ...sessionRef }),
   /** Logoff: the session's change becomes the user's next disk version and is shipped to DR. */
-  z.object({ kind: z.literal("commit-user-data"), ...sessionRef }),
+  z.object({
+    kind: z.literal("commit-user-data"),
+    ...sessionRef,
+    /**
+     * Sent again by the host once the desktop let go of the disk (the first one, at logoff, may
+     * have found it still plugged in): another job, so the queue's deduplication keeps it.
+     */
+    after: z.literal("disk-released").optional(),
+  }),
   /** A drill's session: its overlay is thrown away, the user's disk is left as it was. */
   z.object({ kind: z.literal("discard-user-data"), ...sessionRef }),
 ]);
@@ -25,4 +33,5 @@ export type UserDataJob = z.infer<typeof userDataJobSchema>;
 export const userDataGroup = (job: Pick<UserDataJob, "tenantId" | "userId">) =>
   `${job.tenantId}#${job.userId}`;
 
-export const userDataJobKey = (job: UserDataJob) => `${job.kind}:${job.tenantId}:${job.sessionId}`;
+export const userDataJobKey = (job: UserDataJob) =>
+  `${job.kind}:${job.tenantId}:${job.sessionId}${"after" in job && job.after ? `:${job.after}` : ""}`;

@@ -8,6 +8,7 @@
 import { copyFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reconcile } from "../../shared/domain/reconcile.ts";
+import { setCheckpointHook } from "../../shared/faults.ts";
 import { testGuest } from "../support/guest.ts";
 import { vncLogin } from "../support/rfb.ts";
 import { tableSnapshot } from "../support/table-snapshot.ts";
@@ -21,6 +22,7 @@ import {
   type TestRegion,
   waitFor,
   waitForCounts,
+  waitUntilDrained,
 } from "./harness.ts";
 
 const bootMs = 120_000;
@@ -239,6 +241,45 @@ describe("a session on a VM", () => {
     const read = await hers.run("cat /home/user/alice.txt");
     expect(read.output).toContain("mine");
     expectStatus(await api("POST", `/v1/sessions/${again.sessionId}/logoff`), 200);
+    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
+  });
+});
+
+describe("a logoff's commit", () => {
+  afterAll(() => setCheckpointHook(undefined));
+
+  it("that runs while the desktop still holds the disk is done once the host lets go of it", async () => {
+    const erin = await logon("erin");
+    const desk = await shell(erin.desktopId);
+    await waitFor(
+      "erin's data mounted",
+      async () => (await desk.run("grep -q ' /home/user ' /proc/mounts")).status === 0,
+      60_000,
+    );
+    expect((await desk.run("echo erins > /home/user/erin.txt && sync")).status).toBe(0);
+    // The refresh (which powers the VM off, letting go of the disk) waits until the commit has
+    // run and found the disk still plugged in: the order the README walkthrough met.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    setCheckpointHook(async (name, ids) => {
+      if (name === "refresh:before-disk" && ids.desktopId === erin.desktopId) await held;
+    });
+    expectStatus(await api("POST", `/v1/sessions/${erin.sessionId}/logoff`), 200);
+    await waitUntilDrained(r, r.region.dr.userData.url);
+    expect(expectStatus(await api("GET", `/v1/sessions/${erin.sessionId}`), 200).userData.state).toBe(
+      "COMMITTING",
+    );
+    release();
+    await waitFor(
+      "erin's change committed as version 1",
+      async () => {
+        const s = expectStatus(await api("GET", `/v1/sessions/${erin.sessionId}`), 200);
+        return s.userData.state === "COMMITTED" && s.userData.version === 1;
+      },
+      60_000,
+    );
     await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
   });
 });
