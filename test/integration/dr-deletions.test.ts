@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { s3Client } from "../../shared/adapters/s3/replication-bucket.ts";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
 import { replicationKeys } from "../../shared/messages/replication.ts";
-import { type RegionPair, startRegionPair, waitForDrained } from "./dr-harness.ts";
+import { type RegionPair, runDrill, startRegionPair, waitForDrained } from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyVersion, waitFor } from "./harness.ts";
 
 /** How long a change may take to reach DR before the test gives up (replication takes seconds). */
@@ -19,13 +19,15 @@ let pair: RegionPair;
 let tenant: { tenantId: string; key: string };
 let imageId: string;
 let deletedVersion: number;
-/** Deleted in the primary once DR has it. */
+/** On the version that is deleted later; drilled in DR (which leaves replicas there), then deleted. */
 let goneId: string;
 /** Never deleted: what a failover must bring up. */
 let keptId: string;
 /** Created and deleted while DR was unreachable: DR hears of its deletion before its creation. */
 let neverSeenId: string;
 let s3: S3Client;
+/** The replica files the drill left in DR. */
+let replicaFiles: string[] = [];
 
 const drBucket = () => pair.dr.region.app.config.dr?.replicationBucket as string;
 const drQueue = () => pair.dr.region.dr.replication.url;
@@ -82,7 +84,7 @@ beforeAll(async () => {
   tenant = await newTenant(pair.primary);
   ({ imageId } = await readyImage(pair.primary, tenant.key));
   deletedVersion = await readyVersion(pair.primary, tenant.key, imageId, { blankSizeMiB: 64 });
-  goneId = await newPool("gone", 1);
+  goneId = await newPool("gone", deletedVersion);
   keptId = await newPool("kept", 1);
   await waitFor(
     "both pools and both image versions in DR",
@@ -101,7 +103,32 @@ afterAll(async () => {
   await pair?.stop();
 });
 
+/** DR's replicas of the deleted version: records and files. */
+async function drReplicasOfDeletedVersion() {
+  const ref = { tenantId: tenant.tenantId, imageId, version: deletedVersion };
+  const records = await pair.dr.region.app.ports.replicas.list(tenant.tenantId, imageId, deletedVersion);
+  const files = [];
+  for (const r of records) files.push(pair.dr.paths.replica(ref, r.datastoreId));
+  return { records, files };
+}
+
 it("a pool deleted in the primary leaves DR's standby list and cannot be drilled", async () => {
+  // A drill before the deletion: DR makes the version's replica on its datastore and keeps it.
+  await runDrill(pair.dr, tenant.key, [goneId]);
+  await waitFor(
+    "the drill's pool removed in DR",
+    async () => {
+      const pools = expectStatus(await pair.dr.api("GET", "/v1/pools", { key: tenant.key }), 200).items;
+      return pools.length === 0;
+    },
+    deadlineMs,
+    250,
+  );
+  const { records, files } = await drReplicasOfDeletedVersion();
+  expect(records.length).toBeGreaterThan(0);
+  for (const f of files) await access(f);
+  replicaFiles = files;
+
   expectStatus(await pair.primary.api("DELETE", `/v1/pools/${goneId}`, { key: tenant.key }), 202);
   await waitFor(
     "the deleted pool gone from DR's standby list",
@@ -170,16 +197,25 @@ it("a deletion that reaches DR before the pool's creation keeps the pool out", a
   expect(drill.status).toBeLessThan(500);
 });
 
-it("an image version deleted in the primary is gone in DR: record, image file and bucket object", async () => {
+it("an image version deleted in the primary is gone in DR: record, image file, replicas and bucket object", async () => {
   const ref = { tenantId: tenant.tenantId, imageId, version: deletedVersion };
   const file = pair.dr.region.app.ports.region.imagePath(ref);
   const object = replicationKeys.image(tenant.tenantId, imageId, deletedVersion);
   await access(file);
   expect(await inDrBucket(object)).toBe(true);
 
-  expectStatus(
-    await pair.primary.api("DELETE", `/v1/images/${imageId}/versions/${deletedVersion}`, { key: tenant.key }),
-    204,
+  // Deletable in the primary once the deleted pool's desktops are gone.
+  await waitFor(
+    "the version deleted in the primary",
+    async () => {
+      const res = await pair.primary.api("DELETE", `/v1/images/${imageId}/versions/${deletedVersion}`, {
+        key: tenant.key,
+      });
+      if (res.status !== 204 && res.status !== 409) throw new Error(`DELETE answered ${res.status}`);
+      return res.status === 204;
+    },
+    deadlineMs,
+    250,
   );
   await waitFor(
     "the deleted version gone in DR",
@@ -192,6 +228,9 @@ it("an image version deleted in the primary is gone in DR: record, image file an
   );
   await expect(access(file)).rejects.toThrow();
   expect(await inDrBucket(object)).toBe(false);
+  expect((await drReplicasOfDeletedVersion()).records).toEqual([]);
+  expect(replicaFiles.length).toBeGreaterThan(0);
+  for (const f of replicaFiles) await expect(access(f)).rejects.toThrow();
 
   // Late and repeated configuration (the earlier documents list the version) installs nothing again.
   await redeliver(await configKeys());
