@@ -8,6 +8,7 @@ import { allowedDatastores, type DefaultDatastore } from "./datastores.ts";
 import { DomainError, RetryLater } from "./errors.ts";
 import type { DrState, Pool, Tenant } from "./model.ts";
 import { deletePool, provisionPool, usableVersion } from "./pools.ts";
+import { liveStandbyPools } from "./replication-config.ts";
 import { replicationBacklog } from "./replication-status.ts";
 
 type FailoverPorts = Pick<
@@ -46,10 +47,12 @@ export async function failover(
   defaults: DefaultDatastore,
 ): Promise<DrState> {
   const state = await ports.dr.getState(tenantId);
-  if (!state?.standbyPools?.length)
+  // A pool deleted in the primary stays deleted: only the live standbys come up.
+  const standbyPools = liveStandbyPools(state);
+  if (!state || standbyPools.length === 0)
     throw new DomainError("nothingToFailOver", "no replicated pools for this tenant");
   const now = ports.clock.now().toISOString();
-  for (const src of state.standbyPools) {
+  for (const src of standbyPools) {
     if (await ports.pools.get(tenantId, src.poolId)) continue;
     // The standby configuration names the primary's datastores: here the region's own are used.
     const pool: Pool = {
@@ -64,7 +67,7 @@ export async function failover(
   const patch = { failedOver: true, failedOverAt: now, failingBack: false };
   await ports.dr.updateState(tenantId, patch);
   await ports.replication.send([{ kind: "notify-failover", tenantId, failedOver: true }]);
-  return { ...state, ...patch };
+  return { ...state, standbyPools, ...patch };
 }
 
 /**

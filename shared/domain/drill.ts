@@ -16,6 +16,7 @@ import { newId } from "./ids.ts";
 import { logon } from "./logon.ts";
 import type { Drill } from "./model.ts";
 import { createPool, deletePool, listPools } from "./pools.ts";
+import { liveStandbyPools } from "./replication-config.ts";
 
 type DrillPorts = Pick<
   Ports,
@@ -45,8 +46,15 @@ export async function startDrill(
   input: { pools: string[]; sampleUsers?: number | undefined },
 ): Promise<Drill> {
   const state = await ports.dr.getState(tenantId);
-  const standby = new Set((state?.standbyPools ?? []).map((p) => p.poolId));
+  const standby = new Set(liveStandbyPools(state).map((p) => p.poolId));
+  const deleted = new Set(state?.deletedPools ?? []);
   input.pools.forEach((p, i) => {
+    if (deleted.has(p))
+      throw new DomainError(
+        "poolDeleted",
+        `pools[${i}]: pool ${p} was deleted in the primary region; its standby configuration here is gone too`,
+        { field: `pools[${i}]` },
+      );
     if (!standby.has(p))
       throw invalid(`pools[${i}]`, `pool ${p} has no replicated configuration in this region`);
   });
@@ -222,7 +230,7 @@ async function drillPoolsByName(ports: Pick<Ports, "pools">, drill: Drill): Prom
 
 async function provisionDrillPools(ports: DrillPorts, drill: Drill, defaults: DefaultDatastore) {
   const state = await ports.dr.getState(drill.tenantId);
-  const sources = (state?.standbyPools ?? []).filter((p) => drill.pools.includes(p.poolId));
+  const sources = liveStandbyPools(state).filter((p) => drill.pools.includes(p.poolId));
   const existing = new Map((await listPools(ports, drill.tenantId)).map((p) => [p.name, p.poolId] as const));
   const users = drill.users ?? [];
   const poolIds: string[] = [];

@@ -2,6 +2,7 @@ import type { Ports } from "../ports/index.ts";
 import { DomainError, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Image, ImageSource, ImageVersion } from "./model.ts";
+import { replicateDeletions } from "./replication-config.ts";
 
 export async function createImage(
   ports: Pick<Ports, "images" | "clock">,
@@ -124,9 +125,15 @@ export async function releaseUnusedReplicas(
   return removed;
 }
 
-/** Deletes a version with its replicas and its image file; refused while anything uses it. */
+/**
+ * Deletes a version with its replicas and its image file; refused while anything uses it. The peer
+ * region deletes its copy too (a tombstone, recorded before anything is removed here).
+ */
 export async function deleteVersion(
-  ports: Pick<Ports, "images" | "pools" | "desktops" | "replicas" | "storage">,
+  ports: Pick<
+    Ports,
+    "images" | "pools" | "desktops" | "replicas" | "storage" | "dr" | "peer" | "replication"
+  >,
   tenantId: string,
   imageId: string,
   n: number,
@@ -142,6 +149,7 @@ export async function deleteVersion(
       `image ${imageId} version ${n} is used by ${use.desktops} desktop(s)${pools}`,
     );
   }
+  await replicateDeletions(ports, tenantId, { versions: [version] });
   for (const replica of await ports.replicas.list(tenantId, imageId, n)) {
     await ports.storage.removeReplica(version, replica.datastoreId);
     await ports.replicas.remove(replica);

@@ -268,6 +268,14 @@ export interface DrState {
   configAppliedAt?: string;
   /** Source: image versions already in the peer's bucket ("<imageId>@<n>"), shipped once each. */
   shippedImages?: string[];
+  /**
+   * Tombstones: pools (ids) and image versions ("<imageId>@<n>") deleted in the source region. The
+   * source ships them with every configuration document; the target keeps them for good, so no
+   * repeated, late or reordered document brings back what was deleted (ids are never reused).
+   * Only ever appended to (`DrRepository.addDeletions`).
+   */
+  deletedPools?: string[];
+  deletedVersions?: string[];
 }
 
 export const drillStates = ["RUNNING", "SUCCEEDED", "FAILED"] as const;

@@ -12,7 +12,7 @@ import { DomainError, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { Assignment, CloneType, Desktop, ImageVersion, Pool, RefreshPolicy } from "./model.ts";
 import { recomposeProgress } from "./recompose-progress.ts";
-import { replicateConfig } from "./replication-config.ts";
+import { replicateConfig, replicateDeletions } from "./replication-config.ts";
 
 export interface CreatePoolInput {
   name: string;
@@ -245,6 +245,24 @@ export async function listPoolDesktops(
   await requirePool(ports, tenantId, poolId);
   const desktops = await ports.desktops.list(tenantId, poolId);
   return Promise.all(desktops.map(async (d) => ({ ...d, deltaBytes: await ports.storage.deltaBytes(d) })));
+}
+
+/**
+ * `DELETE /v1/pools/{poolId}`: drains the pool, and its standby in the peer region goes too. The
+ * tombstone is recorded before the drain starts, so a pool that is going is never shipped again.
+ * (Drills and failback drain their own pools with `deletePool`: those are no deletion to replicate.)
+ */
+export async function deletePoolEverywhere(
+  ports: Pick<
+    Ports,
+    "pools" | "desktops" | "sessions" | "jobs" | "clock" | "userDataJobs" | "dr" | "peer" | "replication"
+  >,
+  tenantId: string,
+  poolId: string,
+): Promise<Pool> {
+  await requirePool(ports, tenantId, poolId);
+  await replicateDeletions(ports, tenantId, { pools: [poolId] });
+  return deletePool(ports, tenantId, poolId);
 }
 
 /**

@@ -139,6 +139,12 @@ export const problemCatalogue = {
     title: "Not failed over",
     when: "A failback of a tenant that is not failed over to this region.",
   },
+  poolDeleted: {
+    slug: "pool-deleted",
+    status: 410,
+    title: "Pool deleted",
+    when: "A drill of a pool that was deleted in the primary region: its standby configuration in the DR region is gone too.",
+  },
   payloadTooLarge: {
     slug: "payload-too-large",
     status: 413,

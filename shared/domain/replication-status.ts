@@ -1,6 +1,7 @@
 /** What a region knows of its replication to the peer: the backlog, its age and the RPO so far. */
 import type { Ports } from "../ports/index.ts";
 import type { UserData } from "./model.ts";
+import { liveStandbyPools } from "./replication-config.ts";
 import { rpoPercentiles } from "./replication-lag.ts";
 
 export interface ReplicationBacklog {
@@ -74,12 +75,13 @@ export async function replicationStatus(
     replicationBacklog(ports, tenantId),
     ports.dr.getState(tenantId),
   ]);
-  const { standbyPools, shippedImages, ...dr } = state ?? { tenantId };
+  const { standbyPools: _all, shippedImages, ...dr } = state ?? { tenantId };
   return {
     ...backlog,
     dr: {
       ...dr,
-      standbyPools: (standbyPools ?? []).map((p) => p.poolId),
+      // A pool deleted in the primary is no standby, whatever a late document said.
+      standbyPools: liveStandbyPools(state).map((p) => p.poolId),
       imagesShipped: shippedImages?.length ?? 0,
     },
   };

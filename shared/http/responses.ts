@@ -231,6 +231,14 @@ const drFlags = {
   failingBack: z.boolean().optional(),
   failedBackAt: timestamp.optional(),
   configAppliedAt: timestamp.optional(),
+  deletedPools: z
+    .array(z.string())
+    .optional()
+    .describe("pools deleted in the primary region (tombstones: never brought back by replication)"),
+  deletedVersions: z
+    .array(z.string())
+    .optional()
+    .describe('image versions ("<imageId>@<n>") deleted in the primary region (tombstones)'),
 };
 export const drState = z
   .strictObject({

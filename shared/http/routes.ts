@@ -22,7 +22,7 @@ import { logon } from "../domain/logon.ts";
 import { metricSeries } from "../domain/metrics.ts";
 import {
   createPool,
-  deletePool,
+  deletePoolEverywhere,
   describePool,
   listPoolDesktops,
   listPools,
@@ -348,7 +348,7 @@ export const routes: ApiRoute[] = [
     responses: { 202: r.pool },
     params: poolParams,
     handle: async ({ app, tenantId, params }) =>
-      json(202, await deletePool(app.ports, tenantId, params.poolId)),
+      json(202, await deletePoolEverywhere(app.ports, tenantId, params.poolId)),
   }),
   route({
     access: "tenant",

@@ -78,12 +78,19 @@ export interface ReplicaInbox {
   /** Downloads an object to a temporary file; `done` removes it. */
   fetchFile(key: string): Promise<{ path: string; bytes: number; done(): Promise<void> }>;
   getJson<T>(key: string): Promise<T>;
+  /** Deletes an object; no error when it is not there. */
+  remove(key: string): Promise<void>;
 }
 
 export interface DrRepository {
   getState(tenantId: string): Promise<DrState | undefined>;
   /** Sets the given fields (creates the item when absent). */
-  updateState(tenantId: string, patch: Partial<Omit<DrState, "tenantId">>): Promise<void>;
+  updateState(
+    tenantId: string,
+    patch: Partial<Omit<DrState, "tenantId" | "deletedPools" | "deletedVersions">>,
+  ): Promise<void>;
+  /** Appends tombstones (atomically: concurrent calls lose none; ones already there are not repeated). */
+  addDeletions(tenantId: string, deletions: { pools?: string[]; versions?: string[] }): Promise<void>;
   /** Marks the tenant's key (read at authentication) so this region refuses its logons. */
   setKeyFailedOver(tenantId: string, failedOver: boolean): Promise<void>;
   /** Saves a drill; with `expectedSteps`, only if it is still at that step (false otherwise). */

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { ReplicationMessage } from "../../messages/replication.ts";
 import type { PeerRegion, ReplicaInbox } from "../../ports/index.ts";
@@ -72,6 +72,9 @@ export function s3ReplicaInbox(s3: S3Client, bucket: string): ReplicaInbox {
       return JSON.parse(
         await (out.Body as { transformToString(): Promise<string> }).transformToString(),
       ) as T;
+    },
+    async remove(key) {
+      await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
     },
   };
 }

@@ -28,6 +28,32 @@ export function drRepository(t: Table): DrRepository {
         }),
       );
     },
+    async addDeletions(tenantId, { pools = [], versions = [] }) {
+      const state = await t.get(entities.drState, keys.drState(tenantId));
+      // A tombstone already there is not appended again (a racing call may still repeat one: readers
+      // treat the lists as sets).
+      const lists = {
+        deletedPools: pools.filter((p) => !state?.deletedPools?.includes(p)),
+        deletedVersions: versions.filter((v) => !state?.deletedVersions?.includes(v)),
+      };
+      const parts = Object.entries(lists).filter(([, items]) => items.length > 0);
+      if (parts.length === 0) return;
+      await t.doc.send(
+        new UpdateCommand({
+          TableName: t.name,
+          Key: keys.drState(tenantId),
+          UpdateExpression: `SET entity = :e, tenantId = :t${parts
+            .map(([name]) => `, ${name} = list_append(if_not_exists(${name}, :empty), :${name})`)
+            .join("")}`,
+          ExpressionAttributeValues: {
+            ":e": entities.drState.name,
+            ":t": tenantId,
+            ":empty": [],
+            ...Object.fromEntries(parts.map(([name, items]) => [`:${name}`, items])),
+          },
+        }),
+      );
+    },
     async setKeyFailedOver(tenantId, failedOver) {
       const owner = await getTenantWithKey(tenantId);
       if (!owner) throw new Error(`tenant ${tenantId} has no key hash recorded here`);
