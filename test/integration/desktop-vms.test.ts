@@ -5,10 +5,15 @@
  * comes back through the event path; dead VMs and a stopped host are repaired. Few, small VMs:
  * three of 128 MiB for the pool (plus their restarts).
  */
-import { copyFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { setCheckpointHook } from "../../shared/faults.ts";
+import { ensureConsole } from "../../web/build.ts";
 import { testGuest } from "../support/guest.ts";
 import { vncLogin } from "../support/rfb.ts";
 import { tableSnapshot } from "../support/table-snapshot.ts";
@@ -280,6 +285,74 @@ describe("a logoff's commit", () => {
       },
       60_000,
     );
+    await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
+  });
+});
+
+/** What the test reads of the page's canvas (the tests are typed without the DOM library). */
+interface Canvas {
+  width: number;
+  height: number;
+  getContext(kind: "2d"): {
+    getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+  };
+}
+
+// The web console's live screen (noVNC over the VM's WebSocket port), in Debian's chromium.
+describe.skipIf(!existsSync("/usr/bin/chromium") && !process.env.CI)("the web console", () => {
+  it("shows a session's screen live over noVNC, with the logon's one-time password", async () => {
+    await ensureConsole(() => undefined);
+    const profile = await mkdtemp(join(tmpdir(), "pristine-chromium-"));
+    const browser = await chromium.launchPersistentContext(profile, {
+      executablePath: "/usr/bin/chromium",
+      headless: true,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+      viewport: { width: 1360, height: 900 },
+    });
+    try {
+      const page = browser.pages()[0] ?? (await browser.newPage());
+      await page.goto(`${r.region.apiUrl}/console/`);
+      await page.locator('input[name="apiKey"]').fill(tenant.key);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.locator(`[data-pool-row="${poolId}"] button`).first().click();
+      await page.getByPlaceholder("user id").fill("vera");
+      await page.getByRole("button", { name: "Log on" }).click();
+      await page.locator('nav button[data-tab="Sessions"]').click();
+      await page.getByRole("button", { name: "Connect" }).first().click();
+      const screen = page.getByTestId("vnc");
+      await screen.getByText("connected", { exact: true }).waitFor({ timeout: 60_000 });
+      // The desktop's banner is white on blue: most of the drawn screen is that blue.
+      await waitFor(
+        "the desktop's screen drawn in the page",
+        async () =>
+          (await screen.locator("canvas").evaluate((c: Canvas) => {
+            const { data } = c.getContext("2d").getImageData(0, 0, c.width, c.height);
+            let blue = 0;
+            for (let i = 0; i < data.length; i += 4)
+              if ((data[i + 2] as number) > 140 && (data[i] as number) < 60 && (data[i + 1] as number) < 60)
+                blue++;
+            return blue / (data.length / 4);
+          })) > 0.5,
+        60_000,
+      );
+      await mkdir(join("test-output", "console"), { recursive: true });
+      await page.screenshot({ path: join("test-output", "console", "vnc-live.png") });
+    } finally {
+      await browser.close();
+      await rm(profile, { recursive: true, force: true });
+    }
+    const vera = expectStatus(await api("GET", `/v1/pools/${poolId}/desktops`), 200).items.find(
+      (d: { userId?: string }) => d.userId === "vera",
+    );
+    expectStatus(await api("POST", `/v1/sessions/${vera.sessionId}/logoff`), 200);
     await waitForCounts(r, tenant.key, poolId, { AVAILABLE: 3 }, bootMs);
   });
 });
