@@ -1,6 +1,7 @@
 /** Pools: create (--wait), list, get, resize (--wait), delete, desktops, recompose and rollback (--wait). */
 import type { Command } from "commander";
 import type { Desktop, Pool } from "../../shared/domain/model.ts";
+import type { PoolDescription } from "../../shared/http/responses.ts";
 import * as s from "../../shared/http/schemas.ts";
 import { integer, number, validBody, validId } from "../args.ts";
 import type { ApiClient } from "../client.ts";
@@ -8,20 +9,8 @@ import { api, show, type WaitFlags, waitOptions, withWait } from "../context.ts"
 import { bytes, counts, printFields, printTable } from "../output.ts";
 import { type Progress, waitFor } from "../wait.ts";
 
-interface RecomposeProgress {
-  fromVersion: number;
-  toVersion: number;
-  startedAt: string;
-  done: number;
-  pending: number;
-  failed: number;
-}
-
-/** GET /v1/pools/{poolId}: the pool with its desktops counted by state. */
-export type PoolView = Omit<Pool, "recompose"> & {
-  desktopCounts: Record<string, number>;
-  recompose?: RecomposeProgress;
-};
+/** GET /v1/pools/{poolId}: the pool with its desktops counted by state (the API's own answer type). */
+export type PoolView = PoolDescription;
 
 /** Provisioning as progress: every desktop in service (AVAILABLE, or ASSIGNED to a user); any ERROR fails it. */
 export function provisioningProgress(pool: PoolView): Progress {

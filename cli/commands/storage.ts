@@ -1,25 +1,10 @@
 /** `pristine storage`: space per datastore and pool, against full clones. */
 import type { Command } from "commander";
+import type { SpaceFigures, StorageReport } from "../../shared/http/responses.ts";
 import { api, show } from "../context.ts";
 import { bytes, printTable } from "../output.ts";
 
-interface Space {
-  desktops: number;
-  usedBytes: number;
-  provisionedBytes: number;
-  fullCloneBytes: number;
-  savedBytes: number;
-  replicaBytes: number;
-  deltaBytes: number;
-}
-
-interface StorageReport {
-  datastores: (Space & { datastoreId: string })[];
-  pools: (Space & { poolId: string; name: string; cloneType: string })[];
-  total: Space;
-}
-
-const figures = (f: Space) => [
+const figures = (f: SpaceFigures) => [
   f.desktops,
   bytes(f.replicaBytes),
   bytes(f.deltaBytes),

@@ -4,7 +4,7 @@
  * compile time (see the checks at the end), so the contract cannot drift from the code silently.
  */
 import { z } from "zod";
-import { desktopStates } from "../domain/desktop-state.ts";
+import { type DesktopState, desktopStates } from "../domain/desktop-state.ts";
 import { metricNames } from "../domain/metric-catalogue.ts";
 import {
   assignments,
@@ -119,7 +119,9 @@ export const pool = z
     createdAt: timestamp,
   })
   .meta({ id: "Pool" });
-const desktopCounts = z.strictObject(Object.fromEntries(desktopStates.map((s) => [s, count])));
+const desktopCounts = z.strictObject(
+  Object.fromEntries(desktopStates.map((s) => [s, count])) as Record<DesktopState, typeof count>,
+);
 export const poolDescription = pool
   .extend({
     desktopCounts: desktopCounts.describe("desktops of the pool by state"),
@@ -357,3 +359,15 @@ export type EntityChecks = [
   Tied<Same<Drill, z.infer<typeof drill>>>,
   Tied<Same<DrState, z.infer<typeof drState>>>,
 ];
+
+/** The answers as types, for the API's own clients (the CLI, the web console): one contract. */
+export type PoolDescription = z.infer<typeof poolDescription>;
+export type RecomposeProgress = NonNullable<PoolDescription["recompose"]>;
+export type DesktopWithDelta = z.infer<typeof desktopWithDelta>;
+export type SessionDescription = z.infer<typeof sessionDescription>;
+export type LogonResult = z.infer<typeof logonResult>;
+export type StorageReport = z.infer<typeof storageReport>;
+export type SpaceFigures = StorageReport["total"];
+export type ReplicationStatus = z.infer<typeof replicationStatus>;
+export type DatastoreUsage = z.infer<typeof datastoreUsage>;
+export type MetricSeries = z.infer<typeof metricSeries>;

@@ -3,13 +3,14 @@
  * child process, its --json documents checked against the API's own answers, its exit codes, its
  * config file's permissions, and its one retry with the same Idempotency-Key (against a stub).
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, waitFor } from "../../local/emulators.ts";
+import { startPristine } from "../support/pristine-process.ts";
 
 interface Run {
   code: number;
@@ -71,26 +72,14 @@ describe("against npm start", () => {
     const [port, drPort] = [await freePort(), await freePort()];
     api = `http://127.0.0.1:${port}`;
     drApi = `http://127.0.0.1:${drPort}`;
-    const child = spawn(process.execPath, ["local/start.ts"], {
-      env: {
-        ...process.env,
-        PRISTINE_PORT: String(port),
-        PRISTINE_DR_PORT: String(drPort),
-        PRISTINE_DATA_DIR: dataDir,
-        PRISTINE_HYPERVISOR: "none",
-        POWERTOOLS_LOG_LEVEL: "WARN",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
+    const started = await startPristine({
+      PRISTINE_PORT: String(port),
+      PRISTINE_DR_PORT: String(drPort),
+      PRISTINE_DATA_DIR: dataDir,
+      PRISTINE_HYPERVISOR: "none",
+      POWERTOOLS_LOG_LEVEL: "WARN",
     });
-    children.push(child);
-    let output = "";
-    child.stdout?.on("data", (d: Buffer) => {
-      output += d.toString();
-    });
-    child.stderr?.on("data", (d: Buffer) => {
-      output += d.toString();
-    });
-    await waitFor("npm start's banner", async () => output.includes("Pristine is up"), 90_000, 250);
+    children.push(started.child);
     operatorKey = (await readFile(join(dataDir, "operator-key"), "utf8")).trim();
   }, 120_000);
 

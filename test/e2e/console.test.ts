@@ -5,17 +5,17 @@
  * console and its report, the metrics with the API's totals, the operator's datastores. Screenshots of each
  * step go to test-output/console/.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, waitFor } from "../../local/emulators.ts";
+import { chromiumPath, launchChromium, startPristine } from "../support/pristine-process.ts";
 
-const chromiumPath = "/usr/bin/chromium";
 const shots = join(process.cwd(), "test-output", "console");
 const dataDir = await mkdtemp(join(tmpdir(), "pristine-console-"));
 const profileDir = await mkdtemp(join(tmpdir(), "pristine-chromium-"));
@@ -85,45 +85,15 @@ async function consoleCounts(poolId: string): Promise<Record<string, number>> {
 describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console", () => {
   beforeAll(async () => {
     await mkdir(shots, { recursive: true });
-    const child = spawn(process.execPath, ["local/start.ts"], {
-      env: {
-        ...process.env,
-        PRISTINE_PORT: String(port),
-        PRISTINE_DR_PORT: String(drPort),
-        PRISTINE_DATA_DIR: dataDir,
-        PRISTINE_HYPERVISOR: "none",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
+    const started = await startPristine({
+      PRISTINE_PORT: String(port),
+      PRISTINE_DR_PORT: String(drPort),
+      PRISTINE_DATA_DIR: dataDir,
+      PRISTINE_HYPERVISOR: "none",
     });
-    children.push(child);
-    let output = "";
-    child.stdout?.on("data", (d: Buffer) => {
-      output += d.toString();
-    });
-    child.stderr?.on("data", (d: Buffer) => {
-      output += d.toString();
-    });
-    await waitFor("npm start's banner", async () => output.includes("Pristine is up"), 120_000, 250).catch(
-      (err: Error) => {
-        throw new Error(`${err.message}\n${output.slice(-3000)}`);
-      },
-    );
+    children.push(started.child);
     operatorKey = (await readFile(join(dataDir, "operator-key"), "utf8")).trim();
-    browser = await chromium.launchPersistentContext(profileDir, {
-      executablePath: chromiumPath,
-      headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-      viewport: { width: 1360, height: 900 },
-    });
+    browser = await launchChromium(profileDir);
     page = browser.pages()[0] ?? (await browser.newPage());
     page.on("pageerror", (err) => pageErrors.push(err.message));
   }, 180_000);

@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { afterAll, expect, it } from "vitest";
 import { freePort, waitFor } from "../../local/emulators.ts";
 import { guestCacheDir } from "../support/guest.ts";
+import { startPristine } from "../support/pristine-process.ts";
 
 const run = promisify(execFile);
 const dataDir = await mkdtemp(join(tmpdir(), "pristine-e2e-"));
@@ -18,32 +19,14 @@ afterAll(async () => {
 const drPort = await freePort();
 
 async function start(port: number) {
-  const child = spawn(process.execPath, ["local/start.ts"], {
-    env: {
-      ...process.env,
-      PRISTINE_PORT: String(port),
-      PRISTINE_DR_PORT: String(drPort),
-      PRISTINE_DATA_DIR: dataDir,
-      PRISTINE_GUEST_DIR: guestCacheDir,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+  const started = await startPristine({
+    PRISTINE_PORT: String(port),
+    PRISTINE_DR_PORT: String(drPort),
+    PRISTINE_DATA_DIR: dataDir,
+    PRISTINE_GUEST_DIR: guestCacheDir,
   });
-  children.push(child);
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
-  await waitFor(
-    "GET /health",
-    async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200,
-    90_000,
-    250,
-  );
-  return { child, exited, output: () => output };
+  children.push(started.child);
+  return started;
 }
 
 it("npm start serves the API, stops every child on Ctrl-C, and finds its data again", async () => {

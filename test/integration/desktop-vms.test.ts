@@ -9,12 +9,12 @@ import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { setCheckpointHook } from "../../shared/faults.ts";
 import { ensureConsole } from "../../web/build.ts";
 import { testGuest } from "../support/guest.ts";
+import { chromiumPath, launchChromium } from "../support/pristine-process.ts";
 import { vncLogin } from "../support/rfb.ts";
 import { tableSnapshot } from "../support/table-snapshot.ts";
 import { ConsoleSession, decodePng, differingPixels } from "../support/vm.ts";
@@ -299,24 +299,11 @@ interface Canvas {
 }
 
 // The web console's live screen (noVNC over the VM's WebSocket port), in Debian's chromium.
-describe.skipIf(!existsSync("/usr/bin/chromium") && !process.env.CI)("the web console", () => {
+describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console", () => {
   it("shows a session's screen live over noVNC, with the logon's one-time password", async () => {
     await ensureConsole(() => undefined);
     const profile = await mkdtemp(join(tmpdir(), "pristine-chromium-"));
-    const browser = await chromium.launchPersistentContext(profile, {
-      executablePath: "/usr/bin/chromium",
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-      viewport: { width: 1360, height: 900 },
-    });
+    const browser = await launchChromium(profile);
     try {
       const page = browser.pages()[0] ?? (await browser.newPage());
       await page.goto(`${r.region.apiUrl}/console/`);
