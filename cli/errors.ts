@@ -2,6 +2,7 @@
  * What can go wrong in a CLI run, and the exit code a script sees for it (documented in
  * `pristine --help` and docs/cli.md). Pure: no I/O, so the mapping is unit-tested as it is.
  */
+import type { Problem as ApiProblem } from "../shared/http/problem.ts";
 
 export const exitCodes = {
   ok: 0,
@@ -16,14 +17,8 @@ export const exitCodes = {
 } as const;
 export type ExitCode = (typeof exitCodes)[keyof typeof exitCodes];
 
-/** The API's problem+json body (RFC 9457), as far as the CLI reads it. */
-export interface Problem {
-  type?: string;
-  title?: string;
-  status?: number;
-  detail?: string;
-  field?: string;
-}
+/** The API's problem+json body (RFC 9457); any field may be missing from what stands in for one. */
+export type Problem = Partial<ApiProblem>;
 
 export class UsageError extends Error {}
 

@@ -1,4 +1,5 @@
 /** The API, called with the key the user typed (kept in sessionStorage only, sent as a Bearer token). */
+import type { Problem as ApiProblem } from "../../shared/http/problem.ts";
 
 const keyItem = "pristine.apiKey";
 
@@ -9,13 +10,7 @@ export const storedKey = {
 };
 
 /** An application/problem+json answer (or what stood in for one). */
-export interface Problem {
-  type?: string;
-  title?: string;
-  status?: number;
-  detail?: string;
-  field?: string;
-}
+export type Problem = Partial<ApiProblem>;
 
 export class ApiError extends Error {
   readonly status: number;
