@@ -22,7 +22,11 @@ let poolId: string;
 
 beforeAll(async () => {
   process.env.PRISTINE_READINESS_PERIOD_MS = String(periodMs);
-  pair = await startRegionPair(64 * 1024 * 1024, { readinessEveryMs: periodMs }, { readinessEveryMs: periodMs });
+  pair = await startRegionPair(
+    64 * 1024 * 1024,
+    { readinessEveryMs: periodMs },
+    { readinessEveryMs: periodMs },
+  );
   tenant = await newTenant(pair.primary);
   ({ imageId } = await readyImage(pair.primary, tenant.key));
   poolId = await readyPool(pair.primary, tenant.key, imageId, 2);
@@ -64,13 +68,19 @@ async function session(r: TestRegion, userId: string, pattern: number) {
 async function replicated(userId: string, version: number) {
   await waitFor(
     `${userId} v${version} replicated`,
-    async () => ((await pair.primary.region.app.ports.userData.get(ref(userId)))?.replicatedVersion ?? 0) >= version,
+    async () =>
+      ((await pair.primary.region.app.ports.userData.get(ref(userId)))?.replicatedVersion ?? 0) >= version,
     60_000,
   );
 }
 
 /** The first report of `r` that was checked after `since` and satisfies `ok`. */
-async function reportAfter(r: TestRegion, since: number, what: string, ok: (report: any) => boolean = () => true) {
+async function reportAfter(
+  r: TestRegion,
+  since: number,
+  what: string,
+  ok: (report: any) => boolean = () => true,
+) {
   let body: any;
   await waitFor(
     `${r.region.name}: ${what}`,
@@ -113,7 +123,12 @@ describe("DR readiness checks", () => {
   it("names the user whose DR copy was corrupted, within a period, and raises the failure figure", async () => {
     await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x66 0 64k", diskOf(pair.dr, "bob", 1)]);
     const since = Date.now();
-    const dr = await reportAfter(pair.dr, since, "bob's copy reported", (r) => userState(r, "bob")?.state === "FAILED");
+    const dr = await reportAfter(
+      pair.dr,
+      since,
+      "bob's copy reported",
+      (r) => userState(r, "bob")?.state === "FAILED",
+    );
     expect(dr.report.ok).toBe(false);
     expect(dr.report.failures).toEqual([
       { kind: "user-data", id: "bob", reason: expect.stringContaining("content checksum") },
