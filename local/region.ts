@@ -15,6 +15,7 @@ import {
 } from "../shared/config.ts";
 import { defaultWorkerSettings, type WorkerSettings } from "../shared/domain/clone-jobs.ts";
 import { forbidden } from "../shared/domain/errors.ts";
+import { readinessSettings } from "../shared/domain/readiness.ts";
 import { authenticate, hashApiKey } from "../shared/domain/tenants.ts";
 import { apiHandler } from "../shared/http/api.ts";
 import { errorToResponse, problem, problemResponse, validationProblem } from "../shared/http/problem.ts";
@@ -42,6 +43,11 @@ export interface RegionOptions {
   cloneWorkerConcurrency?: number;
   /** How often the reconciler runs (the EventBridge schedule in AWS); 0 turns it off. */
   reconcileEveryMs?: number;
+  /**
+   * How often the DR readiness checks start (the reconciler's second schedule in AWS); 0 turns them
+   * off. By default once per readiness period (PRISTINE_READINESS_PERIOD_MS, 15 minutes).
+   */
+  readinessEveryMs?: number;
   /** Capacity of the default local datastore (`ds-default`). */
   defaultDatastoreCapacity?: { capacityGiB: number; overcommit: number };
   worker?: Partial<WorkerSettings>;
@@ -218,6 +224,20 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
         }, reconcileEveryMs)
       : undefined;
 
+  // The readiness schedule: the same function with the rule's input, one run at a time too.
+  let checking: Promise<unknown> | undefined;
+  const readinessEveryMs = opts.readinessEveryMs ?? readinessSettings(config.timing).periodMs;
+  const readiness =
+    readinessEveryMs > 0
+      ? setInterval(() => {
+          checking ??= reconcileOnce({ task: "readiness" }, lambdaContext(`${opts.name}-reconciler`))
+            .catch((err: Error) => console.error(`[readiness] ${err.message}`))
+            .finally(() => {
+              checking = undefined;
+            });
+        }, readinessEveryMs)
+      : undefined;
+
   const handler = apiHandler(app);
 
   const server = await startApiServer({
@@ -270,7 +290,9 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     async stop() {
       await host?.stop();
       clearInterval(reconciler);
+      clearInterval(readiness);
       await reconciling;
+      await checking;
       await server.close();
       await Promise.all(pollers.map((p) => p.stop()));
       await app.metrics.close();

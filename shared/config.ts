@@ -139,6 +139,10 @@ export interface Timing {
   reconcileStaleAfterMs?: number;
   /** A host whose heartbeat is older than this has its desktops withdrawn. */
   hostDeadlineMs?: number;
+  /** The DR readiness schedule's period: one check per tenant and period (default 15 minutes). */
+  readinessPeriodMs?: number;
+  /** Users whose DR copy each check verifies (the sample rotates through all users; default 20). */
+  readinessSampleUsers?: number;
 }
 
 const millis = z.coerce
@@ -151,6 +155,8 @@ const timingSchema = z.object({
   PRISTINE_KEY_CACHE_MS: millis,
   PRISTINE_RECONCILE_STALE_AFTER_MS: millis,
   PRISTINE_HOST_DEADLINE_MS: millis,
+  PRISTINE_READINESS_PERIOD_MS: millis.pipe(z.number().int().positive().optional()),
+  PRISTINE_READINESS_SAMPLE_USERS: z.coerce.number().int().min(1).max(1000).optional(),
 });
 
 /** The timings of an environment, checked (a typo is an error, never a NaN). */
@@ -167,6 +173,12 @@ export function timingFromEnv(env: NodeJS.ProcessEnv = process.env): Timing {
       ? { reconcileStaleAfterMs: t.PRISTINE_RECONCILE_STALE_AFTER_MS }
       : {}),
     ...(t.PRISTINE_HOST_DEADLINE_MS !== undefined ? { hostDeadlineMs: t.PRISTINE_HOST_DEADLINE_MS } : {}),
+    ...(t.PRISTINE_READINESS_PERIOD_MS !== undefined
+      ? { readinessPeriodMs: t.PRISTINE_READINESS_PERIOD_MS }
+      : {}),
+    ...(t.PRISTINE_READINESS_SAMPLE_USERS !== undefined
+      ? { readinessSampleUsers: t.PRISTINE_READINESS_SAMPLE_USERS }
+      : {}),
   };
 }
 
@@ -294,6 +306,8 @@ export function configEnvironment(config: PristineConfig): Record<string, string
     ["PRISTINE_KEY_CACHE_MS", config.timing.keyCacheMs],
     ["PRISTINE_RECONCILE_STALE_AFTER_MS", config.timing.reconcileStaleAfterMs],
     ["PRISTINE_HOST_DEADLINE_MS", config.timing.hostDeadlineMs],
+    ["PRISTINE_READINESS_PERIOD_MS", config.timing.readinessPeriodMs],
+    ["PRISTINE_READINESS_SAMPLE_USERS", config.timing.readinessSampleUsers],
     ["PRISTINE_TABLE_NAME", config.tableName],
     ["PRISTINE_CLONE_JOBS_QUEUE_URL", config.cloneJobsQueueUrl],
     ["PRISTINE_LOGOFF_QUEUE_URL", config.logoffQueueUrl],

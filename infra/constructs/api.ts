@@ -17,6 +17,7 @@ import {
   type EfsDatastore,
   USER_DATA_MOUNT_PATH,
 } from "./datastore.ts";
+import { readinessEnvironment } from "./events.ts";
 import { PristineFunction } from "./lambda-function.ts";
 import type { PeerRegion } from "./peer.ts";
 import { grantSend, type Queues } from "./queues.ts";
@@ -90,6 +91,8 @@ export class Api extends Construct {
         PRISTINE_DATASTORE_PATH: DATASTORE_MOUNT_PATH,
         PRISTINE_IMPORT_ROOTS: `${DATASTORE_MOUNT_PATH}/imports`,
         PRISTINE_USER_DATA_PATH: USER_DATA_MOUNT_PATH,
+        // GET /v1/dr/readiness tells the period, and whether the last check is overdue.
+        ...readinessEnvironment(),
       },
       vpc: props.datastore.vpc,
       vpcSubnets: props.datastore.subnets,

@@ -10,16 +10,25 @@ export const LOGOFF_EVENT = { source: "pristine.desktop", detailType: "Session L
 
 export const RECONCILER_RATE = Duration.minutes(1);
 
+/** The DR readiness checks' period: one check of every tenant per period (docs/dr.md). */
+export const READINESS_PERIOD = Duration.minutes(15);
+
+/** What the functions that start, run or report readiness checks read of their period. */
+export const readinessEnvironment = () => ({
+  PRISTINE_READINESS_PERIOD_MS: String(READINESS_PERIOD.toMilliseconds()),
+});
+
 export interface EventsProps {
   readonly stage: string;
   readonly logoffQueue: WorkQueue;
   readonly reconciler: lambda.IFunction;
 }
 
-/** EventBridge: logoff events to the logoff queue, and the reconciler's schedule. */
+/** EventBridge: logoff events to the logoff queue, and the reconciler's schedules. */
 export class Events extends Construct {
   readonly logoffRule: events.Rule;
   readonly reconcilerSchedule: events.Rule;
+  readonly readinessSchedule: events.Rule;
 
   constructor(scope: Construct, id: string, props: EventsProps) {
     super(scope, id);
@@ -45,6 +54,20 @@ export class Events extends Construct {
     // A missed run is not retried: the next one is at most a minute away and does the same work.
     this.reconcilerSchedule.addTarget(
       new targets.LambdaFunction(props.reconciler, { retryAttempts: 0, maxEventAge: Duration.minutes(1) }),
+    );
+
+    // The same function starts the DR readiness checks (one message per tenant, then it is done).
+    // A run repeated by a retry checks the same period again and stores the same report.
+    this.readinessSchedule = new events.Rule(this, "ReadinessSchedule", {
+      description: `pristine-${props.stage}: start the DR readiness checks every ${READINESS_PERIOD.toHumanString()}`,
+      schedule: events.Schedule.rate(READINESS_PERIOD),
+    });
+    this.readinessSchedule.addTarget(
+      new targets.LambdaFunction(props.reconciler, {
+        event: events.RuleTargetInput.fromObject({ task: "readiness" }),
+        retryAttempts: 2,
+        maxEventAge: Duration.minutes(10),
+      }),
     );
   }
 }

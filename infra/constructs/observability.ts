@@ -5,9 +5,14 @@ import * as cwActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
+import type { MetricName } from "../../shared/domain/metric-catalogue.ts";
 import { alarmTopicName } from "../names.ts";
+import { READINESS_PERIOD } from "./events.ts";
 import type { PristineFunction } from "./lambda-function.ts";
 import type { WorkQueue } from "./queues.ts";
+
+/** The namespace the functions' figures go to (embedded metric format, shared/adapters/metrics). */
+const METRIC_NAMESPACE = "Pristine";
 
 /** Oldest-message age that means a queue is not keeping up, per queue kind. */
 const OLDEST_MESSAGE_AGE: Readonly<Record<string, Duration>> = {
@@ -88,6 +93,23 @@ export class Observability extends Construct {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       });
     }
+
+    // DR readiness (docs/dr.md): a check found a user's data, an image version or a pool that DR
+    // could not fail over with. The replication worker records it, in DR where it checks and in
+    // the primary where the report arrives (Powertools Metrics' service dimension).
+    this.alarm("dr-readiness-failures", {
+      alarmDescription:
+        "A DR readiness check found users' data, image versions or pools in the DR region that do not match the primary (GET /v1/dr/readiness names them).",
+      metric: new cloudwatch.Metric({
+        namespace: METRIC_NAMESPACE,
+        metricName: "readinessFailures" satisfies MetricName,
+        dimensionsMap: { service: "pristine-replication-worker" },
+        period: READINESS_PERIOD,
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    });
 
     this.alarm("api-5xx", {
       alarmDescription: "The HTTP API answered with 5xx responses.",

@@ -13,6 +13,7 @@ import {
   type EfsDatastore,
   USER_DATA_MOUNT_PATH,
 } from "./datastore.ts";
+import { readinessEnvironment } from "./events.ts";
 import { PristineFunction } from "./lambda-function.ts";
 import type { PeerRegion } from "./peer.ts";
 import { grantSend, type Queues, type WorkQueue } from "./queues.ts";
@@ -148,6 +149,8 @@ export class Workers extends Construct {
         PRISTINE_USER_DATA_QUEUE_URL: userDataQueue.queueUrl,
         PRISTINE_REPLICATION_QUEUE_URL: replicationQueue.queueUrl,
         PRISTINE_REPLICATION_BUCKET: storage.replication.bucketName,
+        // It samples (primary) and checks (DR) the DR readiness of a period.
+        ...readinessEnvironment(),
         ...peer.environment(),
       },
       ...onDatastore,
@@ -171,6 +174,8 @@ export class Workers extends Construct {
         ...queues.cloneJobsEnvironment(),
         // Re-ships user data changes whose replication messages were lost (it only enqueues).
         PRISTINE_REPLICATION_QUEUE_URL: replicationQueue.queueUrl,
+        // Its second schedule starts the DR readiness checks of the period (it only enqueues).
+        ...readinessEnvironment(),
         ...peer.environment(),
       },
     });

@@ -14,6 +14,11 @@ export const metricCatalogue = {
     unit: "Seconds",
     about: "a user's committed change: from its commit to applied and verified in the peer region",
   },
+  readinessFailures: {
+    unit: "Count",
+    about:
+      "failures a DR readiness check found (one value per check: users' data, image versions, pools); recorded where it ran and where its report arrived",
+  },
 } as const;
 
 export type MetricName = keyof typeof metricCatalogue;

@@ -278,6 +278,42 @@ export interface DrState {
   deletedVersions?: string[];
 }
 
+export const readinessUserStates = ["OK", "FAILED", "NOT_COMPARABLE"] as const;
+export type ReadinessUserState = (typeof readinessUserStates)[number];
+export const readinessFailureKinds = ["user-data", "image-version", "pool"] as const;
+
+/**
+ * A DR readiness check of one tenant (one per schedule period): the DR region compared a rotating
+ * sample of users' data, and every READY image version and pool, with what the primary listed.
+ * Stored in the region that checked it and in the one that asked (the latest report only).
+ */
+export interface ReadinessReport {
+  tenantId: string;
+  /** The period the primary sampled for (its start, ISO): the same for a repeated run. */
+  checkId: string;
+  sourceRegion: string;
+  checkedRegion: string;
+  sampledAt: string;
+  checkedAt: string;
+  ok: boolean;
+  /** The primary's RPO when it sampled: the age of its oldest change not yet verified in DR (0: none). */
+  rpoMs: number;
+  /** Users with data in the primary (the sample rotates through them, period after period). */
+  usersTotal: number;
+  users: {
+    userId: string;
+    version: number;
+    drVersion: number;
+    state: ReadinessUserState;
+    /** DR's disk file was read and its content checksum recomputed (not only its record compared). */
+    contentVerified: boolean;
+    reason?: string;
+  }[];
+  imageVersionsChecked: number;
+  poolsChecked: number;
+  failures: { kind: (typeof readinessFailureKinds)[number]; id: string; reason: string }[];
+}
+
 export const drillStates = ["RUNNING", "SUCCEEDED", "FAILED"] as const;
 export type DrillState = (typeof drillStates)[number];
 

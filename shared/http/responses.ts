@@ -20,6 +20,9 @@ import {
   imageVersionStates,
   type Pool,
   poolStates,
+  type ReadinessReport,
+  readinessFailureKinds,
+  readinessUserStates,
   refreshPolicies,
   type Session,
   sessionEndings,
@@ -284,6 +287,60 @@ export const replicationStatus = z
   })
   .meta({ id: "ReplicationStatus" });
 
+export const readinessReport = z
+  .strictObject({
+    tenantId: z.string(),
+    checkId: z
+      .string()
+      .describe("the schedule period the check is for (its start): the same for a repeated run"),
+    sourceRegion: z.string().describe("the region whose data and configuration were checked"),
+    checkedRegion: z.string().describe("the region that checked its copies"),
+    sampledAt: timestamp,
+    checkedAt: timestamp,
+    ok: z.boolean(),
+    rpoMs: z
+      .number()
+      .min(0)
+      .describe("the source's RPO when it sampled: its oldest change not yet verified in DR"),
+    usersTotal: count.describe("users with data in the source (the sample rotates through them)"),
+    users: z.array(
+      z.strictObject({
+        userId: z.string(),
+        version: count.describe("the source's version"),
+        drVersion: count.describe("the version the checking region holds"),
+        state: z.enum(readinessUserStates),
+        contentVerified: z
+          .boolean()
+          .describe("the disk's content checksum was recomputed, not only its record read"),
+        reason: z.string().optional(),
+      }),
+    ),
+    imageVersionsChecked: count,
+    poolsChecked: count,
+    failures: z.array(
+      z.strictObject({
+        kind: z.enum(readinessFailureKinds),
+        id: z.string().describe('a user id, "<imageId>@<n>" or a pool id'),
+        reason: z.string(),
+      }),
+    ),
+  })
+  .meta({ id: "ReadinessReport" });
+export const readinessStatus = z
+  .strictObject({
+    region: z.string(),
+    peer: z.string().optional(),
+    periodMs: z.number().int().positive().describe("the readiness schedule's period"),
+    sampleUsers: count.describe("users whose DR copy each check verifies"),
+    currentRpoMs: z
+      .number()
+      .min(0)
+      .describe("this region's RPO now: its oldest change not yet verified in the peer"),
+    overdue: z.boolean().describe("no report, or none checked in the last three periods"),
+    report: readinessReport.optional().describe("the latest check: run here (DR) or received (primary)"),
+  })
+  .meta({ id: "ReadinessStatus" });
+
 export const drill = z
   .strictObject({
     tenantId: z.string(),
@@ -358,6 +415,7 @@ export type EntityChecks = [
   Tied<Same<Session, z.infer<typeof session>>>,
   Tied<Same<Drill, z.infer<typeof drill>>>,
   Tied<Same<DrState, z.infer<typeof drState>>>,
+  Tied<Same<ReadinessReport, z.infer<typeof readinessReport>>>,
 ];
 
 /** The answers as types, for the API's own clients (the CLI, the web console): one contract. */

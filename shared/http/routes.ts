@@ -28,6 +28,7 @@ import {
   listPools,
   resizePool,
 } from "../domain/pools.ts";
+import { readinessSettings, readinessStatus } from "../domain/readiness.ts";
 import { rebalanceDatastore } from "../domain/rebalance.ts";
 import { recomposePool, rollbackRecompose } from "../domain/recompose.ts";
 import { replicationStatus } from "../domain/replication-status.ts";
@@ -462,6 +463,16 @@ export const routes: ApiRoute[] = [
     summary: "This region's user-data replication to its peer and the tenant's DR state",
     responses: { 200: r.replicationStatus },
     handle: async ({ app, tenantId }) => json(200, await replicationStatus(app.ports, tenantId)),
+  }),
+  route({
+    access: "tenant",
+    method: "GET",
+    path: "/v1/dr/readiness",
+    summary:
+      "The latest DR readiness check (users' data, image versions and pools in DR, checked without desktops) and the RPO now",
+    responses: { 200: r.readinessStatus },
+    handle: async ({ app, tenantId }) =>
+      json(200, await readinessStatus(app.ports, tenantId, readinessSettings(app.config.timing))),
   }),
   route({
     access: "tenant",

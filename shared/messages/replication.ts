@@ -5,9 +5,39 @@
  * peer's verified acknowledgement. Deliveries may be duplicated and reordered.
  */
 import { z } from "zod";
+import { readinessFailureKinds, readinessUserStates } from "../domain/model.ts";
 
 const userRef = { tenantId: z.string().min(1), userId: z.string().min(1) };
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+const version = z.number().int().min(0);
+
+/** A readiness check's findings, as the checking region sends them back (model: ReadinessReport). */
+export const readinessReportSchema = z.object({
+  tenantId: z.string().min(1),
+  checkId: z.string().min(1),
+  sourceRegion: z.string().min(1),
+  checkedRegion: z.string().min(1),
+  sampledAt: z.iso.datetime(),
+  checkedAt: z.iso.datetime(),
+  ok: z.boolean(),
+  rpoMs: z.number().min(0),
+  usersTotal: version,
+  users: z.array(
+    z.object({
+      userId: z.string().min(1),
+      version,
+      drVersion: version,
+      state: z.enum(readinessUserStates),
+      contentVerified: z.boolean(),
+      reason: z.string().optional(),
+    }),
+  ),
+  imageVersionsChecked: version,
+  poolsChecked: version,
+  failures: z.array(
+    z.object({ kind: z.enum(readinessFailureKinds), id: z.string().min(1), reason: z.string() }),
+  ),
+});
 
 export const replicationMessageSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("ship-config"), tenantId: z.string().min(1) }),
@@ -47,6 +77,34 @@ export const replicationMessageSchema = z.discriminatedUnion("kind", [
     tenantId: z.string().min(1),
     drillId: z.string().min(1),
     step: z.number().int().min(0).optional(),
+  }),
+  /** Own queue (the readiness schedule): sample the tenant for the period `checkId` and ask the peer. */
+  z.object({ kind: z.literal("sample-readiness"), tenantId: z.string().min(1), checkId: z.string().min(1) }),
+  /** To the peer: what the source holds; the peer compares it with its own copies. */
+  z.object({
+    kind: z.literal("verify-readiness"),
+    tenantId: z.string().min(1),
+    checkId: z.string().min(1),
+    sourceRegion: z.string().min(1),
+    sampledAt: z.iso.datetime(),
+    rpoMs: z.number().min(0),
+    usersTotal: version,
+    users: z.array(z.object({ userId: z.string().min(1), version, replicatedVersion: version, sha256 })),
+    imageVersions: z.array(
+      z.object({
+        imageId: z.string().min(1),
+        version,
+        sha256: sha256.optional(),
+        createdAt: z.iso.datetime().optional(),
+      }),
+    ),
+    pools: z.array(z.object({ poolId: z.string().min(1), createdAt: z.iso.datetime().optional() })),
+  }),
+  /** Back to the source: the peer's findings. */
+  z.object({
+    kind: z.literal("readiness-report"),
+    tenantId: z.string().min(1),
+    report: readinessReportSchema,
   }),
 ]);
 

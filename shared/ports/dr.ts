@@ -3,6 +3,7 @@ import type {
   DrState,
   Image,
   ImageVersion,
+  ReadinessReport,
   Tenant,
   UserData,
   UserDataChange,
@@ -101,6 +102,15 @@ export interface DrRepository {
   getTenantWithKey(tenantId: string): Promise<{ tenant: Tenant; apiKeyHash: string } | undefined>;
   putImage(image: Image): Promise<void>;
   putVersion(version: ImageVersion): Promise<void>;
+  /** Every tenant of the region (a scan: for the readiness schedule only, never a request path). */
+  listTenantIds(): Promise<string[]>;
+  /** The latest readiness report of the tenant, checked here or received from the peer. */
+  getReadiness(tenantId: string): Promise<ReadinessReport | undefined>;
+  /**
+   * Keeps the report unless a later check's is stored already. `first` is true when it is the first
+   * report stored for its check (a repeated run of one check answers false).
+   */
+  putReadiness(report: ReadinessReport): Promise<{ written: boolean; first: boolean }>;
 }
 
 export interface DrPorts {

@@ -1,6 +1,12 @@
 import type { App } from "../app.ts";
 import { notifyFailover, runFailback, setFailover } from "../domain/dr.ts";
 import { runDrillStep } from "../domain/drill.ts";
+import {
+  readinessReportReceived,
+  readinessSettings,
+  sampleReadiness,
+  verifyReadiness,
+} from "../domain/readiness.ts";
 import { applyConfig, shipConfig } from "../domain/replication-config.ts";
 import { attachUserData, commitUserData, discardUserData } from "../domain/user-data.ts";
 import { applyUserData, shipUserData, userDataApplied } from "../domain/user-data-replication.ts";
@@ -47,6 +53,12 @@ export function runReplicationMessage(app: App, m: ReplicationMessage): Promise<
       return runFailback(ports, m.tenantId);
     case "run-drill":
       return runDrillStep(ports, m, app.config.defaultDatastore);
+    case "sample-readiness":
+      return sampleReadiness(ports, m, readinessSettings(app.config.timing));
+    case "verify-readiness":
+      return verifyReadiness(ports, m, readinessSettings(app.config.timing));
+    case "readiness-report":
+      return readinessReportReceived(ports, m);
   }
 }
 

@@ -88,6 +88,7 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_DATASTORE_PATH",
     "PRISTINE_IMPORT_ROOTS",
     "PRISTINE_USER_DATA_PATH",
+    "PRISTINE_READINESS_PERIOD_MS",
   ],
   authorizer: ["PRISTINE_TABLE_NAME", "PRISTINE_OPERATOR_KEY_SHA256"],
   "clone-worker": [
@@ -105,6 +106,7 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_TABLE_NAME",
     "PRISTINE_CLONE_JOBS_QUEUE_URL",
     "PRISTINE_REPLICATION_QUEUE_URL",
+    "PRISTINE_READINESS_PERIOD_MS",
     "PRISTINE_PEER_REGION_NAME",
     "PRISTINE_PEER_BUCKET",
     "PRISTINE_PEER_REPLICATION_QUEUE_URL",
@@ -121,6 +123,7 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_USER_DATA_QUEUE_URL",
     "PRISTINE_REPLICATION_QUEUE_URL",
     "PRISTINE_REPLICATION_BUCKET",
+    "PRISTINE_READINESS_PERIOD_MS",
     ...PEER,
   ],
   "user-data-worker": [
@@ -538,6 +541,37 @@ describe("the default app (cdk.json context, no account)", () => {
           ]),
         },
       });
+    });
+
+    it("starts the DR readiness checks on the reconciler's second schedule, and alarms on their failures", () => {
+      template.hasResourceProperties("AWS::Events::Rule", {
+        ScheduleExpression: "rate(15 minutes)",
+        Targets: [
+          Match.objectLike({
+            Arn: { "Fn::GetAtt": [logicalId(stack, stack.functions.reconciler.fn), "Arn"] },
+            Input: JSON.stringify({ task: "readiness" }),
+          }),
+        ],
+      });
+      const functions = resourcesOf(template, "AWS::Lambda::Function");
+      for (const name of ["api", "reconciler", "replication-worker"] as const) {
+        const variables = functions[logicalId(stack, stack.functions[name].fn)]?.Properties.Environment
+          .Variables as Json;
+        expect(loadConfig(plausibleEnvironment(variables)).timing.readinessPeriodMs, name).toBe(15 * 60_000);
+      }
+      const alarms = Object.values(resourcesOf(template, "AWS::CloudWatch::Alarm"))
+        .map((a) => a.Properties)
+        .filter((a) => a.MetricName === "readinessFailures");
+      // The check runs in the replication worker (DR's checks and the primary's received reports).
+      expect(alarms).toEqual([
+        expect.objectContaining({
+          Namespace: "Pristine",
+          Dimensions: [{ Name: "service", Value: "pristine-replication-worker" }],
+          Threshold: 1,
+          ComparisonOperator: "GreaterThanOrEqualToThreshold",
+          AlarmActions: [expect.anything()],
+        }),
+      ]);
     });
 
     it("runs the reconciler on a schedule", () => {

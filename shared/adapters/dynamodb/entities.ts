@@ -12,6 +12,7 @@ import type {
   Image,
   ImageVersion,
   Pool,
+  ReadinessReport,
   Replica,
   Session,
   Tenant,
@@ -124,4 +125,5 @@ export const entities = {
   host: entity<Host>("host", (h) => keys.host(h.hostId)),
   screenshot: entity<ScreenshotRecord>("screenshot", (s) => keys.screenshot(s.tenantId, s.requestId)),
   drState: entity<DrState>("drState", (s) => keys.drState(s.tenantId)),
+  readiness: entity<ReadinessReport>("readiness", (r) => keys.readiness(r.tenantId)),
 };

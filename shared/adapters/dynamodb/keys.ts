@@ -21,6 +21,7 @@
  *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
  *   DR drill      TENANT#<t>                  DRILL#<d>
  *   DR state      TENANT#<t>                  DR            (failed over or not; replicated config sync)
+ *   readiness     TENANT#<t>                  READINESS     (the latest DR readiness report, checked or received)
  *   host          HOSTS                       HOST#<h>      (a hypervisor host's last heartbeat)
  *   screenshot    TENANT#<t>                  SCREENSHOT#<request> (a desktop's screen, for a minute)
  *   metric step   TENANT#<t>#METRICS          <step start, ISO>#<name> (count and sum of a figure, a week)
@@ -84,4 +85,5 @@ export const keys = {
   userDataChangePrefix: "CHANGE#",
   drill: (t: string, d: string) => ({ pk: `TENANT#${t}`, sk: `DRILL#${d}` }),
   drState: (t: string) => ({ pk: `TENANT#${t}`, sk: "DR" }),
+  readiness: (t: string) => ({ pk: `TENANT#${t}`, sk: "READINESS" }),
 };

@@ -89,5 +89,19 @@ export function drRepository(t: Table): DrRepository {
     getTenantWithKey,
     putImage: (image) => put(entities.image.toItem(image)),
     putVersion: (version) => put(entities.imageVersion.toItem(version)),
+    async listTenantIds() {
+      const tenants = await t.scanAll(entities.tenant, "attribute_exists(tenantId)", {});
+      return tenants.map((x) => x.tenantId);
+    },
+    getReadiness: (tenantId) => t.get(entities.readiness, keys.readiness(tenantId)),
+    async putReadiness(report) {
+      const existing = await t.get(entities.readiness, keys.readiness(report.tenantId));
+      // Check ids are ISO timestamps: a late report of an older check never replaces a newer one.
+      const saved = await t.tryPut(entities.readiness.toItem(report), {
+        expression: "attribute_not_exists(pk) OR checkId <= :c",
+        values: { ":c": report.checkId },
+      });
+      return { written: saved.written, first: saved.written && existing?.checkId !== report.checkId };
+    },
   };
 }
