@@ -9,6 +9,7 @@ import type { Ports } from "../ports/index.ts";
 import { requirePeer, userRef } from "./common.ts";
 import { RetryLater } from "./errors.ts";
 import type { UserDataChange } from "./model.ts";
+import { expireReplicatedHistory } from "./user-data.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
 type ReplicationPorts = Pick<
@@ -62,6 +63,9 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
   if (m.version <= applied) {
     if (m.version === applied && record?.sha256 !== m.sha256)
       throw new Error(`v${m.version} of ${m.userId} diverges from ${m.sourceRegion}'s (checksum differs)`);
+    // A delta shipped again (its acknowledgement was lost) is applied and superseded here: it goes;
+    // the latest one's predecessor too (a crash may have come between the apply and its removal).
+    await ports.inbox.remove(m.version < applied ? m.key : supersededKey(m));
     await acknowledge(ports, m, record?.replicatedAt ?? ports.clock.now().toISOString());
     return `duplicate: already at v${applied}`;
   }
@@ -79,7 +83,8 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
       replicatedVersion: 0,
     });
   }
-  const fetched = await ports.inbox.fetchFile(m.key);
+  // Streamed into the user's folder of the user-data store, never staged in temporary storage.
+  const fetched = await ports.inbox.fetchFile(m.key, ports.userDataStore.incomingDeltaPath(ref, m.version));
   let deltaBytes: number;
   try {
     const built = await ports.userDataStore.applyDelta(ref, applied, fetched.path, m.sizeBytes);
@@ -107,9 +112,17 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
     if ((now?.version ?? 0) < m.version) throw new Error(`user data of ${m.userId} moved while applying`);
   }
   if (applied > 0) await ports.userDataStore.removeVersion(ref, applied - 1);
+  await expireReplicatedHistory(ports, ref);
+  // Both regions have the previous version and this one supersedes it: its delta object goes. The
+  // versioned bucket keeps it as a noncurrent version for a few days (its lifecycle rule).
+  if (m.version > 1) await ports.inbox.remove(supersededKey(m));
   await acknowledge(ports, m, appliedAt);
   return `applied v${m.version}`;
 }
+
+/** The bucket key of the delta that `m`'s version supersedes. */
+const supersededKey = (m: Msg<"apply-user-data">) =>
+  replicationKeys.userDataDelta(m.tenantId, m.userId, m.version - 1);
 
 async function acknowledge(ports: ReplicationPorts, m: Msg<"apply-user-data">, appliedAt: string) {
   await requirePeer(ports).send([
@@ -125,6 +138,7 @@ export async function userDataApplied(ports: ReplicationPorts, m: Msg<"user-data
     throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
   await ports.userData.markReplicated(ref, m.version, m.appliedAt);
   await ports.userDataStore.removeDelta(ref, m.version);
+  await expireReplicatedHistory(ports, ref);
   if (change && !change.replicatedAt) {
     const lagMs = Date.parse(m.appliedAt) - Date.parse(change.committedAt);
     if (lagMs >= 0) ports.metrics.record(m.tenantId, "replicationLagSeconds", lagMs / 1000);

@@ -125,7 +125,8 @@ describe("user-data transfer and retention", () => {
     // ... so the apply streamed it into the user-data store, and left nothing behind anywhere.
     expect(await readdir(staging.dr)).toEqual([]);
     const userDir = userDataPaths(pair.dr.region.app.config.dr?.userDataPath ?? "").user(ref("alice"));
-    expect((await readdir(userDir)).filter((f) => f.includes("incoming") || f.endsWith(".tmp"))).toEqual([]);
+    expect(await readdir(join(userDir, "incoming"))).toEqual([]);
+    expect((await readdir(userDir)).filter((f) => f.endsWith(".tmp") || f.endsWith(".part"))).toEqual([]);
   });
 
   it("replicated and superseded changes expire; unreplicated history is kept", async () => {
