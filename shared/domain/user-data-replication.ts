@@ -65,7 +65,8 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
       throw new Error(`v${m.version} of ${m.userId} diverges from ${m.sourceRegion}'s (checksum differs)`);
     // A delta shipped again (its acknowledgement was lost) is applied and superseded here: it goes;
     // the latest one's predecessor too (a crash may have come between the apply and its removal).
-    await ports.inbox.remove(m.version < applied ? m.key : supersededKey(m));
+    if (m.version < applied) await removeAppliedDelta(ports, m, m.version, m.sha256);
+    else await removeAppliedDelta(ports, m, m.version - 1);
     await acknowledge(ports, m, record?.replicatedAt ?? ports.clock.now().toISOString());
     return `duplicate: already at v${applied}`;
   }
@@ -113,16 +114,29 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
   }
   if (applied > 0) await ports.userDataStore.removeVersion(ref, applied - 1);
   await expireReplicatedHistory(ports, ref);
-  // Both regions have the previous version and this one supersedes it: its delta object goes. The
-  // versioned bucket keeps it as a noncurrent version for a few days (its lifecycle rule).
-  if (m.version > 1) await ports.inbox.remove(supersededKey(m));
+  // Both regions have the previous version and this one supersedes it: its delta object goes.
+  await removeAppliedDelta(ports, m, m.version - 1);
   await acknowledge(ports, m, appliedAt);
   return `applied v${m.version}`;
 }
 
-/** The bucket key of the delta that `m`'s version supersedes. */
-const supersededKey = (m: Msg<"apply-user-data">) =>
-  replicationKeys.userDataDelta(m.tenantId, m.userId, m.version - 1);
+/**
+ * Deletes the peer's delta of `version` from this region's bucket, once this region holds that
+ * very change (the same checksum, or a change it applied from the peer) and a later version: a
+ * change the peer made on a history that diverged from this one's is kept, and so is one whose
+ * record here is gone. The versioned bucket keeps a deleted delta for a few days (lifecycle rule).
+ */
+async function removeAppliedDelta(
+  ports: ReplicationPorts,
+  m: Msg<"apply-user-data">,
+  version: number,
+  sha256?: string,
+) {
+  if (version < 1) return;
+  const local = await ports.userData.getChange(userRef(m), version);
+  if (!local || (sha256 ? local.sha256 !== sha256 : local.origin !== m.sourceRegion)) return;
+  await ports.inbox.remove(replicationKeys.userDataDelta(m.tenantId, m.userId, version));
+}
 
 async function acknowledge(ports: ReplicationPorts, m: Msg<"apply-user-data">, appliedAt: string) {
   await requirePeer(ports).send([

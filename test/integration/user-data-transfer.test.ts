@@ -208,6 +208,12 @@ describe("user-data transfer and retention", () => {
         async () => (await expiresAtOf(r, "alice", version)) !== undefined,
       );
     for (const r of [primary, dr]) expect(await expiresAtOf(r, "alice", 4)).toBeUndefined();
+    const deltaKey = (version: number) => replicationKeys.userDataDelta(tenant.tenantId, "alice", version);
+    await waitFor("v2's and v3's deltas gone from DR's bucket", async () => {
+      const [v2, v3] = await Promise.all([etagOf(dr, deltaKey(2)), etagOf(dr, deltaKey(3))]);
+      return v2 === undefined && v3 === undefined;
+    });
+    expect(await etagOf(dr, deltaKey(4))).toBeDefined();
     await readsBack(diskOf(dr, "alice", 4), 0x5a, "0", "8M");
     await readsBack(diskOf(dr, "alice", 4), 0x33, "10M", "1M");
     const status = expectStatus(await primary.api("GET", "/v1/dr/replication", { key: tenant.key }), 200);
