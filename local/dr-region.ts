@@ -6,7 +6,7 @@ import { BucketAlreadyOwnedByYou, CreateBucketCommand } from "@aws-sdk/client-s3
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { s3Client } from "../shared/adapters/s3/replication-bucket.ts";
 import type { App } from "../shared/app.ts";
-import { type DrConfig, userDataPath } from "../shared/config.ts";
+import { type DrConfig, type TransferSettings, userDataPath } from "../shared/config.ts";
 import { replicationWorkerHandler, userDataWorkerHandler } from "../shared/workers/dr-handlers.ts";
 import { ensureQueueWithDlq, type QueueRef } from "./queues.ts";
 import type { PollerOptions } from "./sqs-poller.ts";
@@ -51,6 +51,7 @@ export async function ensureDrResources(opts: {
   prefix: string;
   dataDir: string;
   userDataSizeBytes?: number;
+  transfer?: TransferSettings;
   peer?: PeerOptions;
   visibilitySeconds?: number;
 }): Promise<DrResources> {
@@ -85,6 +86,7 @@ export async function ensureDrResources(opts: {
       replicationBucket: bucket,
       userDataPath: userDataPath(opts.dataDir),
       userDataSizeBytes: opts.userDataSizeBytes ?? 1024 * 1024 * 1024,
+      ...(opts.transfer ? { transfer: opts.transfer } : {}),
       ...(peer ? { peer } : {}),
     },
   };

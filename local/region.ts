@@ -10,6 +10,7 @@ import {
   defaultDatastoreOf,
   type PristineConfig,
   storageLayout,
+  type TransferSettings,
   timingFromEnv,
   vmRunDir,
 } from "../shared/config.ts";
@@ -54,6 +55,8 @@ export interface RegionOptions {
   /** The DR peer region (user data, images and configuration are replicated to it). */
   peer?: PeerOptions;
   userDataSizeBytes?: number;
+  /** How files travel through the replication buckets (tests make parts and temporary storage small). */
+  transfer?: TransferSettings;
   /**
    * The workers that run in-process (all by default). Tests that deliver jobs themselves, or run
    * a worker as a separate process, leave theirs out.
@@ -124,6 +127,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     prefix,
     dataDir: opts.dataDir,
     ...(opts.userDataSizeBytes ? { userDataSizeBytes: opts.userDataSizeBytes } : {}),
+    ...(opts.transfer ? { transfer: opts.transfer } : {}),
     ...(opts.peer ? { peer: opts.peer } : {}),
     ...(opts.queueVisibilitySeconds ? { visibilitySeconds: opts.queueVisibilitySeconds } : {}),
   });

@@ -7,7 +7,12 @@ import { type FlushingRecorder, metricRecorder } from "./adapters/metrics/record
 import { s3Client, s3PeerRegion, s3ReplicaInbox } from "./adapters/s3/replication-bucket.ts";
 import { sqsReplicationQueue, sqsUserDataJobQueue } from "./adapters/sqs/dr-queues.ts";
 import { sqsClient, sqsJobQueue } from "./adapters/sqs/queue.ts";
-import { installImageFile, qcow2Driver, qcow2Paths } from "./adapters/storage/qcow2-driver.ts";
+import {
+  incomingImagePath,
+  installImageFile,
+  qcow2Driver,
+  qcow2Paths,
+} from "./adapters/storage/qcow2-driver.ts";
 import { qcow2UserDataStore } from "./adapters/storage/user-data-store.ts";
 import { type PristineConfig, userDataPath } from "./config.ts";
 import type { Ports } from "./ports/index.ts";
@@ -63,6 +68,7 @@ function drPorts(config: PristineConfig, sqs: SQSClient) {
           bucket: peer.bucket,
           queueUrl: peer.replicationQueueUrl,
           // The peer may be reached through other endpoints than this region's own (locally: a fault proxy).
+          ...(dr.transfer ? { transfer: dr.transfer } : {}),
           s3:
             peer.s3Endpoint || peer.awsRegion
               ? s3Client(peer.s3Endpoint, peer.awsRegion ?? config.awsRegion)
@@ -73,11 +79,12 @@ function drPorts(config: PristineConfig, sqs: SQSClient) {
               : sqs,
         })
       : undefined,
-    inbox: s3ReplicaInbox(s3, dr.replicationBucket ?? ""),
+    inbox: s3ReplicaInbox(s3, dr.replicationBucket ?? "", dr.transfer),
     region: {
       name: config.regionName,
       userDataSizeBytes: dr.userDataSizeBytes,
       imagePath: images.image,
+      incomingImagePath: (v: Parameters<typeof images.image>[0]) => incomingImagePath(images.image(v)),
       installImage: (v: Parameters<typeof images.image>[0], file: string, sha256: string) =>
         installImageFile(images.image(v), file, sha256),
     },

@@ -57,6 +57,8 @@ export interface DrConfig {
   replicationBucket?: string;
   userDataPath: string;
   userDataSizeBytes: number;
+  /** How files travel through the replication buckets (defaults in the S3 adapter). */
+  transfer?: TransferSettings;
   /** The peer region's names, as each stack knows its peer's. */
   peer?: {
     name: string;
@@ -67,6 +69,20 @@ export interface DrConfig {
     sqsEndpoint?: string;
     s3Endpoint?: string;
   };
+}
+
+/**
+ * Files of any size go through the replication buckets: uploads in parts, downloads streamed into
+ * the folder where they are needed. Only a download with no such folder is staged in temporary
+ * storage, and never more of it than `stagingLimitBytes` (Lambda's /tmp is 512 MB by default).
+ */
+export interface TransferSettings {
+  /** Where a download with no destination is staged (default: the OS temp dir). */
+  stagingDir?: string;
+  /** The most a download may stage there (PRISTINE_TMP_LIMIT_MIB; default 512 MiB). */
+  stagingLimitBytes?: number;
+  /** Multipart upload part size (PRISTINE_UPLOAD_PART_SIZE_MIB; S3's minimum is 5 MiB). */
+  partSizeBytes?: number;
 }
 
 /** The user-data store of a data dir, beside its datastores. */
@@ -97,6 +113,14 @@ const envSchema = z.object({
   PRISTINE_REPLICATION_BUCKET: z.string().optional(),
   PRISTINE_USER_DATA_PATH: z.string().optional(),
   PRISTINE_USER_DATA_SIZE_MIB: z.coerce.number().int().positive().default(1024),
+  PRISTINE_TMP_DIR: z.string().optional(),
+  PRISTINE_TMP_LIMIT_MIB: z.coerce.number().int().positive().optional(),
+  PRISTINE_UPLOAD_PART_SIZE_MIB: z.coerce
+    .number()
+    .int()
+    .min(5)
+    .max(5 * 1024)
+    .optional(),
   PRISTINE_PEER_REGION_NAME: z.string().optional(),
   PRISTINE_PEER_BUCKET: z.string().optional(),
   PRISTINE_PEER_REPLICATION_QUEUE_URL: z.url().optional(),
@@ -277,6 +301,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
       ...(e.PRISTINE_REPLICATION_BUCKET ? { replicationBucket: e.PRISTINE_REPLICATION_BUCKET } : {}),
       userDataPath: e.PRISTINE_USER_DATA_PATH ?? userDataPath(e.PRISTINE_DATA_DIR),
       userDataSizeBytes: e.PRISTINE_USER_DATA_SIZE_MIB * 1024 * 1024,
+      transfer: {
+        ...(e.PRISTINE_TMP_DIR ? { stagingDir: e.PRISTINE_TMP_DIR } : {}),
+        ...(e.PRISTINE_TMP_LIMIT_MIB ? { stagingLimitBytes: e.PRISTINE_TMP_LIMIT_MIB * 1024 * 1024 } : {}),
+        ...(e.PRISTINE_UPLOAD_PART_SIZE_MIB
+          ? { partSizeBytes: e.PRISTINE_UPLOAD_PART_SIZE_MIB * 1024 * 1024 }
+          : {}),
+      },
       ...(e.PRISTINE_PEER_REGION_NAME && e.PRISTINE_PEER_BUCKET && e.PRISTINE_PEER_REPLICATION_QUEUE_URL
         ? {
             peer: {
@@ -297,6 +328,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
  * The environment that `loadConfig` reads back as this configuration: how a worker started as its
  * own process (an agent, or a test's crashing worker) gets the same region as the one that made it.
  */
+const mib = (bytes: number | undefined) =>
+  bytes === undefined ? undefined : Math.ceil(bytes / (1024 * 1024));
+
 export function configEnvironment(config: PristineConfig): Record<string, string> {
   const ds = config.defaultDatastore;
   const dr = config.dr;
@@ -341,6 +375,9 @@ export function configEnvironment(config: PristineConfig): Record<string, string
     ["PRISTINE_REPLICATION_BUCKET", dr?.replicationBucket],
     ["PRISTINE_USER_DATA_PATH", dr?.userDataPath],
     ["PRISTINE_USER_DATA_SIZE_MIB", dr ? Math.round(dr.userDataSizeBytes / (1024 * 1024)) : undefined],
+    ["PRISTINE_TMP_DIR", dr?.transfer?.stagingDir],
+    ["PRISTINE_TMP_LIMIT_MIB", mib(dr?.transfer?.stagingLimitBytes)],
+    ["PRISTINE_UPLOAD_PART_SIZE_MIB", mib(dr?.transfer?.partSizeBytes)],
     ["PRISTINE_PEER_REGION_NAME", peer?.name],
     ["PRISTINE_PEER_BUCKET", peer?.bucket],
     ["PRISTINE_PEER_REPLICATION_QUEUE_URL", peer?.replicationQueueUrl],

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, Size, Validations } from "aws-cdk-lib";
 import type * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as lambda from "aws-cdk-lib/aws-lambda";
@@ -67,6 +67,8 @@ export interface PristineFunctionProps {
   readonly securityGroups?: ec2.ISecurityGroup[];
   readonly filesystem?: lambda.FileSystem;
   readonly layers?: lambda.ILayerVersion[];
+  /** The function's /tmp (Lambda's default: 512 MiB). */
+  readonly ephemeralStorageMiB?: number;
 }
 
 /**
@@ -135,6 +137,9 @@ export class PristineFunction extends Construct {
       description: DESCRIPTIONS[props.name],
       timeout: this.timeout,
       memorySize: MEMORY_MIB[props.name],
+      ...(props.ephemeralStorageMiB
+        ? { ephemeralStorageSize: Size.mebibytes(props.ephemeralStorageMiB) }
+        : {}),
       role: this.role,
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,

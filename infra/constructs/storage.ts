@@ -46,10 +46,29 @@ export class Storage extends Construct {
     });
 
     this.images = this.dataBucket("Images", props.stage, "images", stack.region);
-    this.replication = this.dataBucket("Replication", props.stage, "replication", stack.region);
+    this.replication = this.dataBucket("Replication", props.stage, "replication", stack.region, [
+      // Retention of user-data deltas (key userdata/<tenant>/<user>/v<n>.qcow2). The region that
+      // applies a delta deletes the previous version's once it has applied and verified the next
+      // one (both regions then have both). The bucket is versioned, so that delete leaves a
+      // noncurrent version, kept for a few days (to undo a mistake), then removed by this rule with
+      // its delete marker. A current object never expires by age: a delta not yet applied here may
+      // be the only copy of a user's change once the source region is gone.
+      {
+        id: "expire-superseded-user-data-deltas",
+        prefix: "userdata/",
+        noncurrentVersionExpiration: Duration.days(3),
+        expiredObjectDeleteMarker: true,
+      },
+    ]);
   }
 
-  private dataBucket(id: string, stage: string, kind: BucketKind, region: string): s3.Bucket {
+  private dataBucket(
+    id: string,
+    stage: string,
+    kind: BucketKind,
+    region: string,
+    extraRules: s3.LifecycleRule[] = [],
+  ): s3.Bucket {
     return new s3.Bucket(this, id, {
       bucketName: bucketName(stage, kind, Stack.of(this).account, region),
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
@@ -62,10 +81,12 @@ export class Storage extends Construct {
       serverAccessLogsPrefix: `${kind}/`,
       lifecycleRules: [
         {
+          // Uploads are multipart: the parts of one that never completed go after a day.
           id: "abort-incomplete-uploads-and-expire-old-versions",
-          abortIncompleteMultipartUploadAfter: Duration.days(7),
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
           noncurrentVersionExpiration: Duration.days(30),
         },
+        ...extraRules,
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
@@ -80,9 +101,27 @@ export function grantObjectRead(bucketArn: string, role: iam.Role): void {
   acknowledgeWildcardResources(role, [objects], OBJECT_KEYS_ARE_DYNAMIC);
 }
 
-/** Put objects into one bucket (single PutObject calls: the code uses no multipart upload). */
+/**
+ * Put objects into one bucket, in parts (lib-storage's Upload: CreateMultipartUpload, UploadPart
+ * and CompleteMultipartUpload are s3:PutObject; a failed upload is aborted, and its parts listed).
+ */
 export function grantObjectWrite(bucketArn: string, role: iam.Role): void {
   const objects = `${bucketArn}/*`;
-  role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [objects] }));
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+      resources: [objects],
+    }),
+  );
+  acknowledgeWildcardResources(role, [objects], OBJECT_KEYS_ARE_DYNAMIC);
+}
+
+/**
+ * Delete objects of one bucket: the region's own replication bucket, where the apply side removes
+ * the deltas it has applied and superseded, and the copies of deleted image versions.
+ */
+export function grantObjectDelete(bucketArn: string, role: iam.Role): void {
+  const objects = `${bucketArn}/*`;
+  role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ["s3:DeleteObject"], resources: [objects] }));
   acknowledgeWildcardResources(role, [objects], OBJECT_KEYS_ARE_DYNAMIC);
 }

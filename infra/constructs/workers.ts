@@ -17,7 +17,12 @@ import { readinessEnvironment } from "./events.ts";
 import { PristineFunction } from "./lambda-function.ts";
 import type { PeerRegion } from "./peer.ts";
 import { grantSend, type Queues, type WorkQueue } from "./queues.ts";
-import { grantObjectRead, type Storage } from "./storage.ts";
+import { grantObjectDelete, grantObjectRead, type Storage } from "./storage.ts";
+
+/** The replication worker's /tmp: Lambda's default, as nothing large is staged there. */
+const REPLICATION_TMP_MIB = 512;
+/** Upload part size: 16 MiB parts (two in flight, in 1 GiB of memory) reach S3's 10,000-part cap at 156 GiB. */
+const REPLICATION_PART_MIB = 16;
 
 /** Batch size and concurrency cap of each SQS event source (all report partial batch failures). */
 export const EVENT_SOURCES = {
@@ -151,14 +156,21 @@ export class Workers extends Construct {
         PRISTINE_REPLICATION_BUCKET: storage.replication.bucketName,
         // It samples (primary) and checks (DR) the DR readiness of a period.
         ...readinessEnvironment(),
+        // Deltas and image versions stream in parts to the peer and straight onto the datastore
+        // here, so nothing of a file's size is staged in /tmp: the default 512 MiB stays, and the
+        // code refuses to stage more than it (a download without a destination).
+        PRISTINE_TMP_LIMIT_MIB: String(REPLICATION_TMP_MIB),
+        PRISTINE_UPLOAD_PART_SIZE_MIB: String(REPLICATION_PART_MIB),
         ...peer.environment(),
       },
       ...onDatastore,
       vpcSubnets: datastore.replicationSubnets,
       layers,
+      ephemeralStorageMiB: REPLICATION_TMP_MIB,
     });
     grantTableReadWrite(table, this.replicationWorker.role);
     grantObjectRead(storage.replication.bucketArn, this.replicationWorker.role);
+    grantObjectDelete(storage.replication.bucketArn, this.replicationWorker.role);
     peer.grantShipTo(this.replicationWorker.role);
     queues.grantSendCloneJobs(this.replicationWorker.fn);
     grantSend(userDataQueue, this.replicationWorker.role);

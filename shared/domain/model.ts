@@ -232,6 +232,8 @@ export interface UserData {
   /** Highest version the peer region has applied and verified (versions applied here from the peer count too). */
   replicatedVersion: number;
   replicatedAt?: string;
+  /** Bytes this region shipped of the user's changes, each change once (outlives expired changes). */
+  shippedBytes?: number;
 }
 
 export type UserDataRef = Pick<UserData, "tenantId" | "userId">;
@@ -251,6 +253,11 @@ export interface UserDataChange {
   shippedBytes?: number;
   /** When the peer region applied and verified it. */
   replicatedAt?: string;
+  /**
+   * Epoch seconds after which the table may delete the record: set once both regions have the
+   * change and a later version exists (never on the latest or an unreplicated change).
+   */
+  expiresAt?: number;
 }
 
 export type UserDataState = "ATTACHING" | "ATTACHED" | "READ_ONLY" | "COMMITTING" | "COMMITTED";

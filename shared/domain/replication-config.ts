@@ -122,7 +122,11 @@ export async function applyConfig(ports: ConfigPorts, m: Msg<"apply-config">): P
     if (known?.deletedVersions?.includes(versionTombstone(v))) continue;
     const local = await ports.images.getVersion(v.tenantId, v.imageId, v.version);
     if (local?.state === "READY" && local.sha256 === v.sha256) continue;
-    const file = await ports.inbox.fetchFile(replicationKeys.image(v.tenantId, v.imageId, v.version));
+    // Streamed into the image store, beside the version's place, never staged in temporary storage.
+    const file = await ports.inbox.fetchFile(
+      replicationKeys.image(v.tenantId, v.imageId, v.version),
+      ports.region.incomingImagePath(v),
+    );
     try {
       await ports.region.installImage(v, file.path, v.sha256 ?? "");
     } finally {

@@ -1,6 +1,6 @@
 /** What a region knows of its replication to the peer: the backlog, its age and the RPO so far. */
 import type { Ports } from "../ports/index.ts";
-import type { UserData } from "./model.ts";
+import type { UserData, UserDataChange } from "./model.ts";
 import { liveStandbyPools } from "./replication-config.ts";
 import { rpoPercentiles } from "./replication-lag.ts";
 
@@ -23,6 +23,14 @@ export interface ReplicationBacklog {
   pending: { userId: string; version: number; committedAt: string; shippedAt?: string }[];
 }
 
+/**
+ * Bytes shipped of a user's changes: the user's running total, which outlives the change records
+ * (they expire once replicated and superseded); the records' own figures for a user without one.
+ */
+const shippedBytesOf = (u: UserData, outgoing: UserDataChange[]) =>
+  u.shippedBytes ??
+  outgoing.filter((c) => c.userId === u.userId).reduce((sum, c) => sum + (c.shippedBytes ?? 0), 0);
+
 /** This region's replication to its peer, for one tenant: what is pending and how late it is. */
 export async function replicationBacklog(
   ports: Pick<Ports, "userData" | "clock" | "region" | "peer">,
@@ -36,6 +44,8 @@ export async function replicationBacklog(
   const byUser = new Map<string, UserData>(users.map((u) => [u.userId, u]));
   const outgoing = changes.filter((c) => c.origin === ports.region.name);
   const pending = outgoing.filter((c) => (byUser.get(c.userId)?.replicatedVersion ?? 0) < c.version);
+  // Over the change records still there: changes expire a week after they are replicated and
+  // superseded, so the percentiles are those of recent changes (and of each user's latest).
   const rpo = rpoPercentiles(outgoing);
   const oldest = pending.reduce((min, c) => Math.min(min, Date.parse(c.committedAt)), now);
   return {
@@ -43,7 +53,7 @@ export async function replicationBacklog(
     peer: ports.peer?.name,
     pendingChanges: pending.length,
     oldestPendingAgeMs: now - oldest,
-    bytesShipped: outgoing.reduce((sum, c) => sum + (c.shippedBytes ?? 0), 0),
+    bytesShipped: users.reduce((sum, u) => sum + shippedBytesOf(u, outgoing), 0),
     rpoP50Ms: rpo.p50,
     rpoP99Ms: rpo.p99,
     users: users.map((u) => {

@@ -9,6 +9,7 @@ import type { Ports } from "../ports/index.ts";
 import { requirePeer, userRef } from "./common.ts";
 import { RetryLater } from "./errors.ts";
 import type { UserDataChange } from "./model.ts";
+import { expireReplicatedHistory } from "./user-data.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
 type ReplicationPorts = Pick<
@@ -62,6 +63,10 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
   if (m.version <= applied) {
     if (m.version === applied && record?.sha256 !== m.sha256)
       throw new Error(`v${m.version} of ${m.userId} diverges from ${m.sourceRegion}'s (checksum differs)`);
+    // A delta shipped again (its acknowledgement was lost) is applied and superseded here: it goes;
+    // the latest one's predecessor too (a crash may have come between the apply and its removal).
+    if (m.version < applied) await removeAppliedDelta(ports, m, m.version, m.sha256);
+    else await removeAppliedDelta(ports, m, m.version - 1);
     await acknowledge(ports, m, record?.replicatedAt ?? ports.clock.now().toISOString());
     return `duplicate: already at v${applied}`;
   }
@@ -79,7 +84,8 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
       replicatedVersion: 0,
     });
   }
-  const fetched = await ports.inbox.fetchFile(m.key);
+  // Streamed into the user's folder of the user-data store, never staged in temporary storage.
+  const fetched = await ports.inbox.fetchFile(m.key, ports.userDataStore.incomingDeltaPath(ref, m.version));
   let deltaBytes: number;
   try {
     const built = await ports.userDataStore.applyDelta(ref, applied, fetched.path, m.sizeBytes);
@@ -107,8 +113,29 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
     if ((now?.version ?? 0) < m.version) throw new Error(`user data of ${m.userId} moved while applying`);
   }
   if (applied > 0) await ports.userDataStore.removeVersion(ref, applied - 1);
+  await expireReplicatedHistory(ports, ref);
+  // Both regions have the previous version and this one supersedes it: its delta object goes.
+  await removeAppliedDelta(ports, m, m.version - 1);
   await acknowledge(ports, m, appliedAt);
   return `applied v${m.version}`;
+}
+
+/**
+ * Deletes the peer's delta of `version` from this region's bucket, once this region holds that
+ * very change (the same checksum, or a change it applied from the peer) and a later version: a
+ * change the peer made on a history that diverged from this one's is kept, and so is one whose
+ * record here is gone. The versioned bucket keeps a deleted delta for a few days (lifecycle rule).
+ */
+async function removeAppliedDelta(
+  ports: ReplicationPorts,
+  m: Msg<"apply-user-data">,
+  version: number,
+  sha256?: string,
+) {
+  if (version < 1) return;
+  const local = await ports.userData.getChange(userRef(m), version);
+  if (!local || (sha256 ? local.sha256 !== sha256 : local.origin !== m.sourceRegion)) return;
+  await ports.inbox.remove(replicationKeys.userDataDelta(m.tenantId, m.userId, version));
 }
 
 async function acknowledge(ports: ReplicationPorts, m: Msg<"apply-user-data">, appliedAt: string) {
@@ -125,6 +152,7 @@ export async function userDataApplied(ports: ReplicationPorts, m: Msg<"user-data
     throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
   await ports.userData.markReplicated(ref, m.version, m.appliedAt);
   await ports.userDataStore.removeDelta(ref, m.version);
+  await expireReplicatedHistory(ports, ref);
   if (change && !change.replicatedAt) {
     const lagMs = Date.parse(m.appliedAt) - Date.parse(change.committedAt);
     if (lagMs >= 0) ports.metrics.record(m.tenantId, "replicationLagSeconds", lagMs / 1000);

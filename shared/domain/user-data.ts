@@ -136,8 +136,32 @@ export async function commitUserData(
   await ports.userDataStore.removeOverlay(ref, job.sessionId);
   // The previous version stays for read-only overlays opened on it; older ones go.
   if (from > 0) await ports.userDataStore.removeVersion(ref, from - 1);
+  await expireReplicatedHistory(ports, ref);
   await shipLater(ports, ref, from + 1);
   return `committed v${from + 1} (${deltaBytes} B delta)`;
+}
+
+/**
+ * How long a change's record stays once both regions have it and a later version exists: the
+ * replication status computes its RPO percentiles over the changes still there (recent ones).
+ */
+export const changeRetentionMs = 7 * 24 * 3_600_000;
+
+/**
+ * Lets the user's change records expire once they are replicated and superseded: every version
+ * the peer has verified (`replicatedVersion`; versions applied here from the peer count too) that
+ * a later version follows. The latest version, and any the peer does not have, never expire.
+ */
+export async function expireReplicatedHistory(
+  ports: Pick<Ports, "userData" | "clock">,
+  ref: UserDataRef,
+): Promise<number> {
+  const record = await ports.userData.get(ref);
+  if (!record) return 0;
+  const through = Math.min(record.version - 1, record.replicatedVersion);
+  if (through < 1) return 0;
+  const expiresAt = Math.floor((ports.clock.now().getTime() + changeRetentionMs) / 1000);
+  return ports.userData.expireChanges(ref, through, expiresAt);
 }
 
 async function shipLater(ports: Pick<Ports, "replication" | "peer">, ref: UserDataRef, version: number) {

@@ -31,9 +31,16 @@ export interface UserDataRepository {
   detach(ref: UserDataRef, sessionId: string): Promise<void>;
   getChange(ref: UserDataRef, version: number): Promise<UserDataChange | undefined>;
   listChanges(tenantId: string): Promise<UserDataChange[]>;
+  /** Records a ship of the change; the user's running total counts each change's bytes once. */
   markShipped(ref: UserDataRef, version: number, at: string, bytes: number): Promise<void>;
   /** Records the peer's verified apply of `version` (monotonic: an older ack changes nothing). */
   markReplicated(ref: UserDataRef, version: number, at: string): Promise<void>;
+  /**
+   * Lets the user's changes up to `throughVersion` expire at `expiresAt` (epoch seconds; the store
+   * deletes them some time after): the caller guarantees that both regions have them and a later
+   * one exists. Changes that already have an expiry keep it. Answers how many it marked.
+   */
+  expireChanges(ref: UserDataRef, throughVersion: number, expiresAt: number): Promise<number>;
 }
 
 /** Users' data disks in the region's user-data store. */
@@ -60,6 +67,8 @@ export interface UserDataStore {
   hasVersion(ref: UserDataRef, version: number): Promise<boolean>;
   contentSha256(ref: UserDataRef, version: number): Promise<string>;
   deltaPath(ref: UserDataRef, version: number): string;
+  /** Where a delta shipped by the peer is downloaded: in the user's own folder, beside its disks. */
+  incomingDeltaPath(ref: UserDataRef, version: number): string;
   removeOverlay(ref: UserDataRef, sessionId: string): Promise<void>;
   removeDelta(ref: UserDataRef, version: number): Promise<void>;
   removeVersion(ref: UserDataRef, version: number): Promise<void>;
@@ -76,11 +85,17 @@ export interface PeerRegion {
 
 /** This region's own replication bucket, where the peer puts what it ships. */
 export interface ReplicaInbox {
-  /** Downloads an object to a temporary file; `done` removes it. */
-  fetchFile(key: string): Promise<{ path: string; bytes: number; done(): Promise<void> }>;
-  getJson<T>(key: string): Promise<T>;
+  /**
+   * Downloads an object, streamed to `destination` (written whole or not at all); without one, to
+   * temporary storage, which refuses objects larger than its limit. `done` removes the file.
+   */
+  fetchFile(
+    key: string,
+    destination?: string,
+  ): Promise<{ path: string; bytes: number; done(): Promise<void> }>;
   /** Deletes an object; no error when it is not there. */
   remove(key: string): Promise<void>;
+  getJson<T>(key: string): Promise<T>;
 }
 
 export interface DrRepository {
@@ -126,6 +141,8 @@ export interface DrPorts {
     name: string;
     userDataSizeBytes: number;
     imagePath(v: ImageVersionRef): string;
+    /** Where a replicated image version is downloaded: in the image store, beside its place. */
+    incomingImagePath(v: ImageVersionRef): string;
     /** Puts a replicated image file into the image store after checking its sha256. */
     installImage(v: ImageVersionRef, file: string, sha256: string): Promise<void>;
   };

@@ -124,6 +124,8 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_REPLICATION_QUEUE_URL",
     "PRISTINE_REPLICATION_BUCKET",
     "PRISTINE_READINESS_PERIOD_MS",
+    "PRISTINE_TMP_LIMIT_MIB",
+    "PRISTINE_UPLOAD_PART_SIZE_MIB",
     ...PEER,
   ],
   "user-data-worker": [
@@ -520,6 +522,34 @@ describe("the default app (cdk.json context, no account)", () => {
       }
     });
 
+    it("expires the replication bucket's deleted user-data deltas and abandoned multipart uploads", () => {
+      const rules = resourcesOf(template, "AWS::S3::Bucket")[logicalId(stack, stack.storage.replication)]
+        ?.Properties.LifecycleConfiguration.Rules as Json[];
+      // The code deletes a delta once a later version is applied; the versioned bucket keeps it as a
+      // noncurrent version for a few days, then this rule removes it and its delete marker. Current
+      // objects (a delta not yet applied) never expire by age.
+      const deltas = rules.find((r) => r.Prefix === "userdata/" || r.Filter?.Prefix === "userdata/");
+      expect(deltas).toMatchObject({
+        Status: "Enabled",
+        NoncurrentVersionExpiration: { NoncurrentDays: 3 },
+        ExpiredObjectDeleteMarker: true,
+      });
+      expect(deltas?.ExpirationInDays).toBeUndefined();
+      for (const rule of rules) expect(rule.ExpirationInDays, rule.Id).toBeUndefined();
+      expect(rules).toContainEqual(
+        expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
+      );
+    });
+
+    it("sizes the replication worker's temporary storage, and tells the code its limit", () => {
+      const functions = resourcesOf(template, "AWS::Lambda::Function");
+      const fn = functions[logicalId(stack, stack.functions["replication-worker"].fn)]?.Properties;
+      const mib = fn.EphemeralStorage?.Size as number;
+      expect(mib).toBeGreaterThanOrEqual(512);
+      expect(fn.Environment.Variables.PRISTINE_TMP_LIMIT_MIB).toBe(String(mib));
+      expect(Number(fn.Environment.Variables.PRISTINE_UPLOAD_PART_SIZE_MIB)).toBeGreaterThanOrEqual(5);
+    });
+
     it("routes Session Logoff events from pristine.desktop to the logoff queue", () => {
       template.hasResourceProperties("AWS::Events::Rule", {
         EventPattern: { source: ["pristine.desktop"], "detail-type": ["Session Logoff"] },
@@ -697,11 +727,18 @@ describe("the default app (cdk.json context, no account)", () => {
       const put = JSON.stringify(s3("s3:PutObject")[0]?.Resource);
       expect(put).toContain("replication-");
       expect(put).toContain(`-${peer.region}/*`);
-      // ... read its own replication bucket, and delete nothing (the code never deletes objects).
-      expect(s3("s3:GetObject").map((st) => st.Resource)).toEqual([
-        { "Fn::Join": ["", [{ "Fn::GetAtt": [logicalId(self, self.storage.replication), "Arn"] }, "/*"]] },
-      ]);
-      expect(statements.flatMap((st) => asArray<string>(st.Action))).not.toContain("s3:DeleteObject");
+      // ... in parts (lib-storage's Upload aborts a failed multipart upload and may list its parts) ...
+      for (const action of ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]) {
+        expect(s3(action), action).toHaveLength(1);
+        expect(s3(action)[0]?.Resource, action).toEqual(s3("s3:PutObject")[0]?.Resource);
+      }
+      // ... read its own replication bucket, and delete objects there only (applied and superseded
+      // deltas; deleted image versions), never in the peer's.
+      const ownObjects = {
+        "Fn::Join": ["", [{ "Fn::GetAtt": [logicalId(self, self.storage.replication), "Arn"] }, "/*"]],
+      };
+      expect(s3("s3:GetObject").map((st) => st.Resource)).toEqual([ownObjects]);
+      expect(s3("s3:DeleteObject").map((st) => st.Resource)).toEqual([ownObjects]);
       // ... and send to the peer's replication queue, an ARN in the peer's region.
       const peerArn = JSON.stringify(self.resolve(self.peer.replicationQueueArn));
       expect(peerArn).toContain(`:sqs:${peer.region}:`);

@@ -1,15 +1,23 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { rm, stat } from "node:fs/promises";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { dirname, join } from "node:path";
+import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
+import { Upload } from "@aws-sdk/lib-storage";
+import type { TransferSettings } from "../../config.ts";
 import type { ReplicationMessage } from "../../messages/replication.ts";
 import type { PeerRegion, ReplicaInbox } from "../../ports/index.ts";
 import { sendJson } from "../sqs/queue.ts";
+
+const MiB = 1024 * 1024;
+/** S3's smallest part (but the last); 16 MiB parts reach S3's 10,000-part cap at about 156 GiB. */
+export const defaultPartSizeBytes = 16 * MiB;
+/** Lambda's default ephemeral storage. */
+export const defaultStagingLimitBytes = 512 * MiB;
 
 export function s3Client(endpoint?: string, region?: string): S3Client {
   // Path-style: the emulators (fauxqs) serve every bucket on one host.
@@ -26,19 +34,29 @@ export function s3PeerRegion(opts: {
   bucket: string;
   sqs: SQSClient;
   queueUrl: string;
+  transfer?: TransferSettings;
 }): PeerRegion {
+  const partSize = Math.max(5 * MiB, opts.transfer?.partSizeBytes ?? defaultPartSizeBytes);
   return {
     name: opts.name,
     async putFile(key, path) {
       const { size } = await stat(path);
-      await opts.s3.send(
-        new PutObjectCommand({
-          Bucket: opts.bucket,
-          Key: key,
-          Body: createReadStream(path),
-          ContentLength: size,
-        }),
-      );
+      // In parts, streamed from the file: no size limit but S3's own (10,000 parts), and a file
+      // smaller than one part is a single PutObject. A failed upload aborts its parts.
+      const body = createReadStream(path);
+      const upload = new Upload({
+        client: opts.s3,
+        params: { Bucket: opts.bucket, Key: key, Body: body },
+        partSize,
+        queueSize: 2,
+        leavePartsOnError: false,
+      });
+      try {
+        await upload.done();
+      } finally {
+        // A failed upload leaves the file open otherwise.
+        body.destroy();
+      }
       return size;
     },
     async putJson(key, body) {
@@ -52,16 +70,48 @@ export function s3PeerRegion(opts: {
   };
 }
 
+/** Refuses a stream once more than `limit` bytes went through it. */
+function capped(limit: number, key: string) {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (seen > limit) done(new Error(tooLarge(key, limit)));
+      else done(null, chunk);
+    },
+  });
+}
+
+const tooLarge = (key: string, limit: number) =>
+  `${key} is larger than the temporary storage limit (${limit} B): give it a destination`;
+
 /** This region's replication bucket, read by the apply side. */
-export function s3ReplicaInbox(s3: S3Client, bucket: string): ReplicaInbox {
+export function s3ReplicaInbox(s3: S3Client, bucket: string, transfer: TransferSettings = {}): ReplicaInbox {
+  const limit = transfer.stagingLimitBytes ?? defaultStagingLimitBytes;
   return {
-    async fetchFile(key) {
+    async fetchFile(key, destination) {
       const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      const path = join(tmpdir(), `pristine-inbox-${randomBytes(6).toString("hex")}.qcow2`);
+      const body = out.Body as Readable;
+      const staged = destination === undefined;
+      if (staged && (out.ContentLength ?? 0) > limit) {
+        body.destroy();
+        throw new Error(tooLarge(key, limit));
+      }
+      // Written beside its destination under a temporary name, synced, then renamed: a crash
+      // leaves a partial file that is never mistaken for a whole one.
+      const path =
+        destination ??
+        join(transfer.stagingDir ?? tmpdir(), `pristine-inbox-${randomBytes(6).toString("hex")}`);
+      const partial = `${path}.${randomBytes(6).toString("hex")}.part`;
+      await mkdir(dirname(path), { recursive: true });
       try {
-        await pipeline(out.Body as Readable, createWriteStream(path));
+        // flush: the file is fsynced before it is closed, so the rename publishes a whole file.
+        const sink = createWriteStream(partial, { flush: true });
+        await (staged ? pipeline(body, capped(limit, key), sink) : pipeline(body, sink));
+        await rename(partial, path);
       } catch (err) {
-        await rm(path, { force: true });
+        body.destroy();
+        await rm(partial, { force: true });
         throw err;
       }
       const { size } = await stat(path);

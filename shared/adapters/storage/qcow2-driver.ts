@@ -251,14 +251,21 @@ export function qcow2Driver(
   };
 }
 
-/** Puts a replicated image version's file in place, refusing one whose sha256 is not the source's. */
+/** Where a replicated image version is downloaded: beside its place in the image store. */
+export const incomingImagePath = (target: string) => `${target}.${randomBytes(6).toString("hex")}.incoming`;
+
+/**
+ * Puts a replicated image version's file in place, refusing one whose sha256 is not the source's.
+ * A file downloaded beside its place (incomingImagePath) is renamed into it; one elsewhere is copied.
+ */
 export async function installImageFile(target: string, file: string, sha256: string): Promise<void> {
   const actual = await sha256File(file);
   if (actual !== sha256) throw new Error(`replicated image ${target}: sha256 ${actual} != source ${sha256}`);
   await mkdir(dirname(target), { recursive: true });
   const tmp = tmpName(target);
   try {
-    await copyFile(file, tmp);
+    if (dirname(file) === dirname(target)) await rename(file, tmp);
+    else await copyFile(file, tmp);
     await chmod(tmp, 0o444);
     await rename(tmp, target);
   } finally {

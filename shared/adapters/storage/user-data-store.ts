@@ -25,6 +25,9 @@ export function userDataPaths(root: string) {
     disk: (r: UserDataRef, version: number) => join(user(r), `disk-v${version}.qcow2`),
     overlay: (r: UserDataRef, sessionId: string) => pathUnder(user(r), "sessions", `${sessionId}.qcow2`),
     delta: (r: UserDataRef, version: number) => join(user(r), "deltas", `v${version}.qcow2`),
+    /** A delta shipped by the peer, downloaded beside the disks it applies to (same filesystem). */
+    incoming: (r: UserDataRef, version: number) =>
+      join(user(r), "incoming", `v${version}.${randomBytes(6).toString("hex")}.qcow2`),
   };
 }
 
@@ -122,6 +125,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     },
     contentSha256: (ref, version) => contentSha256(paths.disk(ref, version)),
     deltaPath: (ref, version) => paths.delta(ref, version),
+    incomingDeltaPath: (ref, version) => paths.incoming(ref, version),
     async removeOverlay(ref, sessionId) {
       await rm(paths.overlay(ref, sessionId), { force: true });
     },

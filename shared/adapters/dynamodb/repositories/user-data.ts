@@ -3,6 +3,7 @@ import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
+import { tableSchema } from "../table-schema.ts";
 
 /** User data records and their changes (one item per committed version). */
 export function userDataRepository(t: Table): UserDataRepository {
@@ -89,12 +90,63 @@ export function userDataRepository(t: Table): UserDataRepository {
     listChanges: (tenantId) =>
       t.byPrefix(entities.userDataChange, keys.userDataChangePartition(tenantId), keys.userDataChangePrefix),
     async markShipped(r, n, at, bytes) {
+      // The first ship of a change adds its bytes to the user's total (which outlives the change
+      // record once it expires); a ship again only refreshes the change's own figure.
+      const first = await transact(t.doc, {
+        change: {
+          Update: {
+            TableName: t.name,
+            Key: keys.userDataChange(r.tenantId, r.userId, n),
+            UpdateExpression: "SET shippedAt = :at, shippedBytes = :b",
+            ConditionExpression: "attribute_exists(pk) AND attribute_not_exists(shippedBytes)",
+            ExpressionAttributeValues: { ":at": at, ":b": bytes },
+          },
+        },
+        user: {
+          Update: {
+            TableName: t.name,
+            Key: keys.userData(r.tenantId, r.userId),
+            UpdateExpression: "ADD shippedBytes :b",
+            ConditionExpression: "attribute_exists(pk)",
+            ExpressionAttributeValues: { ":b": bytes },
+          },
+        },
+      });
+      if (first.ok) return;
       await t.tryUpdate({
         Key: keys.userDataChange(r.tenantId, r.userId, n),
         UpdateExpression: "SET shippedAt = if_not_exists(shippedAt, :at), shippedBytes = :b",
         ConditionExpression: "attribute_exists(pk)",
         ExpressionAttributeValues: { ":at": at, ":b": bytes },
       });
+    },
+    async expireChanges(r, through, expiresAt) {
+      const open = await t.queryItems({
+        KeyConditionExpression: "pk = :pk AND sk BETWEEN :from AND :to",
+        // The user's own changes (a user id may hold '#'), not yet given an expiry.
+        FilterExpression: "userId = :u AND attribute_not_exists(#ttl)",
+        ExpressionAttributeNames: { "#ttl": tableSchema.ttlAttribute },
+        ExpressionAttributeValues: {
+          ":pk": keys.userDataChangePartition(r.tenantId),
+          ":u": r.userId,
+          ":from": keys.userDataChange(r.tenantId, r.userId, 1).sk,
+          ":to": keys.userDataChange(r.tenantId, r.userId, through).sk,
+        },
+        ProjectionExpression: "pk, sk",
+        ConsistentRead: true,
+      });
+      let marked = 0;
+      for (const item of open) {
+        const set = await t.tryUpdate({
+          Key: { pk: item.pk, sk: item.sk },
+          UpdateExpression: "SET #ttl = :x",
+          ConditionExpression: "attribute_exists(pk) AND attribute_not_exists(#ttl)",
+          ExpressionAttributeNames: { "#ttl": tableSchema.ttlAttribute },
+          ExpressionAttributeValues: { ":x": expiresAt },
+        });
+        if (set) marked++;
+      }
+      return marked;
     },
     async markReplicated(r, n, at) {
       // Monotonic: an older acknowledgement changes nothing.
