@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { connect, createServer, type Socket } from "node:net";
-import { inject } from "vitest";
+import { expect, inject } from "vitest";
 import type { RegionOptions } from "../../local/region.ts";
-import { startTestRegion, type TestRegion, waitFor } from "./harness.ts";
+import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
+import { expectStatus, run, startTestRegion, type TestRegion, waitFor } from "./harness.ts";
 
 /**
  * A TCP proxy in front of the emulators: the primary reaches its peer through it, and a test cuts
@@ -102,4 +103,57 @@ export async function runDrill(dr: TestRegion, key: string, pools: string[], tim
     250,
   );
   return report;
+}
+
+/** A user's data-disk file of a version in a region. */
+export const userDataDisk = (r: TestRegion, tenantId: string, userId: string, version: number) =>
+  userDataPaths(r.region.app.config.dr?.userDataPath ?? "").disk({ tenantId, userId }, version);
+
+/**
+ * One session of a user that changes their data: logon (the data is ATTACHING at once), the data
+ * disk attached, `size` bytes of `pattern` written at `offset` into it, logoff. Returns its id.
+ */
+export async function changeUserData(
+  r: TestRegion,
+  tenant: { tenantId: string; key: string },
+  poolId: string,
+  userId: string,
+  write: { pattern: number; offset?: string; size?: string },
+): Promise<string> {
+  const { key } = tenant;
+  const logon = expectStatus(
+    await r.api("POST", `/v1/pools/${poolId}/logons`, { key, body: { userId } }),
+    200,
+  );
+  expect(logon.userData).toEqual({ state: "ATTACHING" });
+  await waitFor(`${userId}'s data attached`, async () => {
+    const s = await r.api("GET", `/v1/sessions/${logon.sessionId}`, { key });
+    return s.body.userData?.state === "ATTACHED";
+  });
+  const overlay = r.region.app.ports.userDataStore.overlayPath(
+    { tenantId: tenant.tenantId, userId },
+    logon.sessionId,
+  );
+  const what = `write -P ${write.pattern} ${write.offset ?? "0"} ${write.size ?? "1M"}`;
+  await run("qemu-io", ["-f", "qcow2", "-c", what, overlay]);
+  expectStatus(await r.api("POST", `/v1/sessions/${logon.sessionId}/logoff`, { key }), 200);
+  return logon.sessionId as string;
+}
+
+/** Waits until this region's peer has applied and verified the user's data up to `version`. */
+export async function replicatedFrom(
+  r: TestRegion,
+  key: string,
+  userId: string,
+  version: number,
+  timeoutMs = 90_000,
+) {
+  await waitFor(
+    `${userId} v${version} replicated from ${r.region.name}`,
+    async () => {
+      const status = expectStatus(await r.api("GET", "/v1/dr/replication", { key }), 200);
+      return status.users.some((u: any) => u.userId === userId && u.replicatedVersion >= version);
+    },
+    timeoutMs,
+  );
 }

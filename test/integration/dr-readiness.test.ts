@@ -5,10 +5,9 @@
  * in both regions, and a failure is a metric (alarmed in the stacks).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
 import { readinessCheckId } from "../../shared/domain/readiness.ts";
 import { runReplicationMessage } from "../../shared/workers/dr-handlers.ts";
-import { type RegionPair, startRegionPair } from "./dr-harness.ts";
+import { changeUserData, type RegionPair, startRegionPair, userDataDisk } from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyPool, run, type TestRegion, waitFor } from "./harness.ts";
 
 /** The readiness schedule's period here: short, so a report follows within a few seconds. */
@@ -50,21 +49,10 @@ afterAll(async () => {
 
 const ref = (userId: string) => ({ tenantId: tenant.tenantId, userId });
 const diskOf = (r: TestRegion, userId: string, version: number) =>
-  userDataPaths(r.region.app.config.dr?.userDataPath ?? "").disk(ref(userId), version);
+  userDataDisk(r, tenant.tenantId, userId, version);
 
-async function session(r: TestRegion, userId: string, pattern: number) {
-  const logon = expectStatus(
-    await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId } }),
-    200,
-  );
-  await waitFor(`${userId}'s data attached`, async () => {
-    const s = await r.api("GET", `/v1/sessions/${logon.sessionId}`, { key: tenant.key });
-    return s.body.userData?.state === "ATTACHED";
-  });
-  const overlay = r.region.app.ports.userDataStore.overlayPath(ref(userId), logon.sessionId);
-  await run("qemu-io", ["-f", "qcow2", "-c", `write -P ${pattern} 0 1M`, overlay]);
-  expectStatus(await r.api("POST", `/v1/sessions/${logon.sessionId}/logoff`, { key: tenant.key }), 200);
-}
+const session = (r: TestRegion, userId: string, pattern: number) =>
+  changeUserData(r, tenant, poolId, userId, { pattern });
 
 async function replicated(userId: string, version: number) {
   await waitFor(

@@ -3,10 +3,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { s3Client, s3PeerRegion } from "../../shared/adapters/s3/replication-bucket.ts";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
 import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts";
-import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { replicationKeys } from "../../shared/messages/replication.ts";
-import { type RegionPair, runDrill, startRegionPair, waitForDrained } from "./dr-harness.ts";
+import {
+  changeUserData,
+  type RegionPair,
+  replicatedFrom,
+  runDrill,
+  startRegionPair,
+  userDataDisk,
+  waitForDrained,
+} from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyPool, run, type TestRegion, waitFor } from "./harness.ts";
 
 // The primary must see a failover at once, not after the key cache's minute.
@@ -28,35 +35,14 @@ afterAll(async () => {
 
 const ref = (userId: string) => ({ tenantId: tenant.tenantId, userId });
 const diskOf = (r: TestRegion, userId: string, version: number) =>
-  userDataPaths(r.region.app.config.dr?.userDataPath ?? "").disk(ref(userId), version);
+  userDataDisk(r, tenant.tenantId, userId, version);
 
-/** Logs a user on, waits for their data disk, writes `pattern` at `offset` into it, logs off. */
-async function session(r: TestRegion, userId: string, pattern: number, offset: string, pool = poolId) {
-  const logon = expectStatus(
-    await r.api("POST", `/v1/pools/${pool}/logons`, { key: tenant.key, body: { userId } }),
-    200,
-  );
-  expect(logon.userData).toEqual({ state: "ATTACHING" });
-  await waitFor(`${userId}'s data attached`, async () => {
-    const s = await r.api("GET", `/v1/sessions/${logon.sessionId}`, { key: tenant.key });
-    return s.body.userData?.state === "ATTACHED";
-  });
-  const overlay = r.region.app.ports.userDataStore.overlayPath(ref(userId), logon.sessionId);
-  await run("qemu-io", ["-f", "qcow2", "-c", `write -P ${pattern} ${offset} 1M`, overlay]);
-  expectStatus(await r.api("POST", `/v1/sessions/${logon.sessionId}/logoff`, { key: tenant.key }), 200);
-  return logon.sessionId as string;
-}
+/** Logs a user on, writes 1 MiB of `pattern` at `offset` into their data disk, logs off. */
+const session = (r: TestRegion, userId: string, pattern: number, offset: string, pool = poolId) =>
+  changeUserData(r, tenant, pool, userId, { pattern, offset });
 
-async function replicated(r: TestRegion, userId: string, version: number) {
-  await waitFor(
-    `${userId} v${version} replicated from ${r.region.name}`,
-    async () => {
-      const status = expectStatus(await r.api("GET", "/v1/dr/replication", { key: tenant.key }), 200);
-      return status.users.some((u: any) => u.userId === userId && u.replicatedVersion >= version);
-    },
-    60_000,
-  );
-}
+const replicated = (r: TestRegion, userId: string, version: number) =>
+  replicatedFrom(r, tenant.key, userId, version, 60_000);
 
 async function readsBack(path: string, pattern: number, offset: string) {
   await run("qemu-io", ["-f", "qcow2", "-r", "-U", "-c", `read -P ${pattern} ${offset} 1M`, path]).then(

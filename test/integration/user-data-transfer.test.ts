@@ -14,7 +14,13 @@ import { s3Client } from "../../shared/adapters/s3/replication-bucket.ts";
 import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts";
 import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
 import { replicationKeys } from "../../shared/messages/replication.ts";
-import { type RegionPair, startRegionPair } from "./dr-harness.ts";
+import {
+  changeUserData,
+  type RegionPair,
+  replicatedFrom,
+  startRegionPair,
+  userDataDisk,
+} from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyPool, run, type TestRegion, waitFor } from "./harness.ts";
 
 const MiB = 1024 * 1024;
@@ -47,33 +53,14 @@ afterAll(async () => {
 
 const ref = (userId: string) => ({ tenantId: tenant.tenantId, userId });
 const diskOf = (r: TestRegion, userId: string, version: number) =>
-  userDataPaths(r.region.app.config.dr?.userDataPath ?? "").disk(ref(userId), version);
+  userDataDisk(r, tenant.tenantId, userId, version);
 
 /** Logs a user on, writes `size` of `pattern` at `offset` into their data disk, logs off. */
-async function session(r: TestRegion, userId: string, pattern: number, offset: string, size: string) {
-  const logon = expectStatus(
-    await r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId } }),
-    200,
-  );
-  await waitFor(`${userId}'s data attached`, async () => {
-    const s = await r.api("GET", `/v1/sessions/${logon.sessionId}`, { key: tenant.key });
-    return s.body.userData?.state === "ATTACHED";
-  });
-  const overlay = r.region.app.ports.userDataStore.overlayPath(ref(userId), logon.sessionId);
-  await run("qemu-io", ["-f", "qcow2", "-c", `write -P ${pattern} ${offset} ${size}`, overlay]);
-  expectStatus(await r.api("POST", `/v1/sessions/${logon.sessionId}/logoff`, { key: tenant.key }), 200);
-}
+const session = (r: TestRegion, userId: string, pattern: number, offset: string, size: string) =>
+  changeUserData(r, tenant, poolId, userId, { pattern, offset, size });
 
-async function replicated(r: TestRegion, userId: string, version: number) {
-  await waitFor(
-    `${userId} v${version} replicated from ${r.region.name}`,
-    async () => {
-      const status = expectStatus(await r.api("GET", "/v1/dr/replication", { key: tenant.key }), 200);
-      return status.users.some((u: any) => u.userId === userId && u.replicatedVersion >= version);
-    },
-    90_000,
-  );
-}
+const replicated = (r: TestRegion, userId: string, version: number) =>
+  replicatedFrom(r, tenant.key, userId, version);
 
 async function readsBack(path: string, pattern: number, offset: string, size: string) {
   const { stdout } = await run("qemu-io", [
