@@ -42,7 +42,7 @@ export function assertMatchesContract(
 ): void {
   const path = new URL(url, "http://x").pathname;
   const where = `${method} ${path} answered ${answer.status}`;
-  const operation = templates.find((t) => t.regex.test(path))?.operations[method.toLowerCase()];
+  const operation = templates.find((t) => t.regex.exec(path) !== null)?.operations[method.toLowerCase()];
   let schema: object | undefined;
   let type: string;
   if (answer.status >= 400) {
