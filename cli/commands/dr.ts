@@ -1,6 +1,7 @@
 /** Disaster recovery: replication status, drills (--wait), failover and failback (on the DR region). */
 import type { Command } from "commander";
 import { type Drill, type DrState, drillPhases } from "../../shared/domain/model.ts";
+import type { ReadinessStatus, ReplicationStatus } from "../../shared/http/responses.ts";
 import * as s from "../../shared/http/schemas.ts";
 import { integer, validBody, validId } from "../args.ts";
 import type { ApiClient } from "../client.ts";
@@ -21,15 +22,6 @@ export function drillProgress(drill: Drill): Progress {
       ? { failed: `drill ${drill.drillId}: ${drill.error ?? "no reason given"}` }
       : {}),
   };
-}
-
-interface ReplicationStatus {
-  region: string;
-  peer?: string;
-  pendingChanges: number;
-  oldestPendingAgeMs: number;
-  bytesShipped: number;
-  dr: Omit<DrState, "standbyPools"> & { standbyPools: string[]; imagesShipped: number };
 }
 
 const ms = (n: number | undefined) => (n === undefined ? undefined : `${(n / 1000).toFixed(1)} s`);
@@ -73,9 +65,29 @@ async function showDrill(cmd: Command, client: ApiClient, drillId: string, f: Wa
 }
 
 export function drCommands(program: Command): void {
-  program
-    .command("replication")
-    .description("DR replication")
+  const replication = program.command("replication").description("DR replication");
+  replication
+    .command("readiness")
+    .description("the last readiness check: users' data, image versions and pools verified in DR")
+    .option("--dr", "ask the DR region (the check it ran) instead of the primary (the report it received)")
+    .action(async (f: { dr?: boolean }, cmd: Command) => {
+      const client = await api(cmd, f.dr ? "dr" : "primary");
+      show(cmd, await client.json<ReadinessStatus>("GET", "/v1/dr/readiness"), (r) => {
+        printFields([
+          ["region", r.region],
+          ["peer", r.peer],
+          ["current RPO", ms(r.currentRpoMs)],
+          ["overdue", r.overdue],
+          ["checked", r.report ? `${r.report.checkedAt} by ${r.report.checkedRegion}` : "never"],
+          ["ok", r.report?.ok],
+          ["users", r.report ? `${r.report.users.length} sampled of ${r.report.usersTotal}` : undefined],
+          ["image versions", r.report?.imageVersionsChecked],
+          ["pools", r.report?.poolsChecked],
+          ["failures", r.report?.failures.map((x) => `${x.kind} ${x.id}: ${x.reason}`).join("; ")],
+        ]);
+      });
+    });
+  replication
     .command("status")
     .description("replication backlog and DR state of a region for the tenant")
     .option("--dr", "ask the DR region (its standby pools) instead of the primary")

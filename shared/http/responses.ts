@@ -17,7 +17,14 @@ import type {
   Tenant,
 } from "../domain/model.ts";
 
-import type { drill, drState, metricSeries, readinessReport, replicationStatus } from "./responses/dr.ts";
+import type {
+  drill,
+  drState,
+  metricSeries,
+  readinessReport,
+  readinessStatus,
+  replicationStatus,
+} from "./responses/dr.ts";
 import type {
   datastore,
   datastoreUsage,
@@ -70,5 +77,6 @@ export type LogonResult = z.infer<typeof logonResult>;
 export type StorageReport = z.infer<typeof storageReport>;
 export type SpaceFigures = StorageReport["total"];
 export type ReplicationStatus = z.infer<typeof replicationStatus>;
+export type ReadinessStatus = z.infer<typeof readinessStatus>;
 export type DatastoreUsage = z.infer<typeof datastoreUsage>;
 export type MetricSeries = z.infer<typeof metricSeries>;

@@ -187,6 +187,13 @@ describe("against npm start", () => {
     expect(await apiGet(`/v1/dr/drills/${drill.drillId}`, tenantKey, drApi)).toMatchObject({
       state: "SUCCEEDED",
     });
+
+    const readiness = await json([...acme, "replication", "readiness"]);
+    const readinessFromApi = await apiGet("/v1/dr/readiness");
+    expect(readiness).toMatchObject({ region: readinessFromApi.region, periodMs: readinessFromApi.periodMs });
+    const shown = await cli([...acme, "replication", "readiness"]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/current RPO/);
   });
 
   it("exits 2 on a bad argument, 3 on a refusal, 4 when unreachable: one line on stderr each", async () => {

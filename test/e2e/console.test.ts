@@ -254,6 +254,16 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
     await page.locator('nav button[data-tab="DR"]').click();
     await page.locator('[data-testid="replication-chart"] canvas').waitFor();
     await page.getByText(/drills run in the DR region/).waitFor();
+    // The readiness panel says what the API says: no check has run yet in this young stack.
+    const readiness = await call<{ overdue: boolean; report?: unknown }>(
+      api,
+      tenantKey,
+      "GET",
+      "/v1/dr/readiness",
+    );
+    const panel = page.getByTestId("readiness-panel");
+    await panel.getByText("current RPO").waitFor();
+    if (!readiness.body.report) expect(await panel.textContent()).toContain("never");
     await shot("dr-primary");
 
     // Alice logs off: her data's new version reaches DR, so the drill has a user to verify.

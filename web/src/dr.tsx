@@ -5,8 +5,59 @@ import { Chart, lineOptions, pairedBarOptions } from "./chart.tsx";
 import { bytes, duration, time } from "./format.ts";
 import { usePoll } from "./hooks.ts";
 import { Tile } from "./storage.tsx";
-import type { Drill, Replication } from "./types.ts";
+import type { Drill, Readiness, Replication } from "./types.ts";
 import { ErrorLine } from "./ui.tsx";
+
+/** The last readiness check: users' data, image versions and pools verified in DR without desktops. */
+export function ReadinessPanel() {
+  const status = usePoll(() => getJson<Readiness>("/v1/dr/readiness"), 10_000, []);
+  const r = status.data;
+  const report = r?.report;
+  return (
+    <section class="panel" data-testid="readiness-panel">
+      <h2>
+        Readiness{" "}
+        <small>{r ? `checked every ${duration(r.periodMs)}, ${r.sampleUsers} users at a time` : ""}</small>
+      </h2>
+      <ErrorLine error={status.error} />
+      {r && (
+        <div class="tiles">
+          <Tile
+            label={r.overdue ? "overdue: no recent check" : `checked ${time(report?.checkedAt)}`}
+            value={report ? (report.ok ? "ready" : `${report.failures.length} failed`) : "never"}
+          />
+          <Tile label="current RPO" value={duration(r.currentRpoMs)} />
+          <Tile
+            label="users sampled"
+            value={report ? `${report.users.length} / ${report.usersTotal}` : "—"}
+          />
+          <Tile label="image versions" value={String(report?.imageVersionsChecked ?? "—")} />
+          <Tile label="pools" value={String(report?.poolsChecked ?? "—")} />
+        </div>
+      )}
+      {report && report.failures.length > 0 && (
+        <table class="grid">
+          <thead>
+            <tr>
+              <th>what</th>
+              <th>id</th>
+              <th>why</th>
+            </tr>
+          </thead>
+          <tbody>
+            {report.failures.map((f) => (
+              <tr key={`${f.kind}:${f.id}`} class="error-text">
+                <td>{f.kind}</td>
+                <td class="mono">{f.id}</td>
+                <td>{f.reason}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
 
 /** This region's replication to its peer: the backlog now, and its lag as seen since the page opened. */
 export function ReplicationPanel() {

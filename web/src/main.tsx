@@ -3,7 +3,7 @@ import "./app.css";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, getJson, storedKey } from "./api.ts";
-import { DrillsPanel, ReplicationPanel } from "./dr.tsx";
+import { DrillsPanel, ReadinessPanel, ReplicationPanel } from "./dr.tsx";
 import { MetricsPanel } from "./metrics.tsx";
 import { DatastoresPanel } from "./operator.tsx";
 import { PoolDesktops, PoolsPanel } from "./pools.tsx";
@@ -113,6 +113,7 @@ function TenantConsole() {
       {tab === "DR" && (
         <>
           <ReplicationPanel />
+          <ReadinessPanel />
           <DrillsPanel />
         </>
       )}

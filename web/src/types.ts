@@ -5,6 +5,7 @@ import type { ConnectionInfo, Desktop, Drill, Pool, Session } from "../../shared
 export type {
   DatastoreUsage as Datastore,
   MetricSeries as Metrics,
+  ReadinessStatus as Readiness,
   RecomposeProgress,
   ReplicationStatus as Replication,
   SpaceFigures,
