@@ -72,6 +72,8 @@ export async function ensureDrResources(opts: {
       name: opts.peer.name,
       bucket: `${peerPrefix}-replication`,
       replicationQueueUrl: peerQueue.url,
+      // As local/region.ts names a region's table.
+      tableName: `${peerPrefix}-table`,
       ...(opts.peer.sqsEndpoint ? { sqsEndpoint: opts.peer.sqsEndpoint } : {}),
       ...(opts.peer.s3Endpoint ? { s3Endpoint: opts.peer.s3Endpoint } : {}),
     };

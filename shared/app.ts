@@ -1,6 +1,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { documentClient, dynamoClient } from "./adapters/dynamodb/client.ts";
+import { dynamoPeerFence } from "./adapters/dynamodb/peer-fence.ts";
 import { dynamoRepositories } from "./adapters/dynamodb/repositories/index.ts";
 import { eventBridgeBus, noBus, queueBus } from "./adapters/events/event-bus.ts";
 import { type FlushingRecorder, metricRecorder } from "./adapters/metrics/recorder.ts";
@@ -63,21 +64,28 @@ function drPorts(config: PristineConfig, sqs: SQSClient) {
     userDataJobs: sqsUserDataJobQueue(sqs, dr.userDataQueueUrl),
     replication: sqsReplicationQueue(sqs, dr.replicationQueueUrl),
     peer: peer
-      ? s3PeerRegion({
-          name: peer.name,
-          bucket: peer.bucket,
-          queueUrl: peer.replicationQueueUrl,
-          // The peer may be reached through other endpoints than this region's own (locally: a fault proxy).
-          ...(dr.transfer ? { transfer: dr.transfer } : {}),
-          s3:
-            peer.s3Endpoint || peer.awsRegion
-              ? s3Client(peer.s3Endpoint, peer.awsRegion ?? config.awsRegion)
-              : s3,
-          sqs:
-            peer.sqsEndpoint || peer.awsRegion
-              ? sqsClient(peer.sqsEndpoint, peer.awsRegion ?? config.awsRegion)
-              : sqs,
-        })
+      ? {
+          ...s3PeerRegion({
+            name: peer.name,
+            bucket: peer.bucket,
+            queueUrl: peer.replicationQueueUrl,
+            // The peer may be reached through other endpoints than this region's own (locally: a fault proxy).
+            ...(dr.transfer ? { transfer: dr.transfer } : {}),
+            s3:
+              peer.s3Endpoint || peer.awsRegion
+                ? s3Client(peer.s3Endpoint, peer.awsRegion ?? config.awsRegion)
+                : s3,
+            sqs:
+              peer.sqsEndpoint || peer.awsRegion
+                ? sqsClient(peer.sqsEndpoint, peer.awsRegion ?? config.awsRegion)
+                : sqs,
+          }),
+          fence: dynamoPeerFence({
+            tableName: peer.tableName,
+            endpoint: peer.dynamodbEndpoint ?? config.endpoints.dynamodb,
+            awsRegion: peer.awsRegion ?? config.awsRegion,
+          }),
+        }
       : undefined,
     inbox: s3ReplicaInbox(s3, dr.replicationBucket ?? "", dr.transfer),
     region: {

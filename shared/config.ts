@@ -64,8 +64,11 @@ export interface DrConfig {
     name: string;
     bucket: string;
     replicationQueueUrl: string;
-    /** The peer's AWS region (its bucket and queue are reached there). */
+    /** The peer's table: a failover fences the tenant in it directly (never through a queue). */
+    tableName?: string;
+    /** The peer's AWS region (its bucket, queue and table are reached there). */
     awsRegion?: string;
+    dynamodbEndpoint?: string;
     sqsEndpoint?: string;
     s3Endpoint?: string;
   };
@@ -124,7 +127,9 @@ const envSchema = z.object({
   PRISTINE_PEER_REGION_NAME: z.string().optional(),
   PRISTINE_PEER_BUCKET: z.string().optional(),
   PRISTINE_PEER_REPLICATION_QUEUE_URL: z.url().optional(),
+  PRISTINE_PEER_TABLE_NAME: z.string().optional(),
   PRISTINE_PEER_AWS_REGION: z.string().optional(),
+  PRISTINE_PEER_DYNAMODB_ENDPOINT: z.string().optional(),
   PRISTINE_PEER_SQS_ENDPOINT: z.string().optional(),
   PRISTINE_PEER_S3_ENDPOINT: z.string().optional(),
   /** Only agents poll it (in AWS the logoff function's event source does). */
@@ -314,7 +319,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
               name: e.PRISTINE_PEER_REGION_NAME,
               bucket: e.PRISTINE_PEER_BUCKET,
               replicationQueueUrl: e.PRISTINE_PEER_REPLICATION_QUEUE_URL,
+              ...(e.PRISTINE_PEER_TABLE_NAME ? { tableName: e.PRISTINE_PEER_TABLE_NAME } : {}),
               ...(e.PRISTINE_PEER_AWS_REGION ? { awsRegion: e.PRISTINE_PEER_AWS_REGION } : {}),
+              ...(e.PRISTINE_PEER_DYNAMODB_ENDPOINT
+                ? { dynamodbEndpoint: e.PRISTINE_PEER_DYNAMODB_ENDPOINT }
+                : {}),
               ...(e.PRISTINE_PEER_SQS_ENDPOINT ? { sqsEndpoint: e.PRISTINE_PEER_SQS_ENDPOINT } : {}),
               ...(e.PRISTINE_PEER_S3_ENDPOINT ? { s3Endpoint: e.PRISTINE_PEER_S3_ENDPOINT } : {}),
             },
@@ -381,7 +390,9 @@ export function configEnvironment(config: PristineConfig): Record<string, string
     ["PRISTINE_PEER_REGION_NAME", peer?.name],
     ["PRISTINE_PEER_BUCKET", peer?.bucket],
     ["PRISTINE_PEER_REPLICATION_QUEUE_URL", peer?.replicationQueueUrl],
+    ["PRISTINE_PEER_TABLE_NAME", peer?.tableName],
     ["PRISTINE_PEER_AWS_REGION", peer?.awsRegion],
+    ["PRISTINE_PEER_DYNAMODB_ENDPOINT", peer?.dynamodbEndpoint],
     ["PRISTINE_PEER_SQS_ENDPOINT", peer?.sqsEndpoint],
     ["PRISTINE_PEER_S3_ENDPOINT", peer?.s3Endpoint],
   ];

@@ -101,6 +101,7 @@ export class Api extends Construct {
       layers: props.qemuImgLayer ? [props.qemuImgLayer] : undefined,
     });
     grantTableReadWrite(table, this.handler.role);
+    props.peer.grantFence(this.handler.role);
     queues.grantSendCloneJobs(this.handler.fn);
     grantSend(queues.byKind.replication.queue, this.handler.role);
     grantSend(queues.byKind["user-data"].queue, this.handler.role);

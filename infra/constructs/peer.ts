@@ -1,7 +1,7 @@
 import { ArnFormat, Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type { IConstruct } from "constructs";
-import { bucketName, queueName, queueUrl, regionName } from "../names.ts";
+import { bucketName, queueName, queueUrl, regionName, tableName } from "../names.ts";
 import { grantObjectWrite } from "./storage.ts";
 
 /**
@@ -19,6 +19,9 @@ export class PeerRegion {
   readonly replicationQueueName: string;
   readonly replicationQueueUrl: string;
   readonly replicationQueueArn: string;
+  /** The peer's table, where a failover run in this region fences the tenant. */
+  readonly tableName: string;
+  readonly tableArn: string;
 
   constructor(scope: IConstruct, stage: string, peerRegion: string) {
     const stack = Stack.of(scope);
@@ -46,6 +49,13 @@ export class PeerRegion {
       resource: this.replicationQueueName,
       arnFormat: ArnFormat.NO_RESOURCE_NAME,
     });
+    this.tableName = tableName(stage);
+    this.tableArn = stack.formatArn({
+      service: "dynamodb",
+      region: peerRegion,
+      resource: "table",
+      resourceName: this.tableName,
+    });
   }
 
   /**
@@ -59,7 +69,19 @@ export class PeerRegion {
       PRISTINE_PEER_BUCKET: this.bucketName,
       PRISTINE_PEER_REPLICATION_QUEUE_URL: this.replicationQueueUrl,
       PRISTINE_PEER_AWS_REGION: this.awsRegion,
+      PRISTINE_PEER_TABLE_NAME: this.tableName,
     };
+  }
+
+  /**
+   * UpdateItem on the peer's table: the failover (the api function) fences the tenant there
+   * directly, so the primary refuses its logons from the moment the failover answers. Without
+   * a route to the peer region (isolated subnets) the fence arrives by the replication queue.
+   */
+  grantFence(role: iam.IRole): void {
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ["dynamodb:UpdateItem"], resources: [this.tableArn] }),
+    );
   }
 
   /** PutObject into the peer's replication bucket and SendMessage(Batch) to its replication queue. */

@@ -6,6 +6,7 @@
 import type { Ports } from "../ports/index.ts";
 import { assertActive, requirePool } from "./common.ts";
 import { connect } from "./connection.ts";
+import { assertNotFenced } from "./dr.ts";
 import { DomainError, noDesktopAvailable } from "./errors.ts";
 import { newSessionId } from "./ids.ts";
 import type { ConnectionInfo, Desktop, Pool, Session } from "./model.ts";
@@ -19,7 +20,10 @@ export interface LogonResult {
   userData?: { state: "ATTACHING" };
 }
 
-type LogonPorts = Pick<Ports, "pools" | "desktops" | "sessions" | "clock" | "userDataJobs" | "jobs">;
+type LogonPorts = Pick<
+  Ports,
+  "pools" | "desktops" | "sessions" | "clock" | "userDataJobs" | "jobs" | "dr" | "peer"
+>;
 
 const maxRounds = 200;
 
@@ -45,7 +49,11 @@ export async function logon(
   poolId: string,
   userId: string,
 ): Promise<LogonResult> {
-  if ((await assignmentOf(ports, tenantId, poolId)) === "dedicated")
+  const [, assignment] = await Promise.all([
+    assertNotFenced(ports, tenantId),
+    assignmentOf(ports, tenantId, poolId),
+  ]);
+  if (assignment === "dedicated")
     return attachingUserData(ports, await dedicatedLogon(ports, tenantId, poolId, userId));
   // Floating: no read before the claim. A reconnecting user fails the user-lock condition and is
   // answered from the lock; an unknown or draining pool has no free desktop.

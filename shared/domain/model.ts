@@ -154,6 +154,7 @@ export const sessionEndings = [
   "recompose",
   "orphaned",
   "desktop-failure",
+  "failover",
 ] as const;
 export type SessionEnding = (typeof sessionEndings)[number];
 
@@ -234,6 +235,8 @@ export interface UserData {
   replicatedAt?: string;
   /** Bytes this region shipped of the user's changes, each change once (outlives expired changes). */
   shippedBytes?: number;
+  /** The DR epoch the latest version was made in (see DrState.epoch); 0 when absent. */
+  epoch?: number;
 }
 
 export type UserDataRef = Pick<UserData, "tenantId" | "userId">;
@@ -253,11 +256,55 @@ export interface UserDataChange {
   shippedBytes?: number;
   /** When the peer region applied and verified it. */
   replicatedAt?: string;
+  /** The DR epoch it was made in; 0 when absent. */
+  epoch?: number;
+  /** Content checksum of the version it was made on (the peer checks it has that very version). */
+  baseSha256?: string;
+  /**
+   * When the peer answered that its own history of a later epoch supersedes this change: it is
+   * not shipped again, and becomes a fork here when the peer's version arrives.
+   */
+  supersededAt?: string;
   /**
    * Epoch seconds after which the table may delete the record: set once both regions have the
    * change and a later version exists (never on the latest or an unreplicated change).
    */
   expiresAt?: number;
+}
+
+/**
+ * A fork: a user's data that the current history does not contain, kept whole (never lost) until
+ * the tenant resolves it. Made in a region that was failed over from (a session committed after
+ * the fence), or when the peer's history of a later epoch replaces versions only this region had.
+ */
+export const forkCauses = ["committed-while-fenced", "superseded-by-failover"] as const;
+export const forkStates = ["OPEN", "RESOLVING", "RESOLVED"] as const;
+/** `current`: the fork is dropped; `fork`: its content becomes the user's next version. */
+export const forkResolutions = ["current", "fork"] as const;
+export type ForkResolution = (typeof forkResolutions)[number];
+
+export interface UserDataFork {
+  tenantId: string;
+  forkId: string;
+  userId: string;
+  cause: (typeof forkCauses)[number];
+  state: (typeof forkStates)[number];
+  /** The region whose user-data store holds the fork's disk. */
+  region: string;
+  /** The epoch its content was made in. */
+  epoch: number;
+  /** The last version the fork shares with the current history. */
+  baseVersion: number;
+  /** The versions the fork's history had (superseded), or the session it holds (fenced commit). */
+  versions?: number[];
+  sessionId?: string;
+  sha256: string;
+  sizeBytes: number;
+  createdAt: string;
+  keep?: ForkResolution;
+  resolvedAt?: string;
+  /** With `keep: "fork"`: the version that holds the fork's content now. */
+  resolvedVersion?: number;
 }
 
 export type UserDataState = "ATTACHING" | "ATTACHED" | "READ_ONLY" | "COMMITTING" | "COMMITTED";
@@ -267,6 +314,16 @@ export interface DrState {
   tenantId: string;
   /** Primary: the tenant is served by the peer. DR: this region serves the tenant. */
   failedOver?: boolean;
+  /**
+   * The tenant's DR epoch, as this region knows it: raised by each failover and each completed
+   * failback, so a change made on the other side of one is recognised (see UserDataFork).
+   */
+  epoch?: number;
+  /**
+   * This region must not serve the tenant: set by the DR region's failover in this region's table
+   * directly (not through a cache); logons are refused and sessions' commits become forks.
+   */
+  fenced?: boolean;
   failedOverAt?: string;
   failingBack?: boolean;
   failedBackAt?: string;

@@ -139,6 +139,18 @@ export const problemCatalogue = {
     title: "Not failed over",
     when: "A failback of a tenant that is not failed over to this region.",
   },
+  forkResolved: {
+    slug: "fork-resolved",
+    status: 409,
+    title: "Fork already resolved",
+    when: "A resolution of a user-data fork that was already resolved (or is being resolved) the other way.",
+  },
+  userDataInUse: {
+    slug: "user-data-in-use",
+    status: 409,
+    title: "User data in use",
+    when: "The user is logged on (their data disk has a writer): a fork is resolved once they log off.",
+  },
   poolDeleted: {
     slug: "pool-deleted",
     status: 410,

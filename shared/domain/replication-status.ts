@@ -43,7 +43,10 @@ export async function replicationBacklog(
   const now = ports.clock.now().getTime();
   const byUser = new Map<string, UserData>(users.map((u) => [u.userId, u]));
   const outgoing = changes.filter((c) => c.origin === ports.region.name);
-  const pending = outgoing.filter((c) => (byUser.get(c.userId)?.replicatedVersion ?? 0) < c.version);
+  // A change the peer's later history superseded is not waited for: it waits here as a fork.
+  const pending = outgoing.filter(
+    (c) => !c.supersededAt && (byUser.get(c.userId)?.replicatedVersion ?? 0) < c.version,
+  );
   // Over the change records still there: changes expire a week after they are replicated and
   // superseded, so the percentiles are those of recent changes (and of each user's latest).
   const rpo = rpoPercentiles(outgoing);
@@ -78,16 +81,18 @@ export async function replicationBacklog(
 
 /** GET /v1/dr/replication: the backlog, and this region's DR state for the tenant. */
 export async function replicationStatus(
-  ports: Pick<Ports, "userData" | "clock" | "region" | "peer" | "dr">,
+  ports: Pick<Ports, "userData" | "forks" | "clock" | "region" | "peer" | "dr">,
   tenantId: string,
 ) {
-  const [backlog, state] = await Promise.all([
+  const [backlog, state, forks] = await Promise.all([
     replicationBacklog(ports, tenantId),
     ports.dr.getState(tenantId),
+    ports.forks.list(tenantId),
   ]);
   const { standbyPools: _all, shippedImages, ...dr } = state ?? { tenantId };
   return {
     ...backlog,
+    forks,
     dr: {
       ...dr,
       // A pool deleted in the primary is no standby, whatever a late document said.

@@ -10,11 +10,12 @@ import { requirePeer, userRef } from "./common.ts";
 import { RetryLater } from "./errors.ts";
 import type { UserDataChange } from "./model.ts";
 import { expireReplicatedHistory } from "./user-data.ts";
+import { drEpoch, forkOverriddenHistory, pruneVersions } from "./user-data-forks.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
 type ReplicationPorts = Pick<
   Ports,
-  "userData" | "userDataStore" | "peer" | "inbox" | "clock" | "region" | "metrics"
+  "userData" | "forks" | "userDataStore" | "peer" | "inbox" | "clock" | "region" | "metrics" | "dr"
 >;
 
 /**
@@ -30,6 +31,8 @@ export async function shipUserData(ports: ReplicationPorts, m: Msg<"ship-user-da
   ]);
   if (!record || !change) return "skipped: unknown change";
   if (record.replicatedVersion >= m.version) return `skipped: v${m.version} already replicated`;
+  if (change.origin !== ports.region.name) return `skipped: v${m.version} came from the peer`;
+  if (change.supersededAt) return `skipped: v${m.version} is superseded by the peer's history`;
   const peer = requirePeer(ports);
   const key = replicationKeys.userDataDelta(m.tenantId, m.userId, m.version);
   const bytes = await peer.putFile(key, ports.userDataStore.deltaPath(ref, m.version));
@@ -44,6 +47,8 @@ export async function shipUserData(ports: ReplicationPorts, m: Msg<"ship-user-da
       key,
       committedAt: change.committedAt,
       sourceRegion: ports.region.name,
+      epoch: change.epoch ?? 0,
+      ...(change.baseSha256 ? { baseSha256: change.baseSha256 } : {}),
     },
   ]);
   await checkpoint("ship:before-mark", { ...ref, version: m.version });
@@ -54,23 +59,46 @@ export async function shipUserData(ports: ReplicationPorts, m: Msg<"ship-user-da
 /**
  * Target region: applies shipped changes once each, in version order, and verifies the result's
  * content checksum against the source's before it replaces the local copy. Duplicates and older
- * versions are acknowledged again; a version ahead of the next one waits for its turn.
+ * versions are acknowledged again; a version ahead of the next one waits for its turn. Where the
+ * two histories differ, the later epoch's wins (user-data-forks.ts): an earlier-epoch change is
+ * answered as superseded, and this region's own earlier-epoch versions become a fork.
  */
 export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-data">): Promise<string> {
   const ref = userRef(m);
   let record = await ports.userData.get(ref);
-  const applied = record?.version ?? 0;
-  if (m.version <= applied) {
-    if (m.version === applied && record?.sha256 !== m.sha256)
-      throw new Error(`v${m.version} of ${m.userId} diverges from ${m.sourceRegion}'s (checksum differs)`);
-    // A delta shipped again (its acknowledgement was lost) is applied and superseded here: it goes;
-    // the latest one's predecessor too (a crash may have come between the apply and its removal).
-    if (m.version < applied) await removeAppliedDelta(ports, m, m.version, m.sha256);
-    else await removeAppliedDelta(ports, m, m.version - 1);
-    await acknowledge(ports, m, record?.replicatedAt ?? ports.clock.now().toISOString());
-    return `duplicate: already at v${applied}`;
+  const epoch = m.epoch ?? 0;
+  let forked: string | undefined;
+  if (record && m.version <= record.version) {
+    const local = m.version === record.version ? record : await ports.userData.getChange(ref, m.version);
+    // A record gone by expiry is of a change long replicated both ways: this one is a duplicate.
+    if (local && local.sha256 !== m.sha256) {
+      const localEpoch = local.epoch ?? 0;
+      if (epoch < localEpoch) return supersede(ports, m, `this region's epoch-${localEpoch} v${m.version}`);
+      if (epoch === localEpoch)
+        throw new Error(`v${m.version} of ${m.userId} diverges from ${m.sourceRegion}'s (checksum differs)`);
+      forked = await forkOverriddenHistory(ports, record, m);
+      record = await ports.userData.get(ref);
+    } else {
+      // A delta shipped again (its acknowledgement was lost) is applied and superseded here: it
+      // goes; the latest one's predecessor too (a crash may have come between the apply and its
+      // removal).
+      if (m.version < record.version) await removeAppliedDelta(ports, m, m.version, m.sha256);
+      else await removeAppliedDelta(ports, m, m.version - 1);
+      await acknowledge(ports, m, record.replicatedAt ?? ports.clock.now().toISOString());
+      return `duplicate: already at v${record.version}`;
+    }
   }
+  const applied = record?.version ?? 0;
   if (m.version > applied + 1) throw new RetryLater(`v${m.version} waits for v${applied + 1}`);
+  if (record && m.baseSha256 && m.baseSha256 !== record.sha256) {
+    // The peer made this change on a version that this region replaced by its own.
+    if (epoch < (record.epoch ?? 0)) return supersede(ports, m, `this region's v${applied}`);
+    throw new Error(`v${m.version} of ${m.userId} was made on a v${applied} this region never had`);
+  }
+  if (record?.attachedSessionId && epoch < (await drEpoch(ports, m.tenantId)).epoch) {
+    // Served here since a failover, and the user is logged on: their session's change wins.
+    return supersede(ports, m, `the session ${record.attachedSessionId} writing here since failover`);
+  }
   if (!record) {
     const sha256 = await ports.userDataStore.ensureBlank(ref, m.sizeBytes);
     const now = ports.clock.now().toISOString();
@@ -107,17 +135,39 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
     origin: m.sourceRegion,
     committedAt: m.committedAt,
     replicatedAt: appliedAt,
+    epoch,
+    ...(m.baseSha256 ? { baseSha256: m.baseSha256 } : {}),
   };
   if (!(await ports.userData.recordChange(change, undefined))) {
     const now = await ports.userData.get(ref);
     if ((now?.version ?? 0) < m.version) throw new Error(`user data of ${m.userId} moved while applying`);
   }
-  if (applied > 0) await ports.userDataStore.removeVersion(ref, applied - 1);
+  await pruneVersions(ports, ref);
   await expireReplicatedHistory(ports, ref);
   // Both regions have the previous version and this one supersedes it: its delta object goes.
   await removeAppliedDelta(ports, m, m.version - 1);
   await acknowledge(ports, m, appliedAt);
-  return `applied v${m.version}`;
+  return forked ? `applied v${m.version}; this region's history kept as ${forked}` : `applied v${m.version}`;
+}
+
+/**
+ * Answers the source that its change is not applied: this region's history of a later epoch
+ * holds the user's data. The source keeps its change (it becomes a fork there when this region's
+ * version arrives); the delta in this region's bucket is not needed.
+ */
+async function supersede(ports: ReplicationPorts, m: Msg<"apply-user-data">, by: string) {
+  await requirePeer(ports).send([
+    {
+      kind: "user-data-applied",
+      ...userRef(m),
+      version: m.version,
+      sha256: m.sha256,
+      appliedAt: ports.clock.now().toISOString(),
+      superseded: true,
+    },
+  ]);
+  await ports.inbox.remove(m.key);
+  return `superseded: v${m.version} (epoch ${m.epoch ?? 0}) gives way to ${by}`;
 }
 
 /**
@@ -147,11 +197,16 @@ async function acknowledge(ports: ReplicationPorts, m: Msg<"apply-user-data">, a
 /** Source region: the peer verified a version; its delta is no longer needed here. */
 export async function userDataApplied(ports: ReplicationPorts, m: Msg<"user-data-applied">): Promise<string> {
   const ref = userRef(m);
+  if (m.superseded) {
+    await ports.userData.markSuperseded(ref, m.version, m.appliedAt);
+    return `v${m.version} superseded by the peer's later history`;
+  }
   const change = await ports.userData.getChange(ref, m.version);
   if (change && change.sha256 !== m.sha256)
     throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
   await ports.userData.markReplicated(ref, m.version, m.appliedAt);
   await ports.userDataStore.removeDelta(ref, m.version);
+  await pruneVersions(ports, ref);
   await expireReplicatedHistory(ports, ref);
   if (change && !change.replicatedAt) {
     const lagMs = Date.parse(m.appliedAt) - Date.parse(change.committedAt);

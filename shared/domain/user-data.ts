@@ -6,10 +6,20 @@ import { RetryLater } from "./errors.ts";
 import { parseSessionId } from "./ids.ts";
 import type { Session, UserData, UserDataChange, UserDataRef, UserDataState } from "./model.ts";
 import { getSession } from "./sessions.ts";
+import { commitAsFork, drEpoch, pruneVersions } from "./user-data-forks.ts";
 
 type UserDataPorts = Pick<
   Ports,
-  "userData" | "userDataStore" | "sessions" | "desktops" | "jobs" | "replication" | "peer" | "clock"
+  | "userData"
+  | "forks"
+  | "userDataStore"
+  | "sessions"
+  | "desktops"
+  | "jobs"
+  | "replication"
+  | "peer"
+  | "clock"
+  | "dr"
 > & {
   region: Pick<Ports["region"], "name" | "userDataSizeBytes">;
 };
@@ -115,6 +125,8 @@ export async function commitUserData(
     await ports.userData.detach(ref, job.sessionId);
     return "skipped: the session has no overlay";
   }
+  const { epoch, fenced } = await drEpoch(ports, job.tenantId);
+  if (fenced) return commitAsFork(ports, record, job.sessionId, epoch);
   const from = record.version;
   const { sha256, deltaBytes } = await ports.userDataStore.commitOverlay(ref, job.sessionId, from);
   const change: UserDataChange = {
@@ -125,6 +137,8 @@ export async function commitUserData(
     sessionId: job.sessionId,
     origin: ports.region.name,
     committedAt: ports.clock.now().toISOString(),
+    epoch,
+    baseSha256: record.sha256,
   };
   await checkpoint("commit:before-record", { ...ref, sessionId: job.sessionId });
   if (!(await ports.userData.recordChange(change, job.sessionId))) {
@@ -134,8 +148,7 @@ export async function commitUserData(
   }
   await checkpoint("commit:before-cleanup", { ...ref, sessionId: job.sessionId });
   await ports.userDataStore.removeOverlay(ref, job.sessionId);
-  // The previous version stays for read-only overlays opened on it; older ones go.
-  if (from > 0) await ports.userDataStore.removeVersion(ref, from - 1);
+  await pruneVersions(ports, ref);
   await expireReplicatedHistory(ports, ref);
   await shipLater(ports, ref, from + 1);
   return `committed v${from + 1} (${deltaBytes} B delta)`;

@@ -15,6 +15,7 @@ import type {
   ReadinessReport,
   Session,
   Tenant,
+  UserDataFork,
 } from "../domain/model.ts";
 
 import type {
@@ -24,6 +25,7 @@ import type {
   readinessReport,
   readinessStatus,
   replicationStatus,
+  userDataFork,
 } from "./responses/dr.ts";
 import type {
   datastore,
@@ -66,6 +68,7 @@ export type EntityChecks = [
   Tied<Same<Drill, z.infer<typeof drill>>>,
   Tied<Same<DrState, z.infer<typeof drState>>>,
   Tied<Same<ReadinessReport, z.infer<typeof readinessReport>>>,
+  Tied<Same<UserDataFork, z.infer<typeof userDataFork>>>,
 ];
 
 /** The answers as types, for the API's own clients (the CLI, the web console): one contract. */
@@ -77,6 +80,7 @@ export type LogonResult = z.infer<typeof logonResult>;
 export type StorageReport = z.infer<typeof storageReport>;
 export type SpaceFigures = StorageReport["total"];
 export type ReplicationStatus = z.infer<typeof replicationStatus>;
+export type UserDataForkAnswer = z.infer<typeof userDataFork>;
 export type ReadinessStatus = z.infer<typeof readinessStatus>;
 export type DatastoreUsage = z.infer<typeof datastoreUsage>;
 export type MetricSeries = z.infer<typeof metricSeries>;

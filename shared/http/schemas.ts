@@ -1,6 +1,6 @@
 /** Request schemas of the v1 API (DESIGN.md §4), one per body / path parameter. */
 import { z } from "zod";
-import { assignments, cloneTypes, refreshPolicies } from "../domain/model.ts";
+import { assignments, cloneTypes, forkResolutions, refreshPolicies } from "../domain/model.ts";
 
 export const id = z
   .string()
@@ -122,6 +122,12 @@ export const emptyBody = z.union([z.strictObject({}), z.undefined()]);
 export const startDrillBody = z.strictObject({
   pools: z.array(id).min(1).max(100),
   sampleUsers: z.number().int().min(1).max(100_000).optional(),
+});
+
+export const resolveForkBody = z.strictObject({
+  keep: z
+    .enum(forkResolutions)
+    .describe("current: drop the fork; fork: make its content the user's next version"),
 });
 
 export const metricsQuery = z.strictObject({

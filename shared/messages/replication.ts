@@ -58,6 +58,10 @@ export const replicationMessageSchema = z.discriminatedUnion("kind", [
     key: z.string().min(1),
     committedAt: z.iso.datetime(),
     sourceRegion: z.string().min(1),
+    /** The DR epoch the change was made in (absent: 0). */
+    epoch: version.optional(),
+    /** Content checksum of the version the change was made on. */
+    baseSha256: sha256.optional(),
   }),
   z.object({
     kind: z.literal("user-data-applied"),
@@ -65,11 +69,23 @@ export const replicationMessageSchema = z.discriminatedUnion("kind", [
     version: z.number().int().positive(),
     sha256,
     appliedAt: z.iso.datetime(),
+    /** Not applied: the peer's own history of a later epoch replaces the change (see forks). */
+    superseded: z.boolean().optional(),
   }),
-  /** The peer declared a failover (`failedOver: true`) or completed failback (`false`). */
-  z.object({ kind: z.literal("set-failover"), tenantId: z.string().min(1), failedOver: z.boolean() }),
+  /** The peer declared a failover (`failedOver: true`) or completed failback (`false`) at `epoch`. */
+  z.object({
+    kind: z.literal("set-failover"),
+    tenantId: z.string().min(1),
+    failedOver: z.boolean(),
+    epoch: version.optional(),
+  }),
   /** Own queue: keeps telling the peer about a failover until it hears it. */
-  z.object({ kind: z.literal("notify-failover"), tenantId: z.string().min(1), failedOver: z.boolean() }),
+  z.object({
+    kind: z.literal("notify-failover"),
+    tenantId: z.string().min(1),
+    failedOver: z.boolean(),
+    epoch: version.optional(),
+  }),
   z.object({ kind: z.literal("run-failback"), tenantId: z.string().min(1) }),
   /** One step of a drill (a step machine): `step` is the drill's step count it was sent for. */
   z.object({

@@ -26,6 +26,11 @@ export const userDataJobSchema = z.discriminatedUnion("kind", [
   }),
   /** A drill's session: its overlay is thrown away, the user's disk is left as it was. */
   z.object({ kind: z.literal("discard-user-data"), ...sessionRef }),
+  /**
+   * The tenant's resolution of a fork (on the user's group, so it runs between the user's
+   * sessions); `sessionId` names the resolution, which commits the fork like a session would.
+   */
+  z.object({ kind: z.literal("resolve-fork"), ...sessionRef, forkId: z.string().min(1) }),
 ]);
 
 export type UserDataJob = z.infer<typeof userDataJobSchema>;

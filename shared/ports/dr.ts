@@ -1,12 +1,14 @@
 import type {
   Drill,
   DrState,
+  ForkResolution,
   Image,
   ImageVersion,
   ReadinessReport,
   Tenant,
   UserData,
   UserDataChange,
+  UserDataFork,
   UserDataRef,
 } from "../domain/model.ts";
 import type { ReplicationMessage } from "../messages/replication.ts";
@@ -33,6 +35,8 @@ export interface UserDataRepository {
   listChanges(tenantId: string): Promise<UserDataChange[]>;
   /** Records a ship of the change; the user's running total counts each change's bytes once. */
   markShipped(ref: UserDataRef, version: number, at: string, bytes: number): Promise<void>;
+  /** The peer keeps its own, later-epoch history instead of this change (never shipped again). */
+  markSuperseded(ref: UserDataRef, version: number, at: string): Promise<void>;
   /** Records the peer's verified apply of `version` (monotonic: an older ack changes nothing). */
   markReplicated(ref: UserDataRef, version: number, at: string): Promise<void>;
   /**
@@ -41,6 +45,30 @@ export interface UserDataRepository {
    * one exists. Changes that already have an expiry keep it. Answers how many it marked.
    */
   expireChanges(ref: UserDataRef, throughVersion: number, expiresAt: number): Promise<number>;
+}
+
+/** Forks of users' data (model: UserDataFork). */
+export interface UserDataForkRepository {
+  get(tenantId: string, forkId: string): Promise<UserDataFork | undefined>;
+  list(tenantId: string): Promise<UserDataFork[]>;
+  /**
+   * In one transaction: the user's record goes back from version `from` to `base` (no writer
+   * attached), the changes after `base` go, and the fork that holds them is written. False when
+   * the record moved (or the fork exists: it was done before).
+   */
+  forkHistory(
+    ref: UserDataRef,
+    from: number,
+    base: { version: number; sha256: string; epoch: number },
+    fork: UserDataFork,
+  ): Promise<boolean>;
+  /** In one transaction: the session (`fork.sessionId`) stops being the writer; its fork is written. */
+  forkCommit(ref: UserDataRef, fork: UserDataFork): Promise<boolean>;
+  /** OPEN -> RESOLVING with `keep` (true again for the same `keep`; false otherwise). */
+  setResolving(tenantId: string, forkId: string, keep: ForkResolution): Promise<boolean>;
+  setResolved(tenantId: string, forkId: string, at: string, resolvedVersion?: number): Promise<void>;
+  /** RESOLVING -> OPEN: the resolution could not be carried out (the tenant may ask again). */
+  reopen(tenantId: string, forkId: string): Promise<void>;
 }
 
 /** Users' data disks in the region's user-data store. */
@@ -72,6 +100,23 @@ export interface UserDataStore {
   removeOverlay(ref: UserDataRef, sessionId: string): Promise<void>;
   removeDelta(ref: UserDataRef, version: number): Promise<void>;
   removeVersion(ref: UserDataRef, version: number): Promise<void>;
+  /** The versions whose disks are here. */
+  listVersions(ref: UserDataRef): Promise<number[]>;
+  /** Copies version `version`'s disk to be the fork's (kept when the fork's disk exists). */
+  keepVersionAsFork(ref: UserDataRef, version: number, forkId: string): Promise<void>;
+  /** The fork's disk: version `fromVersion` with the session's overlay; answers its checksum. */
+  keepOverlayAsFork(
+    ref: UserDataRef,
+    sessionId: string,
+    fromVersion: number,
+    forkId: string,
+  ): Promise<string>;
+  /**
+   * The session's overlay on version `version` whose content is the fork's (so that committing it
+   * makes the fork's content the next version, shipped as a delta like any other).
+   */
+  overlayFromFork(ref: UserDataRef, forkId: string, sessionId: string, version: number): Promise<void>;
+  removeFork(ref: UserDataRef, forkId: string): Promise<void>;
 }
 
 /** The peer region as this region may reach it: its bucket and its replication queue. */
@@ -81,6 +126,11 @@ export interface PeerRegion {
   putFile(key: string, path: string): Promise<number>;
   putJson(key: string, body: unknown): Promise<number>;
   send(messages: ReplicationMessage[]): Promise<void>;
+  /**
+   * Fences the tenant in the peer at `epoch`, in the peer's own table: from the moment it returns
+   * the peer refuses the tenant's logons and turns its commits into forks. Never lowers an epoch.
+   */
+  fence(tenantId: string, epoch: number, at: string): Promise<void>;
 }
 
 /** This region's own replication bucket, where the peer puts what it ships. */
@@ -107,6 +157,15 @@ export interface DrRepository {
   ): Promise<void>;
   /** Appends tombstones (atomically: concurrent calls lose none; ones already there are not repeated). */
   addDeletions(tenantId: string, deletions: { pools?: string[]; versions?: string[] }): Promise<void>;
+  /**
+   * Moves the tenant to `epoch` with these fields, unless this region already knows a later epoch
+   * (a late or repeated failover or failback message changes nothing then). Answers whether it did.
+   */
+  enterEpoch(
+    tenantId: string,
+    epoch: number,
+    patch: Partial<Omit<DrState, "tenantId" | "epoch" | "deletedPools" | "deletedVersions">>,
+  ): Promise<boolean>;
   /** Marks the tenant's key (read at authentication) so this region refuses its logons. */
   setKeyFailedOver(tenantId: string, failedOver: boolean): Promise<void>;
   /** Saves a drill; with `expectedSteps`, only if it is still at that step (false otherwise). */
@@ -130,6 +189,7 @@ export interface DrRepository {
 
 export interface DrPorts {
   userData: UserDataRepository;
+  forks: UserDataForkRepository;
   userDataStore: UserDataStore;
   userDataJobs: UserDataJobQueue;
   replication: ReplicationQueue;

@@ -1,6 +1,7 @@
 import type { App } from "../app.ts";
 import { notifyFailover, runFailback, setFailover } from "../domain/dr.ts";
 import { runDrillStep } from "../domain/drill.ts";
+import { runForkResolution } from "../domain/fork-resolution.ts";
 import {
   readinessReportReceived,
   readinessSettings,
@@ -22,6 +23,8 @@ export function runUserDataJob(app: App, job: UserDataJob): Promise<string> {
       return commitUserData(app.ports, job);
     case "discard-user-data":
       return discardUserData(app.ports, job);
+    case "resolve-fork":
+      return runForkResolution(app.ports, job);
   }
 }
 
@@ -46,9 +49,9 @@ export function runReplicationMessage(app: App, m: ReplicationMessage): Promise<
     case "user-data-applied":
       return userDataApplied(ports, m);
     case "set-failover":
-      return setFailover(ports, m.tenantId, m.failedOver);
+      return setFailover(ports, m.tenantId, m.failedOver, m.epoch);
     case "notify-failover":
-      return notifyFailover(ports, m.tenantId, m.failedOver);
+      return notifyFailover(ports, m.tenantId, m.failedOver, m.epoch);
     case "run-failback":
       return runFailback(ports, m.tenantId);
     case "run-drill":

@@ -66,6 +66,7 @@ const PEER = [
   "PRISTINE_PEER_BUCKET",
   "PRISTINE_PEER_REPLICATION_QUEUE_URL",
   "PRISTINE_PEER_AWS_REGION",
+  "PRISTINE_PEER_TABLE_NAME",
 ];
 const DATASTORE = [
   "PRISTINE_DATASTORE_ID",
@@ -111,6 +112,7 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_PEER_BUCKET",
     "PRISTINE_PEER_REPLICATION_QUEUE_URL",
     "PRISTINE_PEER_AWS_REGION",
+    "PRISTINE_PEER_TABLE_NAME",
   ],
   "replication-worker": [
     "PRISTINE_TABLE_NAME",
@@ -713,6 +715,15 @@ describe("the default app (cdk.json context, no account)", () => {
         vars(peer, peerTemplate, "replication-worker").PRISTINE_REGION_NAME,
       );
       expect(own.PRISTINE_PEER_AWS_REGION).toBe(peer.region);
+      // The failover (api) fences the tenant in the peer's own table: its name, and UpdateItem on it.
+      const api = vars(self, selfTemplate, "api");
+      const peerTable = resourcesOf(peerTemplate, "AWS::DynamoDB::Table")[logicalId(peer, peer.data.table)]
+        ?.Properties.TableName;
+      expect(api.PRISTINE_PEER_TABLE_NAME).toBe(peerTable);
+      const fence = roleStatements(selfTemplate, logicalId(self, self.functions.api.role)).filter((st) =>
+        asArray<string>(st.Action).includes("dynamodb:UpdateItem"),
+      );
+      expect(JSON.stringify(fence)).toContain(`:dynamodb:${peer.region}:`);
       const url = JSON.stringify(own.PRISTINE_PEER_REPLICATION_QUEUE_URL);
       expect(url).toContain(`https://sqs.${peer.region}.`);
       expect(url).toContain(`/${peerQueueName}"`);

@@ -18,6 +18,7 @@ import type {
   Tenant,
   UserData,
   UserDataChange,
+  UserDataFork,
 } from "../../domain/model.ts";
 import { keys } from "./keys.ts";
 import { freeIndex } from "./table-schema.ts";
@@ -121,6 +122,7 @@ export const entities = {
   userDataChange: entity<UserDataChange>("userDataChange", (c) =>
     keys.userDataChange(c.tenantId, c.userId, c.version),
   ),
+  userDataFork: entity<UserDataFork>("userDataFork", (f) => keys.userDataFork(f.tenantId, f.forkId)),
   drill: entity<Drill>("drill", (d) => keys.drill(d.tenantId, d.drillId)),
   host: entity<Host>("host", (h) => keys.host(h.hostId)),
   screenshot: entity<ScreenshotRecord>("screenshot", (s) => keys.screenshot(s.tenantId, s.requestId)),

@@ -19,6 +19,7 @@
  *   recompose slot DATASTORES                 RECOMPOSE#<ds>#<slot>  (a lease: I/O storm control)
  *   user data     TENANT#<t>                  USERDATA#<u>  (the user's data disk: version, checksum, replication)
  *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
+ *   data fork     TENANT#<t>                  FORK#<f>      (user data kept outside the history, until resolved)
  *   DR drill      TENANT#<t>                  DRILL#<d>
  *   DR state      TENANT#<t>                  DR            (failed over or not; replicated config sync)
  *   readiness     TENANT#<t>                  READINESS     (the latest DR readiness report, checked or received)
@@ -83,6 +84,8 @@ export const keys = {
   }),
   userDataChangePartition: (t: string) => `TENANT#${t}#USERDATA`,
   userDataChangePrefix: "CHANGE#",
+  userDataFork: (t: string, f: string) => ({ pk: `TENANT#${t}`, sk: `FORK#${f}` }),
+  userDataForkPrefix: "FORK#",
   drill: (t: string, d: string) => ({ pk: `TENANT#${t}`, sk: `DRILL#${d}` }),
   drState: (t: string) => ({ pk: `TENANT#${t}`, sk: "DR" }),
   readiness: (t: string) => ({ pk: `TENANT#${t}`, sk: "READINESS" }),

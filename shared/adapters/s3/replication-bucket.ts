@@ -35,7 +35,7 @@ export function s3PeerRegion(opts: {
   sqs: SQSClient;
   queueUrl: string;
   transfer?: TransferSettings;
-}): PeerRegion {
+}): Omit<PeerRegion, "fence"> {
   const partSize = Math.max(5 * MiB, opts.transfer?.partSizeBytes ?? defaultPartSizeBytes);
   return {
     name: opts.name,

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { UserDataRef } from "../../domain/model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
@@ -25,6 +25,7 @@ export function userDataPaths(root: string) {
     disk: (r: UserDataRef, version: number) => join(user(r), `disk-v${version}.qcow2`),
     overlay: (r: UserDataRef, sessionId: string) => pathUnder(user(r), "sessions", `${sessionId}.qcow2`),
     delta: (r: UserDataRef, version: number) => join(user(r), "deltas", `v${version}.qcow2`),
+    fork: (r: UserDataRef, forkId: string) => pathUnder(user(r), "forks", `${forkId}.qcow2`),
     /** A delta shipped by the peer, downloaded beside the disks it applies to (same filesystem). */
     incoming: (r: UserDataRef, version: number) =>
       join(user(r), "incoming", `v${version}.${randomBytes(6).toString("hex")}.qcow2`),
@@ -39,9 +40,8 @@ export function userDataPaths(root: string) {
 export function qcow2UserDataStore(root: string): UserDataStore {
   const paths = userDataPaths(root);
 
-  /** Builds version `to` = version `from` + delta, verifies nothing, returns its content checksum. */
-  async function buildVersion(ref: UserDataRef, from: string, deltaCopy: string, to: number) {
-    const target = paths.disk(ref, to);
+  /** Builds `target` = the disk `from` + delta, verifies nothing, returns its content checksum. */
+  async function buildDisk(from: string, deltaCopy: string, target: string) {
     const tmp = tmpName(target);
     try {
       await cloneFile(from, tmp);
@@ -97,7 +97,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
       const deltaTmp = tmpName(delta);
       try {
         await copyFile(paths.overlay(ref, sessionId), deltaTmp);
-        const built = await buildVersion(ref, paths.disk(ref, fromVersion), deltaTmp, to);
+        const built = await buildDisk(paths.disk(ref, fromVersion), deltaTmp, paths.disk(ref, to));
         // The artifact points at the version it applies to, a valid chain on this host.
         await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", paths.disk(ref, fromVersion), deltaTmp]);
         await rename(deltaTmp, delta);
@@ -112,7 +112,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
       const base = paths.disk(ref, fromVersion);
       // Version 0 is a blank disk: qemu-img makes it byte-identical here, so it is never shipped.
       if (fromVersion === 0) await this.ensureBlank(ref, sizeBytes);
-      const built = await buildVersion(ref, base, deltaFile, fromVersion + 1);
+      const built = await buildDisk(base, deltaFile, paths.disk(ref, fromVersion + 1));
       return {
         sha256: built.sha256,
         install: () => rename(built.tmp, built.target),
@@ -134,6 +134,58 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     },
     async removeVersion(ref, version) {
       await rm(paths.disk(ref, version), { force: true });
+    },
+    async listVersions(ref) {
+      const names = await readdir(paths.user(ref)).catch(() => [] as string[]);
+      return names.flatMap((n) => /^disk-v(\d+)\.qcow2$/.exec(n)?.[1] ?? []).map(Number);
+    },
+
+    async keepVersionAsFork(ref, version, forkId) {
+      const target = paths.fork(ref, forkId);
+      if (await exists(target)) return;
+      await mkdir(dirname(target), { recursive: true });
+      const tmp = tmpName(target);
+      try {
+        await cloneFile(paths.disk(ref, version), tmp);
+        await rename(tmp, target);
+      } finally {
+        await rm(tmp, { force: true });
+      }
+    },
+
+    async keepOverlayAsFork(ref, sessionId, fromVersion, forkId) {
+      const target = paths.fork(ref, forkId);
+      if (await exists(target)) return contentSha256(target);
+      await mkdir(dirname(target), { recursive: true });
+      const overlayCopy = tmpName(target);
+      try {
+        await copyFile(paths.overlay(ref, sessionId), overlayCopy);
+        const built = await buildDisk(paths.disk(ref, fromVersion), overlayCopy, target);
+        await rename(built.tmp, target);
+        return built.sha256;
+      } finally {
+        await rm(overlayCopy, { force: true });
+      }
+    },
+
+    async overlayFromFork(ref, forkId, sessionId, version) {
+      const target = paths.overlay(ref, sessionId);
+      if (await exists(target)) return;
+      await mkdir(dirname(target), { recursive: true });
+      const tmp = tmpName(target);
+      try {
+        await copyFile(paths.fork(ref, forkId), tmp);
+        // Safe mode: wherever the fork and the version differ the overlay gets the fork's data
+        // (zeros too), so the version with this overlay reads exactly as the fork.
+        await qemuImg(["rebase", "-q", "-F", "qcow2", "-b", paths.disk(ref, version), tmp]);
+        await rename(tmp, target);
+      } finally {
+        await rm(tmp, { force: true });
+      }
+    },
+
+    async removeFork(ref, forkId) {
+      await rm(paths.fork(ref, forkId), { force: true });
     },
   };
 }

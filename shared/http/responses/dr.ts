@@ -1,7 +1,15 @@
 /** The answers about disaster recovery (replication, readiness, drills, failover) and the figures. */
 import { z } from "zod";
 import { metricNames } from "../../domain/metric-catalogue.ts";
-import { drillPhases, drillStates, readinessFailureKinds, readinessUserStates } from "../../domain/model.ts";
+import {
+  drillPhases,
+  drillStates,
+  forkCauses,
+  forkResolutions,
+  forkStates,
+  readinessFailureKinds,
+  readinessUserStates,
+} from "../../domain/model.ts";
 
 import { pool } from "./entities.ts";
 import { bytes, count, timestamp } from "./fields.ts";
@@ -13,6 +21,13 @@ const drFlags = {
   failingBack: z.boolean().optional(),
   failedBackAt: timestamp.optional(),
   configAppliedAt: timestamp.optional(),
+  epoch: count
+    .optional()
+    .describe("the tenant's DR epoch here: raised by each failover and each completed failback"),
+  fenced: z
+    .boolean()
+    .optional()
+    .describe("this region refuses the tenant's logons: the DR region serves it (set by its failover)"),
   deletedPools: z
     .array(z.string())
     .optional()
@@ -29,6 +44,39 @@ export const drState = z
     shippedImages: z.array(z.string()).optional(),
   })
   .meta({ id: "DrState" });
+export const failoverResult = drState
+  .extend({
+    primaryFenced: z
+      .boolean()
+      .describe(
+        "whether the primary region was fenced before the answer (false: it was out of reach and is fenced when back)",
+      ),
+  })
+  .meta({ id: "FailoverResult" });
+export const userDataFork = z
+  .strictObject({
+    tenantId: z.string(),
+    forkId: z.string(),
+    userId: z.string(),
+    cause: z
+      .enum(forkCauses)
+      .describe(
+        "committed-while-fenced: a session ended in the primary after failover; superseded-by-failover: versions the other region's later history replaced",
+      ),
+    state: z.enum(forkStates),
+    region: z.string().describe("the region whose store holds the fork's disk"),
+    epoch: count,
+    baseVersion: count.describe("the last version the fork shares with the user's history"),
+    versions: z.array(count).optional(),
+    sessionId: z.string().optional(),
+    sha256: z.string(),
+    sizeBytes: bytes,
+    createdAt: timestamp,
+    keep: z.enum(forkResolutions).optional(),
+    resolvedAt: timestamp.optional(),
+    resolvedVersion: count.optional().describe("with keep=fork: the version holding the fork's content"),
+  })
+  .meta({ id: "UserDataFork" });
 export const replicationStatus = z
   .strictObject({
     region: z.string(),
@@ -56,6 +104,9 @@ export const replicationStatus = z
         shippedAt: timestamp.optional(),
       }),
     ),
+    forks: z
+      .array(userDataFork)
+      .describe("users' data kept outside their history at a failover, held in this region"),
     dr: z.strictObject({
       ...drFlags,
       standbyPools: z.array(z.string()).describe("ids of the peer's pools held here as standbys"),

@@ -1,5 +1,6 @@
 import { failback, failover } from "../../domain/dr.ts";
 import { getDrill, startDrill } from "../../domain/drill.ts";
+import { resolveFork } from "../../domain/fork-resolution.ts";
 import { metricSeries } from "../../domain/metrics.ts";
 import { readinessSettings, readinessStatus } from "../../domain/readiness.ts";
 import { replicationStatus } from "../../domain/replication-status.ts";
@@ -64,7 +65,7 @@ export const drRoutes: ApiRoute[] = [
     method: "POST",
     path: "/v1/dr/failover",
     summary: "Fail the tenant over to this region",
-    responses: { 202: r.drState },
+    responses: { 202: r.failoverResult },
     body: s.emptyBody,
     handle: async ({ app, tenantId }) =>
       json(202, await failover(app.ports, tenantId, app.config.defaultDatastore)),
@@ -77,5 +78,19 @@ export const drRoutes: ApiRoute[] = [
     responses: { 202: r.drState },
     body: s.emptyBody,
     handle: async ({ app, tenantId }) => json(202, await failback(app.ports, tenantId)),
+  }),
+  route({
+    access: "tenant",
+    method: "POST",
+    path: "/v1/dr/forks/{forkId}/resolve",
+    summary:
+      "Resolve a fork of a user's data: keep the current history (the fork is dropped) or the fork (its content becomes the user's next version)",
+    responses: { 200: r.userDataFork, 202: r.userDataFork },
+    params: { forkId: s.id },
+    body: s.resolveForkBody,
+    handle: async ({ app, tenantId, params, body }) => {
+      const fork = await resolveFork(app.ports, tenantId, params.forkId, body.keep);
+      return json(fork.state === "RESOLVED" ? 200 : 202, fork);
+    },
   }),
 ];

@@ -28,6 +28,21 @@ export function drRepository(t: Table): DrRepository {
         }),
       );
     },
+    async enterEpoch(tenantId, epoch, patch) {
+      const { sets, names, values } = assignments(patch);
+      return t.tryUpdate({
+        Key: keys.drState(tenantId),
+        UpdateExpression: `SET entity = :e, tenantId = :t, epoch = :epoch${sets.map((s) => `, ${s}`).join("")}`,
+        ConditionExpression: "attribute_not_exists(epoch) OR epoch <= :epoch",
+        ...(sets.length ? { ExpressionAttributeNames: names } : {}),
+        ExpressionAttributeValues: {
+          ":e": entities.drState.name,
+          ":t": tenantId,
+          ":epoch": epoch,
+          ...values,
+        },
+      });
+    },
     async addDeletions(tenantId, { pools = [], versions = [] }) {
       const state = await t.get(entities.drState, keys.drState(tenantId));
       // A tombstone already there is not appended again (a racing call may still repeat one: readers

@@ -11,6 +11,7 @@ import { replicaRepository } from "./replicas.ts";
 import { sessionRepository } from "./sessions.ts";
 import { tenantRepository } from "./tenants.ts";
 import { userDataRepository } from "./user-data.ts";
+import { userDataForkRepository } from "./user-data-forks.ts";
 
 /** Every repository of the region's single table, one module per aggregate. */
 export function dynamoRepositories(
@@ -28,6 +29,7 @@ export function dynamoRepositories(
     datastores: datastoreRepository(table),
     replicas: replicaRepository(table),
     userData: userDataRepository(table),
+    forks: userDataForkRepository(table),
     dr: drRepository(table),
     metricSeries: metricSeriesRepository(table),
     hosts: hostRepository(table),

@@ -36,8 +36,9 @@ export function userDataRepository(t: Table): UserDataRepository {
         ":to": change.version,
         ":sha": change.sha256,
         ":at": change.committedAt,
+        ":epoch": change.epoch ?? 0,
       };
-      let update = "SET version = :to, sha256 = :sha, lastChangeAt = :at";
+      let update = "SET version = :to, sha256 = :sha, lastChangeAt = :at, epoch = :epoch";
       let condition = "version = :from";
       if (sessionId) {
         update += ", lastCommittedSessionId = :s REMOVE attachedSessionId, attachedVersion, attachedAt";
@@ -147,6 +148,14 @@ export function userDataRepository(t: Table): UserDataRepository {
         if (set) marked++;
       }
       return marked;
+    },
+    async markSuperseded(r, n, at) {
+      await t.tryUpdate({
+        Key: keys.userDataChange(r.tenantId, r.userId, n),
+        UpdateExpression: "SET supersededAt = if_not_exists(supersededAt, :at)",
+        ConditionExpression: "attribute_exists(pk)",
+        ExpressionAttributeValues: { ":at": at },
+      });
     },
     async markReplicated(r, n, at) {
       // Monotonic: an older acknowledgement changes nothing.
