@@ -1,12 +1,16 @@
 /** Disaster recovery: replication status, drills (--wait), failover and failback (on the DR region). */
 import type { Command } from "commander";
 import { type Drill, type DrState, drillPhases } from "../../shared/domain/model.ts";
-import type { ReadinessStatus, ReplicationStatus } from "../../shared/http/responses.ts";
+import type {
+  ReadinessStatus,
+  ReplicationStatus,
+  UserDataForkAnswer,
+} from "../../shared/http/responses.ts";
 import * as s from "../../shared/http/schemas.ts";
 import { integer, validBody, validId } from "../args.ts";
 import type { ApiClient } from "../client.ts";
 import { api, show, type WaitFlags, waitOptions, withWait } from "../context.ts";
-import { printFields } from "../output.ts";
+import { printFields, printTable } from "../output.ts";
 import { type Progress, waitFor } from "../wait.ts";
 
 /** A drill as progress: its phase among the phases; final once it is no longer RUNNING. */
@@ -51,6 +55,8 @@ function drStateFields(state: DrState): void {
     ["failedOver", state.failedOver ?? false],
     ["failedOverAt", state.failedOverAt],
     ["failingBack", state.failingBack ?? false],
+    ["epoch", state.epoch ?? 0],
+    ["primaryFenced", "primaryFenced" in state ? String(state.primaryFenced) : undefined],
     ["failedBackAt", state.failedBackAt],
     ["standbyPools", state.standbyPools?.map((p) => p.poolId).join(", ")],
   ]);
@@ -101,10 +107,54 @@ export function drCommands(program: Command): void {
           ["oldest pending", ms(r.oldestPendingAgeMs)],
           ["bytes shipped", r.bytesShipped],
           ["failed over", r.dr.failedOver ?? false],
+          ["fenced", r.dr.fenced ?? false],
+          ["epoch", r.dr.epoch ?? 0],
+          ["open forks", r.forks.filter((f) => f.state !== "RESOLVED").length],
           ["standby pools", r.dr.standbyPools.join(", ")],
           ["images shipped", r.dr.imagesShipped],
         ]);
       });
+    });
+  replication
+    .command("forks")
+    .description("users' data kept outside their history at a failover (held in this region)")
+    .option("--dr", "ask the DR region instead of the primary")
+    .action(async (f: { dr?: boolean }, cmd: Command) => {
+      const client = await api(cmd, f.dr ? "dr" : "primary");
+      const { forks } = await client.json<ReplicationStatus>("GET", "/v1/dr/replication");
+      show(cmd, forks, (rows) =>
+        printTable(
+          ["forkId", "user", "cause", "state", "base", "keep", "resolved as"],
+          rows.map((x) => [
+            x.forkId,
+            x.userId,
+            x.cause,
+            x.state,
+            `v${x.baseVersion}`,
+            x.keep ?? "",
+            x.resolvedVersion === undefined ? "" : `v${x.resolvedVersion}`,
+          ]),
+        ),
+      );
+    });
+  replication
+    .command("resolve-fork <forkId>")
+    .description("keep the current history (the fork is dropped) or the fork (it becomes the next version)")
+    .requiredOption("--keep <which>", "current | fork")
+    .option("--dr", "resolve in the DR region (where the fork is held) instead of the primary")
+    .action(async (forkId: string, f: { keep: string; dr?: boolean }, cmd: Command) => {
+      validId(s.id, "fork", forkId);
+      const body = validBody(s.resolveForkBody, { keep: f.keep });
+      const client = await api(cmd, f.dr ? "dr" : "primary");
+      const path = `/v1/dr/forks/${forkId}/resolve`;
+      show(cmd, await client.json<UserDataForkAnswer>("POST", path, { body }), (x) =>
+        printFields([
+          ["forkId", x.forkId],
+          ["user", x.userId],
+          ["state", x.state],
+          ["keep", x.keep],
+        ]),
+      );
     });
 
   const drills = program.command("drills").description("DR drills (on the DR region)");

@@ -194,6 +194,15 @@ describe("against npm start", () => {
     const shown = await cli([...acme, "replication", "readiness"]);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/current RPO/);
+
+    // No failover happened: no forks; resolving one that does not exist is a refusal.
+    expect(await json([...acme, "replication", "forks"])).toEqual([]);
+    const noFork = await cli([...acme, "replication", "resolve-fork", "fork-0", "--keep", "current"]);
+    expect(noFork.code).toBe(3);
+    expect(noFork.stderr).toMatch(/^error: 404 not-found: fork fork-0/);
+    const badKeep = await cli([...acme, "replication", "resolve-fork", "fork-0", "--keep", "both"]);
+    expect(badKeep.code).toBe(2);
+    expect(stderrLines(badKeep)).toHaveLength(1);
   });
 
   it("exits 2 on a bad argument, 3 on a refusal, 4 when unreachable: one line on stderr each", async () => {

@@ -16,9 +16,6 @@ import {
 } from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyPool, run, type TestRegion, waitFor } from "./harness.ts";
 
-// The primary must see a failover at once, not after the key cache's minute.
-process.env.PRISTINE_KEY_CACHE_MS = "0";
-
 let pair: RegionPair;
 let tenant: { tenantId: string; key: string };
 let poolId: string;
