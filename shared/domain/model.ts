@@ -277,7 +277,11 @@ export interface UserDataChange {
  * the tenant resolves it. Made in a region that was failed over from (a session committed after
  * the fence), or when the peer's history of a later epoch replaces versions only this region had.
  */
-export const forkCauses = ["committed-while-fenced", "superseded-by-failover"] as const;
+export const forkCauses = [
+  "committed-while-fenced",
+  "superseded-by-failover",
+  "committed-on-replaced-version",
+] as const;
 export const forkStates = ["OPEN", "RESOLVING", "RESOLVED"] as const;
 /** `current`: the fork is dropped; `fork`: its content becomes the user's next version. */
 export const forkResolutions = ["current", "fork"] as const;

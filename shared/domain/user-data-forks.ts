@@ -26,14 +26,15 @@ export async function drEpoch(ports: Pick<Ports, "dr">, tenantId: string) {
 
 /**
  * A session that ends in a fenced region (it was open at failover, or began before the fence was
- * heard) is not committed as the next version, which the serving region owns now: its disk is
- * kept as a fork.
+ * heard) is not committed as the next version, which the serving region owns now; nor is one whose
+ * version the peer's later history replaced meanwhile. Its disk is kept as a fork.
  */
 export async function commitAsFork(
   ports: ForkPorts,
   record: UserData,
   sessionId: string,
   epoch: number,
+  cause: UserDataFork["cause"],
 ): Promise<string> {
   const ref = { tenantId: record.tenantId, userId: record.userId };
   const baseVersion = record.attachedVersion ?? record.version;
@@ -42,7 +43,7 @@ export async function commitAsFork(
   const fork: UserDataFork = {
     ...ref,
     forkId,
-    cause: "committed-while-fenced",
+    cause,
     state: "OPEN",
     region: ports.region.name,
     epoch,
@@ -57,7 +58,7 @@ export async function commitAsFork(
     if (now?.attachedSessionId === sessionId) throw new RetryLater(`fork ${forkId} not recorded yet`);
   }
   await ports.userDataStore.removeOverlay(ref, sessionId);
-  return `kept as fork ${forkId}: the tenant is served by the peer region`;
+  return `kept as fork ${forkId} (${cause})`;
 }
 
 /**

@@ -126,7 +126,10 @@ export async function commitUserData(
     return "skipped: the session has no overlay";
   }
   const { epoch, fenced } = await drEpoch(ports, job.tenantId);
-  if (fenced) return commitAsFork(ports, record, job.sessionId, epoch);
+  if (fenced) return commitAsFork(ports, record, job.sessionId, epoch, "committed-while-fenced");
+  // The peer's later history replaced the version this session was opened on.
+  if ((record.attachedVersion ?? record.version) !== record.version)
+    return commitAsFork(ports, record, job.sessionId, epoch, "committed-on-replaced-version");
   const from = record.version;
   const { sha256, deltaBytes } = await ports.userDataStore.commitOverlay(ref, job.sessionId, from);
   const change: UserDataChange = {

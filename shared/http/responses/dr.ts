@@ -61,7 +61,7 @@ export const userDataFork = z
     cause: z
       .enum(forkCauses)
       .describe(
-        "committed-while-fenced: a session ended in the primary after failover; superseded-by-failover: versions the other region's later history replaced",
+        "committed-while-fenced: a session ended in the primary after failover; superseded-by-failover: versions the other region's later history replaced; committed-on-replaced-version: a session whose version that history replaced while it was open",
       ),
     state: z.enum(forkStates),
     region: z.string().describe("the region whose store holds the fork's disk"),
