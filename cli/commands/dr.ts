@@ -1,11 +1,7 @@
 /** Disaster recovery: replication status, drills (--wait), failover and failback (on the DR region). */
 import type { Command } from "commander";
 import { type Drill, type DrState, drillPhases } from "../../shared/domain/model.ts";
-import type {
-  ReadinessStatus,
-  ReplicationStatus,
-  UserDataForkAnswer,
-} from "../../shared/http/responses.ts";
+import type { ReadinessStatus, ReplicationStatus, UserDataForkAnswer } from "../../shared/http/responses.ts";
 import * as s from "../../shared/http/schemas.ts";
 import { integer, validBody, validId } from "../args.ts";
 import type { ApiClient } from "../client.ts";

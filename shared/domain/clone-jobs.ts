@@ -24,8 +24,10 @@ export interface WorkerSettings extends DiskJobSettings {
 }
 
 export const defaultWorkerSettings: WorkerSettings = {
-  recomposeSlotsPerDatastore: 4,
-  recomposeLeaseMs: 10 * 60_000,
+  // As the established brokers cap them per storage target.
+  datastoreCaps: { provisioning: 20, maintenance: 12 },
+  hostCaps: { provisioning: 20, maintenance: 12 },
+  slotLeaseMs: 10 * 60_000,
   replicaCopyLeaseMs: 30_000,
   replicaWaitMs: 60_000,
   quarantineAfterAttempts: 3,

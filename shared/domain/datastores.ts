@@ -1,4 +1,5 @@
 import type { Ports, Reservation } from "../ports/index.ts";
+import type { DiskJobCaps, DiskJobSettings } from "./disk-jobs.ts";
 import { DomainError, invalid, notFound } from "./errors.ts";
 import type { Datastore, DatastoreUsage } from "./model.ts";
 import { effectiveFreeBytes, GiB, type Placement, placeDesktops, provisionedPercent } from "./placement.ts";
@@ -39,6 +40,22 @@ export async function listDatastores(
     ...d,
     effectiveFreeBytes: effectiveFreeBytes(d),
     provisionedPercent: provisionedPercent(d),
+  }));
+}
+
+/** GET /v1/admin/datastores: every datastore with its usage and the clone-storm caps in force. */
+export async function describeDatastores(
+  ports: Pick<Ports, "datastores">,
+  defaults: DefaultDatastore,
+  settings: Pick<DiskJobSettings, "datastoreCaps" | "hostCaps">,
+) {
+  return (await listDatastores(ports, defaults)).map((d) => ({
+    ...d,
+    caps: {
+      provisioning: d.provisioningCap ?? settings.datastoreCaps.provisioning,
+      maintenance: d.maintenanceCap ?? settings.datastoreCaps.maintenance,
+    } satisfies DiskJobCaps,
+    ...(d.hostId ? { hostCaps: settings.hostCaps } : {}),
   }));
 }
 

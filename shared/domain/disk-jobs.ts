@@ -30,11 +30,22 @@ export const vmPorts = (ports: Pick<Ports, VmPortNames> & { host?: Ports["host"]
 
 type Job<K extends CloneJob["kind"]> = Extract<CloneJob, { kind: K }>;
 
+/** How many disk jobs of each kind may write at once (provisioning; refresh and recompose). */
+export interface DiskJobCaps {
+  provisioning: number;
+  maintenance: number;
+}
+
 export interface DiskJobSettings {
-  /** At most this many recomposes write to one datastore at a time (I/O storm control). */
-  recomposeSlotsPerDatastore: number;
+  /**
+   * Clone-storm caps: at most this many disk jobs of a kind write to one datastore at a time (a
+   * registered datastore may set its own), and to the datastores of one host. A job beyond them
+   * waits (it comes back a second later) instead of failing on storage contention.
+   */
+  datastoreCaps: DiskJobCaps;
+  hostCaps: DiskJobCaps;
   /** A slot's lease: a worker that dies holding one frees it after this long. */
-  recomposeLeaseMs: number;
+  slotLeaseMs: number;
   /** A replica copy's lease, renewed while the copy runs: a worker that dies copying frees it after this long. */
   replicaCopyLeaseMs: number;
   /** How long a job waits in-process for another worker's replica copy before it comes back later. */
@@ -125,20 +136,64 @@ function makeDisk(ports: DiskJobPorts, desktop: Desktop, version: ImageVersion) 
  * The fenced part every disk job shares: take the desktop in `state`, build its disk, hand it out.
  * `quarantine` says when a disk that cannot be made turns the desktop to ERROR instead of a retry.
  */
+type SlotKind = keyof DiskJobCaps;
+
+/** Retries did not help: quarantine it (visible in the pool's counts); the reconciler replaces it. */
+const quarantiner =
+  (ports: DiskJobPorts, desktop: Desktop, state: DesktopState, when: (err: Error) => boolean) =>
+  async (err: Error, generation: number | undefined) => {
+    if (err instanceof RetryLater || !when(err)) throw err;
+    await ports.desktops.transition(desktop, state, "ERROR", { error: err.message }, { generation });
+    return `quarantined: ${err.message}`;
+  };
+
+/**
+ * Takes a slot of the datastore's cap for this kind of disk job, and of its host's; answers how to
+ * give them back, or undefined (holding none) when a cap is reached.
+ */
+async function takeSlots(
+  ports: DiskJobPorts,
+  desktop: Desktop,
+  kind: SlotKind,
+  settings: DiskJobSettings,
+): Promise<(() => Promise<void>) | undefined> {
+  const datastore = await ports.datastores.get(desktop.datastoreId);
+  const own = kind === "provisioning" ? datastore?.provisioningCap : datastore?.maintenanceCap;
+  const caps = [{ scope: `${desktop.datastoreId}#${kind}`, slots: own ?? settings.datastoreCaps[kind] }];
+  if (datastore?.hostId)
+    caps.push({ scope: `host:${datastore.hostId}#${kind}`, slots: settings.hostCaps[kind] });
+  // Each delivery holds its own slots: a duplicate never shares (and then frees) another's.
+  const holder = `${desktop.desktopId}#${randomUUID()}`;
+  const held: { scope: string; slot: number }[] = [];
+  const release = async () => {
+    await Promise.all(held.map((h) => ports.datastores.releaseSlot(h.scope, h.slot, holder)));
+  };
+  for (const cap of caps) {
+    const slot = await ports.datastores.acquireSlot(cap.scope, holder, cap.slots, settings.slotLeaseMs);
+    if (slot === undefined) {
+      await release();
+      return undefined;
+    }
+    held.push({ scope: cap.scope, slot });
+  }
+  return release;
+}
+
 async function rebuildDisk(
   ports: DiskJobPorts,
   desktop: Desktop,
   state: DesktopState,
   settings: DiskJobSettings,
-  opts: { lastSessionId?: string; quarantine: (err: Error) => boolean; step: string },
+  opts: {
+    lastSessionId?: string;
+    quarantine: (err: Error) => boolean;
+    step: string;
+    /** Sends the job again a little later (a cap is reached). */
+    defer: () => Promise<void>;
+  },
 ): Promise<string> {
   const { version } = await targetVersion(ports, desktop);
-  // Retries did not help: quarantine it (visible in the pool's counts); the reconciler replaces it.
-  const quarantine = async (err: Error, generation: number | undefined) => {
-    if (err instanceof RetryLater || !opts.quarantine(err)) throw err;
-    await ports.desktops.transition(desktop, state, "ERROR", { error: err.message }, { generation });
-    return `quarantined: ${err.message}`;
-  };
+  const quarantine = quarantiner(ports, desktop, state, opts.quarantine);
   // The replica first: a wait for another worker's copy must not raise the desktop's generation.
   if (desktop.cloneType !== "full") {
     try {
@@ -147,6 +202,29 @@ async function rebuildDisk(
       return quarantine(err as Error, desktop.generation);
     }
   }
+  const kind: SlotKind = state === "PROVISIONING" ? "provisioning" : "maintenance";
+  const release = await takeSlots(ports, desktop, kind, settings);
+  if (!release) {
+    // Come back later without using up a delivery attempt.
+    await opts.defer();
+    return `deferred: the ${kind} cap of datastore ${desktop.datastoreId} (or its host) is reached`;
+  }
+  try {
+    return await rebuildTaken(ports, desktop, state, version, opts);
+  } finally {
+    await release();
+  }
+}
+
+/** The disk job proper, within its slots: take the desktop, build the disk, hand it over. */
+async function rebuildTaken(
+  ports: DiskJobPorts,
+  desktop: Desktop,
+  state: DesktopState,
+  version: ImageVersion,
+  opts: { lastSessionId?: string; quarantine: (err: Error) => boolean; step: string },
+): Promise<string> {
+  const quarantine = quarantiner(ports, desktop, state, opts.quarantine);
   const generation = await ports.desktops.takeForDiskJob(desktop, state, {
     generation: desktop.generation,
     ...(opts.lastSessionId !== undefined ? { lastSessionId: opts.lastSessionId } : {}),
@@ -207,6 +285,7 @@ export async function provisionDesktop(
   const outcome = await rebuildDisk(ports, desktop, "PROVISIONING", settings, {
     quarantine: () => lastAttempt,
     step: "provision",
+    defer: () => ports.jobs.send([job], { delaySeconds: 1 }),
   });
   return outcome.startsWith("disk") ? `provisioned (${outcome})` : outcome;
 }
@@ -252,6 +331,7 @@ export async function refreshDesktop(
     lastSessionId: job.sessionId,
     quarantine: () => false,
     step: "refresh",
+    defer: () => ports.jobs.send([job], { delaySeconds: 1 }),
   });
   return outcome.startsWith("disk")
     ? `${decision === "recompose" ? "recomposed" : "refreshed"} (${outcome})`
@@ -265,25 +345,13 @@ export async function recomposeDesktop(
 ) {
   const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
   if (desktop?.state !== "RECOMPOSING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
-  const { datastoreId } = desktop;
-  const slots = settings.recomposeSlotsPerDatastore;
-  // Each delivery holds its own slot: a duplicate never shares (and then frees) another's.
-  const holder = `${desktop.desktopId}#${randomUUID()}`;
-  if (!(await ports.datastores.acquireRecomposeSlot(datastoreId, holder, slots, settings.recomposeLeaseMs))) {
-    // Every slot of the datastore is busy: come back later without using up a delivery attempt.
-    await ports.jobs.send([job], { delaySeconds: 1 });
-    return "deferred: datastore recompose slots busy";
-  }
-  try {
-    // One desktop's failure must not stop the pool's recompose: quarantine it, go on.
-    const outcome = await rebuildDisk(ports, desktop, "RECOMPOSING", settings, {
-      quarantine: () => true,
-      step: "recompose",
-    });
-    return outcome.startsWith("disk") ? `recomposed (${outcome})` : outcome;
-  } finally {
-    await ports.datastores.releaseRecomposeSlot(datastoreId, holder, slots);
-  }
+  // One desktop's failure must not stop the pool's recompose: quarantine it, go on.
+  const outcome = await rebuildDisk(ports, desktop, "RECOMPOSING", settings, {
+    quarantine: () => true,
+    step: "recompose",
+    defer: () => ports.jobs.send([job], { delaySeconds: 1 }),
+  });
+  return outcome.startsWith("disk") ? `recomposed (${outcome})` : outcome;
 }
 
 /** A quarantined desktop is replaced by a new one in the same slot (the reconciler asks). */

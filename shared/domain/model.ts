@@ -85,6 +85,10 @@ export interface Datastore {
   capacityGiB: number;
   overcommit: number;
   hostId?: string;
+  /** At most this many desktops provisioned at once on it (default: the region's setting). */
+  provisioningCap?: number;
+  /** At most this many refreshes and recomposes at once on it (default: the region's setting). */
+  maintenanceCap?: number;
   createdAt: string;
 }
 
@@ -122,6 +126,8 @@ export interface Desktop {
   assignedUserId?: string;
   /** When the disk was last made pristine (created, refreshed or recomposed). */
   pristineAt?: string;
+  /** When the latest disk job (provision, refresh, recompose) took the desktop: its worker's record. */
+  diskJobStartedAt?: string;
   sessionId?: string;
   userId?: string;
   /** When the current session started (only while ASSIGNED). */

@@ -101,6 +101,9 @@ export const registerDatastoreBody = z.strictObject({
     .max(1024 * 1024),
   overcommit: z.number().min(1).max(100).default(1),
   hostId: id.optional(),
+  /** Clone-storm caps of this datastore (default: the region's, PRISTINE_*_CAP_PER_DATASTORE). */
+  provisioningCap: z.number().int().min(1).max(1000).optional(),
+  maintenanceCap: z.number().int().min(1).max(1000).optional(),
 });
 
 export const rebalanceBody = z.union([

@@ -57,9 +57,13 @@ export interface DatastoreRepository {
   list(): Promise<DatastoreUsage[]>;
   /** Reserved bytes of a datastore that may not be registered (the default local one). */
   provisionedBytes(datastoreId: string): Promise<number>;
-  /** A lease on one of `slots` recompose slots of a datastore; false when all are held. */
-  acquireRecomposeSlot(datastoreId: string, holder: string, slots: number, leaseMs: number): Promise<boolean>;
-  releaseRecomposeSlot(datastoreId: string, holder: string, slots: number): Promise<void>;
+  /**
+   * A lease on one of `slots` slots of a scope (a datastore's or a host's disk jobs of one kind):
+   * the slot's number, or undefined when all are held. An expired lease is free.
+   */
+  acquireSlot(scope: string, holder: string, slots: number, leaseMs: number): Promise<number | undefined>;
+  /** Frees the slot if `holder` still holds it. */
+  releaseSlot(scope: string, slot: number, holder: string): Promise<void>;
 }
 
 export interface ReplicaRepository {

@@ -157,17 +157,21 @@ describe("recompose", () => {
     expect(expectStatus(await api("GET", `/v1/pools/${poolId}`), 200).recompose).toBeUndefined();
   });
 
-  it("at most N recomposes hold a datastore at once (leases in the table)", async () => {
+  it("at most N disk jobs hold a scope's slots at once (leases in the table)", async () => {
     const ds = fx.r.region.app.ports.datastores;
+    const held = new Map<string, number | undefined>();
     for (const holder of ["a", "b", "c", "d"])
-      expect(await ds.acquireRecomposeSlot("slots", holder, 4, 60_000)).toBe(true);
-    expect(await ds.acquireRecomposeSlot("slots", "e", 4, 60_000)).toBe(false);
-    expect(await ds.acquireRecomposeSlot("slots", "b", 4, 60_000)).toBe(true); // a redelivery keeps its slot
-    await ds.releaseRecomposeSlot("slots", "c", 4);
-    expect(await ds.acquireRecomposeSlot("slots", "e", 4, 60_000)).toBe(true);
+      held.set(holder, await ds.acquireSlot("slots", holder, 4, 60_000));
+    expect(new Set(held.values())).toEqual(new Set([0, 1, 2, 3]));
+    expect(await ds.acquireSlot("slots", "e", 4, 60_000)).toBeUndefined();
+    // Only its holder frees a slot.
+    await ds.releaseSlot("slots", held.get("c") as number, "b");
+    expect(await ds.acquireSlot("slots", "e", 4, 60_000)).toBeUndefined();
+    await ds.releaseSlot("slots", held.get("c") as number, "c");
+    expect(await ds.acquireSlot("slots", "e", 4, 60_000)).toBe(held.get("c"));
     // A holder that died: its lease runs out and the slot is taken over.
-    expect(await ds.acquireRecomposeSlot("gone", "dead", 1, -1)).toBe(true);
-    expect(await ds.acquireRecomposeSlot("gone", "alive", 1, 60_000)).toBe(true);
+    expect(await ds.acquireSlot("gone", "dead", 1, -1)).toBe(0);
+    expect(await ds.acquireSlot("gone", "alive", 1, 60_000)).toBe(0);
   });
 });
 

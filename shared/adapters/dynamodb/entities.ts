@@ -70,11 +70,13 @@ export type ApiKeyRecord = Tenant & { apiKeyHash: string; failedOver?: boolean }
 /** Dedicated pools: the user's own desktop. */
 export type OwnerRecord = { tenantId: string; poolId: string; userId: string; desktopId: string };
 /** A lease on one of a datastore's recompose slots (I/O storm control). */
-export interface RecomposeSlot {
-  datastoreId: string;
+/** One of the slots that cap concurrent disk jobs of a kind on a datastore or host (a lease). */
+export interface DiskSlot {
+  scope: string;
   slot: number;
   holder: string;
   leaseExpiresAtMs: number;
+  acquiredAt: string;
 }
 /** A desktop's screen as its host took it; `expiresAt` (epoch seconds) lets DynamoDB delete it. */
 export interface ScreenshotRecord {
@@ -113,7 +115,7 @@ export const entities = {
   owner: entity<OwnerRecord>("owner", (o) => keys.owner(o.tenantId, o.poolId, o.userId)),
   datastore: entity<Datastore>("datastore", (d) => keys.datastore(d.datastoreId)),
   datastoreUsage: entity<DatastoreUsageRecord>("datastoreUsage", (u) => keys.datastoreUsage(u.datastoreId)),
-  recomposeSlot: entity<RecomposeSlot>("recomposeSlot", (s) => keys.recomposeSlot(s.datastoreId, s.slot)),
+  diskSlot: entity<DiskSlot>("diskSlot", (s) => keys.diskSlot(s.scope, s.slot)),
   replica: entity<Replica>("replica", (r) => keys.replica(r.tenantId, r.imageId, r.version, r.datastoreId)),
   replicaCopyLease: entity<ReplicaCopyLease>("replicaCopyLease", (l) =>
     keys.replicaCopyLease(l.tenantId, l.imageId, l.version, l.datastoreId),

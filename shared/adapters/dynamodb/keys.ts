@@ -16,7 +16,7 @@
  *   copy lease    TENANT#<t>                  REPLICA_COPY#<i>#<n>#<datastore> (who copies the replica)
  *   datastore     DATASTORES                  DATASTORE#<ds>   (region-wide, operator-owned)
  *   ds usage      DATASTORES                  USAGE#<ds>       (bytes reserved by desktops)
- *   recompose slot DATASTORES                 RECOMPOSE#<ds>#<slot>  (a lease: I/O storm control)
+ *   disk-job slot DATASTORES                  SLOT#<scope>#<slot>  (a lease: clone-storm caps; scope = datastore or host, and kind)
  *   user data     TENANT#<t>                  USERDATA#<u>  (the user's data disk: version, checksum, replication)
  *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
  *   data fork     TENANT#<t>                  FORK#<f>      (user data kept outside the history, until resolved)
@@ -75,7 +75,7 @@ export const keys = {
   datastorePrefix: "DATASTORE#",
   datastoreUsage: (ds: string) => ({ pk: "DATASTORES", sk: `USAGE#${ds}` }),
   usagePrefix: "USAGE#",
-  recomposeSlot: (ds: string, slot: number) => ({ pk: "DATASTORES", sk: `RECOMPOSE#${ds}#${slot}` }),
+  diskSlot: (scope: string, slot: number) => ({ pk: "DATASTORES", sk: `SLOT#${scope}#${slot}` }),
   userData: (t: string, u: string) => ({ pk: `TENANT#${t}`, sk: `USERDATA#${u}` }),
   userDataPrefix: "USERDATA#",
   userDataChange: (t: string, u: string, n: number) => ({

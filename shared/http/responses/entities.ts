@@ -29,11 +29,23 @@ export const datastore = z
     capacityGiB: z.number(),
     overcommit: z.number(),
     hostId: z.string().optional(),
+    provisioningCap: z.number().int().optional().describe("its own cap on desktops provisioned at once"),
+    maintenanceCap: z.number().int().optional().describe("its own cap on refreshes and recomposes at once"),
     createdAt: z.string().describe("ISO 8601 date-time; empty for the region's default datastore"),
   })
   .meta({ id: "Datastore" });
+const diskJobCaps = z.strictObject({
+  provisioning: z.number().int().describe("desktops provisioned at once at most"),
+  maintenance: z.number().int().describe("refreshes and recomposes at once at most"),
+});
 export const datastoreUsage = datastore
   .extend({
+    caps: diskJobCaps.describe(
+      "the clone-storm caps in force on this datastore (its own, else the region's); jobs beyond them wait",
+    ),
+    hostCaps: diskJobCaps
+      .optional()
+      .describe("the caps on all disk jobs of its host (a datastore with a host)"),
     provisionedBytes: bytes,
     effectiveFreeBytes: z.number(),
     provisionedPercent: z.number(),
@@ -133,6 +145,9 @@ export const desktop = z
     provisionedBytes: bytes.optional(),
     assignedUserId: z.string().optional(),
     pristineAt: timestamp.optional(),
+    diskJobStartedAt: timestamp
+      .optional()
+      .describe("when the latest disk job (provision, refresh, recompose) took the desktop"),
     sessionId: z.string().optional(),
     userId: z.string().optional(),
     sessionStartedAt: timestamp.optional(),

@@ -1,6 +1,6 @@
 /** The operator's routes: tenants and datastores. */
 
-import { listDatastores, registerDatastore } from "../../domain/datastores.ts";
+import { describeDatastores, registerDatastore } from "../../domain/datastores.ts";
 import { rebalanceDatastore } from "../../domain/rebalance.ts";
 import { createTenant } from "../../domain/tenants.ts";
 import * as r from "../responses.ts";
@@ -38,7 +38,9 @@ export const adminRoutes: ApiRoute[] = [
     summary: "The region's datastores with their reserved bytes",
     responses: { 200: r.items(r.datastoreUsage) },
     handle: async ({ app }) =>
-      json(200, { items: await listDatastores(app.ports, app.config.defaultDatastore) }),
+      json(200, {
+        items: await describeDatastores(app.ports, app.config.defaultDatastore, app.config.worker),
+      }),
   }),
   route({
     access: "operator",

@@ -56,28 +56,35 @@ export function datastoreRepository(t: Table): DatastoreRepository {
       });
       return Number(items[0]?.provisionedBytes ?? 0);
     },
-    async acquireRecomposeSlot(datastoreId, holder, slots, leaseMs) {
+    async acquireSlot(scope, holder, slots, leaseMs) {
       const now = Date.now();
-      // Re-entrant: a redelivered job finds the slot it already holds.
-      for (let slot = 0; slot < slots; slot++) {
+      // Starting at a random slot, concurrent takers rarely try the same ones.
+      const first = Math.floor(Math.random() * slots);
+      for (let i = 0; i < slots; i++) {
+        const slot = (first + i) % slots;
         const leased = await t.tryPut(
-          entities.recomposeSlot.toItem({ datastoreId, slot, holder, leaseExpiresAtMs: now + leaseMs }),
+          entities.diskSlot.toItem({
+            scope,
+            slot,
+            holder,
+            leaseExpiresAtMs: now + leaseMs,
+            acquiredAt: new Date(now).toISOString(),
+          }),
           {
             expression:
               "attribute_not_exists(pk) OR holder = :holder OR attribute_not_exists(leaseExpiresAtMs) OR leaseExpiresAtMs < :now",
             values: { ":holder": holder, ":now": now },
           },
         );
-        if (leased.written) return true;
+        if (leased.written) return slot;
       }
-      return false;
+      return undefined;
     },
-    async releaseRecomposeSlot(datastoreId, holder, slots) {
-      for (let slot = 0; slot < slots; slot++)
-        await t.remove(keys.recomposeSlot(datastoreId, slot), {
-          expression: "holder = :holder",
-          values: { ":holder": holder },
-        });
+    async releaseSlot(scope, slot, holder) {
+      await t.remove(keys.diskSlot(scope, slot), {
+        expression: "holder = :holder",
+        values: { ":holder": holder },
+      });
     },
   };
 }

@@ -169,7 +169,8 @@ export function desktopRepository(t: Table): DesktopRepository {
           new UpdateCommand({
             TableName: t.name,
             Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
-            UpdateExpression: "SET generation = :next, takenBy = :token, updatedAt = :now REMOVE resentAt",
+            UpdateExpression:
+              "SET generation = :next, takenBy = :token, updatedAt = :now, diskJobStartedAt = :now REMOVE resentAt",
             ConditionExpression: condition,
             ExpressionAttributeNames: { "#state": "state" },
             ExpressionAttributeValues: values,
