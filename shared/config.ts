@@ -5,6 +5,8 @@ import { z } from "zod";
 import type { Qcow2Layout } from "./adapters/storage/qcow2-driver.ts";
 import { defaultWorkerSettings, type WorkerSettings } from "./domain/clone-jobs.ts";
 import type { DefaultDatastore } from "./domain/datastores.ts";
+import type { QuotaLimits } from "./domain/model.ts";
+import { quotaDefaultsFromEnv, quotaEnvironment } from "./quota-config.ts";
 
 /** Everything a region's functions need; built from the environment in Lambda, by hand locally. */
 export interface PristineConfig {
@@ -32,6 +34,8 @@ export interface PristineConfig {
   awsRegion?: string;
   /** User data and DR; each function gets what it uses. */
   dr?: DrConfig;
+  /** Each tenant's quotas unless the operator set its own (absent: the built-in defaults). */
+  quotas?: QuotaLimits;
 }
 
 /** A host agent's own settings. */
@@ -285,6 +289,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
       overcommit: e.PRISTINE_DATASTORE_OVERCOMMIT,
     }),
     timing: timingFromEnv(env),
+    quotas: quotaDefaultsFromEnv(env),
     worker: {
       ...defaultWorkerSettings,
       recomposeSlotsPerDatastore: e.PRISTINE_RECOMPOSE_SLOTS_PER_DATASTORE,
@@ -385,5 +390,8 @@ export function configEnvironment(config: PristineConfig): Record<string, string
     ["PRISTINE_PEER_SQS_ENDPOINT", peer?.sqsEndpoint],
     ["PRISTINE_PEER_S3_ENDPOINT", peer?.s3Endpoint],
   ];
-  return Object.fromEntries(entries.filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+  return {
+    ...Object.fromEntries(entries.filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)])),
+    ...quotaEnvironment(config.quotas),
+  };
 }

@@ -6,6 +6,24 @@ export interface Tenant {
   createdAt: string;
 }
 
+/** A tenant's limits (the operator's overrides on the region's defaults); bytes are virtual sizes. */
+export const quotaNames = ["maxDesktops", "maxProvisionedBytes", "maxImages", "maxImageBytes"] as const;
+export type QuotaName = (typeof quotaNames)[number];
+export type QuotaLimits = Record<QuotaName, number>;
+/** What a tenant holds against its quotas: desktop records, the bytes they reserve, images. */
+export interface TenantUsage {
+  desktops: number;
+  provisionedBytes: number;
+  images: number;
+}
+/** A tenant's limits in force (overrides, else defaults), which ones the operator set, its usage. */
+export interface TenantQuotas {
+  tenantId: string;
+  limits: QuotaLimits;
+  overridden: QuotaName[];
+  usage: TenantUsage;
+}
+
 export interface Image {
   tenantId: string;
   imageId: string;

@@ -15,6 +15,7 @@ import type {
   ReadinessReport,
   Session,
   Tenant,
+  TenantQuotas,
 } from "../domain/model.ts";
 
 import type {
@@ -39,6 +40,7 @@ import type {
   sessionDescription,
   storageReport,
   tenant,
+  tenantQuotas,
 } from "./responses/entities.ts";
 
 export * from "./responses/dr.ts";
@@ -66,6 +68,7 @@ export type EntityChecks = [
   Tied<Same<Drill, z.infer<typeof drill>>>,
   Tied<Same<DrState, z.infer<typeof drState>>>,
   Tied<Same<ReadinessReport, z.infer<typeof readinessReport>>>,
+  Tied<Same<TenantQuotas, z.infer<typeof tenantQuotas>>>,
 ];
 
 /** The answers as types, for the API's own clients (the CLI, the web console): one contract. */

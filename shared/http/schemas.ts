@@ -132,3 +132,16 @@ export const metricsQuery = z.strictObject({
     .max(24 * 60)
     .default(30),
 });
+
+const quotaBytes = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 50);
+/** The operator's quotas for a tenant: each one given replaces the default; one left out is the default. */
+export const putQuotasBody = z.strictObject({
+  maxDesktops: z.number().int().min(0).max(1_000_000).optional(),
+  maxProvisionedBytes: quotaBytes.optional(),
+  maxImages: z.number().int().min(0).max(1_000_000).optional(),
+  maxImageBytes: quotaBytes.optional(),
+});

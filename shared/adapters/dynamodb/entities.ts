@@ -12,10 +12,12 @@ import type {
   Image,
   ImageVersion,
   Pool,
+  QuotaLimits,
   ReadinessReport,
   Replica,
   Session,
   Tenant,
+  TenantUsage,
   UserData,
   UserDataChange,
 } from "../../domain/model.ts";
@@ -91,6 +93,10 @@ export interface ReplicaCopyLease {
   holder: string;
   leaseExpiresAtMs: number;
 }
+/** The operator's overrides of a tenant's quotas. */
+export type QuotaRecord = Partial<QuotaLimits> & { tenantId: string };
+/** A tenant's usage counters, changed only in the transactions that add or remove what they count. */
+export type TenantUsageRecord = TenantUsage & { tenantId: string };
 /** The bytes the desktops on a datastore have reserved. */
 export interface DatastoreUsageRecord {
   datastoreId: string;
@@ -100,6 +106,8 @@ export interface DatastoreUsageRecord {
 export const entities = {
   tenant: entity<TenantRecord>("tenant", (t) => keys.tenant(t.tenantId)),
   apiKey: entity<ApiKeyRecord>("apiKey", (k) => keys.apiKey(k.apiKeyHash), { private: ["apiKeyHash"] }),
+  quotas: entity<QuotaRecord>("quotas", (q) => keys.quotas(q.tenantId)),
+  tenantUsage: entity<TenantUsageRecord>("tenantUsage", (u) => keys.tenantUsage(u.tenantId)),
   image: entity<Image>("image", (i) => keys.image(i.tenantId, i.imageId)),
   imageVersion: entity<ImageVersion>("imageVersion", (v) => keys.version(v.tenantId, v.imageId, v.version)),
   pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId)),
