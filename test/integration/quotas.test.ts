@@ -1,3 +1,5 @@
+import { execFile } from "node:child_process";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   expectStatus,
@@ -190,5 +192,66 @@ describe("the images quota and the operator's routes", () => {
     );
     expect(seen).toEqual(await quotasOf(e.key));
     expect(seen).toMatchObject({ limits: { maxImages: 1 }, overridden: ["maxImages"], usage: { images: 1 } });
+  });
+});
+
+describe("the CLI", () => {
+  /** `pristine` as a child process against this region, with a key and no profile file. */
+  const cli = (key: string, args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const env = {
+        ...process.env,
+        PRISTINE_API_URL: fx.r.region.apiUrl,
+        PRISTINE_API_KEY: key,
+        PRISTINE_CONFIG: join(fx.r.dataDir, "no-cli-config.json"),
+      };
+      execFile(process.execPath, ["cli/main.ts", ...args], { env }, (err, stdout, stderr) =>
+        resolve({ code: err ? Number(err.code ?? -1) : 0, stdout, stderr }),
+      );
+    });
+
+  it("the operator sets a tenant's quotas (keeping those set before); the tenant sees them", async () => {
+    const f = await newTenant(fx.r, "tenant-f");
+    await setQuotas(f.tenantId, { maxImages: 7 });
+    const set = await cli(operator(), [
+      "--json",
+      "tenants",
+      "set-quotas",
+      f.tenantId,
+      "--desktops",
+      "12",
+      "--provisioned-gib",
+      "1.5",
+    ]);
+    expect(set.code, set.stderr).toBe(0);
+    expect(JSON.parse(set.stdout)).toMatchObject({
+      limits: { maxDesktops: 12, maxProvisionedBytes: 1.5 * GiB, maxImages: 7 },
+      overridden: ["maxDesktops", "maxProvisionedBytes", "maxImages"],
+    });
+    const seen = await cli(f.key, ["quotas"]);
+    expect(seen.code, seen.stderr).toBe(0);
+    expect(seen.stdout).toMatch(/desktops\s+12\s+0\s+operator/);
+    expect(seen.stdout).toMatch(/provisioned\s+1\.5 GiB\s+0 B\s+operator/);
+    expect(seen.stdout).toMatch(/one image's size\s+256\.0 GiB\s+-\s+default/);
+    const reset = await cli(operator(), [
+      "--json",
+      "tenants",
+      "set-quotas",
+      f.tenantId,
+      "--reset",
+      "--images",
+      "3",
+    ]);
+    expect(JSON.parse(reset.stdout)).toMatchObject({
+      overridden: ["maxImages"],
+      limits: { maxImages: 3, maxDesktops: 500 },
+    });
+    // Bad input is refused before anything is sent (exit 2); the API's refusals are exit 3.
+    const bad = await cli(operator(), ["tenants", "set-quotas", f.tenantId, "--desktops", "-4"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/maxDesktops/);
+    const tenantTries = await cli(f.key, ["tenants", "set-quotas", f.tenantId, "--desktops", "900"]);
+    expect(tenantTries.code).toBe(3);
+    expect((await quotasOf(f.key)).limits.maxDesktops).toBe(500);
   });
 });
