@@ -140,6 +140,31 @@ describe("the desktops quota", () => {
     expect((await setQuotas(c.tenantId, {})).limits.maxDesktops).toBe(500);
   });
 
+  it("a creation sent twice with one Idempotency-Key is charged once", async () => {
+    const g = await newTenant(fx.r, "tenant-g");
+    const { imageId } = await readyImage(fx.r, g.key, { blankSizeMiB: 64 });
+    // Sent as a client whose first answer was lost sends it again.
+    const send = () =>
+      fetch(`${fx.r.region.apiUrl}/v1/pools`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${g.key}`,
+          "content-type": "application/json",
+          "idempotency-key": "pool-once",
+        },
+        body: JSON.stringify({ name: "once", imageId, size: 3 }),
+      }).then(async (res) => ({ status: res.status, body: await res.json() }));
+    const first = await send();
+    const again = await send();
+    expect([first.status, again.status]).toEqual([201, 201]);
+    expect(again.body.poolId).toBe(first.body.poolId);
+    expect(await poolsOf(g.key)).toHaveLength(1);
+    expect((await quotasOf(g.key)).usage).toMatchObject({
+      desktops: 3,
+      provisionedBytes: 3 * 64 * 1024 ** 2,
+    });
+  });
+
   it("concurrent pool creations cannot both pass the quota", async () => {
     const d = await newTenant(fx.r, "tenant-d");
     const { imageId } = await readyImage(fx.r, d.key, { blankSizeMiB: 64 });
