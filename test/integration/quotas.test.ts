@@ -153,7 +153,7 @@ describe("the desktops quota", () => {
           "idempotency-key": "pool-once",
         },
         body: JSON.stringify({ name: "once", imageId, size: 3 }),
-      }).then(async (res) => ({ status: res.status, body: await res.json() }));
+      }).then(async (res) => ({ status: res.status, body: (await res.json()) as any }));
     const first = await send();
     const again = await send();
     expect([first.status, again.status]).toEqual([201, 201]);
