@@ -1,13 +1,13 @@
 /**
  * The CLI's API client: bearer key, JSON in and out, problem+json turned into ApiError. Every write
- * (POST, PATCH, DELETE) carries an Idempotency-Key, random per request and the same on its retry,
+ * (POST, PATCH, PUT, DELETE) carries an Idempotency-Key, random per request and the same on its retry,
  * so the one retry (on a connection reset, or a 503 with Retry-After) cannot do the work twice.
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ApiError, type Problem, Unreachable } from "./errors.ts";
 
-export type Method = "GET" | "POST" | "PATCH" | "DELETE";
+export type Method = "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
 
 export interface RequestOptions {
   body?: unknown;

@@ -10,6 +10,7 @@ import { drCommands } from "./commands/dr.ts";
 import { imageCommands } from "./commands/images.ts";
 import { poolCommands } from "./commands/pools.ts";
 import { profileCommands } from "./commands/profile.ts";
+import { quotaCommands } from "./commands/quotas.ts";
 import { sessionCommands } from "./commands/sessions.ts";
 import { storageCommands } from "./commands/storage.ts";
 import { errorLine, exitCodeFor, exitCodes, oneLine } from "./errors.ts";
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   poolCommands(program);
   sessionCommands(program);
   storageCommands(program);
+  quotaCommands(program);
   drCommands(program);
   return program;
 }

@@ -16,11 +16,13 @@ import {
 } from "../shared/config.ts";
 import { defaultWorkerSettings, type WorkerSettings } from "../shared/domain/clone-jobs.ts";
 import { forbidden } from "../shared/domain/errors.ts";
+import type { QuotaLimits } from "../shared/domain/model.ts";
 import { readinessSettings } from "../shared/domain/readiness.ts";
 import { authenticate, hashApiKey } from "../shared/domain/tenants.ts";
 import { apiHandler } from "../shared/http/api.ts";
 import { errorToResponse, problem, problemResponse, validationProblem } from "../shared/http/problem.ts";
 import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
+import { quotaDefaultsFromEnv } from "../shared/quota-config.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
 import { reconcilerHandler } from "../shared/workers/reconciler.ts";
 import { startApiServer } from "./api-server.ts";
@@ -49,6 +51,8 @@ export interface RegionOptions {
    * off. By default once per readiness period (PRISTINE_READINESS_PERIOD_MS, 15 minutes).
    */
   readinessEveryMs?: number;
+  /** Each tenant's default quotas (over PRISTINE_QUOTA_*, then the built-in defaults). */
+  quotas?: Partial<QuotaLimits>;
   /** Capacity of the default local datastore (`ds-default`). */
   defaultDatastoreCapacity?: { capacityGiB: number; overcommit: number };
   worker?: Partial<WorkerSettings>;
@@ -145,6 +149,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
     tableName,
     // As a function's environment would set them (tests shorten the key cache this way).
     timing: timingFromEnv(),
+    quotas: { ...quotaDefaultsFromEnv(), ...opts.quotas },
     cloneJobsQueueUrl: cloneJobs.url,
     logoffQueueUrl: logoff.url,
     operatorKeySha256: hashApiKey(opts.operatorKey),

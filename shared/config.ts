@@ -5,6 +5,11 @@ import { z } from "zod";
 import type { Qcow2Layout } from "./adapters/storage/qcow2-driver.ts";
 import { defaultWorkerSettings, type WorkerSettings } from "./domain/clone-jobs.ts";
 import type { DefaultDatastore } from "./domain/datastores.ts";
+import type { QuotaLimits } from "./domain/model.ts";
+import { quotaDefaultsFromEnv, quotaEnvironment } from "./quota-config.ts";
+import { type Timing, timingFromEnv } from "./timing-config.ts";
+
+export { type Timing, timingFromEnv };
 
 /** Everything a region's functions need; built from the environment in Lambda, by hand locally. */
 export interface PristineConfig {
@@ -32,6 +37,8 @@ export interface PristineConfig {
   awsRegion?: string;
   /** User data and DR; each function gets what it uses. */
   dr?: DrConfig;
+  /** Each tenant's quotas unless the operator set its own (absent: the built-in defaults). */
+  quotas?: QuotaLimits;
 }
 
 /** A host agent's own settings. */
@@ -164,56 +171,6 @@ const envSchema = z.object({
   PRISTINE_VM_WEBSOCKET: z.enum(["on", "off"]).default("on"),
 });
 
-export interface Timing {
-  /** How long an API key's principal is cached per process (like an authorizer cache). */
-  keyCacheMs?: number;
-  /** A desktop in a transitional state longer than this gets its job again. */
-  reconcileStaleAfterMs?: number;
-  /** A host whose heartbeat is older than this has its desktops withdrawn. */
-  hostDeadlineMs?: number;
-  /** The DR readiness schedule's period: one check per tenant and period (default 15 minutes). */
-  readinessPeriodMs?: number;
-  /** Users whose DR copy each check verifies (the sample rotates through all users; default 20). */
-  readinessSampleUsers?: number;
-}
-
-const millis = z.coerce
-  .number()
-  .int()
-  .min(0)
-  .max(7 * 24 * 3_600_000)
-  .optional();
-const timingSchema = z.object({
-  PRISTINE_KEY_CACHE_MS: millis,
-  PRISTINE_RECONCILE_STALE_AFTER_MS: millis,
-  PRISTINE_HOST_DEADLINE_MS: millis,
-  PRISTINE_READINESS_PERIOD_MS: millis.pipe(z.number().int().positive().optional()),
-  PRISTINE_READINESS_SAMPLE_USERS: z.coerce.number().int().min(1).max(1000).optional(),
-});
-
-/** The timings of an environment, checked (a typo is an error, never a NaN). */
-export function timingFromEnv(env: NodeJS.ProcessEnv = process.env): Timing {
-  const parsed = timingSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new Error(`invalid configuration: ${problems}`);
-  }
-  const t = parsed.data;
-  return {
-    ...(t.PRISTINE_KEY_CACHE_MS !== undefined ? { keyCacheMs: t.PRISTINE_KEY_CACHE_MS } : {}),
-    ...(t.PRISTINE_RECONCILE_STALE_AFTER_MS !== undefined
-      ? { reconcileStaleAfterMs: t.PRISTINE_RECONCILE_STALE_AFTER_MS }
-      : {}),
-    ...(t.PRISTINE_HOST_DEADLINE_MS !== undefined ? { hostDeadlineMs: t.PRISTINE_HOST_DEADLINE_MS } : {}),
-    ...(t.PRISTINE_READINESS_PERIOD_MS !== undefined
-      ? { readinessPeriodMs: t.PRISTINE_READINESS_PERIOD_MS }
-      : {}),
-    ...(t.PRISTINE_READINESS_SAMPLE_USERS !== undefined
-      ? { readinessSampleUsers: t.PRISTINE_READINESS_SAMPLE_USERS }
-      : {}),
-  };
-}
-
 export function storageLayout(
   dataDir: string,
   overrides: Partial<{
@@ -293,6 +250,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PristineConfig
       overcommit: e.PRISTINE_DATASTORE_OVERCOMMIT,
     }),
     timing: timingFromEnv(env),
+    quotas: quotaDefaultsFromEnv(env),
     worker: {
       ...defaultWorkerSettings,
       datastoreCaps: {
@@ -409,5 +367,8 @@ export function configEnvironment(config: PristineConfig): Record<string, string
     ["PRISTINE_PEER_SQS_ENDPOINT", peer?.sqsEndpoint],
     ["PRISTINE_PEER_S3_ENDPOINT", peer?.s3Endpoint],
   ];
-  return Object.fromEntries(entries.filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+  return {
+    ...Object.fromEntries(entries.filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)])),
+    ...quotaEnvironment(config.quotas),
+  };
 }

@@ -1,10 +1,11 @@
-/** Operator commands (operator key): tenants and datastores. */
+/** Operator commands (operator key): tenants (and their quotas) and datastores. */
 import type { Command } from "commander";
 import * as s from "../../shared/http/schemas.ts";
 import { number, validBody, validId } from "../args.ts";
 import { api, show } from "../context.ts";
 import { bytes, printFields, printLine, printTable } from "../output.ts";
 import { setProfile } from "./profile.ts";
+import { tenantQuotaCommands } from "./quotas.ts";
 
 interface CreatedTenant {
   tenantId: string;
@@ -56,6 +57,8 @@ export function adminCommands(program: Command): void {
         );
       });
     });
+
+  tenantQuotaCommands(tenants);
 
   const datastores = program.command("datastores").description("datastores (operator key)");
   datastores

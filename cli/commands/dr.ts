@@ -1,6 +1,6 @@
 /** Disaster recovery: replication status, drills (--wait), failover and failback (on the DR region). */
 import type { Command } from "commander";
-import { type Drill, type DrState, drillPhases } from "../../shared/domain/model.ts";
+import { type Drill, type DrState, drillPhases } from "../../shared/domain/dr-model.ts";
 import type { ReadinessStatus, ReplicationStatus, UserDataForkAnswer } from "../../shared/http/responses.ts";
 import * as s from "../../shared/http/schemas.ts";
 import { integer, validBody, validId } from "../args.ts";

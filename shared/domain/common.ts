@@ -3,8 +3,9 @@
  * errors, so it can never close an import cycle.
  */
 import type { Ports } from "../ports/index.ts";
+import type { UserDataRef } from "./dr-model.ts";
 import { DomainError, notFound } from "./errors.ts";
-import type { Desktop, Pool, Session, UserDataRef } from "./model.ts";
+import type { Desktop, Pool, Session } from "./model.ts";
 
 /** A desktop's ids, and its datastore when known (the queue of its jobs follows the datastore). */
 export const desktopRef = (

@@ -9,8 +9,9 @@
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { HostRuntime, Ports, VmDesktop } from "../ports/index.ts";
 import { commitLater, followRecompose } from "./common.ts";
+import type { UserDataRef } from "./dr-model.ts";
 import { recordSince } from "./metrics.ts";
-import type { Desktop, UserDataRef } from "./model.ts";
+import type { Desktop } from "./model.ts";
 import { logoff } from "./sessions.ts";
 
 /** The ports that running desktops' VMs need besides the host itself. */

@@ -5,8 +5,9 @@
 import type { Ports } from "../ports/index.ts";
 import { requirePeer } from "./common.ts";
 import { allowedDatastores, type DefaultDatastore } from "./datastores.ts";
+import type { DrState } from "./dr-model.ts";
 import { DomainError, RetryLater } from "./errors.ts";
-import type { DrState, Pool, Tenant } from "./model.ts";
+import type { Pool, Tenant } from "./model.ts";
 import { deletePool, provisionPool, usableVersion } from "./pools.ts";
 import { liveStandbyPools } from "./replication-config.ts";
 import { replicationBacklog } from "./replication-status.ts";

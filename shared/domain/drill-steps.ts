@@ -3,7 +3,7 @@
  * and whether it goes on at once, waits, or is done. The job in drill.ts gathers the observations
  * and carries the decisions out; unit-tested in test/unit/drill-steps.test.ts.
  */
-import type { Drill, DrillPhase } from "./model.ts";
+import type { Drill, DrillPhase } from "./dr-model.ts";
 
 /** How long a drill waits for its desktops, then for its users' data, before it fails. */
 export const drillWaitLimitsMs: Partial<Record<DrillPhase, number>> = {

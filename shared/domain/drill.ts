@@ -10,11 +10,11 @@
 import type { ReplicationMessage } from "../messages/replication.ts";
 import type { Ports } from "../ports/index.ts";
 import type { DefaultDatastore } from "./datastores.ts";
+import type { Drill } from "./dr-model.ts";
 import { type DrillObservation, decideDrillStep } from "./drill-steps.ts";
 import { DomainError, invalid, notFound, RetryLater } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { logon } from "./logon.ts";
-import type { Drill } from "./model.ts";
 import { createPool, deletePool, listPools } from "./pools.ts";
 import { liveStandbyPools } from "./replication-config.ts";
 

@@ -1,4 +1,13 @@
+import type { QuotaName } from "./model.ts";
 import { type ProblemKey, problemCatalogue } from "./problems.ts";
+
+/** Which quota a refusal hit, its limit, what is in use and what the request asked for. */
+export interface QuotaBreach {
+  name: QuotaName;
+  limit: number;
+  used: number;
+  requested: number;
+}
 
 /**
  * A refusal the caller can act on: it names a problem of the catalogue (which carries the status
@@ -9,17 +18,19 @@ export class DomainError extends Error {
   readonly problem: ProblemKey;
   readonly field: string | undefined;
   readonly retryAfterSeconds: number | undefined;
+  readonly quota: QuotaBreach | undefined;
 
   constructor(
     problem: ProblemKey,
     message: string,
-    extra: { field?: string; retryAfterSeconds?: number } = {},
+    extra: { field?: string; retryAfterSeconds?: number; quota?: QuotaBreach } = {},
   ) {
     super(message);
     this.name = "DomainError";
     this.problem = problem;
     this.field = extra.field;
     this.retryAfterSeconds = extra.retryAfterSeconds;
+    this.quota = extra.quota;
   }
 
   get status(): number {

@@ -5,8 +5,8 @@
  */
 import type { Ports } from "../ports/index.ts";
 import { userRef } from "./common.ts";
+import type { ForkResolution, UserDataFork } from "./dr-model.ts";
 import { DomainError, notFound, RetryLater } from "./errors.ts";
-import type { ForkResolution, UserDataFork } from "./model.ts";
 import { commitUserData } from "./user-data.ts";
 
 type ResolvePorts = Parameters<typeof commitUserData>[0] & Pick<Ports, "userDataJobs">;

@@ -1,13 +1,15 @@
 import type { Ports } from "../ports/index.ts";
 import { DomainError, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
-import type { Image, ImageSource, ImageVersion } from "./model.ts";
+import type { Image, ImageSource, ImageVersion, QuotaLimits } from "./model.ts";
+import { checkImageSize, imageAllowance } from "./quotas.ts";
 import { replicateDeletions } from "./replication-config.ts";
 
 export async function createImage(
-  ports: Pick<Ports, "images" | "clock">,
+  ports: Pick<Ports, "images" | "clock" | "quotas">,
   tenantId: string,
   input: { name: string },
+  quotaDefaults: QuotaLimits,
 ): Promise<Image> {
   const image: Image = {
     tenantId,
@@ -16,8 +18,12 @@ export async function createImage(
     latestVersion: 0,
     createdAt: ports.clock.now().toISOString(),
   };
-  await ports.images.createImage(image);
-  return image;
+  // Checked, then enforced by the write: another image created meanwhile may take the last one.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const maxImages = await imageAllowance(ports, quotaDefaults, tenantId);
+    if (await ports.images.createImage(image, maxImages)) return image;
+  }
+  throw new DomainError("tryAgain", "the tenant's images kept changing under this request; retry");
 }
 
 export function listImages(ports: Pick<Ports, "images">, tenantId: string): Promise<Image[]> {
@@ -32,13 +38,15 @@ export async function getImage(ports: Pick<Ports, "images">, tenantId: string, i
 
 /** Publishing is asynchronous: the version is PUBLISHING until the clone worker has imported it. */
 export async function publishVersion(
-  ports: Pick<Ports, "images" | "jobs" | "clock" | "storage">,
+  ports: Pick<Ports, "images" | "jobs" | "clock" | "storage" | "quotas">,
   tenantId: string,
   imageId: string,
   source: ImageSource,
+  quotaDefaults: QuotaLimits,
 ): Promise<ImageVersion> {
   if (!(await ports.images.getImage(tenantId, imageId))) throw notFound("image", imageId);
-  await ports.storage.validateSource(tenantId, source);
+  const { virtualSizeBytes } = await ports.storage.validateSource(tenantId, source);
+  await checkImageSize(ports, quotaDefaults, tenantId, virtualSizeBytes);
   const createdAt = ports.clock.now().toISOString();
   const version = await ports.images.addVersion(tenantId, imageId, (n) => ({
     tenantId,

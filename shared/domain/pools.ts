@@ -1,5 +1,5 @@
 import type { CloneJob } from "../messages/clone-job.ts";
-import type { Ports, Reservation } from "../ports/index.ts";
+import type { Ports, Reservation, TenantCharge } from "../ports/index.ts";
 import { assertActive, commitLater, desktopRef, requirePool } from "./common.ts";
 import {
   allowedDatastores,
@@ -10,7 +10,16 @@ import {
 import { type DesktopState, emptyStateCounts } from "./desktop-state.ts";
 import { DomainError, notFound } from "./errors.ts";
 import { newId } from "./ids.ts";
-import type { Assignment, CloneType, Desktop, ImageVersion, Pool, RefreshPolicy } from "./model.ts";
+import type {
+  Assignment,
+  CloneType,
+  Desktop,
+  ImageVersion,
+  Pool,
+  QuotaLimits,
+  RefreshPolicy,
+} from "./model.ts";
+import { countedCharge, limitedCharge } from "./quotas.ts";
 import { recomposeProgress } from "./recompose-progress.ts";
 import { replicateConfig, replicateDeletions } from "./replication-config.ts";
 
@@ -98,11 +107,20 @@ function replicaJobs(pool: Pool, datastoreIds: Iterable<string>): CloneJob[] {
   }));
 }
 
+/**
+ * With `quotaDefaults` (the tenant's own request), the pool must fit the tenant's quotas; without
+ * (a drill), its desktops are counted but not limited.
+ */
 export async function createPool(
-  ports: Pick<Ports, "images" | "pools" | "jobs" | "clock" | "datastores" | "peer" | "replication" | "hosts">,
+  ports: Pick<
+    Ports,
+    "images" | "pools" | "jobs" | "clock" | "datastores" | "peer" | "replication" | "hosts"
+  > &
+    Partial<Pick<Ports, "quotas">>,
   tenantId: string,
   input: CreatePoolInput,
   defaults: DefaultDatastore,
+  quotaDefaults?: QuotaLimits,
 ): Promise<Pool> {
   const version = await usableVersion(ports, tenantId, input.imageId, input.imageVersion);
   const assignment = input.assignment ?? "floating";
@@ -126,37 +144,52 @@ export async function createPool(
     state: "ACTIVE",
     createdAt: now,
   };
-  await provisionPool(ports, pool, version, defaults);
+  await provisionPool(ports, pool, version, defaults, quotaDefaults);
   await replicateConfig(ports, tenantId);
   return pool;
 }
 
-/** Places a new pool's desktops, stores pool and desktops with their capacity, and sends the jobs. */
+/**
+ * Places a new pool's desktops, stores pool and desktops with their capacity and their tenant's
+ * charge, and sends the jobs. A failover's pools are counted, never refused by a quota.
+ */
 export function provisionPool(
-  ports: Pick<Ports, "pools" | "jobs" | "clock" | "datastores" | "hosts">,
+  ports: Pick<Ports, "pools" | "jobs" | "clock" | "datastores" | "hosts"> & Partial<Pick<Ports, "quotas">>,
   pool: Pool,
   version: ImageVersion,
   defaults: DefaultDatastore,
+  quotaDefaults?: QuotaLimits,
 ): Promise<Desktop[]> {
-  return addDesktops(ports, pool, version, defaults, pool.size, 0, (desktops, reservations) =>
-    ports.pools.create(pool, desktops, reservations),
+  return addDesktops(ports, pool, version, defaults, quotaDefaults, pool.size, 0, (desktops, r, charge) =>
+    ports.pools.create(pool, desktops, r, charge),
   );
 }
 
 /**
  * Places `count` new desktops (slots from `firstSlot`), lets `store` write them with their
- * capacity reservations in one go, then sends their replica and provisioning jobs.
+ * capacity reservations and their tenant's charge in one go, then sends their replica and
+ * provisioning jobs. The quotas are checked before the datastores (a tenant at its quota hears so,
+ * whatever the datastores hold), and again after a lost race: the charge may be what refused it.
  */
 async function addDesktops(
-  ports: Pick<Ports, "jobs" | "clock" | "datastores" | "hosts">,
+  ports: Pick<Ports, "jobs" | "clock" | "datastores" | "hosts"> & Partial<Pick<Ports, "quotas">>,
   pool: Pool,
   version: ImageVersion,
   defaults: DefaultDatastore,
+  quotaDefaults: QuotaLimits | undefined,
   count: number,
   firstSlot: number,
-  store: (desktops: Desktop[], reservations: Reservation[]) => Promise<boolean>,
+  store: (desktops: Desktop[], reservations: Reservation[], charge: TenantCharge) => Promise<boolean>,
 ): Promise<Desktop[]> {
   const now = ports.clock.now().toISOString();
+  const quotas = ports.quotas;
+  if (quotaDefaults && !quotas) throw new Error("quotas to enforce without a quota repository");
+  const chargeNow = () =>
+    quotas && quotaDefaults
+      ? limitedCharge({ quotas }, quotaDefaults, pool.tenantId, count, bytesOf(version))
+      : Promise.resolve(countedCharge(pool.tenantId, count, bytesOf(version)));
+  let charge = await chargeNow();
+  let attempts = 0;
   let desktops: Desktop[] = [];
   await placeAndReserve(
     ports,
@@ -164,11 +197,12 @@ async function addDesktops(
     await datastoresThatCanRun(ports, defaults, pool.datastoreIds),
     count,
     bytesOf(version),
-    (placement, reservations) => {
+    async (placement, reservations) => {
+      if (attempts++ > 0) charge = await chargeNow();
       desktops = placement.datastoreIds.map((ds, i) =>
         newDesktop(pool, ds, bytesOf(version), now, firstSlot + i),
       );
-      return store(desktops, reservations);
+      return store(desktops, reservations, charge);
     },
   );
   await ports.jobs.send([
@@ -181,13 +215,17 @@ async function addDesktops(
   return desktops;
 }
 
-/** Grows a pool (placing and reserving like a new one) or shrinks it by deleting free desktops. */
+/**
+ * Grows a pool (placing, reserving and charging like a new one, within the tenant's quotas) or
+ * shrinks it by deleting free desktops (their charge goes back as each one is deleted).
+ */
 export async function resizePool(
-  ports: Pick<Ports, "images" | "pools" | "desktops" | "jobs" | "clock" | "datastores" | "hosts">,
+  ports: Pick<Ports, "images" | "pools" | "desktops" | "jobs" | "clock" | "datastores" | "hosts" | "quotas">,
   tenantId: string,
   poolId: string,
   size: number,
   defaults: DefaultDatastore,
+  quotaDefaults: QuotaLimits,
 ): Promise<Pool> {
   const pool = await requirePool(ports, tenantId, poolId);
   assertActive(pool);
@@ -200,14 +238,15 @@ export async function resizePool(
       if (await ports.desktops.transition(d, "AVAILABLE", "DELETING")) gone.push(d);
     }
     const newSize = pool.size - gone.length;
-    if (!(await ports.pools.grow(pool, newSize, [], [])))
+    if (!(await ports.pools.grow(pool, newSize, [], [], countedCharge(tenantId, 0, 0))))
       throw new DomainError("poolChanged", `pool ${poolId} changed during the resize; retry`);
     await ports.jobs.send(gone.map((d) => ({ kind: "delete-desktop", ...desktopRef(d) })));
     return { ...pool, size: newSize };
   }
   const version = await usableVersion(ports, tenantId, pool.imageId, pool.imageVersion);
-  await addDesktops(ports, pool, version, defaults, size - pool.size, pool.size, (desktops, reservations) =>
-    ports.pools.grow(pool, size, desktops, reservations),
+  const added = size - pool.size;
+  await addDesktops(ports, pool, version, defaults, quotaDefaults, added, pool.size, (desktops, r, charge) =>
+    ports.pools.grow(pool, size, desktops, r, charge),
   );
   return { ...pool, size };
 }

@@ -103,6 +103,12 @@ export const problemCatalogue = {
     title: "Insufficient capacity",
     when: "The allowed datastores cannot hold the desktops; `detail` names the shortfall. Nothing was reserved.",
   },
+  quotaExceeded: {
+    slug: "quota-exceeded",
+    status: 409,
+    title: "Quota exceeded",
+    when: "The tenant is at one of its quotas (desktops, provisioned bytes, images, an image's size); `quota` names it with its limit, the usage and what was asked. Nothing changed; the operator can raise it.",
+  },
   capacityContention: {
     slug: "capacity-contention",
     status: 409,

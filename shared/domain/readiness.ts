@@ -15,7 +15,7 @@ import { logger } from "../logger.ts";
 import type { ReplicationMessage } from "../messages/replication.ts";
 import type { Ports } from "../ports/index.ts";
 import { requirePeer } from "./common.ts";
-import type { ReadinessReport, UserData } from "./model.ts";
+import type { ReadinessReport, UserData } from "./dr-model.ts";
 import { liveStandbyPools, versionTombstone } from "./replication-config.ts";
 import { replicationBacklog } from "./replication-status.ts";
 

@@ -5,6 +5,7 @@ import { type DefaultDatastore, listDatastores, placeAndReserve, requireDatastor
 import { newId } from "./ids.ts";
 import type { Desktop } from "./model.ts";
 import { GiB, placeDesktops } from "./placement.ts";
+import { countedCharge } from "./quotas.ts";
 
 /**
  * Moves FREE desktops off a datastore whose provisioned share is above `thresholdPercent`: each
@@ -44,7 +45,8 @@ export async function rebalanceDatastore(
         datastoreId: placement.datastoreIds[0] as string,
         updatedAt: now,
       };
-      return ports.pools.grow(pool, pool.size, [fresh], reservations);
+      // The operator's move: counted against the tenant (its old desktop's removal gives it back), never refused.
+      return ports.pools.grow(pool, pool.size, [fresh], reservations, countedCharge(pool.tenantId, 1, bytes));
     });
     const target = fresh as unknown as Desktop;
     const jobs: CloneJob[] = [

@@ -12,7 +12,8 @@ import type { ReplicationMessage } from "../messages/replication.ts";
 import { replicationKeys } from "../messages/replication.ts";
 import type { Ports } from "../ports/index.ts";
 import { requirePeer } from "./common.ts";
-import type { DrState, Image, ImageVersion, Pool, Tenant } from "./model.ts";
+import type { DrState } from "./dr-model.ts";
+import type { Image, ImageVersion, Pool, Tenant } from "./model.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
 type ConfigPorts = Pick<

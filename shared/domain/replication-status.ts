@@ -1,6 +1,6 @@
 /** What a region knows of its replication to the peer: the backlog, its age and the RPO so far. */
 import type { Ports } from "../ports/index.ts";
-import type { UserData, UserDataChange } from "./model.ts";
+import type { UserData, UserDataChange } from "./dr-model.ts";
 import { liveStandbyPools } from "./replication-config.ts";
 import { rpoPercentiles } from "./replication-lag.ts";
 

@@ -7,8 +7,8 @@
  */
 import { createHash } from "node:crypto";
 import type { Ports } from "../ports/index.ts";
+import type { UserData, UserDataFork, UserDataRef } from "./dr-model.ts";
 import { RetryLater } from "./errors.ts";
-import type { UserData, UserDataFork, UserDataRef } from "./model.ts";
 
 type ForkPorts = Pick<Ports, "userData" | "forks" | "userDataStore" | "clock"> & {
   region: Pick<Ports["region"], "name">;

@@ -7,8 +7,8 @@ import type { ReplicationMessage } from "../messages/replication.ts";
 import { replicationKeys } from "../messages/replication.ts";
 import type { Ports } from "../ports/index.ts";
 import { requirePeer, userRef } from "./common.ts";
+import type { UserDataChange } from "./dr-model.ts";
 import { RetryLater } from "./errors.ts";
-import type { UserDataChange } from "./model.ts";
 import { expireReplicatedHistory } from "./user-data.ts";
 import { drEpoch, forkOverriddenHistory, pruneVersions } from "./user-data-forks.ts";
 

@@ -2,9 +2,10 @@ import { checkpoint } from "../faults.ts";
 import type { Ports } from "../ports/index.ts";
 import { desktopRef, userRef } from "./common.ts";
 import { connectionOf } from "./connection.ts";
+import type { UserData, UserDataChange, UserDataRef, UserDataState } from "./dr-model.ts";
 import { RetryLater } from "./errors.ts";
 import { parseSessionId } from "./ids.ts";
-import type { Session, UserData, UserDataChange, UserDataRef, UserDataState } from "./model.ts";
+import type { Session } from "./model.ts";
 import { getSession } from "./sessions.ts";
 import { commitAsFork, drEpoch, pruneVersions } from "./user-data-forks.ts";
 

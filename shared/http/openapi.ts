@@ -3,6 +3,7 @@
  * validate requests, describe answers and make this document, so there is one contract.
  */
 import { z } from "zod";
+import { quotaNames } from "../domain/model.ts";
 import { type ProblemSpec, problemCatalogue, problemTypeBase } from "../domain/problems.ts";
 
 type JsonSchema = Record<string, unknown>;
@@ -48,6 +49,19 @@ const problemSchema: JsonSchema = {
         properties: { field: { type: "string" }, message: { type: "string" } },
         additionalProperties: false,
       },
+    },
+    quota: {
+      type: "object",
+      description:
+        "a refusal at a quota: the quota, its limit, what is in use and what the request asked for",
+      required: ["name", "limit", "used", "requested"],
+      properties: {
+        name: { type: "string", enum: [...quotaNames] },
+        limit: { type: "number", minimum: 0 },
+        used: { type: "number" },
+        requested: { type: "number", minimum: 0 },
+      },
+      additionalProperties: false,
     },
   },
   additionalProperties: false,

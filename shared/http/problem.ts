@@ -1,6 +1,6 @@
 import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import type { z } from "zod";
-import { DomainError, RetryLater } from "../domain/errors.ts";
+import { DomainError, type QuotaBreach, RetryLater } from "../domain/errors.ts";
 import { type ProblemKey, problemCatalogue, problemType } from "../domain/problems.ts";
 
 export interface Problem {
@@ -10,6 +10,7 @@ export interface Problem {
   detail: string;
   field?: string;
   errors?: { field: string; message: string }[];
+  quota?: QuotaBreach;
 }
 
 export function problemResponse(
@@ -62,9 +63,9 @@ export function errorToResponse(err: unknown): {
     const headers: Record<string, string> = err.retryAfterSeconds
       ? { "retry-after": String(err.retryAfterSeconds) }
       : {};
-    const field = err.field ? { field: err.field } : {};
+    const extra = { ...(err.field ? { field: err.field } : {}), ...(err.quota ? { quota: err.quota } : {}) };
     return {
-      response: problemResponse(problem(err.problem, err.message, field), headers),
+      response: problemResponse(problem(err.problem, err.message, extra), headers),
       unexpected: false,
     };
   }

@@ -4,18 +4,16 @@
  * compile time (see the checks at the end), so the contract cannot drift from the code silently.
  */
 import { z } from "zod";
+import type { Drill, DrState, ReadinessReport, UserDataFork } from "../domain/dr-model.ts";
 import type {
   Datastore,
   Desktop,
-  Drill,
-  DrState,
   Image,
   ImageVersion,
   Pool,
-  ReadinessReport,
   Session,
   Tenant,
-  UserDataFork,
+  TenantQuotas,
 } from "../domain/model.ts";
 
 import type {
@@ -41,6 +39,7 @@ import type {
   sessionDescription,
   storageReport,
   tenant,
+  tenantQuotas,
 } from "./responses/entities.ts";
 
 export * from "./responses/dr.ts";
@@ -69,6 +68,7 @@ export type EntityChecks = [
   Tied<Same<DrState, z.infer<typeof drState>>>,
   Tied<Same<ReadinessReport, z.infer<typeof readinessReport>>>,
   Tied<Same<UserDataFork, z.infer<typeof userDataFork>>>,
+  Tied<Same<TenantQuotas, z.infer<typeof tenantQuotas>>>,
 ];
 
 /** The answers as types, for the API's own clients (the CLI, the web console): one contract. */

@@ -6,6 +6,7 @@
 import type { z } from "zod";
 import type { App } from "../app.ts";
 import { forbidden } from "../domain/errors.ts";
+import { defaultQuotas } from "../domain/quotas.ts";
 import type { Principal } from "../domain/tenants.ts";
 import type { Answer } from "./openapi.ts";
 import type { Method, Reply, Route } from "./router.ts";
@@ -104,3 +105,6 @@ export const poolParams = { poolId: s.id };
 export const imageParams = { imageId: s.id };
 export const versionParams = { imageId: s.id, version: s.versionNumber };
 export const sessionParams = { sessionId: s.sessionId };
+
+/** Each tenant's quotas unless the operator set its own. */
+export const quotaDefaults = (app: App) => app.config.quotas ?? defaultQuotas;

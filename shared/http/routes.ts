@@ -11,6 +11,7 @@ import { drRoutes } from "./routes/dr.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { poolRoutes } from "./routes/pools.ts";
 import { publicRoutes } from "./routes/public.ts";
+import { quotaRoutes } from "./routes/quotas.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 
 export type { Access, ApiRoute, Ctx } from "./route.ts";
@@ -26,6 +27,7 @@ export const routes: ApiRoute[] = [
     handle: async () => json(200, apiDocument()),
   }),
   ...adminRoutes,
+  ...quotaRoutes,
   ...imageRoutes,
   ...poolRoutes,
   ...sessionRoutes,

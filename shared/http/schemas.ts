@@ -1,6 +1,7 @@
 /** Request schemas of the v1 API (DESIGN.md §4), one per body / path parameter. */
 import { z } from "zod";
-import { assignments, cloneTypes, forkResolutions, refreshPolicies } from "../domain/model.ts";
+import { forkResolutions } from "../domain/dr-model.ts";
+import { assignments, cloneTypes, refreshPolicies } from "../domain/model.ts";
 
 export const id = z
   .string()
@@ -140,4 +141,17 @@ export const metricsQuery = z.strictObject({
     .min(1)
     .max(24 * 60)
     .default(30),
+});
+
+const quotaBytes = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 50);
+/** The operator's quotas for a tenant: each one given replaces the default; one left out is the default. */
+export const putQuotasBody = z.strictObject({
+  maxDesktops: z.number().int().min(0).max(1_000_000).optional(),
+  maxProvisionedBytes: quotaBytes.optional(),
+  maxImages: z.number().int().min(0).max(1_000_000).optional(),
+  maxImageBytes: quotaBytes.optional(),
 });

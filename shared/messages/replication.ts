@@ -5,7 +5,7 @@
  * peer's verified acknowledgement. Deliveries may be duplicated and reordered.
  */
 import { z } from "zod";
-import { readinessFailureKinds, readinessUserStates } from "../domain/model.ts";
+import { readinessFailureKinds, readinessUserStates } from "../domain/dr-model.ts";
 
 const userRef = { tenantId: z.string().min(1), userId: z.string().min(1) };
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);

@@ -2,15 +2,13 @@ import type {
   Drill,
   DrState,
   ForkResolution,
-  Image,
-  ImageVersion,
   ReadinessReport,
-  Tenant,
   UserData,
   UserDataChange,
   UserDataFork,
   UserDataRef,
-} from "../domain/model.ts";
+} from "../domain/dr-model.ts";
+import type { Image, ImageVersion, Tenant } from "../domain/model.ts";
 import type { ReplicationMessage } from "../messages/replication.ts";
 import type { ReplicationQueue, UserDataJobQueue } from "./queues.ts";
 

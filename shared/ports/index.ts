@@ -7,6 +7,7 @@ import type { DrPorts } from "./dr.ts";
 import type { EventBus, HostRepository, HostRuntime, ScreenshotRepository } from "./hosts.ts";
 import type { MetricRecorder, MetricSeriesRepository } from "./metrics.ts";
 import type { JobQueue } from "./queues.ts";
+import type { QuotaRepository } from "./quotas.ts";
 import type {
   DatastoreRepository,
   DesktopRepository,
@@ -23,6 +24,7 @@ export type * from "./hosts.ts";
 export type * from "./hypervisor.ts";
 export type * from "./metrics.ts";
 export type * from "./queues.ts";
+export type * from "./quotas.ts";
 export type * from "./repositories.ts";
 export type * from "./storage.ts";
 
@@ -37,6 +39,7 @@ export interface Ports extends DrPorts {
   desktops: DesktopRepository;
   sessions: SessionRepository;
   datastores: DatastoreRepository;
+  quotas: QuotaRepository;
   replicas: ReplicaRepository;
   jobs: JobQueue;
   storage: StorageDriver;

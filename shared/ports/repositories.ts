@@ -12,14 +12,17 @@ import type {
   SessionEnding,
   Tenant,
 } from "../domain/model.ts";
+import type { TenantCharge } from "./quotas.ts";
 
 export interface TenantRepository {
   create(tenant: Tenant, apiKeyHash: string): Promise<void>;
   findByApiKeyHash(apiKeyHash: string): Promise<Tenant | undefined>;
+  get(tenantId: string): Promise<Tenant | undefined>;
 }
 
 export interface ImageRepository {
-  createImage(image: Image): Promise<void>;
+  /** Stores the image and counts it in its tenant's usage; false, and nothing written, at `maxImages`. */
+  createImage(image: Image, maxImages: number): Promise<boolean>;
   getImage(tenantId: string, imageId: string): Promise<Image | undefined>;
   listImages(tenantId: string): Promise<Image[]>;
   /** Allocates the next version number atomically and stores the version as PUBLISHING. */
@@ -96,11 +99,23 @@ export type EndSessionResult =
 export interface PoolRepository {
   /**
    * Stores the pool with its datastore reservations in one transaction, then its desktops
-   * (PROVISIONING). False, and nothing written, when a datastore no longer has the room.
+   * (PROVISIONING), charging the tenant's usage in the same transaction. False, and nothing
+   * written, when a datastore no longer has the room or the charge would pass the tenant's quota.
    */
-  create(pool: Pool, desktops: Desktop[], reservations: Reservation[]): Promise<boolean>;
+  create(
+    pool: Pool,
+    desktops: Desktop[],
+    reservations: Reservation[],
+    charge: TenantCharge,
+  ): Promise<boolean>;
   /** Grows a pool from `pool.size` to `newSize` under the same rule as `create`. */
-  grow(pool: Pool, newSize: number, desktops: Desktop[], reservations: Reservation[]): Promise<boolean>;
+  grow(
+    pool: Pool,
+    newSize: number,
+    desktops: Desktop[],
+    reservations: Reservation[],
+    charge: TenantCharge,
+  ): Promise<boolean>;
   /** Points the pool at a new version and records the recompose (conditional on ACTIVE). */
   startRecompose(
     tenantId: string,
@@ -152,7 +167,7 @@ export interface DesktopRepository {
     desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "state">,
     at: string,
   ): Promise<void>;
-  /** Removes the desktop and releases its reservation on its datastore, once. */
+  /** Removes the desktop and releases its reservation on its datastore and its tenant's charge, once. */
   remove(
     desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "datastoreId" | "provisionedBytes">,
   ): Promise<void>;

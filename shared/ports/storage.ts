@@ -10,9 +10,10 @@ export interface ImportedImage {
 export interface StorageDriver {
   /**
    * Checks a tenant's publish source before anything is stored; throws a 400 DomainError naming
-   * the problem (never a server path). A tenant reads only its own import folder.
+   * the problem (never a server path). A tenant reads only its own import folder. Answers the
+   * disk's virtual size (what each desktop on it will reserve).
    */
-  validateSource(tenantId: string, source: ImageSource): Promise<void>;
+  validateSource(tenantId: string, source: ImageSource): Promise<{ virtualSizeBytes: number }>;
   /** Imports a source disk into the region's image store (idempotent: the same target is rewritten). */
   importImage(
     version: Pick<ImageVersion, "tenantId" | "imageId" | "version" | "source">,

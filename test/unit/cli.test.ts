@@ -16,7 +16,7 @@ import {
   WaitFailed,
 } from "../../cli/errors.ts";
 import { emptyStateCounts } from "../../shared/domain/desktop-state.ts";
-import type { Drill } from "../../shared/domain/model.ts";
+import type { Drill } from "../../shared/domain/dr-model.ts";
 
 describe("exit codes", () => {
   it.each([

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { Drill } from "../../shared/domain/dr-model.ts";
 import { decideDrillStep, drillWaitLimitsMs, rpoAtStart } from "../../shared/domain/drill-steps.ts";
-import type { Drill } from "../../shared/domain/model.ts";
 
 const start = "2026-01-01T00:00:00.000Z";
 const at = (ms: number) => new Date(Date.parse(start) + ms);

@@ -1,6 +1,7 @@
 /** The API's answers as the console reads them: the types of the API's own response schemas. */
 import type { DesktopState } from "../../shared/domain/desktop-state.ts";
-import type { ConnectionInfo, Desktop, Drill, Pool, Session } from "../../shared/domain/model.ts";
+import type { Drill } from "../../shared/domain/dr-model.ts";
+import type { ConnectionInfo, Desktop, Pool, Session } from "../../shared/domain/model.ts";
 
 export type {
   DatastoreUsage as Datastore,

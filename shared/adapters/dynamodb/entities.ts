@@ -3,22 +3,27 @@
  * domain object becomes an item and back. Reading checks the item's `entity` at the boundary, so
  * a query that strays onto another kind of item fails loudly instead of passing it off as this one.
  */
+
+import type {
+  Drill,
+  DrState,
+  ReadinessReport,
+  UserData,
+  UserDataChange,
+  UserDataFork,
+} from "../../domain/dr-model.ts";
 import type {
   Datastore,
   Desktop,
-  Drill,
-  DrState,
   Host,
   Image,
   ImageVersion,
   Pool,
-  ReadinessReport,
+  QuotaLimits,
   Replica,
   Session,
   Tenant,
-  UserData,
-  UserDataChange,
-  UserDataFork,
+  TenantUsage,
 } from "../../domain/model.ts";
 import { keys } from "./keys.ts";
 import { freeIndex } from "./table-schema.ts";
@@ -94,6 +99,10 @@ export interface ReplicaCopyLease {
   holder: string;
   leaseExpiresAtMs: number;
 }
+/** The operator's overrides of a tenant's quotas. */
+export type QuotaRecord = Partial<QuotaLimits> & { tenantId: string };
+/** A tenant's usage counters, changed only in the transactions that add or remove what they count. */
+export type TenantUsageRecord = TenantUsage & { tenantId: string };
 /** The bytes the desktops on a datastore have reserved. */
 export interface DatastoreUsageRecord {
   datastoreId: string;
@@ -103,6 +112,8 @@ export interface DatastoreUsageRecord {
 export const entities = {
   tenant: entity<TenantRecord>("tenant", (t) => keys.tenant(t.tenantId)),
   apiKey: entity<ApiKeyRecord>("apiKey", (k) => keys.apiKey(k.apiKeyHash), { private: ["apiKeyHash"] }),
+  quotas: entity<QuotaRecord>("quotas", (q) => keys.quotas(q.tenantId)),
+  tenantUsage: entity<TenantUsageRecord>("tenantUsage", (u) => keys.tenantUsage(u.tenantId)),
   image: entity<Image>("image", (i) => keys.image(i.tenantId, i.imageId)),
   imageVersion: entity<ImageVersion>("imageVersion", (v) => keys.version(v.tenantId, v.imageId, v.version)),
   pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId)),

@@ -5,6 +5,8 @@
  *   entity        pk                          sk
  *   tenant        TENANT#<t>                  TENANT
  *   api key       APIKEY#<sha256>             APIKEY
+ *   quotas        TENANT#<t>                  QUOTAS        (the operator's overrides of the defaults)
+ *   tenant usage  TENANT#<t>                  USAGE         (desktops, their bytes, images: what quotas limit)
  *   image         TENANT#<t>                  IMAGE#<i>
  *   version       TENANT#<t>                  VERSION#<i>#<n, zero-padded>
  *   pool          TENANT#<t>                  POOL#<p>
@@ -36,6 +38,8 @@
 export const keys = {
   tenant: (t: string) => ({ pk: `TENANT#${t}`, sk: "TENANT" }),
   apiKey: (hash: string) => ({ pk: `APIKEY#${hash}`, sk: "APIKEY" }),
+  quotas: (t: string) => ({ pk: `TENANT#${t}`, sk: "QUOTAS" }),
+  tenantUsage: (t: string) => ({ pk: `TENANT#${t}`, sk: "USAGE" }),
   image: (t: string, i: string) => ({ pk: `TENANT#${t}`, sk: `IMAGE#${i}` }),
   imagePrefix: "IMAGE#",
   version: (t: string, i: string, n: number) => ({

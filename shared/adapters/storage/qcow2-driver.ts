@@ -125,7 +125,9 @@ export function qcow2Driver(
 
   return {
     async validateSource(tenantId: string, source: ImageSource) {
-      if ("path" in source) await checkTenantSource(layout.importRoots, tenantId, source.path, { tenantId });
+      if (!("path" in source)) return { virtualSizeBytes: source.blankSizeMiB * 1024 * 1024 };
+      const checked = await checkTenantSource(layout.importRoots, tenantId, source.path, { tenantId });
+      return { virtualSizeBytes: checked.virtualSizeBytes };
     },
 
     async importImage(version): Promise<ImportedImage> {

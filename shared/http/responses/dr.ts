@@ -1,6 +1,5 @@
 /** The answers about disaster recovery (replication, readiness, drills, failover) and the figures. */
 import { z } from "zod";
-import { metricNames } from "../../domain/metric-catalogue.ts";
 import {
   drillPhases,
   drillStates,
@@ -9,7 +8,8 @@ import {
   forkStates,
   readinessFailureKinds,
   readinessUserStates,
-} from "../../domain/model.ts";
+} from "../../domain/dr-model.ts";
+import { metricNames } from "../../domain/metric-catalogue.ts";
 
 import { pool } from "./entities.ts";
 import { bytes, count, timestamp } from "./fields.ts";

@@ -6,6 +6,7 @@ import {
   cloneTypes,
   imageVersionStates,
   poolStates,
+  quotaNames,
   refreshPolicies,
   sessionEndings,
   sessionStates,
@@ -21,6 +22,24 @@ export const createdTenant = tenant
     apiKey: z.string().describe("shown once; only its hash is stored"),
   })
   .meta({ id: "CreatedTenant" });
+
+export const tenantQuotas = z
+  .strictObject({
+    tenantId: z.string(),
+    limits: z
+      .strictObject({
+        maxDesktops: count,
+        maxProvisionedBytes: bytes,
+        maxImages: count,
+        maxImageBytes: bytes,
+      })
+      .describe("in force: the operator's overrides, the region's defaults for the rest"),
+    overridden: z.array(z.enum(quotaNames)).describe("the quotas the operator set for this tenant"),
+    usage: z
+      .strictObject({ desktops: count, provisionedBytes: bytes, images: count })
+      .describe("desktop records (until deleted), the bytes they reserve on datastores, images"),
+  })
+  .meta({ id: "TenantQuotas" });
 
 export const datastore = z
   .strictObject({

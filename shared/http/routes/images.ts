@@ -9,7 +9,7 @@ import {
   retireVersion,
 } from "../../domain/images.ts";
 import * as r from "../responses.ts";
-import { type ApiRoute, imageParams, json, route, versionParams } from "../route.ts";
+import { type ApiRoute, imageParams, json, quotaDefaults, route, versionParams } from "../route.ts";
 import * as s from "../schemas.ts";
 
 export const imageRoutes: ApiRoute[] = [
@@ -20,7 +20,8 @@ export const imageRoutes: ApiRoute[] = [
     summary: "Create an image (a name for its versions)",
     responses: { 201: r.image },
     body: s.createImageBody,
-    handle: async ({ app, tenantId, body }) => json(201, await createImage(app.ports, tenantId, body)),
+    handle: async ({ app, tenantId, body }) =>
+      json(201, await createImage(app.ports, tenantId, body, quotaDefaults(app))),
   }),
   route({
     access: "tenant",
@@ -50,7 +51,13 @@ export const imageRoutes: ApiRoute[] = [
     params: imageParams,
     body: s.publishVersionBody,
     handle: async ({ app, tenantId, params, body }) => {
-      const version = await publishVersion(app.ports, tenantId, params.imageId, body.source);
+      const version = await publishVersion(
+        app.ports,
+        tenantId,
+        params.imageId,
+        body.source,
+        quotaDefaults(app),
+      );
       return json(202, version, { location: `/v1/images/${params.imageId}` });
     },
   }),

@@ -11,7 +11,7 @@ import {
 import { recomposePool, rollbackRecompose } from "../../domain/recompose.ts";
 import { storageReport } from "../../domain/storage.ts";
 import * as r from "../responses.ts";
-import { type ApiRoute, json, poolParams, route } from "../route.ts";
+import { type ApiRoute, json, poolParams, quotaDefaults, route } from "../route.ts";
 import * as s from "../schemas.ts";
 
 export const poolRoutes: ApiRoute[] = [
@@ -23,7 +23,13 @@ export const poolRoutes: ApiRoute[] = [
     responses: { 201: r.pool },
     body: s.createPoolBody,
     handle: async ({ app, tenantId, body }) => {
-      const pool = await createPool(app.ports, tenantId, body, app.config.defaultDatastore);
+      const pool = await createPool(
+        app.ports,
+        tenantId,
+        body,
+        app.config.defaultDatastore,
+        quotaDefaults(app),
+      );
       return json(201, pool, { location: `/v1/pools/${pool.poolId}` });
     },
   }),
@@ -54,7 +60,17 @@ export const poolRoutes: ApiRoute[] = [
     params: poolParams,
     body: s.patchPoolBody,
     handle: async ({ app, tenantId, params, body }) =>
-      json(200, await resizePool(app.ports, tenantId, params.poolId, body.size, app.config.defaultDatastore)),
+      json(
+        200,
+        await resizePool(
+          app.ports,
+          tenantId,
+          params.poolId,
+          body.size,
+          app.config.defaultDatastore,
+          quotaDefaults(app),
+        ),
+      ),
   }),
   route({
     access: "tenant",

@@ -8,6 +8,7 @@ import { isConditionFailure, itemAtFailure, transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";
 import { freeIndex } from "../table-schema.ts";
+import { releaseUpdate } from "./quotas.ts";
 
 /*
  * Where a desktop sits in the free index, and where a logon starts looking. Both follow the
@@ -221,7 +222,7 @@ export function desktopRepository(t: Table): DesktopRepository {
       });
     },
     async remove(d) {
-      // The desktop and its reservation go together, once: a repeated delete finds it gone.
+      // The desktop, its reservation and its tenant's charge go together, once: a repeated delete finds it gone.
       const result = await transact(t.doc, {
         desktop: {
           Delete: {
@@ -245,6 +246,7 @@ export function desktopRepository(t: Table): DesktopRepository {
               },
             }
           : undefined,
+        quota: releaseUpdate(t.name, d.tenantId, d.provisionedBytes ?? 0),
       });
       if (!result.ok && result.reasons.desktop !== "ConditionalCheckFailed")
         throw new Error(`removing desktop ${d.desktopId} failed: ${JSON.stringify(result.reasons)}`);

@@ -1,22 +1,37 @@
-import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { RetryLater } from "../../../domain/errors.ts";
 import type { ImageRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";
+import { imageChargeUpdate } from "./quotas.ts";
 
 export function imageRepository(t: Table): ImageRepository {
   const getImage = (tenantId: string, imageId: string) =>
     t.get(entities.image, keys.image(tenantId, imageId));
   return {
-    async createImage(image) {
-      await t.doc.send(
-        new PutCommand({
-          TableName: t.name,
-          Item: entities.image.toItem(image),
-          ConditionExpression: "attribute_not_exists(pk)",
-        }),
+    async createImage(image, maxImages) {
+      const result = await transact(
+        t.doc,
+        {
+          image: {
+            Put: {
+              TableName: t.name,
+              Item: entities.image.toItem(image),
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+          charge: imageChargeUpdate(t.name, image.tenantId, maxImages),
+        },
+        { conflictIsRetry: false },
       );
+      if (result.ok) return true;
+      if (result.reasons.charge === "ConditionalCheckFailed") return false;
+      // A collision with another write of the tenant's usage: the caller may simply try again.
+      if (Object.values<string>(result.reasons).every((r) => r === "None" || r === "TransactionConflict"))
+        throw new RetryLater(`image ${image.imageId} collided with another write of its tenant's usage`);
+      throw new Error(`creating image ${image.imageId} failed: ${JSON.stringify(result.reasons)}`);
     },
     getImage,
     listImages: (tenantId) => t.byPrefix(entities.image, keys.tenant(tenantId).pk, keys.imagePrefix),

@@ -7,6 +7,7 @@ import { hostRepository, screenshotRepository } from "./hosts.ts";
 import { imageRepository } from "./images.ts";
 import { metricSeriesRepository } from "./metrics.ts";
 import { poolRepository } from "./pools.ts";
+import { quotaRepository } from "./quotas.ts";
 import { replicaRepository } from "./replicas.ts";
 import { sessionRepository } from "./sessions.ts";
 import { tenantRepository } from "./tenants.ts";
@@ -27,6 +28,7 @@ export function dynamoRepositories(
     desktops: desktopRepository(table),
     sessions: sessionRepository(table, opts),
     datastores: datastoreRepository(table),
+    quotas: quotaRepository(table),
     replicas: replicaRepository(table),
     userData: userDataRepository(table),
     forks: userDataForkRepository(table),

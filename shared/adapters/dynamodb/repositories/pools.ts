@@ -1,20 +1,28 @@
 import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { Desktop } from "../../../domain/model.ts";
-import type { PoolRepository, Reservation } from "../../../ports/index.ts";
+import type { PoolRepository, Reservation, TenantCharge } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
 import { reservationUpdate } from "./datastores.ts";
 import { desktopItem } from "./desktops.ts";
+import { chargeUpdate } from "./quotas.ts";
 
 export function poolRepository(t: Table): PoolRepository {
   /**
-   * Writes the pool change with its reservations in one transaction, then its new desktops; false,
-   * and nothing written, when a datastore no longer has the room or the pool changed meanwhile.
+   * Writes the pool change with its reservations and its tenant's charge in one transaction, then
+   * its new desktops; false, and nothing written, when a datastore no longer has the room, the
+   * charge would pass a quota or the pool changed meanwhile.
    */
-  const withDesktops = async (poolWrite: object, desktops: Desktop[], reservations: Reservation[]) => {
+  const withDesktops = async (
+    poolWrite: object,
+    desktops: Desktop[],
+    reservations: Reservation[],
+    charge: TenantCharge,
+  ) => {
     const items: Record<string, object> = { pool: poolWrite };
+    if (charge.desktops > 0 || charge.provisionedBytes > 0) items.charge = chargeUpdate(t.name, charge);
     reservations.forEach((r, i) => {
       items[`reservation${i}`] = reservationUpdate(t.name, r);
     });
@@ -29,7 +37,7 @@ export function poolRepository(t: Table): PoolRepository {
   };
 
   return {
-    create: (pool, desktops, reservations) =>
+    create: (pool, desktops, reservations, charge) =>
       withDesktops(
         {
           Put: {
@@ -40,8 +48,9 @@ export function poolRepository(t: Table): PoolRepository {
         },
         desktops,
         reservations,
+        charge,
       ),
-    grow: (pool, newSize, desktops, reservations) =>
+    grow: (pool, newSize, desktops, reservations, charge) =>
       withDesktops(
         {
           Update: {
@@ -55,6 +64,7 @@ export function poolRepository(t: Table): PoolRepository {
         },
         desktops,
         reservations,
+        charge,
       ),
     async startRecompose(tenantId, poolId, imageVersion, recompose) {
       await t.doc.send(

@@ -26,5 +26,11 @@ export function tenantRepository(t: Table): TenantRepository {
       if (!result.ok) throw new Error(`tenant ${tenant.tenantId} or its key exists already`);
     },
     findByApiKeyHash: (hash) => t.get(entities.apiKey, keys.apiKey(hash), false),
+    async get(tenantId) {
+      const found = await t.get(entities.tenant, keys.tenant(tenantId));
+      if (!found) return undefined;
+      const { apiKeyHash: _h, ...tenant } = found;
+      return tenant;
+    },
   };
 }
