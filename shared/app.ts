@@ -16,6 +16,8 @@ import {
 } from "./adapters/storage/qcow2-driver.ts";
 import { qcow2UserDataStore } from "./adapters/storage/user-data-store.ts";
 import { type PristineConfig, userDataPath } from "./config.ts";
+import type { RegionDefaults } from "./domain/clone-jobs.ts";
+import { defaultQuotas } from "./domain/quotas.ts";
 import type { Ports } from "./ports/index.ts";
 
 export interface App {
@@ -98,3 +100,9 @@ function drPorts(config: PristineConfig, sqs: SQSClient) {
     },
   };
 }
+
+/** Where a region's workers place pools' growth, and the tenants' quotas unless set per tenant. */
+export const regionDefaults = (app: Pick<App, "config">): RegionDefaults => ({
+  defaultDatastore: app.config.defaultDatastore,
+  quotas: app.config.quotas ?? defaultQuotas,
+});

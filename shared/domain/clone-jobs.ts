@@ -1,5 +1,6 @@
 import type { CloneJob, PowerJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
+import type { DefaultDatastore } from "./datastores.ts";
 import { connectSession, plugUserData, startDesktop, takeScreenshot } from "./desktop-vms.ts";
 import {
   type DiskJobPorts,
@@ -14,9 +15,19 @@ import {
   vmPorts,
 } from "./disk-jobs.ts";
 import { DomainError, RetryLater } from "./errors.ts";
+import { serveLogons } from "./logon-queue.ts";
+import type { QuotaLimits } from "./model.ts";
+import { sizePool } from "./pool-sizer.ts";
+import { defaultQuotas } from "./quotas.ts";
 import { replicateConfig } from "./replication-config.ts";
 
-type WorkerPorts = DiskJobPorts & Pick<Ports, "peer" | "replication">;
+type WorkerPorts = DiskJobPorts &
+  Pick<Ports, "peer" | "replication" | "logonQueue" | "sessions" | "userDataJobs" | "metrics" | "quotas">;
+
+export interface RegionDefaults {
+  defaultDatastore: DefaultDatastore | undefined;
+  quotas: QuotaLimits;
+}
 
 export interface WorkerSettings extends DiskJobSettings {
   /** A job that fails this many deliveries gives up visibly: the desktop goes to ERROR, the version FAILED. */
@@ -43,9 +54,16 @@ export async function runCloneJob(
   settings: WorkerSettings = defaultWorkerSettings,
   /** Which delivery of this message this is (SQS ApproximateReceiveCount). */
   attempt = 1,
+  /** Where a pool's growth is placed, and within which quotas. */
+  region: RegionDefaults = { defaultDatastore: undefined, quotas: defaultQuotas },
 ): Promise<string> {
   const lastAttempt = attempt >= settings.quarantineAfterAttempts;
   switch (job.kind) {
+    case "size-pool":
+      if (!region.defaultDatastore) throw new Error("size-pool needs the region's default datastore");
+      return sizePool(ports, job.tenantId, job.poolId, region.defaultDatastore, region.quotas);
+    case "serve-logons":
+      return serveLogons(ports, job.tenantId, job.poolId);
     case "import-image-version":
       return importVersion(ports, job, lastAttempt);
     case "prepare-replica":

@@ -8,6 +8,7 @@ import { DomainError, notFound } from "./errors.ts";
 import type { Desktop, Pool, Session } from "./model.ts";
 
 /** A desktop's ids, and its datastore when known (the queue of its jobs follows the datastore). */
+import { requestSizing } from "./pool-sizing.ts";
 export const desktopRef = (
   d: Pick<Desktop, "tenantId" | "poolId" | "desktopId"> & { datastoreId?: string | undefined },
 ) => ({
@@ -53,19 +54,28 @@ export function requirePeer(ports: Pick<Ports, "peer">) {
 }
 
 /**
- * A desktop that was being built, refreshed or started when its pool's recompose listed it could
- * not be moved then: once free, it follows the pool's version (AVAILABLE -> RECOMPOSING). Called
- * where a desktop becomes AVAILABLE; the recompose wrote the pool's version before it listed the
- * desktops, so one of the two always sees the other.
+ * Called where a desktop becomes AVAILABLE. One that was being built, refreshed or started when its
+ * pool's recompose listed it could not be moved then: now it follows the pool's version
+ * (AVAILABLE -> RECOMPOSING; the recompose wrote the pool's version before it listed the desktops,
+ * so one of the two always sees the other). Otherwise, in a pool where users wait in line, the
+ * first of them is served. Answers whether the desktop went on to a recompose.
  */
-export async function followRecompose(
-  ports: Pick<Ports, "pools" | "desktops" | "jobs">,
+export async function desktopFreed(
+  ports: Pick<Ports, "pools" | "desktops" | "jobs" | "logonQueue">,
   ref: Pick<Desktop, "tenantId" | "poolId" | "desktopId">,
 ): Promise<boolean> {
   const desktop = await ports.desktops.get(ref.tenantId, ref.poolId, ref.desktopId);
   if (desktop?.state !== "AVAILABLE") return false;
   const pool = await ports.pools.get(desktop.tenantId, desktop.poolId);
-  if (pool?.state !== "ACTIVE" || pool.imageVersion === desktop.imageVersion) return false;
+  if (pool?.state !== "ACTIVE") return false;
+  if (pool.imageVersion === desktop.imageVersion) {
+    if (pool.maxSize === undefined) return false;
+    // A self-sizing pool: serve whoever waits, and see whether it has more free desktops than it needs.
+    if ((await ports.logonQueue.waiting(pool.tenantId, pool.poolId)) > 0)
+      await ports.jobs.send([{ kind: "serve-logons", tenantId: pool.tenantId, poolId: pool.poolId }]);
+    await requestSizing(ports, pool.tenantId, pool.poolId);
+    return false;
+  }
   if (!(await ports.desktops.transition(desktop, "AVAILABLE", "RECOMPOSING"))) return false;
   await ports.jobs.send([{ kind: "recompose-desktop", ...desktopRef(desktop) }]);
   return true;

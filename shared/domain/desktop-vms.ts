@@ -8,7 +8,7 @@
 
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { HostRuntime, Ports, VmDesktop } from "../ports/index.ts";
-import { commitLater, followRecompose } from "./common.ts";
+import { commitLater, desktopFreed } from "./common.ts";
 import type { UserDataRef } from "./dr-model.ts";
 import { recordSince } from "./metrics.ts";
 import type { Desktop } from "./model.ts";
@@ -17,6 +17,7 @@ import { logoff } from "./sessions.ts";
 /** The ports that running desktops' VMs need besides the host itself. */
 export type VmPortNames =
   | "desktops"
+  | "logonQueue"
   | "metrics"
   | "pools"
   | "sessions"
@@ -133,7 +134,7 @@ export async function onGuestMessage(
     // After the write: a failed one leaves the deadline to quarantine the desktop.
     clearTimeout(vm.bootDeadline);
     if (moved && vm.bootStartedAt) recordSince(ports, vm.tenantId, "bootSeconds", vm.bootStartedAt);
-    if (moved && (await followRecompose(ports, vm)))
+    if (moved && (await desktopFreed(ports, vm)))
       return `desktop ${vmId} ready; it follows its pool's recompose`;
     return moved ? `desktop ${vmId} ready` : `ready from ${vmId}, which is not STARTING at g${vm.generation}`;
   }

@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { checkpoint } from "../faults.ts";
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
-import { desktopRef, followRecompose } from "./common.ts";
+import { desktopFreed, desktopRef } from "./common.ts";
 import type { DesktopState } from "./desktop-state.ts";
 import { bootDesktop, powerOffDesktop, type VmPortNames, type VmPorts } from "./desktop-vms.ts";
 import { RetryLater } from "./errors.ts";
@@ -261,7 +261,7 @@ async function rebuildTaken(
   const figure = diskFigures[opts.step];
   if (figure) recordSince(ports, desktop.tenantId, figure, desktop.updatedAt);
   if (vms) await bootDesktop(vms, { ...mine, datastoreId: desktop.datastoreId, generation });
-  else await followRecompose(ports, desktop);
+  else await desktopFreed(ports, desktop);
   if (desktop.imageVersion !== version.version)
     await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
   return `disk g${generation} on v${version.version}`;
@@ -312,7 +312,7 @@ export async function refreshDesktop(
     const vms = vmPorts(ports);
     if (!vms) {
       const moved = await ports.desktops.transition(desktop, "REFRESHING", "AVAILABLE", {}, fence);
-      if (moved) await followRecompose(ports, desktop);
+      if (moved) await desktopFreed(ports, desktop);
       return moved ? "kept as it was (refresh policy)" : "skipped: desktop moved";
     }
     // The disk is kept, the VM is not: a VNC client still connected (QEMU keeps those when the

@@ -20,6 +20,8 @@ import { liveStandbyPools } from "./replication-config.ts";
 
 type DrillPorts = Pick<
   Ports,
+  | "logonQueue"
+  | "metrics"
   | "hosts"
   | "dr"
   | "replication"
@@ -174,8 +176,10 @@ async function observe(
       const sessions = await Promise.all(
         (drill.users ?? []).map(async (userId, i) => {
           const poolId = pools[i % pools.length] as string;
-          const { session } = await logon(ports, tenantId, poolId, userId);
-          return { sessionId: session.sessionId, userId, poolId };
+          const result = await logon(ports, tenantId, poolId, userId);
+          // A drill's pools are fixed and waited for: a ticket means a desktop is not back yet.
+          if (!("session" in result)) throw new RetryLater(`${userId} is queued in drill pool ${poolId}`);
+          return { sessionId: result.session.sessionId, userId, poolId };
         }),
       );
       return { phase: "LOGGING_ON", sessions };

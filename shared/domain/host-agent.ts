@@ -5,7 +5,7 @@
  * session whose VM is gone ends as `desktop-failure`.
  */
 
-import { followRecompose } from "./common.ts";
+import { desktopFreed } from "./common.ts";
 import { bootDesktop, type VmPorts } from "./desktop-vms.ts";
 import type { Desktop, Host } from "./model.ts";
 import { logoff } from "./sessions.ts";
@@ -70,7 +70,7 @@ async function restoreDesktop(ports: VmPorts, d: Desktop, figures: Restored): Pr
   } else if (alive && d.state === "UNREACHABLE" && d.console) {
     if (await ports.desktops.transition(d, "UNREACHABLE", "AVAILABLE", {}, fence)) {
       figures.restored++;
-      await followRecompose(ports, d);
+      await desktopFreed(ports, d);
     }
   } else if (!alive) {
     if (d.state !== "STARTING" && !(await ports.desktops.transition(d, d.state, "STARTING", {}, fence)))

@@ -8,8 +8,10 @@ import { assertActive, requirePool } from "./common.ts";
 import { connect } from "./connection.ts";
 import { assertNotFenced } from "./dr.ts";
 import { DomainError, noDesktopAvailable } from "./errors.ts";
-import { newSessionId } from "./ids.ts";
+import { type QueuedLogon, queueLogon, serveLater } from "./logon-queue.ts";
 import type { ConnectionInfo, Desktop, Pool, Session } from "./model.ts";
+import { requestSizing, sizingOf } from "./pool-sizing.ts";
+import { attachUserDataLater, newSession } from "./sessions.ts";
 
 export interface LogonResult {
   session: Session;
@@ -22,7 +24,16 @@ export interface LogonResult {
 
 type LogonPorts = Pick<
   Ports,
-  "pools" | "desktops" | "sessions" | "clock" | "userDataJobs" | "jobs" | "dr" | "peer"
+  | "pools"
+  | "desktops"
+  | "sessions"
+  | "clock"
+  | "userDataJobs"
+  | "jobs"
+  | "dr"
+  | "peer"
+  | "logonQueue"
+  | "metrics"
 >;
 
 const maxRounds = 200;
@@ -48,21 +59,25 @@ export async function logon(
   tenantId: string,
   poolId: string,
   userId: string,
-): Promise<LogonResult> {
-  const [, assignment] = await Promise.all([
-    assertNotFenced(ports, tenantId),
-    assignmentOf(ports, tenantId, poolId),
-  ]);
-  if (assignment === "dedicated")
+): Promise<LogonResult | QueuedLogon> {
+  const [, traits] = await Promise.all([assertNotFenced(ports, tenantId), traitsOf(ports, tenantId, poolId)]);
+  if (traits?.assignment === "dedicated")
     return attachingUserData(ports, await dedicatedLogon(ports, tenantId, poolId, userId));
+  const selfSizing = traits?.selfSizing === true;
   // Floating: no read before the claim. A reconnecting user fails the user-lock condition and is
-  // answered from the lock; an unknown or draining pool has no free desktop.
+  // answered from the lock; an unknown or draining pool has no free desktop. In a self-sizing
+  // pool nobody passes the users already waiting in line.
   for (let round = 0; round < maxRounds; round++) {
-    const [desktop] = await ports.desktops.findFree(tenantId, poolId, 1);
-    if (!desktop) return noFreeDesktop(ports, tenantId, poolId, userId);
+    const [[desktop], waiting] = await Promise.all([
+      ports.desktops.findFree(tenantId, poolId, 1),
+      selfSizing ? ports.logonQueue.waiting(tenantId, poolId) : 0,
+    ]);
+    if (!desktop || waiting > 0) return noFreeDesktop(ports, tenantId, poolId, userId);
     const result = await ports.sessions.assign(newSession(ports, desktop, userId));
-    if (result.outcome === "assigned")
+    if (result.outcome === "assigned") {
+      if (selfSizing) await requestSizing(ports, tenantId, poolId);
       return attachingUserData(ports, await withConnection(ports, result.session, false, desktop));
+    }
     if (result.outcome === "user-has-session") {
       const existing = await existingSession(ports, tenantId, poolId, userId);
       if (existing) return attachingUserData(ports, existing);
@@ -72,20 +87,28 @@ export async function logon(
 }
 
 /**
- * A pool's assignment never changes after it is created, so a process may remember it: floating
- * logons (the storm path) then make no pool read at all.
+ * What a logon needs of its pool: its assignment (which never changes) and whether it sizes itself
+ * (which a PATCH may change: remembered for a few seconds). Floating logons (the storm path) then
+ * make no pool read at all.
  */
-const assignments = new Map<string, Pool["assignment"]>();
+interface PoolTraits {
+  assignment: Pool["assignment"];
+  selfSizing: boolean;
+  readAt: number;
+}
+const traits = new Map<string, PoolTraits>();
+const traitsTtlMs = 5_000;
 
-async function assignmentOf(ports: Pick<Ports, "pools">, tenantId: string, poolId: string) {
+async function traitsOf(ports: Pick<Ports, "pools">, tenantId: string, poolId: string) {
   const key = `${tenantId}/${poolId}`;
-  const known = assignments.get(key);
-  if (known) return known;
+  const known = traits.get(key);
+  if (known && Date.now() - known.readAt < traitsTtlMs) return known;
   const pool = await ports.pools.get(tenantId, poolId);
   if (!pool) return undefined;
-  if (assignments.size > 10_000) assignments.clear();
-  assignments.set(key, pool.assignment);
-  return pool.assignment;
+  if (traits.size > 10_000) traits.clear();
+  const read = { assignment: pool.assignment, selfSizing: sizingOf(pool).selfSizing, readAt: Date.now() };
+  traits.set(key, read);
+  return read;
 }
 
 /**
@@ -153,42 +176,32 @@ async function existingSession(
   return undefined;
 }
 
-function newSession(ports: Pick<Ports, "clock">, desktop: Desktop, userId: string): Session {
-  return {
-    tenantId: desktop.tenantId,
-    sessionId: newSessionId(desktop.poolId, desktop.desktopId),
-    poolId: desktop.poolId,
-    desktopId: desktop.desktopId,
-    userId,
-    state: "ACTIVE",
-    datastoreId: desktop.datastoreId,
-    startedAt: ports.clock.now().toISOString(),
-  };
-}
-
-/**
- * The user's data disk is attached by a job on the user's FIFO group, so it runs after any
- * commit of their previous session. Sent again on a reconnect (deduplicated by SQS), which heals
- * a logon whose send failed after its claim.
- */
+/** The user's data disk is attached by a job (sessions.ts); the answer says it is on its way. */
 async function attachingUserData(
   ports: Pick<Ports, "userDataJobs">,
   result: LogonResult,
 ): Promise<LogonResult> {
-  const { tenantId, userId, sessionId } = result.session;
-  await ports.userDataJobs.send([{ kind: "attach-user-data", tenantId, userId, sessionId }]);
+  await attachUserDataLater(ports, result.session);
   return { ...result, userData: { state: "ATTACHING" } };
 }
 
-/** Nothing free: a user who already has a session reconnects; otherwise say precisely why. */
+/**
+ * Nothing free (or users wait in line): a user who already has a session reconnects; in a pool that
+ * sizes itself the user gets a ticket; otherwise say precisely why.
+ */
 async function noFreeDesktop(
   ports: LogonPorts,
   tenantId: string,
   poolId: string,
   userId: string,
-): Promise<LogonResult> {
+): Promise<LogonResult | QueuedLogon> {
   const existing = await ports.sessions.findActive(tenantId, poolId, userId);
   if (existing) return attachingUserData(ports, await withConnection(ports, existing, true));
-  assertActive(await requirePool(ports, tenantId, poolId));
-  throw noDesktopAvailable(poolId);
+  const pool = await requirePool(ports, tenantId, poolId);
+  assertActive(pool);
+  if (!sizingOf(pool).selfSizing) throw noDesktopAvailable(poolId);
+  const queued = await queueLogon(ports, pool, userId);
+  // A desktop may be free while users wait: the server hands it to the first of them.
+  await serveLater(ports, pool);
+  return queued;
 }

@@ -5,7 +5,9 @@
 export const metricCatalogue = {
   logonsServed: { unit: "Count", about: "logons that got a desktop (reconnects included)" },
   logonsRefused: { unit: "Count", about: "logons answered with a problem (a full pool, a bad request)" },
+  logonsQueued: { unit: "Count", about: "logons answered with a ticket (a self-sizing pool had none free)" },
   logonLatencyMs: { unit: "Milliseconds", about: "time to answer a logon, served or refused" },
+  ticketWaitSeconds: { unit: "Seconds", about: "a queued logon: from its ticket to its desktop" },
   provisionSeconds: { unit: "Seconds", about: "a new desktop's disk: from its record to a disk ready" },
   refreshSeconds: { unit: "Seconds", about: "a desktop's refresh: from the logoff to a pristine disk" },
   recomposeSeconds: { unit: "Seconds", about: "a desktop's recompose: from its job to the new disk" },

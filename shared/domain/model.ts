@@ -87,13 +87,43 @@ export interface Pool {
   refreshWhenDeltaExceedsPercent?: number;
   /** Refresh at logoff once the desktop was last made pristine this many days ago. */
   refreshEveryDays?: number;
+  /** How many desktops the pool has (a pool that sizes itself changes it within its bounds). */
   size: number;
+  /**
+   * A pool that sizes itself (maxSize set): it keeps `spare` free desktops, provisioned ahead,
+   * within [minSize, maxSize]; a logon that finds none free waits in line with a ticket.
+   */
+  minSize?: number;
+  maxSize?: number;
+  spare?: number;
+  /** Free desktops beyond `spare` are removed once free this long (never below minSize). */
+  idleSeconds?: number;
+  /** A queued logon's ticket expires after this long. */
+  ticketTimeoutSeconds?: number;
   /** Datastores the pool may place desktops on (all registered ones when created without a list). */
   datastoreIds: string[];
   /** The last recompose (its progress is counted from the desktops). */
   recompose?: RecomposeTarget;
   state: PoolState;
   createdAt: string;
+}
+
+export const ticketStates = ["WAITING", "SERVED", "EXPIRED"] as const;
+export type TicketState = (typeof ticketStates)[number];
+
+/** A queued logon: served first come, first served, when a desktop of the pool is free. */
+export interface LogonTicket {
+  tenantId: string;
+  poolId: string;
+  /** Time-ordered: tickets are served in the order of their ids. */
+  ticketId: string;
+  userId: string;
+  state: TicketState;
+  createdAt: string;
+  /** When the ticket expires unless served (the pool's ticketTimeoutSeconds after it was made). */
+  validUntil: string;
+  servedAt?: string;
+  sessionId?: string;
 }
 
 /** Where desktop disks live; capacity is in virtual (provisioned) bytes times the overcommit ratio. */

@@ -19,6 +19,7 @@ import type {
   QuotaLimits,
   RefreshPolicy,
 } from "./model.ts";
+import { initialSize } from "./pool-sizing.ts";
 import { countedCharge, limitedCharge } from "./quotas.ts";
 import { recomposeProgress } from "./recompose-progress.ts";
 import { replicateConfig, replicateDeletions } from "./replication-config.ts";
@@ -27,7 +28,13 @@ export interface CreatePoolInput {
   name: string;
   imageId: string;
   imageVersion?: number;
-  size: number;
+  /** A fixed pool's size; a self-sizing one gives maxSize (and minSize, spare) instead. */
+  size?: number;
+  minSize?: number;
+  maxSize?: number;
+  spare?: number;
+  idleSeconds?: number;
+  ticketTimeoutSeconds?: number;
   assignment?: Assignment;
   cloneType?: CloneType;
   refreshPolicy?: RefreshPolicy;
@@ -139,7 +146,21 @@ export async function createPool(
       ? { refreshWhenDeltaExceedsPercent: input.refreshWhenDeltaExceedsPercent }
       : {}),
     ...(input.refreshEveryDays !== undefined ? { refreshEveryDays: input.refreshEveryDays } : {}),
-    size: input.size,
+    size:
+      input.maxSize !== undefined
+        ? initialSize({ minSize: input.minSize ?? 0, maxSize: input.maxSize, spare: input.spare ?? 0 })
+        : (input.size ?? 1),
+    ...(input.maxSize !== undefined
+      ? {
+          minSize: input.minSize ?? 0,
+          maxSize: input.maxSize,
+          spare: input.spare ?? 0,
+          ...(input.idleSeconds !== undefined ? { idleSeconds: input.idleSeconds } : {}),
+          ...(input.ticketTimeoutSeconds !== undefined
+            ? { ticketTimeoutSeconds: input.ticketTimeoutSeconds }
+            : {}),
+        }
+      : {}),
     datastoreIds: await allowedDatastores(ports, defaults, input.datastoreIds),
     state: "ACTIVE",
     createdAt: now,
@@ -232,16 +253,7 @@ export async function resizePool(
   if (size === pool.size) return pool;
   if (size < pool.size) {
     const free = (await ports.desktops.list(tenantId, poolId)).filter((d) => d.state === "AVAILABLE");
-    const gone: Desktop[] = [];
-    for (const d of free) {
-      if (gone.length === pool.size - size) break;
-      if (await ports.desktops.transition(d, "AVAILABLE", "DELETING")) gone.push(d);
-    }
-    const newSize = pool.size - gone.length;
-    if (!(await ports.pools.grow(pool, newSize, [], [], countedCharge(tenantId, 0, 0))))
-      throw new DomainError("poolChanged", `pool ${poolId} changed during the resize; retry`);
-    await ports.jobs.send(gone.map((d) => ({ kind: "delete-desktop", ...desktopRef(d) })));
-    return { ...pool, size: newSize };
+    return removeFreeDesktops(ports, pool, free.slice(0, pool.size - size));
   }
   const version = await usableVersion(ports, tenantId, pool.imageId, pool.imageVersion);
   const added = size - pool.size;
@@ -249,6 +261,24 @@ export async function resizePool(
     ports.pools.grow(pool, size, desktops, r, charge),
   );
   return { ...pool, size };
+}
+
+/**
+ * Removes these free desktops (those still free when taken) and shrinks the pool by as many; their
+ * charge goes back as each one is deleted.
+ */
+export async function removeFreeDesktops(
+  ports: Pick<Ports, "pools" | "desktops" | "jobs">,
+  pool: Pool,
+  candidates: Desktop[],
+): Promise<Pool> {
+  const gone: Desktop[] = [];
+  for (const d of candidates) if (await ports.desktops.transition(d, "AVAILABLE", "DELETING")) gone.push(d);
+  const newSize = pool.size - gone.length;
+  if (!(await ports.pools.grow(pool, newSize, [], [], countedCharge(pool.tenantId, 0, 0))))
+    throw new DomainError("poolChanged", `pool ${pool.poolId} changed during the resize; retry`);
+  await ports.jobs.send(gone.map((d) => ({ kind: "delete-desktop", ...desktopRef(d) })));
+  return { ...pool, size: newSize };
 }
 
 export function countByState(desktops: Pick<Desktop, "state">[]): Record<DesktopState, number> {

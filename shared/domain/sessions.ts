@@ -1,7 +1,8 @@
 import type { Ports } from "../ports/index.ts";
 import { commitLater, desktopRef } from "./common.ts";
 import { notFound } from "./errors.ts";
-import type { Session, SessionEnding } from "./model.ts";
+import { newSessionId } from "./ids.ts";
+import type { Desktop, Session, SessionEnding } from "./model.ts";
 
 type LogoffPorts = Pick<Ports, "sessions" | "desktops" | "jobs" | "clock" | "userDataJobs">;
 
@@ -59,4 +60,31 @@ export async function logoffFromEvent(
   const wasActive = session.state === "ACTIVE";
   await logoff(ports, event.tenantId, event.sessionId, "event");
   return wasActive ? "logged-off" : "already-ended";
+}
+
+/** A new ACTIVE session of a user on a (free) desktop, named after the desktop. */
+export function newSession(ports: Pick<Ports, "clock">, desktop: Desktop, userId: string): Session {
+  return {
+    tenantId: desktop.tenantId,
+    sessionId: newSessionId(desktop.poolId, desktop.desktopId),
+    poolId: desktop.poolId,
+    desktopId: desktop.desktopId,
+    userId,
+    state: "ACTIVE",
+    datastoreId: desktop.datastoreId,
+    startedAt: ports.clock.now().toISOString(),
+  };
+}
+
+/**
+ * The user's data disk is attached by a job on the user's FIFO group, so it runs after any commit
+ * of their previous session. Sent again on a reconnect (deduplicated by SQS), which heals a logon
+ * whose send failed after its claim.
+ */
+export async function attachUserDataLater(
+  ports: Pick<Ports, "userDataJobs">,
+  session: Pick<Session, "tenantId" | "userId" | "sessionId">,
+): Promise<void> {
+  const { tenantId, userId, sessionId } = session;
+  await ports.userDataJobs.send([{ kind: "attach-user-data", tenantId, userId, sessionId }]);
 }

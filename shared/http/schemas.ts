@@ -53,13 +53,37 @@ export const publishVersionBody = z.strictObject({
 });
 
 const poolSize = z.number().int().min(1).max(2000);
+/** A self-sizing pool's settings (they are checked together in the domain: minSize <= maxSize...). */
+const sizing = {
+  minSize: z.number().int().min(0).max(2000).optional(),
+  maxSize: z.number().int().min(1).max(2000).optional(),
+  spare: z.number().int().min(0).max(2000).optional(),
+  idleSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 3600)
+    .optional(),
+  ticketTimeoutSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 3600)
+    .optional(),
+};
+const sizingNeedsMax = (b: {
+  maxSize?: number | undefined;
+  minSize?: number | undefined;
+  spare?: number | undefined;
+}) => b.maxSize !== undefined || (b.minSize === undefined && b.spare === undefined);
 
 export const createPoolBody = z
   .strictObject({
     name,
     imageId: id,
     imageVersion: z.number().int().positive().optional(),
-    size: poolSize,
+    size: poolSize.optional(),
+    ...sizing,
     assignment: z.enum(assignments).default("floating"),
     cloneType: z.enum(cloneTypes).default("linked"),
     refreshPolicy: z.enum(refreshPolicies).optional(),
@@ -67,6 +91,23 @@ export const createPoolBody = z
     refreshWhenDeltaExceedsPercent: z.number().min(0.01).max(10_000).optional(),
     refreshEveryDays: z.number().min(0.001).max(3650).optional(),
     datastoreIds: z.array(id).min(1).max(64).optional(),
+  })
+  .refine(sizingNeedsMax, { path: ["maxSize"], message: "minSize and spare need maxSize" })
+  .refine((b) => (b.size === undefined) !== (b.maxSize === undefined), {
+    path: ["size"],
+    message: "give either size (a fixed pool) or maxSize (a pool that sizes itself), not both",
+  })
+  .refine((b) => b.maxSize === undefined || (b.minSize ?? 0) <= b.maxSize, {
+    path: ["minSize"],
+    message: "must not be more than maxSize",
+  })
+  .refine((b) => b.maxSize === undefined || (b.spare ?? 0) <= b.maxSize, {
+    path: ["spare"],
+    message: "must not be more than maxSize",
+  })
+  .refine((b) => !(b.assignment === "dedicated" && b.maxSize !== undefined), {
+    path: ["maxSize"],
+    message: "a dedicated pool keeps each user's own desktop: give it a fixed size",
   })
   .refine((b) => !(b.assignment === "dedicated" && b.refreshPolicy === "delete"), {
     path: ["refreshPolicy"],
@@ -78,7 +119,15 @@ export const createPoolBody = z
       "none would hand a floating desktop to the next user with the previous user's changes; use refresh or delete",
   });
 
-export const patchPoolBody = z.strictObject({ size: poolSize });
+export const patchPoolBody = z
+  .strictObject({ size: poolSize.optional(), ...sizing })
+  .refine((b) => Object.values(b).some((v) => v !== undefined), {
+    message: "give size, or any of minSize, maxSize, spare, idleSeconds, ticketTimeoutSeconds",
+  })
+  .refine((b) => b.size === undefined || Object.values(b).filter((v) => v !== undefined).length === 1, {
+    path: ["size"],
+    message: "size makes the pool a fixed one: give it alone",
+  });
 
 export const recomposeBody = z.strictObject({
   imageVersion: z.number().int().positive(),

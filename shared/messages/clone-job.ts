@@ -31,6 +31,11 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
     version: z.number().int().positive(),
     datastoreId: z.string().min(1),
   }),
+  // Pool jobs.
+  /** Grows or shrinks a self-sizing pool to what its users need now. */
+  z.object({ kind: z.literal("size-pool"), tenantId: z.string().min(1), poolId: z.string().min(1) }),
+  /** Hands the pool's free desktops to its waiting tickets, oldest first. */
+  z.object({ kind: z.literal("serve-logons"), tenantId: z.string().min(1), poolId: z.string().min(1) }),
   // Disk jobs.
   z.object({ kind: z.literal("provision-desktop"), ...desktopRef }),
   /** Moves a RECOMPOSING desktop onto its pool's current image version. */

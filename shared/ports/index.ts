@@ -12,6 +12,7 @@ import type {
   DatastoreRepository,
   DesktopRepository,
   ImageRepository,
+  LogonQueueRepository,
   PoolRepository,
   ReplicaRepository,
   SessionRepository,
@@ -36,6 +37,7 @@ export interface Ports extends DrPorts {
   tenants: TenantRepository;
   images: ImageRepository;
   pools: PoolRepository;
+  logonQueue: LogonQueueRepository;
   desktops: DesktopRepository;
   sessions: SessionRepository;
   datastores: DatastoreRepository;

@@ -6,6 +6,7 @@ import type {
   Desktop,
   Image,
   ImageVersion,
+  LogonTicket,
   Pool,
   Replica,
   Session,
@@ -52,6 +53,33 @@ export interface Reservation {
   limitBytes: number;
 }
 
+/** A pool's logon queue (model: LogonTicket). */
+export interface LogonQueueRepository {
+  /** How many tickets of the pool wait. */
+  waiting(tenantId: string, poolId: string): Promise<number>;
+  /** The user's latest ticket in the pool (waiting or settled). */
+  userTicket(tenantId: string, poolId: string, userId: string): Promise<LogonTicket | undefined>;
+  /**
+   * Queues the ticket unless `limit` tickets already wait (full), or the user's latest ticket is no
+   * longer `replaces` (raced: another logon of the user queued one first).
+   */
+  enqueue(
+    ticket: LogonTicket,
+    limit: number,
+    replaces: string | undefined,
+  ): Promise<"queued" | "full" | "raced">;
+  get(tenantId: string, poolId: string, ticketId: string): Promise<LogonTicket | undefined>;
+  /** The oldest waiting tickets, oldest first. */
+  oldestWaiting(tenantId: string, poolId: string, limit: number): Promise<LogonTicket[]>;
+  /** How many tickets wait ahead of this one. */
+  waitingBefore(tenantId: string, poolId: string, ticketId: string): Promise<number>;
+  /** A waiting ticket is served or expires (false: it was settled already). */
+  settle(ticket: LogonTicket, state: "SERVED" | "EXPIRED", at: string, sessionId?: string): Promise<boolean>;
+  /** A pool-wide lease (one sizer, one ticket server at a time): whether `holder` has it now. */
+  lease(tenantId: string, poolId: string, name: string, holder: string, ms: number): Promise<boolean>;
+  release(tenantId: string, poolId: string, name: string, holder: string): Promise<void>;
+}
+
 export interface DatastoreRepository {
   /** Registers a datastore, or updates its path, capacity and overcommit. */
   put(datastore: Datastore): Promise<void>;
@@ -96,6 +124,10 @@ export type EndSessionResult =
     }
   | { outcome: "not-active" };
 
+export type SizingSettings = {
+  [K in "minSize" | "maxSize" | "spare" | "idleSeconds" | "ticketTimeoutSeconds"]?: number | undefined;
+};
+
 export interface PoolRepository {
   /**
    * Stores the pool with its datastore reservations in one transaction, then its desktops
@@ -127,6 +159,8 @@ export interface PoolRepository {
   list(tenantId: string): Promise<Pool[]>;
   markDeleting(tenantId: string, poolId: string): Promise<void>;
   remove(tenantId: string, poolId: string): Promise<void>;
+  /** Sets the pool's sizing settings (an undefined one is removed). */
+  setSizing(tenantId: string, poolId: string, sizing: SizingSettings): Promise<void>;
 }
 
 export interface DesktopRepository {

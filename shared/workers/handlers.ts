@@ -1,4 +1,4 @@
-import type { App } from "../app.ts";
+import { type App, regionDefaults } from "../app.ts";
 import { runCloneJob } from "../domain/clone-jobs.ts";
 import { logoffFromEvent } from "../domain/sessions.ts";
 import { cloneJobSchema } from "../messages/clone-job.ts";
@@ -10,7 +10,13 @@ export const cloneWorkerHandler = (app: App) =>
     "clone-job",
     cloneJobSchema,
     (job, record) =>
-      runCloneJob(app.ports, job, app.config.worker, Number(record.attributes.ApproximateReceiveCount)),
+      runCloneJob(
+        app.ports,
+        job,
+        app.config.worker,
+        Number(record.attributes.ApproximateReceiveCount),
+        regionDefaults(app),
+      ),
     { metrics: app.metrics },
   );
 

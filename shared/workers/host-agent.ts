@@ -5,7 +5,7 @@
  * process on the host (`local/agent.ts --workers host`, or in-process in `npm start`).
  */
 import { freemem } from "node:os";
-import type { App } from "../app.ts";
+import { type App, regionDefaults } from "../app.ts";
 import { runCloneJob } from "../domain/clone-jobs.ts";
 import { onGuestMessage, onVmExit } from "../domain/desktop-vms.ts";
 import { heartbeat, restoreDesktops } from "../domain/host-agent.ts";
@@ -82,7 +82,13 @@ export async function startHostAgent(
       "host-job",
       cloneJobSchema,
       (job, record) =>
-        runCloneJob(ports, job, app.config.worker, Number(record.attributes.ApproximateReceiveCount)),
+        runCloneJob(
+          ports,
+          job,
+          app.config.worker,
+          Number(record.attributes.ApproximateReceiveCount),
+          regionDefaults(app),
+        ),
       { metrics: app.metrics },
     ),
     async stop() {

@@ -18,6 +18,7 @@ import type {
   Host,
   Image,
   ImageVersion,
+  LogonTicket,
   Pool,
   QuotaLimits,
   Replica,
@@ -26,7 +27,7 @@ import type {
   TenantUsage,
 } from "../../domain/model.ts";
 import { keys } from "./keys.ts";
-import { freeIndex } from "./table-schema.ts";
+import { freeIndex, tableSchema } from "./table-schema.ts";
 
 export type Key = { pk: string; sk: string };
 export type Item = Record<string, unknown>;
@@ -75,6 +76,30 @@ export type ApiKeyRecord = Tenant & { apiKeyHash: string; failedOver?: boolean }
 /** Dedicated pools: the user's own desktop. */
 export type OwnerRecord = { tenantId: string; poolId: string; userId: string; desktopId: string };
 /** A lease on one of a datastore's recompose slots (I/O storm control). */
+/** How many tickets of a pool wait (the logon queue's head count). */
+export interface LogonQueue {
+  tenantId: string;
+  poolId: string;
+  waiting: number;
+}
+
+/** The user's latest ticket in a pool: asking again while it waits gets the same ticket. */
+export interface UserTicket {
+  tenantId: string;
+  poolId: string;
+  userId: string;
+  ticketId: string;
+}
+
+/** A pool-wide lease: one sizer, one ticket server at a time. */
+export interface PoolLease {
+  tenantId: string;
+  poolId: string;
+  name: string;
+  holder: string;
+  leaseExpiresAtMs: number;
+}
+
 /** One of the slots that cap concurrent disk jobs of a kind on a datastore or host (a lease). */
 export interface DiskSlot {
   scope: string;
@@ -126,6 +151,16 @@ export const entities = {
   owner: entity<OwnerRecord>("owner", (o) => keys.owner(o.tenantId, o.poolId, o.userId)),
   datastore: entity<Datastore>("datastore", (d) => keys.datastore(d.datastoreId)),
   datastoreUsage: entity<DatastoreUsageRecord>("datastoreUsage", (u) => keys.datastoreUsage(u.datastoreId)),
+  logonQueue: entity<LogonQueue>("logonQueue", (q) => keys.logonQueue(q.tenantId, q.poolId)),
+  ticket: entity<LogonTicket>("ticket", (x) => keys.ticket(x.tenantId, x.poolId, x.ticketId)),
+  settledTicket: entity<LogonTicket>(
+    "settledTicket",
+    (x) => keys.settledTicket(x.tenantId, x.poolId, x.ticketId),
+    // Its expiry is the table's, not the ticket's.
+    { private: [tableSchema.ttlAttribute] },
+  ),
+  userTicket: entity<UserTicket>("userTicket", (u) => keys.userTicket(u.tenantId, u.poolId, u.userId)),
+  poolLease: entity<PoolLease>("poolLease", (l) => keys.poolLease(l.tenantId, l.poolId, l.name)),
   diskSlot: entity<DiskSlot>("diskSlot", (s) => keys.diskSlot(s.scope, s.slot)),
   replica: entity<Replica>("replica", (r) => keys.replica(r.tenantId, r.imageId, r.version, r.datastoreId)),
   replicaCopyLease: entity<ReplicaCopyLease>("replicaCopyLease", (l) =>

@@ -14,6 +14,11 @@
  *   desktop       TENANT#<t>#POOL#<p>         DESKTOP#<d>
  *   user lock     TENANT#<t>#POOL#<p>         USER#<u>      (the user's one active session in the pool)
  *   owner         TENANT#<t>#POOL#<p>         OWNER#<u>     (dedicated pools: the user's own desktop)
+ *   logon queue   TENANT#<t>#POOL#<p>         QUEUE         (how many tickets wait)
+ *   ticket        TENANT#<t>#POOL#<p>         TICKET#<ticket id, time-ordered> (a waiting logon)
+ *   settled ticket TENANT#<t>#POOL#<p>        SETTLED#<ticket id> (served or expired; a day)
+ *   user ticket   TENANT#<t>#POOL#<p>         TICKETUSER#<u> (the user's latest ticket: asking again gets it)
+ *   pool lease    TENANT#<t>#POOL#<p>         LEASE#<name>  (one sizer / one ticket server at a time)
  *   replica       TENANT#<t>                  REPLICA#<i>#<n, zero-padded>#<datastore>
  *   copy lease    TENANT#<t>                  REPLICA_COPY#<i>#<n>#<datastore> (who copies the replica)
  *   datastore     DATASTORES                  DATASTORE#<ds>   (region-wide, operator-owned)
@@ -90,6 +95,19 @@ export const keys = {
   userDataChangePrefix: "CHANGE#",
   userDataFork: (t: string, f: string) => ({ pk: `TENANT#${t}`, sk: `FORK#${f}` }),
   userDataForkPrefix: "FORK#",
+  logonQueue: (t: string, p: string) => ({ pk: `TENANT#${t}#POOL#${p}`, sk: "QUEUE" }),
+  ticket: (t: string, p: string, ticketId: string) => ({
+    pk: `TENANT#${t}#POOL#${p}`,
+    sk: `TICKET#${ticketId}`,
+  }),
+  ticketPrefix: "TICKET#",
+  /** A served or expired ticket (kept a day, so its holder can still read it). */
+  settledTicket: (t: string, p: string, ticketId: string) => ({
+    pk: `TENANT#${t}#POOL#${p}`,
+    sk: `SETTLED#${ticketId}`,
+  }),
+  userTicket: (t: string, p: string, u: string) => ({ pk: `TENANT#${t}#POOL#${p}`, sk: `TICKETUSER#${u}` }),
+  poolLease: (t: string, p: string, name: string) => ({ pk: `TENANT#${t}#POOL#${p}`, sk: `LEASE#${name}` }),
   drill: (t: string, d: string) => ({ pk: `TENANT#${t}`, sk: `DRILL#${d}` }),
   drState: (t: string) => ({ pk: `TENANT#${t}`, sk: "DR" }),
   readiness: (t: string) => ({ pk: `TENANT#${t}`, sk: "READINESS" }),

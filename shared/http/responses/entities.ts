@@ -10,6 +10,7 @@ import {
   refreshPolicies,
   sessionEndings,
   sessionStates,
+  ticketStates,
 } from "../../domain/model.ts";
 
 import { bytes, count, timestamp } from "./fields.ts";
@@ -125,7 +126,12 @@ export const pool = z
     refreshPolicy: z.enum(refreshPolicies),
     refreshWhenDeltaExceedsPercent: z.number().optional(),
     refreshEveryDays: z.number().optional(),
-    size: count,
+    size: count.describe("desktops the pool has now"),
+    minSize: count.optional().describe("a self-sizing pool never has fewer desktops"),
+    maxSize: count.optional().describe("a self-sizing pool never has more (set: the pool sizes itself)"),
+    spare: count.optional().describe("free desktops a self-sizing pool keeps ready for the next logons"),
+    idleSeconds: count.optional().describe("free desktops beyond the spare ones go after this long free"),
+    ticketTimeoutSeconds: count.optional().describe("a queued logon's ticket expires after this long"),
     datastoreIds: z.array(z.string()),
     recompose: recomposeTarget.optional(),
     state: z.enum(poolStates),
@@ -216,6 +222,23 @@ export const logonResult = session
     userData: z.strictObject({ state: z.literal("ATTACHING") }).optional(),
   })
   .meta({ id: "LogonResult" });
+export const logonTicket = z
+  .strictObject({
+    tenantId: z.string(),
+    poolId: z.string(),
+    ticketId: z.string().describe("tickets are served in the order of their ids"),
+    userId: z.string(),
+    state: z.enum(ticketStates),
+    position: count.describe("tickets ahead of this one (0: served next)"),
+    createdAt: timestamp,
+    validUntil: timestamp.describe("the ticket expires then unless served"),
+    servedAt: timestamp.optional(),
+    sessionId: z
+      .string()
+      .optional()
+      .describe("once SERVED: the session (GET /v1/sessions/{id} for its connection)"),
+  })
+  .meta({ id: "LogonTicket" });
 export const sessionDescription = session
   .extend({
     userData: z.strictObject({ state: z.enum(userDataStates), version: count.optional() }),

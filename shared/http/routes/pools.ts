@@ -1,12 +1,12 @@
 /** Pools, their desktops, recompose and storage. */
 
+import { changeSizing } from "../../domain/pool-sizer.ts";
 import {
   createPool,
   deletePoolEverywhere,
   describePool,
   listPoolDesktops,
   listPools,
-  resizePool,
 } from "../../domain/pools.ts";
 import { recomposePool, rollbackRecompose } from "../../domain/recompose.ts";
 import { storageReport } from "../../domain/storage.ts";
@@ -55,18 +55,19 @@ export const poolRoutes: ApiRoute[] = [
     access: "tenant",
     method: "PATCH",
     path: "/v1/pools/{poolId}",
-    summary: "Resize a pool",
+    summary:
+      "Resize a pool (size: a fixed pool), or set how it sizes itself (minSize, maxSize, spare, idleSeconds, ticketTimeoutSeconds)",
     responses: { 200: r.pool },
     params: poolParams,
     body: s.patchPoolBody,
     handle: async ({ app, tenantId, params, body }) =>
       json(
         200,
-        await resizePool(
+        await changeSizing(
           app.ports,
           tenantId,
           params.poolId,
-          body.size,
+          body,
           app.config.defaultDatastore,
           quotaDefaults(app),
         ),

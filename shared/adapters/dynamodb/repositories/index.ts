@@ -5,6 +5,7 @@ import { desktopRepository } from "./desktops.ts";
 import { drRepository } from "./dr.ts";
 import { hostRepository, screenshotRepository } from "./hosts.ts";
 import { imageRepository } from "./images.ts";
+import { logonQueueRepository } from "./logon-queue.ts";
 import { metricSeriesRepository } from "./metrics.ts";
 import { poolRepository } from "./pools.ts";
 import { quotaRepository } from "./quotas.ts";
@@ -25,6 +26,7 @@ export function dynamoRepositories(
     tenants: tenantRepository(table),
     images: imageRepository(table),
     pools: poolRepository(table),
+    logonQueue: logonQueueRepository(table),
     desktops: desktopRepository(table),
     sessions: sessionRepository(table, opts),
     datastores: datastoreRepository(table),

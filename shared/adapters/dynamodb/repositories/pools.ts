@@ -66,6 +66,33 @@ export function poolRepository(t: Table): PoolRepository {
         reservations,
         charge,
       ),
+    async setSizing(tenantId, poolId, sizing) {
+      const set = Object.entries(sizing).filter(([, v]) => v !== undefined);
+      const gone = Object.entries(sizing)
+        .filter(([, v]) => v === undefined)
+        .map(([k]) => k);
+      const names = Object.fromEntries(Object.keys(sizing).map((k) => [`#${k}`, k]));
+      const update = [
+        set.length ? `SET ${set.map(([k]) => `#${k} = :${k}`).join(", ")}` : "",
+        gone.length ? `REMOVE ${gone.map((k) => `#${k}`).join(", ")}` : "",
+      ]
+        .filter(Boolean)
+        .join(" ");
+      if (!update) return;
+      await t.doc.send(
+        new UpdateCommand({
+          TableName: t.name,
+          Key: keys.pool(tenantId, poolId),
+          UpdateExpression: update,
+          ConditionExpression: "#state = :active",
+          ExpressionAttributeNames: { ...names, "#state": "state" },
+          ExpressionAttributeValues: {
+            ...Object.fromEntries(set.map(([k, v]) => [`:${k}`, v])),
+            ":active": "ACTIVE",
+          },
+        }),
+      );
+    },
     async startRecompose(tenantId, poolId, imageVersion, recompose) {
       await t.doc.send(
         new UpdateCommand({

@@ -1,0 +1,154 @@
+import { QueryCommand } from "@aws-sdk/lib-dynamodb";
+import type { LogonQueueRepository } from "../../../ports/index.ts";
+import { entities } from "../entities.ts";
+import { conditionFailed, transact } from "../errors.ts";
+import { keys } from "../keys.ts";
+import type { Table } from "../table.ts";
+import { tableSchema } from "../table-schema.ts";
+
+/** A settled ticket stays readable this long. */
+const settledTtlSeconds = 24 * 3600;
+
+/**
+ * The logon queue of a pool: waiting tickets under TICKET# (in id order, which is arrival order),
+ * settled ones under SETTLED#, the waiting count on the QUEUE item, each user's latest ticket.
+ * Every change of a ticket's state moves the count in the same transaction.
+ */
+export function logonQueueRepository(t: Table): LogonQueueRepository {
+  const queueUpdate = (tenantId: string, poolId: string, delta: number, limit?: number) => ({
+    Update: {
+      TableName: t.name,
+      Key: keys.logonQueue(tenantId, poolId),
+      UpdateExpression: "SET entity = :e, tenantId = :t, poolId = :p ADD waiting :d",
+      ...(limit === undefined
+        ? {}
+        : { ConditionExpression: "attribute_not_exists(waiting) OR waiting < :limit" }),
+      ExpressionAttributeValues: {
+        ":e": entities.logonQueue.name,
+        ":t": tenantId,
+        ":p": poolId,
+        ":d": delta,
+        ...(limit === undefined ? {} : { ":limit": limit }),
+      },
+    },
+  });
+  const get: LogonQueueRepository["get"] = async (tenantId, poolId, ticketId) =>
+    (await t.get(entities.ticket, keys.ticket(tenantId, poolId, ticketId))) ??
+    (await t.get(entities.settledTicket, keys.settledTicket(tenantId, poolId, ticketId)));
+  return {
+    get,
+    async waiting(tenantId, poolId) {
+      const q = await t.get(entities.logonQueue, keys.logonQueue(tenantId, poolId));
+      return q?.waiting ?? 0;
+    },
+    async userTicket(tenantId, poolId, userId) {
+      const pointer = await t.get(entities.userTicket, keys.userTicket(tenantId, poolId, userId));
+      return pointer ? get(tenantId, poolId, pointer.ticketId) : undefined;
+    },
+    async enqueue(ticket, limit, replaces) {
+      const { tenantId, poolId, userId, ticketId } = ticket;
+      const result = await transact(
+        t.doc,
+        {
+          queue: queueUpdate(tenantId, poolId, 1, limit),
+          ticket: {
+            Put: {
+              TableName: t.name,
+              Item: entities.ticket.toItem(ticket),
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+          user: {
+            Put: {
+              TableName: t.name,
+              Item: entities.userTicket.toItem({ tenantId, poolId, userId, ticketId }),
+              ConditionExpression: replaces ? "ticketId = :old" : "attribute_not_exists(pk)",
+              ...(replaces ? { ExpressionAttributeValues: { ":old": replaces } } : {}),
+            },
+          },
+        },
+        { conflictIsRetry: false },
+      );
+      if (result.ok) return "queued";
+      if (conditionFailed(result.reasons, "queue")) return "full";
+      return "raced";
+    },
+    async oldestWaiting(tenantId, poolId, limit) {
+      const out = await t.doc.send(
+        new QueryCommand({
+          TableName: t.name,
+          KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
+          ExpressionAttributeValues: {
+            ":pk": keys.logonQueue(tenantId, poolId).pk,
+            ":prefix": keys.ticketPrefix,
+          },
+          ConsistentRead: true,
+          Limit: limit,
+        }),
+      );
+      return (out.Items ?? []).map((i) => entities.ticket.fromItem(i));
+    },
+    async waitingBefore(tenantId, poolId, ticketId) {
+      const items = await t.queryItems({
+        KeyConditionExpression: "pk = :pk AND sk BETWEEN :from AND :to",
+        ExpressionAttributeValues: {
+          ":pk": keys.logonQueue(tenantId, poolId).pk,
+          ":from": keys.ticketPrefix,
+          ":to": keys.ticket(tenantId, poolId, ticketId).sk,
+        },
+        ProjectionExpression: "sk",
+        ConsistentRead: true,
+      });
+      return items.filter((i) => i.sk !== keys.ticket(tenantId, poolId, ticketId).sk).length;
+    },
+    async settle(ticket, state, at, sessionId) {
+      const { tenantId, poolId, ticketId } = ticket;
+      const settled = {
+        ...ticket,
+        state,
+        ...(state === "SERVED" ? { servedAt: at } : {}),
+        ...(sessionId ? { sessionId } : {}),
+      };
+      const result = await transact(
+        t.doc,
+        {
+          waiting: {
+            Delete: {
+              TableName: t.name,
+              Key: keys.ticket(tenantId, poolId, ticketId),
+              ConditionExpression: "attribute_exists(pk)",
+            },
+          },
+          settled: {
+            Put: {
+              TableName: t.name,
+              Item: entities.settledTicket.toItem(settled, {
+                [tableSchema.ttlAttribute]: Math.floor(Date.parse(at) / 1000) + settledTtlSeconds,
+              }),
+            },
+          },
+          queue: queueUpdate(tenantId, poolId, -1),
+        },
+        { conflictIsRetry: false },
+      );
+      return result.ok;
+    },
+    async lease(tenantId, poolId, name, holder, ms) {
+      const now = Date.now();
+      const taken = await t.tryPut(
+        entities.poolLease.toItem({ tenantId, poolId, name, holder, leaseExpiresAtMs: now + ms }),
+        {
+          expression: "attribute_not_exists(pk) OR holder = :h OR leaseExpiresAtMs < :now",
+          values: { ":h": holder, ":now": now },
+        },
+      );
+      return taken.written;
+    },
+    async release(tenantId, poolId, name, holder) {
+      await t.remove(keys.poolLease(tenantId, poolId, name), {
+        expression: "holder = :h",
+        values: { ":h": holder },
+      });
+    },
+  };
+}

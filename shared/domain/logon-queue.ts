@@ -1,0 +1,144 @@
+/**
+ * Queued logons. A self-sizing pool with no free desktop, while it can still grow or desktops are
+ * on their way, gives the user a ticket instead of a refusal; tickets are served strictly in the
+ * order they were made, by one server per pool at a time, as desktops become free. A user who asks
+ * again gets the same ticket; a ticket not served in time expires.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import type { Ports } from "../ports/index.ts";
+import { noDesktopAvailable, notFound } from "./errors.ts";
+import type { LogonTicket, Pool, Session } from "./model.ts";
+import { requestSizing, sizingOf } from "./pool-sizing.ts";
+import { attachUserDataLater, newSession } from "./sessions.ts";
+
+export interface QueuedLogon {
+  ticket: LogonTicket;
+  /** How many tickets are ahead (0: next to be served). */
+  position: number;
+}
+
+type QueuePorts = Pick<
+  Ports,
+  "logonQueue" | "desktops" | "sessions" | "jobs" | "clock" | "userDataJobs" | "metrics"
+>;
+
+/** Time-ordered ids (ms, then a random tail): tickets sort in the order they were made. */
+const newTicketId = (at: Date) =>
+  `tkt-${at.getTime().toString(36).padStart(9, "0")}-${randomBytes(4).toString("hex")}`;
+
+async function describe(ports: Pick<Ports, "logonQueue">, ticket: LogonTicket): Promise<QueuedLogon> {
+  const position =
+    ticket.state === "WAITING"
+      ? await ports.logonQueue.waitingBefore(ticket.tenantId, ticket.poolId, ticket.ticketId)
+      : 0;
+  return { ticket, position };
+}
+
+/**
+ * The user's ticket: the one they hold if it still waits, else a new one, unless the users on and
+ * waiting already fill the pool's maxSize (503 then, as for a pool that cannot grow).
+ */
+export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string): Promise<QueuedLogon> {
+  const { tenantId, poolId } = pool;
+  const s = sizingOf(pool);
+  for (let round = 0; round < 3; round++) {
+    const held = await ports.logonQueue.userTicket(tenantId, poolId, userId);
+    if (held?.state === "WAITING") return describe(ports, await expireIfDue(ports, held));
+    const desktops = await ports.desktops.list(tenantId, poolId);
+    const assigned = desktops.filter((d) => d.state === "ASSIGNED").length;
+    if (assigned >= s.maxSize) throw noDesktopAvailable(poolId);
+    const now = ports.clock.now();
+    const ticket: LogonTicket = {
+      tenantId,
+      poolId,
+      ticketId: newTicketId(now),
+      userId,
+      state: "WAITING",
+      createdAt: now.toISOString(),
+      validUntil: new Date(now.getTime() + s.ticketTimeoutSeconds * 1000).toISOString(),
+    };
+    const outcome = await ports.logonQueue.enqueue(ticket, s.maxSize - assigned, held?.ticketId);
+    if (outcome === "full") throw noDesktopAvailable(poolId);
+    if (outcome === "raced") continue;
+    ports.metrics.record(tenantId, "logonsQueued", 1);
+    await Promise.all([requestSizing(ports, tenantId, poolId), serveLater(ports, pool)]);
+    return describe(ports, ticket);
+  }
+  throw noDesktopAvailable(poolId);
+}
+
+/** GET /v1/pools/{poolId}/logons/{ticketId}: the ticket, its place in line, its session once served. */
+export async function getTicket(
+  ports: Pick<Ports, "logonQueue" | "pools" | "clock" | "metrics">,
+  tenantId: string,
+  poolId: string,
+  ticketId: string,
+): Promise<QueuedLogon> {
+  const ticket = await ports.logonQueue.get(tenantId, poolId, ticketId);
+  if (!ticket) throw notFound("ticket", ticketId);
+  return describe(ports, await expireIfDue(ports, ticket));
+}
+
+/** A waiting ticket past its time expires (whoever looks first: its holder or the server). */
+async function expireIfDue(ports: Pick<Ports, "logonQueue" | "clock">, ticket: LogonTicket) {
+  const now = ports.clock.now();
+  if (ticket.state !== "WAITING" || Date.parse(ticket.validUntil) > now.getTime()) return ticket;
+  await ports.logonQueue.settle(ticket, "EXPIRED", now.toISOString());
+  return (await ports.logonQueue.get(ticket.tenantId, ticket.poolId, ticket.ticketId)) ?? ticket;
+}
+
+export const serveLater = (ports: Pick<Ports, "jobs">, pool: Pick<Pool, "tenantId" | "poolId">) =>
+  ports.jobs.send([{ kind: "serve-logons", tenantId: pool.tenantId, poolId: pool.poolId }]);
+
+/** A lease long enough for one serving run; a server that dies frees the queue after it. */
+const serveLeaseMs = 30_000;
+
+/**
+ * The `serve-logons` job: hands free desktops to the oldest tickets, one at a time, in order. Only
+ * the holder of the pool's serving lease serves, so the order holds with many workers; a ticket
+ * or a desktop that came while it held the lease is looked at again before it stops.
+ */
+export async function serveLogons(ports: QueuePorts, tenantId: string, poolId: string): Promise<string> {
+  const holder = randomUUID();
+  if (!(await ports.logonQueue.lease(tenantId, poolId, "serving", holder, serveLeaseMs)))
+    return "skipped: another worker serves the queue";
+  let served = 0;
+  try {
+    served = await serveInOrder(ports, tenantId, poolId);
+  } finally {
+    await ports.logonQueue.release(tenantId, poolId, "serving", holder);
+  }
+  // Users still wait: look again shortly (a desktop freed while the lease was held, or one the
+  // free index shows a moment late, is not missed), until the queue is empty.
+  if ((await ports.logonQueue.waiting(tenantId, poolId)) > 0)
+    await ports.jobs.send([{ kind: "serve-logons", tenantId, poolId }], { delaySeconds: 1 });
+  return `served ${served} ticket(s)`;
+}
+
+async function serveInOrder(ports: QueuePorts, tenantId: string, poolId: string): Promise<number> {
+  let served = 0;
+  for (let round = 0; round < 1000; round++) {
+    const [head] = await ports.logonQueue.oldestWaiting(tenantId, poolId, 1);
+    if (!head) break;
+    const now = ports.clock.now();
+    if (Date.parse(head.validUntil) <= now.getTime()) {
+      await ports.logonQueue.settle(head, "EXPIRED", now.toISOString());
+      continue;
+    }
+    const [desktop] = await ports.desktops.findFree(tenantId, poolId, 1);
+    if (!desktop) break;
+    const result = await ports.sessions.assign(newSession(ports, desktop, head.userId));
+    let session: Session | undefined;
+    if (result.outcome === "assigned") session = result.session;
+    else if (result.outcome === "user-has-session")
+      // Logged on meanwhile (another pool's logon cannot take this pool's lock): that session serves.
+      session = await ports.sessions.findActive(tenantId, poolId, head.userId);
+    if (!session) continue;
+    const at = ports.clock.now().toISOString();
+    await ports.logonQueue.settle(head, "SERVED", at, session.sessionId);
+    if (result.outcome === "assigned") await attachUserDataLater(ports, session);
+    ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
+    served++;
+  }
+  return served;
+}
