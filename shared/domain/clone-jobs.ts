@@ -15,8 +15,9 @@ import {
 } from "./disk-jobs.ts";
 import { DomainError, RetryLater } from "./errors.ts";
 import { replicateConfig } from "./replication-config.ts";
+import { sweepDatastore } from "./sweep.ts";
 
-type WorkerPorts = DiskJobPorts & Pick<Ports, "peer" | "replication">;
+type WorkerPorts = DiskJobPorts & Pick<Ports, "peer" | "replication" | "metrics">;
 
 export interface WorkerSettings extends DiskJobSettings {
   /** A job that fails this many deliveries gives up visibly: the desktop goes to ERROR, the version FAILED. */
@@ -58,6 +59,8 @@ export async function runCloneJob(
       return recomposeDesktop(ports, job, settings);
     case "delete-desktop":
       return deleteDesktop(ports, job);
+    case "sweep-datastore":
+      return sweepDatastore(ports, job);
     case "start-desktop":
     case "connect-session":
     case "plug-user-data":

@@ -154,6 +154,8 @@ export const sessionEndings = [
   "recompose",
   "orphaned",
   "desktop-failure",
+  /** The reconciler: the session's desktop no longer exists. */
+  "desktop-gone",
 ] as const;
 export type SessionEnding = (typeof sessionEndings)[number];
 

@@ -158,7 +158,7 @@ export interface DesktopRepository {
   listFreeOnDatastore(datastoreId: string): Promise<Desktop[]>;
   /**
    * Desktops of every tenant in a transitional state or ERROR, neither updated nor re-sent since
-   * `updatedBefore` (reconciler only).
+   * `updatedBefore` (reconciler only; a query of the sparse watch index, never a scan).
    */
   listStuck(updatedBefore: string): Promise<Desktop[]>;
   /** ASSIGNED desktops of every tenant (reconciler only: it checks each holds its user's lock). */
@@ -196,4 +196,11 @@ export interface SessionRepository {
    * released when it names this session (a session whose lock is gone still ends).
    */
   end(session: Session, endedAt: string, endedBy: SessionEnding): Promise<EndSessionResult>;
+  /** Users' locks of every tenant taken before `startedBefore` (reconciler only; an index query). */
+  listLocksBefore(startedBefore: string): Promise<Session[]>;
+  /**
+   * Ends a session whose desktop no longer exists: its lock goes and its ENDED record is written,
+   * only if the desktop is still gone and the lock still names it. Answers whether it did.
+   */
+  endWithoutDesktop(lock: Session, endedAt: string, endedBy: SessionEnding): Promise<boolean>;
 }

@@ -19,14 +19,27 @@ import type {
   UserData,
   UserDataChange,
 } from "../../domain/model.ts";
-import { keys } from "./keys.ts";
-import { freeIndex } from "./table-schema.ts";
+import { keys, watch } from "./keys.ts";
+import { freeIndex, watchIndex } from "./table-schema.ts";
 
 export type Key = { pk: string; sk: string };
 export type Item = Record<string, unknown>;
 
 /** Attributes that only exist to key or index an item; never part of a domain object. */
-const keyAttributes = new Set(["pk", "sk", freeIndex.pk, freeIndex.sk, "entity", "spread"]);
+const keyAttributes = new Set([
+  "pk",
+  "sk",
+  freeIndex.pk,
+  freeIndex.sk,
+  watchIndex.pk,
+  watchIndex.sk,
+  "entity",
+  "spread",
+]);
+
+/** The watch index's attributes of an item that waits in `partition` since `since` (none: not watched). */
+const watched = (partition: string | undefined, since: string): Item =>
+  partition ? { [watchIndex.pk]: partition, [watchIndex.sk]: since } : {};
 
 export interface EntityCodec<T> {
   readonly name: string;
@@ -42,13 +55,20 @@ export interface EntityCodec<T> {
 function entity<T extends object>(
   name: string,
   key: (value: T) => Key,
-  opts: { private?: string[] } = {},
+  /** `index`: the item's index attributes that follow from its value (the watch index's). */
+  opts: { private?: string[]; index?: (value: T) => Item } = {},
 ): EntityCodec<T> {
   const hidden = new Set([...keyAttributes, ...(opts.private ?? [])]);
   return {
     name,
     key,
-    toItem: (value, extra = {}) => ({ ...key(value), entity: name, ...value, ...extra }),
+    toItem: (value, extra = {}) => ({
+      ...key(value),
+      entity: name,
+      ...value,
+      ...opts.index?.(value),
+      ...extra,
+    }),
     fromItem(item) {
       if (item.entity !== name)
         throw new Error(
@@ -101,13 +121,23 @@ export const entities = {
   tenant: entity<TenantRecord>("tenant", (t) => keys.tenant(t.tenantId)),
   apiKey: entity<ApiKeyRecord>("apiKey", (k) => keys.apiKey(k.apiKeyHash), { private: ["apiKeyHash"] }),
   image: entity<Image>("image", (i) => keys.image(i.tenantId, i.imageId)),
-  imageVersion: entity<ImageVersion>("imageVersion", (v) => keys.version(v.tenantId, v.imageId, v.version)),
+  imageVersion: entity<ImageVersion>("imageVersion", (v) => keys.version(v.tenantId, v.imageId, v.version), {
+    index: (v) =>
+      watched(v.state === "PUBLISHING" ? watch.partition("PUBLISHING", v.imageId) : undefined, v.createdAt),
+  }),
   pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId)),
   desktop: entity<Desktop>("desktop", (d) => keys.desktop(d.tenantId, d.poolId, d.desktopId), {
     private: ["takenBy"],
+    index: (d) =>
+      watched(
+        watch.desktopPartition(d.state, d.desktopId),
+        d.state === "ASSIGNED" ? (d.sessionStartedAt ?? d.updatedAt) : d.updatedAt,
+      ),
   }),
   /** The user's one active session in a pool (its lock); the session itself lives on its desktop. */
-  userLock: entity<Session>("userLock", (s) => keys.userLock(s.tenantId, s.poolId, s.userId)),
+  userLock: entity<Session>("userLock", (s) => keys.userLock(s.tenantId, s.poolId, s.userId), {
+    index: (s) => watched(watch.partition("LOCK", s.userId), s.startedAt),
+  }),
   endedSession: entity<Session>("session", (s) => keys.session(s.tenantId, s.sessionId)),
   owner: entity<OwnerRecord>("owner", (o) => keys.owner(o.tenantId, o.poolId, o.userId)),
   datastore: entity<Datastore>("datastore", (d) => keys.datastore(d.datastoreId)),
