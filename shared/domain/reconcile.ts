@@ -41,14 +41,15 @@ export const defaultHostDeadlineMs = 30_000;
  * Repairs what a crash, a lost message or a lost answer can leave behind. Re-sending a job is
  * always safe because every job re-checks state (and disk jobs are fenced); each re-send is
  * marked, so a desktop gets its job again once per stale period, not at every tick. Every read is
- * a query (the sparse watch index, a partition), never a scan of the table; each repair is logged
+ * a query (the sparse watch index, a partition), never a scan of the table (but for a host found
+late, and user data behind replication: see there); each repair is logged
  * with its ids and counted (repairs.ts). `datastoreIds`: datastores known from configuration (the
  * default one) besides the registered ones, whose files the sweep looks at.
  */
 export async function reconcile(
   ports: ReconcilePorts,
   staleAfterMs: number,
-  opts: { hostDeadlineMs?: number; datastoreIds?: string[] } = {},
+  opts: { hostDeadlineMs?: number; datastoreIds?: string[]; sweepEveryMs?: number } = {},
 ): Promise<ReconcileReport> {
   const now = ports.clock.now();
   const cutoff = new Date(now.getTime() - staleAfterMs).toISOString();
@@ -77,7 +78,8 @@ export async function reconcile(
     }
     lateDatastores.push(...host.datastoreIds);
   }
-  // One listing for every late host's datastores, not one per host.
+  // One listing for every late host's datastores, not one per host. The one scan left (free
+  // desktops have no index by datastore): it runs only in the tick a host is found late.
   if (lateDatastores.length > 0)
     for (const d of await ports.desktops.listOnDatastores(lateDatastores, ["AVAILABLE", "STARTING"]))
       if (await ports.desktops.transition(d, d.state, "UNREACHABLE", {}, { generation: d.generation }))
@@ -129,16 +131,16 @@ export async function reconcile(
     });
   }
 
-  // Disk files are swept where they are: one job per datastore, to the worker that serves it.
+  // Disk files are swept where they are: one job per datastore, to the worker that serves it, once
+  // per stale period (a sweep reads every file of its datastore).
   const datastoreIds = new Set([
     ...(opts.datastoreIds ?? []),
     ...(await ports.datastores.list()).map((d) => d.datastoreId),
   ]);
-  const sweeps = [...datastoreIds].map((datastoreId) => ({
-    kind: "sweep-datastore" as const,
-    datastoreId,
-    olderThan: cutoff,
-  }));
+  const sweeps = [];
+  for (const datastoreId of datastoreIds)
+    if (await ports.datastores.takeSweepTurn(datastoreId, now, opts.sweepEveryMs ?? staleAfterMs))
+      sweeps.push({ kind: "sweep-datastore" as const, datastoreId, olderThan: cutoff });
   await ports.jobs.send(sweeps);
   count(report.requeued, "sweep-datastore", sweeps.length);
 

@@ -60,6 +60,11 @@ export interface DatastoreRepository {
   /** A lease on one of `slots` recompose slots of a datastore; false when all are held. */
   acquireRecomposeSlot(datastoreId: string, holder: string, slots: number, leaseMs: number): Promise<boolean>;
   releaseRecomposeSlot(datastoreId: string, holder: string, slots: number): Promise<void>;
+  /**
+   * Takes the datastore's sweep turn at `at` when the last one is older than `everyMs` (one
+   * conditional write): whichever reconciler run gets it asks for the sweep.
+   */
+  takeSweepTurn(datastoreId: string, at: Date, everyMs: number): Promise<boolean>;
 }
 
 export interface ReplicaRepository {

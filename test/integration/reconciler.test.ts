@@ -3,10 +3,19 @@
  * sparse watch index and partition queries, and the datastore sweep it asks for removes the disk
  * files nobody owns. The DynamoDB calls it makes are recorded on the real client's middleware stack.
  */
+import { randomBytes } from "node:crypto";
 import { copyFile, readdir, rm, utimes } from "node:fs/promises";
 import { join } from "node:path";
-import { afterEach, expect, it } from "vitest";
+import { CreateTableCommand, DeleteTableCommand } from "@aws-sdk/client-dynamodb";
+import { PutCommand } from "@aws-sdk/lib-dynamodb";
+import { afterEach, expect, inject, it } from "vitest";
+import { documentClient, dynamoClient, ensureTable } from "../../shared/adapters/dynamodb/client.ts";
+import { entities } from "../../shared/adapters/dynamodb/entities.ts";
+import { dynamoRepositories } from "../../shared/adapters/dynamodb/repositories/index.ts";
+import { tableSchema, watchIndex } from "../../shared/adapters/dynamodb/table-schema.ts";
+import { upgradeTable } from "../../shared/adapters/dynamodb/upgrade.ts";
 import { createApp } from "../../shared/app.ts";
+import type { Desktop, Session } from "../../shared/domain/model.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { expectStatus, useTenantRegion, waitFor, waitForCounts } from "./harness.ts";
 
@@ -94,7 +103,9 @@ it("repairs a desktop a dead worker left REFRESHING, orphan delta files, a diskl
   apps.push(app);
   const report = await reconcile(app.ports, 0, { datastoreIds: ["ds-default"] });
 
-  expect(calls.map((c) => c.command)).not.toContain("ScanCommand");
+  const commands = new Set(calls.map((c) => c.command));
+  expect(commands).toContain("QueryCommand");
+  expect(commands).not.toContain("ScanCommand");
   expect(calls.filter((c) => c.index === "gsi2").length).toBeGreaterThan(0);
   expect(report.requeued["refresh-desktop"]).toBe(1);
   expect(report.requeued["sweep-datastore"]).toBe(1);
@@ -173,8 +184,11 @@ it("finds a stuck desktop through the watch index only once its wait is older th
   await ports.sessions.end(session, new Date().toISOString(), "api");
   const { app } = recordingApp();
   apps.push(app);
-  // Fresh: a job may still be on its way.
-  expect((await reconcile(app.ports, 15 * 60_000)).requeued["refresh-desktop"] ?? 0).toBe(0);
+  // Fresh: a job may still be on its way. The datastore was swept less than a stale period ago.
+  expect(await ports.datastores.takeSweepTurn("ds-default", new Date(), 0)).toBe(true);
+  const fresh = await reconcile(app.ports, 15 * 60_000, { datastoreIds: ["ds-default"] });
+  expect(fresh.requeued["refresh-desktop"] ?? 0).toBe(0);
+  expect(fresh.requeued["sweep-datastore"] ?? 0).toBe(0);
   // Stale: its job is sent again, once per stale period (the re-send is its new wait).
   expect((await reconcile(app.ports, 0)).requeued["refresh-desktop"]).toBe(1);
   await waitFor(
@@ -184,4 +198,70 @@ it("finds a stuck desktop through the watch index only once its wait is older th
   );
   // Back at rest, it has left the index: nothing to re-send.
   expect((await reconcile(app.ports, 0)).requeued["refresh-desktop"] ?? 0).toBe(0);
+});
+
+it("a table made before the watch index gets it on start, and its waiting items are found through it", async () => {
+  const doc = documentClient(dynamoClient(inject("dynamodbEndpoint"), "us-east-1"));
+  const TableName = `it-upgrade-${randomBytes(4).toString("hex")}`;
+  // The table as the previous version made it: the free index only.
+  const free = tableSchema.indexes[0];
+  if (!free) throw new Error("the schema has its free index");
+  await doc.send(
+    new CreateTableCommand({
+      TableName,
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: ["pk", "sk", free.partitionKey, free.sortKey].map((AttributeName) => ({
+        AttributeName,
+        AttributeType: "S",
+      })),
+      KeySchema: [
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: free.name,
+          KeySchema: [
+            { AttributeName: free.partitionKey, KeyType: "HASH" },
+            { AttributeName: free.sortKey, KeyType: "RANGE" },
+          ],
+          Projection: { ProjectionType: "ALL" },
+        },
+      ],
+    }),
+  );
+  const old = hourAgo().toISOString();
+  const base = { tenantId: "ten-old", poolId: "pool-old", datastoreId: "ds-default", updatedAt: old };
+  const withoutWatch = (item: Record<string, unknown>) => {
+    const { [watchIndex.pk]: _pk, [watchIndex.sk]: _sk, ...rest } = item;
+    return rest;
+  };
+  const stuck = { ...base, desktopId: "dsk-stuck", state: "PROVISIONING" } as Desktop;
+  const atRest = { ...base, desktopId: "dsk-rest", state: "AVAILABLE" } as Desktop;
+  const lock = {
+    tenantId: "ten-old",
+    poolId: "pool-old",
+    desktopId: "dsk-gone",
+    userId: "dan",
+    sessionId: "ses-x.pool-old.dsk-gone",
+    state: "ACTIVE",
+    datastoreId: "ds-default",
+    startedAt: old,
+  } as Session;
+  for (const item of [
+    entities.desktop.toItem(stuck),
+    entities.desktop.toItem(atRest),
+    entities.userLock.toItem(lock),
+  ])
+    await doc.send(new PutCommand({ TableName, Item: withoutWatch(item) }));
+
+  await ensureTable(doc, TableName);
+
+  const repos = dynamoRepositories(doc, TableName);
+  const cutoff = new Date().toISOString();
+  expect((await repos.desktops.listStuck(cutoff)).map((d) => d.desktopId)).toEqual(["dsk-stuck"]);
+  expect((await repos.sessions.listLocksBefore(cutoff)).map((s) => s.sessionId)).toEqual([lock.sessionId]);
+  // A second start finds nothing to do.
+  expect(await upgradeTable(doc, TableName)).toEqual({ added: [], backfilled: 0 });
+  await doc.send(new DeleteTableCommand({ TableName }));
 });

@@ -46,6 +46,8 @@ export interface EntityCodec<T> {
   key(value: T): Key;
   /** The item for a value: its key, its entity name, its attributes and any index attributes. */
   toItem(value: T, extra?: Item): Item;
+  /** The index attributes that follow from a value (the watch index's), none for most entities. */
+  indexAttributes(value: T): Item;
   /** The value of an item of this entity; throws for an item of another one. */
   fromItem(item: Item): T;
   /** Whether an item is of this entity (for reads that may see several kinds). */
@@ -69,6 +71,7 @@ function entity<T extends object>(
       ...opts.index?.(value),
       ...extra,
     }),
+    indexAttributes: (value) => opts.index?.(value) ?? {},
     fromItem(item) {
       if (item.entity !== name)
         throw new Error(
@@ -131,7 +134,11 @@ export const entities = {
     index: (d) =>
       watched(
         watch.desktopPartition(d.state, d.desktopId),
-        d.state === "ASSIGNED" ? (d.sessionStartedAt ?? d.updatedAt) : d.updatedAt,
+        d.state === "ASSIGNED"
+          ? (d.sessionStartedAt ?? d.updatedAt)
+          : d.resentAt && d.resentAt > d.updatedAt
+            ? d.resentAt
+            : d.updatedAt,
       ),
   }),
   /** The user's one active session in a pool (its lock); the session itself lives on its desktop. */

@@ -19,6 +19,7 @@ import { type DesktopState, isTransitional } from "../../domain/desktop-state.ts
  *   datastore     DATASTORES                  DATASTORE#<ds>   (region-wide, operator-owned)
  *   ds usage      DATASTORES                  USAGE#<ds>       (bytes reserved by desktops)
  *   recompose slot DATASTORES                 RECOMPOSE#<ds>#<slot>  (a lease: I/O storm control)
+ *   sweep turn    DATASTORES                  SWEEP#<ds>       (when the reconciler last asked for its sweep)
  *   user data     TENANT#<t>                  USERDATA#<u>  (the user's data disk: version, checksum, replication)
  *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
  *   DR drill      TENANT#<t>                  DRILL#<d>
@@ -106,6 +107,7 @@ export const keys = {
   datastoreUsage: (ds: string) => ({ pk: "DATASTORES", sk: `USAGE#${ds}` }),
   usagePrefix: "USAGE#",
   recomposeSlot: (ds: string, slot: number) => ({ pk: "DATASTORES", sk: `RECOMPOSE#${ds}#${slot}` }),
+  sweepTurn: (ds: string) => ({ pk: "DATASTORES", sk: `SWEEP#${ds}` }),
   userData: (t: string, u: string) => ({ pk: `TENANT#${t}`, sk: `USERDATA#${u}` }),
   userDataPrefix: "USERDATA#",
   userDataChange: (t: string, u: string, n: number) => ({

@@ -72,6 +72,17 @@ export function datastoreRepository(t: Table): DatastoreRepository {
       }
       return false;
     },
+    takeSweepTurn: (datastoreId, at, everyMs) =>
+      t.tryUpdate({
+        Key: keys.sweepTurn(datastoreId),
+        UpdateExpression: "SET entity = :entity, sweptAtMs = :at",
+        ConditionExpression: "attribute_not_exists(sweptAtMs) OR sweptAtMs <= :due",
+        ExpressionAttributeValues: {
+          ":entity": "sweepTurn",
+          ":at": at.getTime(),
+          ":due": at.getTime() - everyMs,
+        },
+      }),
     async releaseRecomposeSlot(datastoreId, holder, slots) {
       for (let slot = 0; slot < slots; slot++)
         await t.remove(keys.recomposeSlot(datastoreId, slot), {
