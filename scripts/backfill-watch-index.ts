@@ -1,7 +1,7 @@
 /**
  * Once, after deploying the version that added the reconciler's watch index (gsi2) to an existing
  * table: gives the items it must hold their keys (desktops waiting on a job or assigned, users'
- * locks, versions being published). Live writers set the keys themselves; this fills in the rest.
+ * locks, versions being published, pools). Live writers set the keys themselves; this fills in the rest.
  *
  *   PRISTINE_TABLE_NAME=pristine-dev AWS_REGION=eu-west-1 node scripts/backfill-watch-index.ts
  */

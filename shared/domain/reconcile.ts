@@ -2,6 +2,7 @@ import { logger } from "../logger.ts";
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
 import { commitLater, desktopRef } from "./common.ts";
+import { recountReservations } from "./counters.ts";
 import type { Desktop } from "./model.ts";
 import { type RepairKind, recordRepair } from "./repairs.ts";
 import { logoff } from "./sessions.ts";
@@ -32,6 +33,7 @@ type ReconcilePorts = Pick<
   | "datastores"
   | "userDataJobs"
   | "metrics"
+  | "pools"
 >;
 
 /** A host whose heartbeat is older than this is late: its free desktops are withdrawn. */
@@ -139,10 +141,15 @@ export async function reconcile(
   ]);
   const sweeps = [];
   for (const datastoreId of datastoreIds)
-    if (await ports.datastores.takeSweepTurn(datastoreId, now, opts.sweepEveryMs ?? staleAfterMs))
+    if (await ports.datastores.takeTurn(`sweep:${datastoreId}`, now, opts.sweepEveryMs ?? staleAfterMs))
       sweeps.push({ kind: "sweep-datastore" as const, datastoreId, olderThan: cutoff });
   await ports.jobs.send(sweeps);
   count(report.requeued, "sweep-datastore", sweeps.length);
+
+  // Reservation counters recounted once per stale period (a recount reads every pool's desktops).
+  if (await ports.datastores.takeTurn("recount", now, opts.sweepEveryMs ?? staleAfterMs))
+    for (const _ of await recountReservations(ports, now, staleAfterMs, [...datastoreIds]))
+      count(report.repaired, "reservation-counter");
 
   // An import whose job was lost, or that kept failing, ends as FAILED instead of blocking its image.
   const publishCutoff = new Date(now.getTime() - Math.max(staleAfterMs, publishDeadlineMs)).toISOString();

@@ -61,10 +61,24 @@ export interface DatastoreRepository {
   acquireRecomposeSlot(datastoreId: string, holder: string, slots: number, leaseMs: number): Promise<boolean>;
   releaseRecomposeSlot(datastoreId: string, holder: string, slots: number): Promise<void>;
   /**
-   * Takes the datastore's sweep turn at `at` when the last one is older than `everyMs` (one
-   * conditional write): whichever reconciler run gets it asks for the sweep.
+   * Takes the turn of a periodic task (`sweep:<datastore>`, `recount`) at `at` when the last one is
+   * older than `everyMs` (one conditional write): whichever reconciler run gets it does the task.
    */
-  takeSweepTurn(datastoreId: string, at: Date, everyMs: number): Promise<boolean>;
+  takeTurn(task: string, at: Date, everyMs: number): Promise<boolean>;
+  /**
+   * The recount of a datastore's reservations: the usage counter read `seen` (unchanged during the
+   * count) while its desktops add up to `counted`. A difference is only noted the first time; the
+   * counter is set to `counted` when the same difference is found again at least `confirmAfterMs`
+   * later with the counter still at `seen` (nothing reserved or released meanwhile: a leak, not a
+   * write in flight). "in-step" when they agree.
+   */
+  recount(
+    datastoreId: string,
+    seen: number,
+    counted: number,
+    at: Date,
+    confirmAfterMs: number,
+  ): Promise<"in-step" | "noted" | "fixed">;
 }
 
 export interface ReplicaRepository {
@@ -111,6 +125,8 @@ export interface PoolRepository {
   ): Promise<void>;
   get(tenantId: string, poolId: string): Promise<Pool | undefined>;
   list(tenantId: string): Promise<Pool[]>;
+  /** Every tenant's pools (the reconciler only; an index query, eventually consistent). */
+  listAll(): Promise<Pool[]>;
   markDeleting(tenantId: string, poolId: string): Promise<void>;
   remove(tenantId: string, poolId: string): Promise<void>;
 }

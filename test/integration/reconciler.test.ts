@@ -7,10 +7,11 @@ import { randomBytes } from "node:crypto";
 import { copyFile, readdir, rm, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand, DeleteTableCommand } from "@aws-sdk/client-dynamodb";
-import { PutCommand } from "@aws-sdk/lib-dynamodb";
+import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterEach, expect, inject, it } from "vitest";
 import { documentClient, dynamoClient, ensureTable } from "../../shared/adapters/dynamodb/client.ts";
 import { entities } from "../../shared/adapters/dynamodb/entities.ts";
+import { keys } from "../../shared/adapters/dynamodb/keys.ts";
 import { dynamoRepositories } from "../../shared/adapters/dynamodb/repositories/index.ts";
 import { tableSchema, watchIndex } from "../../shared/adapters/dynamodb/table-schema.ts";
 import { upgradeTable } from "../../shared/adapters/dynamodb/upgrade.ts";
@@ -185,7 +186,7 @@ it("finds a stuck desktop through the watch index only once its wait is older th
   const { app } = recordingApp();
   apps.push(app);
   // Fresh: a job may still be on its way. The datastore was swept less than a stale period ago.
-  expect(await ports.datastores.takeSweepTurn("ds-default", new Date(), 0)).toBe(true);
+  expect(await ports.datastores.takeTurn("sweep:ds-default", new Date(), 0)).toBe(true);
   const fresh = await reconcile(app.ports, 15 * 60_000, { datastoreIds: ["ds-default"] });
   expect(fresh.requeued["refresh-desktop"] ?? 0).toBe(0);
   expect(fresh.requeued["sweep-datastore"] ?? 0).toBe(0);
@@ -264,4 +265,51 @@ it("a table made before the watch index gets it on start, and its waiting items 
   // A second start finds nothing to do.
   expect(await upgradeTable(doc, TableName)).toEqual({ added: [], backfilled: 0 });
   await doc.send(new DeleteTableCommand({ TableName }));
+});
+
+it("puts a leaked reservation right once the same leak is found twice, never a count taken while it moved", async () => {
+  const ports = fx.r.region.app.ports;
+  const { app } = recordingApp();
+  apps.push(app);
+  const desktopBytes = async () => {
+    let sum = 0;
+    for (const pool of await ports.pools.list(fx.tenant.tenantId))
+      for (const d of await ports.desktops.list(fx.tenant.tenantId, pool.poolId))
+        if (d.datastoreId === "ds-default") sum += d.provisionedBytes ?? 0;
+    return sum;
+  };
+  // Settled: no job in flight changes which desktops exist while the counter is compared with them.
+  await waitFor(
+    "the pool at rest",
+    async () =>
+      (await ports.desktops.list(fx.tenant.tenantId, fx.poolId)).every((d) =>
+        ["AVAILABLE", "ASSIGNED"].includes(d.state),
+      ),
+    60_000,
+  );
+  const truth = await desktopBytes();
+  expect(await ports.datastores.provisionedBytes("ds-default")).toBe(truth);
+  // What a pool write leaves when its worker dies after the reservation, before its desktops.
+  const leak = async (bytes: number) =>
+    documentClient(fx.r.region.app.dynamodb).send(
+      new UpdateCommand({
+        TableName: fx.r.region.app.config.tableName,
+        Key: keys.datastoreUsage("ds-default"),
+        UpdateExpression: "ADD provisionedBytes :b",
+        ExpressionAttributeValues: { ":b": bytes },
+      }),
+    );
+  await leak(5 * 1024 ** 3);
+  const recount = async () =>
+    (await reconcile(app.ports, 0, { datastoreIds: ["ds-default"] })).repaired["reservation-counter"] ?? 0;
+  // First seen: only noted (it could be a pool being written at that moment).
+  expect(await recount()).toBe(0);
+  // The counter moved since (another reservation): the note is not confirmed, a new one is taken.
+  await leak(1024 ** 3);
+  expect(await recount()).toBe(0);
+  expect(await ports.datastores.provisionedBytes("ds-default")).toBe(truth + 6 * 1024 ** 3);
+  // The same leak again, with nothing moved: put right.
+  expect(await recount()).toBe(1);
+  expect(await ports.datastores.provisionedBytes("ds-default")).toBe(truth);
+  expect(await recount()).toBe(0);
 });

@@ -128,7 +128,9 @@ export const entities = {
     index: (v) =>
       watched(v.state === "PUBLISHING" ? watch.partition("PUBLISHING", v.imageId) : undefined, v.createdAt),
   }),
-  pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId)),
+  pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId), {
+    index: (p) => watched(watch.partition("POOL", p.poolId), p.createdAt),
+  }),
   desktop: entity<Desktop>("desktop", (d) => keys.desktop(d.tenantId, d.poolId, d.desktopId), {
     private: ["takenBy"],
     index: (d) =>

@@ -19,7 +19,8 @@ import { type DesktopState, isTransitional } from "../../domain/desktop-state.ts
  *   datastore     DATASTORES                  DATASTORE#<ds>   (region-wide, operator-owned)
  *   ds usage      DATASTORES                  USAGE#<ds>       (bytes reserved by desktops)
  *   recompose slot DATASTORES                 RECOMPOSE#<ds>#<slot>  (a lease: I/O storm control)
- *   sweep turn    DATASTORES                  SWEEP#<ds>       (when the reconciler last asked for its sweep)
+ *   turn          DATASTORES                  TURN#<name>      (when the reconciler last did a periodic task:
+ *                                                               a datastore's sweep, the recount of reservations)
  *   user data     TENANT#<t>                  USERDATA#<u>  (the user's data disk: version, checksum, replication)
  *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
  *   DR drill      TENANT#<t>                  DRILL#<d>
@@ -37,14 +38,15 @@ import { type DesktopState, isTransitional } from "../../domain/desktop-state.ts
  * GSI2 (the watch index) is sparse too: gsi2pk = <kind>#<shard>, gsi2sk = the ISO time since
  * which the item waits. Kinds: TRANSIT (a desktop in a transitional state or ERROR: since its last
  * change or re-send), ASSIGNED (a desktop with a session: since the logon), LOCK (a user's lock:
- * since the logon), PUBLISHING (an image version: since its creation). Each kind is spread over
+ * since the logon), PUBLISHING (an image version: since its creation), POOL (every pool, since its
+ * creation: the reconciler's recount of reservations reads them all). Each kind is spread over
  * `watchShards` partitions by id, so that a storm of writes never lands on one index partition;
  * the reconciler queries every shard of a kind.
  */
 
 /** How many partitions each kind of the watch index is spread over. */
 export const watchShards = 4;
-export type WatchKind = "TRANSIT" | "ASSIGNED" | "LOCK" | "PUBLISHING";
+export type WatchKind = "TRANSIT" | "ASSIGNED" | "LOCK" | "PUBLISHING" | "POOL";
 
 /** A small stable hash of an id (FNV-1a), for its shard. */
 function shardOf(id: string): number {
@@ -107,7 +109,7 @@ export const keys = {
   datastoreUsage: (ds: string) => ({ pk: "DATASTORES", sk: `USAGE#${ds}` }),
   usagePrefix: "USAGE#",
   recomposeSlot: (ds: string, slot: number) => ({ pk: "DATASTORES", sk: `RECOMPOSE#${ds}#${slot}` }),
-  sweepTurn: (ds: string) => ({ pk: "DATASTORES", sk: `SWEEP#${ds}` }),
+  turn: (name: string) => ({ pk: "DATASTORES", sk: `TURN#${name}` }),
   userData: (t: string, u: string) => ({ pk: `TENANT#${t}`, sk: `USERDATA#${u}` }),
   userDataPrefix: "USERDATA#",
   userDataChange: (t: string, u: string, n: number) => ({

@@ -14,6 +14,7 @@ const watchedEntities: [EntityCodec<never>, string][] = [
   [entities.desktop as EntityCodec<never>, "state"],
   [entities.userLock as EntityCodec<never>, "sessionId"],
   [entities.imageVersion as EntityCodec<never>, "state"],
+  [entities.pool as EntityCodec<never>, "poolId"],
 ];
 
 export async function upgradeTable(
@@ -81,10 +82,10 @@ export async function backfillWatchIndex(doc: DynamoDBDocumentClient, tableName:
     const page = await doc.send(
       new ScanCommand({
         TableName: tableName,
-        FilterExpression: "entity IN (:a, :b, :c) AND attribute_not_exists(#wpk)",
+        FilterExpression: `entity IN (${watchedEntities.map((_, i) => `:e${i}`).join(", ")}) AND attribute_not_exists(#wpk)`,
         ExpressionAttributeNames: { "#wpk": watchIndex.pk },
         ExpressionAttributeValues: Object.fromEntries(
-          watchedEntities.map(([codec], i) => [`:${"abc"[i]}`, codec.name]),
+          watchedEntities.map(([codec], i) => [`:e${i}`, codec.name]),
         ),
         ExclusiveStartKey: start,
       }),
