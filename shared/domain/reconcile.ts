@@ -3,6 +3,7 @@ import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
 import { commitLater, desktopRef } from "./common.ts";
 import { recountReservations } from "./counters.ts";
+import type { DesktopState } from "./desktop-state.ts";
 import type { Desktop } from "./model.ts";
 import { type RepairKind, recordRepair } from "./repairs.ts";
 import { logoff } from "./sessions.ts";
@@ -43,8 +44,8 @@ export const defaultHostDeadlineMs = 30_000;
  * Repairs what a crash, a lost message or a lost answer can leave behind. Re-sending a job is
  * always safe because every job re-checks state (and disk jobs are fenced); each re-send is
  * marked, so a desktop gets its job again once per stale period, not at every tick. Every read is
- * a query (the sparse watch index, a partition), never a scan of the table (but for a host found
-late, and user data behind replication: see there); each repair is logged
+ * a query (the sparse watch index, a partition), never a scan of the table (but for user data
+behind replication, in the user-data repository); each repair is logged
  * with its ids and counted (repairs.ts). `datastoreIds`: datastores known from configuration (the
  * default one) besides the registered ones, whose files the sweep looks at.
  */
@@ -80,10 +81,10 @@ export async function reconcile(
     }
     lateDatastores.push(...host.datastoreIds);
   }
-  // One listing for every late host's datastores, not one per host. The one scan left (free
-  // desktops have no index by datastore): it runs only in the tick a host is found late.
+  // One listing for every late host's datastores, not one per host: every pool's desktops (index
+  // and partition queries; free desktops have no index by datastore), only in a tick that found one.
   if (lateDatastores.length > 0)
-    for (const d of await ports.desktops.listOnDatastores(lateDatastores, ["AVAILABLE", "STARTING"]))
+    for (const d of await desktopsOn(ports, lateDatastores, ["AVAILABLE", "STARTING"]))
       if (await ports.desktops.transition(d, d.state, "UNREACHABLE", {}, { generation: d.generation }))
         repaired("withdrawn-desktop", { ...desktopRef(d), from: d.state });
 
@@ -178,6 +179,19 @@ export async function reconcile(
   }
   report.examined = stuck.length + assigned.length + locks.length + behind.length;
   return report;
+}
+
+/** Desktops of every tenant on these datastores in these states, pool by pool. */
+async function desktopsOn(
+  ports: Pick<Ports, "pools" | "desktops">,
+  datastoreIds: string[],
+  states: DesktopState[],
+) {
+  const found: Desktop[] = [];
+  for (const pool of await ports.pools.listAll())
+    for (const d of await ports.desktops.list(pool.tenantId, pool.poolId))
+      if (datastoreIds.includes(d.datastoreId) && states.includes(d.state)) found.push(d);
+  return found;
 }
 
 function jobFor(d: Desktop): CloneJob | undefined {
