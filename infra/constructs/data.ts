@@ -7,8 +7,8 @@ import { acknowledgeWildcardResources } from "../nag.ts";
 import { tableName } from "../names.ts";
 
 const INDEX_WILDCARD =
-  "The grant covers the table and its indexes (table-arn/index/*): the only index is gsi1 of this " +
-  "table, and queries on it are part of the access patterns the function uses.";
+  "The grant covers the table and its indexes (table-arn/index/*): the indexes are gsi1 (free desktops) " +
+  "and gsi2 (the reconciler's watch index) of this table, and queries on them are part of the access patterns the function uses.";
 
 export interface DataProps {
   readonly stage: string;

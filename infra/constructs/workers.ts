@@ -177,13 +177,17 @@ export class Workers extends Construct {
     grantSend(replicationQueue, this.replicationWorker.role);
     this.consume(this.replicationWorker, queues.byKind.replication, EVENT_SOURCES["replication-worker"]);
 
-    // Reconciler: scheduled (see Events); repairs by enqueueing clone jobs.
+    // Reconciler: scheduled (see Events); repairs by enqueueing clone jobs (the datastore sweeps
+    // among them) and, for sessions it ends, the user's data commit.
     this.reconciler = new PristineFunction(this, "Reconciler", {
       name: "reconciler",
       stage: props.stage,
       environment: {
         ...tableEnv,
         ...queues.cloneJobsEnvironment(),
+        // The region's own datastore is swept too, registered or not.
+        PRISTINE_DATASTORE_ID: props.datastoreSettings.id,
+        PRISTINE_USER_DATA_QUEUE_URL: userDataQueue.queueUrl,
         // Re-ships user data changes whose replication messages were lost (it only enqueues).
         PRISTINE_REPLICATION_QUEUE_URL: replicationQueue.queueUrl,
         // Its second schedule starts the DR readiness checks of the period (it only enqueues).
@@ -194,6 +198,7 @@ export class Workers extends Construct {
     grantTableReadWrite(table, this.reconciler.role);
     queues.grantSendCloneJobs(this.reconciler.fn);
     grantSend(replicationQueue, this.reconciler.role);
+    grantSend(userDataQueue, this.reconciler.role);
 
     // Agent mode: a hypervisor host runs the clone worker's handler against its own SSD and polls
     // its datastore's queue, with a role that can do what the clone worker Lambda can.

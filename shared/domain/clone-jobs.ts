@@ -20,6 +20,7 @@ import type { QuotaLimits } from "./model.ts";
 import { sizePool } from "./pool-sizer.ts";
 import { defaultQuotas } from "./quotas.ts";
 import { replicateConfig } from "./replication-config.ts";
+import { sweepDatastore } from "./sweep.ts";
 
 type WorkerPorts = DiskJobPorts &
   Pick<Ports, "peer" | "replication" | "logonQueue" | "sessions" | "userDataJobs" | "metrics" | "quotas">;
@@ -78,6 +79,8 @@ export async function runCloneJob(
       return recomposeDesktop(ports, job, settings);
     case "delete-desktop":
       return deleteDesktop(ports, job);
+    case "sweep-datastore":
+      return sweepDatastore(ports, job);
     case "start-desktop":
     case "connect-session":
     case "plug-user-data":

@@ -17,6 +17,23 @@ export const desktopStates = [
 ] as const;
 export type DesktopState = (typeof desktopStates)[number];
 
+/**
+ * The states a job must move a desktop out of (ERROR: the replace job). A desktop that stays in
+ * one longer than any job takes was left behind by a worker that died; the reconciler finds these
+ * through a sparse index, never a scan.
+ */
+export const transitionalStates = [
+  "PROVISIONING",
+  "STARTING",
+  "REFRESHING",
+  "RECOMPOSING",
+  "DELETING",
+  "ERROR",
+] as const satisfies readonly DesktopState[];
+
+export const isTransitional = (s: DesktopState) =>
+  (transitionalStates as readonly DesktopState[]).includes(s);
+
 /*
  * Desktops on a datastore without a host (their VMs run elsewhere) go from a disk job straight to
  * AVAILABLE; desktops whose host runs their VMs pass through STARTING, and come back to it when

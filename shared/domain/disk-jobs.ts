@@ -13,6 +13,7 @@ import type { Ports } from "../ports/index.ts";
 import { desktopFreed, desktopRef } from "./common.ts";
 import type { DesktopState } from "./desktop-state.ts";
 import { bootDesktop, powerOffDesktop, type VmPortNames, type VmPorts } from "./desktop-vms.ts";
+import { type DiskJobCaps, type SlotKind, takeSlots } from "./disk-slots.ts";
 import { RetryLater } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { releaseUnusedReplicas } from "./images.ts";
@@ -30,11 +31,7 @@ export const vmPorts = (ports: Pick<Ports, VmPortNames> & { host?: Ports["host"]
 
 type Job<K extends CloneJob["kind"]> = Extract<CloneJob, { kind: K }>;
 
-/** How many disk jobs of each kind may write at once (provisioning; refresh and recompose). */
-export interface DiskJobCaps {
-  provisioning: number;
-  maintenance: number;
-}
+export type { DiskJobCaps } from "./disk-slots.ts";
 
 export interface DiskJobSettings {
   /**
@@ -136,8 +133,6 @@ function makeDisk(ports: DiskJobPorts, desktop: Desktop, version: ImageVersion) 
  * The fenced part every disk job shares: take the desktop in `state`, build its disk, hand it out.
  * `quarantine` says when a disk that cannot be made turns the desktop to ERROR instead of a retry.
  */
-type SlotKind = keyof DiskJobCaps;
-
 /** Retries did not help: quarantine it (visible in the pool's counts); the reconciler replaces it. */
 const quarantiner =
   (ports: DiskJobPorts, desktop: Desktop, state: DesktopState, when: (err: Error) => boolean) =>
@@ -146,38 +141,6 @@ const quarantiner =
     await ports.desktops.transition(desktop, state, "ERROR", { error: err.message }, { generation });
     return `quarantined: ${err.message}`;
   };
-
-/**
- * Takes a slot of the datastore's cap for this kind of disk job, and of its host's; answers how to
- * give them back, or undefined (holding none) when a cap is reached.
- */
-async function takeSlots(
-  ports: DiskJobPorts,
-  desktop: Desktop,
-  kind: SlotKind,
-  settings: DiskJobSettings,
-): Promise<(() => Promise<void>) | undefined> {
-  const datastore = await ports.datastores.get(desktop.datastoreId);
-  const own = kind === "provisioning" ? datastore?.provisioningCap : datastore?.maintenanceCap;
-  const caps = [{ scope: `${desktop.datastoreId}#${kind}`, slots: own ?? settings.datastoreCaps[kind] }];
-  if (datastore?.hostId)
-    caps.push({ scope: `host:${datastore.hostId}#${kind}`, slots: settings.hostCaps[kind] });
-  // Each delivery holds its own slots: a duplicate never shares (and then frees) another's.
-  const holder = `${desktop.desktopId}#${randomUUID()}`;
-  const held: { scope: string; slot: number }[] = [];
-  const release = async () => {
-    await Promise.all(held.map((h) => ports.datastores.releaseSlot(h.scope, h.slot, holder)));
-  };
-  for (const cap of caps) {
-    const slot = await ports.datastores.acquireSlot(cap.scope, holder, cap.slots, settings.slotLeaseMs);
-    if (slot === undefined) {
-      await release();
-      return undefined;
-    }
-    held.push({ scope: cap.scope, slot });
-  }
-  return release;
-}
 
 async function rebuildDisk(
   ports: DiskJobPorts,

@@ -21,6 +21,30 @@ export const metricCatalogue = {
     about:
       "failures a DR readiness check found (one value per check: users' data, image versions, pools); recorded where it ran and where its report arrived",
   },
+  repairedStuckDesktops: {
+    unit: "Count",
+    about: "reconciler: desktops left in a transitional state (a worker died) whose job it sent again",
+  },
+  repairedOrphanDisks: {
+    unit: "Count",
+    about: "reconciler: desktop disk files no desktop owns (its desktop or generation gone), removed",
+  },
+  repairedDisklessDesktops: {
+    unit: "Count",
+    about: "reconciler: free desktops whose disk was gone, quarantined and replaced",
+  },
+  repairedOrphanSessions: {
+    unit: "Count",
+    about: "reconciler: sessions ended because their desktop is gone or their user's lock does not name them",
+  },
+  repairedStalledPublishes: {
+    unit: "Count",
+    about: "reconciler: image versions that stayed PUBLISHING too long, marked FAILED",
+  },
+  withdrawnDesktops: {
+    unit: "Count",
+    about: "reconciler: free desktops withdrawn (UNREACHABLE) because their host stopped heartbeating",
+  },
 } as const;
 
 export type MetricName = keyof typeof metricCatalogue;

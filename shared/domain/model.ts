@@ -209,6 +209,8 @@ export const sessionEndings = [
   "orphaned",
   "desktop-failure",
   "failover",
+  /** The reconciler: the session's desktop no longer exists. */
+  "desktop-gone",
 ] as const;
 export type SessionEnding = (typeof sessionEndings)[number];
 

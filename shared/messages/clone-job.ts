@@ -43,6 +43,15 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("replace-desktop"), ...desktopRef }),
   z.object({ kind: z.literal("refresh-desktop"), ...desktopRef, sessionId: z.string().min(1) }),
   z.object({ kind: z.literal("delete-desktop"), ...desktopRef }),
+  /**
+   * The reconciler's sweep of one datastore, run where its files are: removes disk files no
+   * desktop owns and replaces free desktops whose disk is gone; touches nothing newer than `olderThan`.
+   */
+  z.object({
+    kind: z.literal("sweep-datastore"),
+    datastoreId: z.string().min(1),
+    olderThan: z.iso.datetime(),
+  }),
   // Power jobs (a host runs the desktop's VM).
   /** Boots the VM of a STARTING desktop's disk generation. */
   z.object({ kind: z.literal("start-desktop"), ...desktopRef, generation: z.number().int().min(0) }),

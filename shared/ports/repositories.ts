@@ -95,6 +95,25 @@ export interface DatastoreRepository {
   acquireSlot(scope: string, holder: string, slots: number, leaseMs: number): Promise<number | undefined>;
   /** Frees the slot if `holder` still holds it. */
   releaseSlot(scope: string, slot: number, holder: string): Promise<void>;
+  /**
+   * Takes the turn of a periodic task (`sweep:<datastore>`, `recount`) at `at` when the last one is
+   * older than `everyMs` (one conditional write): whichever reconciler run gets it does the task.
+   */
+  takeTurn(task: string, at: Date, everyMs: number): Promise<boolean>;
+  /**
+   * The recount of a datastore's reservations: the usage counter read `seen` (unchanged during the
+   * count) while its desktops add up to `counted`. A difference is only noted the first time; the
+   * counter is set to `counted` when the same difference is found again at least `confirmAfterMs`
+   * later with the counter still at `seen` (nothing reserved or released meanwhile: a leak, not a
+   * write in flight). "in-step" when they agree.
+   */
+  recount(
+    datastoreId: string,
+    seen: number,
+    counted: number,
+    at: Date,
+    confirmAfterMs: number,
+  ): Promise<"in-step" | "noted" | "fixed">;
 }
 
 export interface ReplicaRepository {
@@ -157,6 +176,8 @@ export interface PoolRepository {
   ): Promise<void>;
   get(tenantId: string, poolId: string): Promise<Pool | undefined>;
   list(tenantId: string): Promise<Pool[]>;
+  /** Every tenant's pools (the reconciler only; an index query, eventually consistent). */
+  listAll(): Promise<Pool[]>;
   markDeleting(tenantId: string, poolId: string): Promise<void>;
   remove(tenantId: string, poolId: string): Promise<void>;
   /** Sets the pool's sizing settings (an undefined one is removed). */
@@ -211,7 +232,7 @@ export interface DesktopRepository {
   listFreeOnDatastore(datastoreId: string): Promise<Desktop[]>;
   /**
    * Desktops of every tenant in a transitional state or ERROR, neither updated nor re-sent since
-   * `updatedBefore` (reconciler only).
+   * `updatedBefore` (reconciler only; a query of the sparse watch index, never a scan).
    */
   listStuck(updatedBefore: string): Promise<Desktop[]>;
   /** ASSIGNED desktops of every tenant (reconciler only: it checks each holds its user's lock). */
@@ -249,4 +270,11 @@ export interface SessionRepository {
    * released when it names this session (a session whose lock is gone still ends).
    */
   end(session: Session, endedAt: string, endedBy: SessionEnding): Promise<EndSessionResult>;
+  /** Users' locks of every tenant taken before `startedBefore` (reconciler only; an index query). */
+  listLocksBefore(startedBefore: string): Promise<Session[]>;
+  /**
+   * Ends a session whose desktop no longer exists: its lock goes and its ENDED record is written,
+   * only if the desktop is still gone and the lock still names it. Answers whether it did.
+   */
+  endWithoutDesktop(lock: Session, endedAt: string, endedBy: SessionEnding): Promise<boolean>;
 }

@@ -52,6 +52,12 @@ export interface StorageDriver {
   diskPath(desktop: DesktopDiskRef): string;
   /** Bytes the desktop's delta of its current generation occupies on its datastore (0 when absent). */
   deltaBytes(desktop: DesktopDiskRef): Promise<number>;
+  /** Whether the desktop's disk of its current generation is in place. */
+  hasDesktopDisk(desktop: DesktopDiskRef): Promise<boolean>;
+  /** Every desktop disk file on a datastore, whoever's (the datastore sweep's inventory). */
+  listDesktopDisks(datastoreId: string): Promise<DesktopDiskFile[]>;
+  /** Removes one file the inventory listed (nothing else: the name must be a desktop disk's). */
+  removeDesktopDiskFile(file: DesktopDiskFile): Promise<void>;
   /** Bytes the replica occupies on its datastore (0 when absent). */
   replicaBytes(
     version: Pick<ImageVersion, "tenantId" | "imageId" | "version">,
@@ -65,3 +71,18 @@ export type DesktopDiskRef = Pick<
 >;
 
 export type CloneTarget = DesktopDiskRef & Pick<Desktop, "imageId" | "imageVersion">;
+
+/** A desktop disk file found on a datastore: whose it says it is, and how old it is. */
+export interface DesktopDiskFile {
+  datastoreId: string;
+  tenantId: string;
+  poolId: string;
+  desktopId: string;
+  /** The generation in its name (0: a disk from before fencing). */
+  generation: number;
+  /** The file's own name in its pool's folder. */
+  name: string;
+  /** A temporary file of a write in progress (or of a worker that died writing). */
+  partial: boolean;
+  modifiedAt: string;
+}

@@ -28,6 +28,7 @@ export const reconcilerHandler = (
       }
       const report = await reconcile(app.ports, staleAfterMs, {
         hostDeadlineMs: app.config.timing.hostDeadlineMs ?? defaultHostDeadlineMs,
+        datastoreIds: [app.config.defaultDatastore.datastoreId],
       });
       logger.info("reconciled", { ...report });
       return report;

@@ -52,7 +52,7 @@ const SQS_ACCESS: Record<FunctionName, { send: QueueAccess[]; consume: QueueKind
   authorizer: { send: [], consume: [] },
   "clone-worker": { send: ["clone-jobs", "replication"], consume: ["clone-jobs"] },
   logoff: { send: ["clone-jobs", "user-data"], consume: ["logoff"] },
-  reconciler: { send: ["clone-jobs", "replication"], consume: [] },
+  reconciler: { send: ["clone-jobs", "replication", "user-data"], consume: [] },
   "replication-worker": {
     send: ["clone-jobs", "replication", "user-data", PEER_REPLICATION],
     consume: ["replication"],
@@ -106,6 +106,8 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
   reconciler: [
     "PRISTINE_TABLE_NAME",
     "PRISTINE_CLONE_JOBS_QUEUE_URL",
+    "PRISTINE_DATASTORE_ID",
+    "PRISTINE_USER_DATA_QUEUE_URL",
     "PRISTINE_REPLICATION_QUEUE_URL",
     "PRISTINE_READINESS_PERIOD_MS",
     "PRISTINE_PEER_REGION_NAME",
@@ -285,7 +287,7 @@ describe("the default app (cdk.json context, no account)", () => {
       );
     });
 
-    it("has one table with PITR, deletion protection, TTL, gsi1 and retention", () => {
+    it("has one table with PITR, deletion protection, TTL, gsi1, gsi2 and retention", () => {
       template.resourceCountIs("AWS::DynamoDB::Table", 1);
       template.hasResource("AWS::DynamoDB::Table", {
         DeletionPolicy: "Retain",
@@ -307,6 +309,14 @@ describe("the default app (cdk.json context, no account)", () => {
               KeySchema: [
                 { AttributeName: "gsi1pk", KeyType: "HASH" },
                 { AttributeName: "gsi1sk", KeyType: "RANGE" },
+              ],
+            }),
+            // The reconciler's sparse watch index: it finds what waits without a scan.
+            Match.objectLike({
+              IndexName: "gsi2",
+              KeySchema: [
+                { AttributeName: "gsi2pk", KeyType: "HASH" },
+                { AttributeName: "gsi2sk", KeyType: "RANGE" },
               ],
             }),
           ],

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterEach, describe, expect, it } from "vitest";
 import { documentClient } from "../../shared/adapters/dynamodb/client.ts";
-import { keys } from "../../shared/adapters/dynamodb/keys.ts";
+import { keys, watch } from "../../shared/adapters/dynamodb/keys.ts";
 import { createApp } from "../../shared/app.ts";
 import { defaultWorkerSettings, runCloneJob } from "../../shared/domain/clone-jobs.ts";
 import { RetryLater } from "../../shared/domain/errors.ts";
@@ -63,16 +63,18 @@ describe("work that never ends or multiplies", () => {
       await fx.r.api("GET", `/v1/pools/${poolId}/desktops`, { key: fx.tenant.key }),
       200,
     ).items;
-    // Stuck: PROVISIONING for an hour, its job long lost.
+    // Stuck: PROVISIONING for an hour, its job long lost (in the watch index as a transition puts it).
     await documentClient(fx.r.region.app.dynamodb).send(
       new UpdateCommand({
         TableName: fx.r.region.app.config.tableName,
         Key: keys.desktop(fx.tenant.tenantId, poolId, d.desktopId),
-        UpdateExpression: "SET #state = :p, updatedAt = :old REMOVE gsi1pk, gsi1sk",
+        UpdateExpression:
+          "SET #state = :p, updatedAt = :old, gsi2pk = :watch, gsi2sk = :old REMOVE gsi1pk, gsi1sk",
         ExpressionAttributeNames: { "#state": "state" },
         ExpressionAttributeValues: {
           ":p": "PROVISIONING",
           ":old": new Date(Date.now() - 3600_000).toISOString(),
+          ":watch": watch.partition("TRANSIT", d.desktopId),
         },
       }),
     );

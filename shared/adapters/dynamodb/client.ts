@@ -6,6 +6,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { tableSchema } from "./table-schema.ts";
+import { upgradeTable } from "./upgrade.ts";
 
 export function dynamoClient(endpoint?: string, region?: string): DynamoDBClient {
   return new DynamoDBClient({ ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
@@ -16,7 +17,10 @@ export function documentClient(endpoint?: string | DynamoDBClient, region?: stri
   return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
 }
 
-/** Creates the table from the shared schema (local runtime and tests; in AWS, CDK owns it). */
+/**
+ * Creates the table from the shared schema (local runtime and tests; in AWS, CDK owns it); a table
+ * made by an earlier version gets the indexes it lacks (upgrade.ts).
+ */
 export async function ensureTable(doc: DynamoDBDocumentClient, tableName: string): Promise<void> {
   const s = tableSchema;
   const attributes = new Set([
@@ -45,8 +49,9 @@ export async function ensureTable(doc: DynamoDBDocumentClient, tableName: string
       }),
     );
   } catch (err) {
-    if (err instanceof ResourceInUseException) return;
-    throw err;
+    if (!(err instanceof ResourceInUseException)) throw err;
+    await upgradeTable(doc, tableName);
+    return;
   }
   await doc.send(
     new UpdateTimeToLiveCommand({

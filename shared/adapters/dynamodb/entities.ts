@@ -26,20 +26,35 @@ import type {
   Tenant,
   TenantUsage,
 } from "../../domain/model.ts";
-import { keys } from "./keys.ts";
-import { freeIndex, tableSchema } from "./table-schema.ts";
+import { keys, watch } from "./keys.ts";
+import { freeIndex, tableSchema, watchIndex } from "./table-schema.ts";
 
 export type Key = { pk: string; sk: string };
 export type Item = Record<string, unknown>;
 
 /** Attributes that only exist to key or index an item; never part of a domain object. */
-const keyAttributes = new Set(["pk", "sk", freeIndex.pk, freeIndex.sk, "entity", "spread"]);
+const keyAttributes = new Set([
+  "pk",
+  "sk",
+  freeIndex.pk,
+  freeIndex.sk,
+  watchIndex.pk,
+  watchIndex.sk,
+  "entity",
+  "spread",
+]);
+
+/** The watch index's attributes of an item that waits in `partition` since `since` (none: not watched). */
+const watched = (partition: string | undefined, since: string): Item =>
+  partition ? { [watchIndex.pk]: partition, [watchIndex.sk]: since } : {};
 
 export interface EntityCodec<T> {
   readonly name: string;
   key(value: T): Key;
   /** The item for a value: its key, its entity name, its attributes and any index attributes. */
   toItem(value: T, extra?: Item): Item;
+  /** The index attributes that follow from a value (the watch index's), none for most entities. */
+  indexAttributes(value: T): Item;
   /** The value of an item of this entity; throws for an item of another one. */
   fromItem(item: Item): T;
   /** Whether an item is of this entity (for reads that may see several kinds). */
@@ -49,13 +64,21 @@ export interface EntityCodec<T> {
 function entity<T extends object>(
   name: string,
   key: (value: T) => Key,
-  opts: { private?: string[] } = {},
+  /** `index`: the item's index attributes that follow from its value (the watch index's). */
+  opts: { private?: string[]; index?: (value: T) => Item } = {},
 ): EntityCodec<T> {
   const hidden = new Set([...keyAttributes, ...(opts.private ?? [])]);
   return {
     name,
     key,
-    toItem: (value, extra = {}) => ({ ...key(value), entity: name, ...value, ...extra }),
+    toItem: (value, extra = {}) => ({
+      ...key(value),
+      entity: name,
+      ...value,
+      ...opts.index?.(value),
+      ...extra,
+    }),
+    indexAttributes: (value) => opts.index?.(value) ?? {},
     fromItem(item) {
       if (item.entity !== name)
         throw new Error(
@@ -140,13 +163,29 @@ export const entities = {
   quotas: entity<QuotaRecord>("quotas", (q) => keys.quotas(q.tenantId)),
   tenantUsage: entity<TenantUsageRecord>("tenantUsage", (u) => keys.tenantUsage(u.tenantId)),
   image: entity<Image>("image", (i) => keys.image(i.tenantId, i.imageId)),
-  imageVersion: entity<ImageVersion>("imageVersion", (v) => keys.version(v.tenantId, v.imageId, v.version)),
-  pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId)),
+  imageVersion: entity<ImageVersion>("imageVersion", (v) => keys.version(v.tenantId, v.imageId, v.version), {
+    index: (v) =>
+      watched(v.state === "PUBLISHING" ? watch.partition("PUBLISHING", v.imageId) : undefined, v.createdAt),
+  }),
+  pool: entity<Pool>("pool", (p) => keys.pool(p.tenantId, p.poolId), {
+    index: (p) => watched(watch.partition("POOL", p.poolId), p.createdAt),
+  }),
   desktop: entity<Desktop>("desktop", (d) => keys.desktop(d.tenantId, d.poolId, d.desktopId), {
     private: ["takenBy"],
+    index: (d) =>
+      watched(
+        watch.desktopPartition(d.state, d.desktopId),
+        d.state === "ASSIGNED"
+          ? (d.sessionStartedAt ?? d.updatedAt)
+          : d.resentAt && d.resentAt > d.updatedAt
+            ? d.resentAt
+            : d.updatedAt,
+      ),
   }),
   /** The user's one active session in a pool (its lock); the session itself lives on its desktop. */
-  userLock: entity<Session>("userLock", (s) => keys.userLock(s.tenantId, s.poolId, s.userId)),
+  userLock: entity<Session>("userLock", (s) => keys.userLock(s.tenantId, s.poolId, s.userId), {
+    index: (s) => watched(watch.partition("LOCK", s.userId), s.startedAt),
+  }),
   endedSession: entity<Session>("session", (s) => keys.session(s.tenantId, s.sessionId)),
   owner: entity<OwnerRecord>("owner", (o) => keys.owner(o.tenantId, o.poolId, o.userId)),
   datastore: entity<Datastore>("datastore", (d) => keys.datastore(d.datastoreId)),

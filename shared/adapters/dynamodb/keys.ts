@@ -1,3 +1,5 @@
+import { type DesktopState, isTransitional } from "../../domain/desktop-state.ts";
+
 /**
  * The one key scheme of the single table (DESIGN.md §2): every key is prefixed by its tenant, so
  * nothing a tenant owns can be addressed with another tenant's id.
@@ -24,6 +26,8 @@
  *   datastore     DATASTORES                  DATASTORE#<ds>   (region-wide, operator-owned)
  *   ds usage      DATASTORES                  USAGE#<ds>       (bytes reserved by desktops)
  *   disk-job slot DATASTORES                  SLOT#<scope>#<slot>  (a lease: clone-storm caps; scope = datastore or host, and kind)
+ *   turn          DATASTORES                  TURN#<name>      (when the reconciler last did a periodic task:
+ *                                                               a datastore's sweep, the recount of reservations)
  *   user data     TENANT#<t>                  USERDATA#<u>  (the user's data disk: version, checksum, replication)
  *   data change   TENANT#<t>#USERDATA         CHANGE#<u>#<n, zero-padded> (one committed session's delta)
  *   data fork     TENANT#<t>                  FORK#<f>      (user data kept outside the history, until resolved)
@@ -38,7 +42,37 @@
  *
  * GSI1 is sparse: only AVAILABLE desktops carry gsi1pk = FREE#<t>#<p>; gsi1sk is the desktop's
  * `spread` token, evenly spread over the key space so that concurrent logons rarely collide.
+ *
+ * GSI2 (the watch index) is sparse too: gsi2pk = <kind>#<shard>, gsi2sk = the ISO time since
+ * which the item waits. Kinds: TRANSIT (a desktop in a transitional state or ERROR: since its last
+ * change or re-send), ASSIGNED (a desktop with a session: since the logon), LOCK (a user's lock:
+ * since the logon), PUBLISHING (an image version: since its creation), POOL (every pool, since its
+ * creation: the reconciler's recount of reservations reads them all). Each kind is spread over
+ * `watchShards` partitions by id, so that a storm of writes never lands on one index partition;
+ * the reconciler queries every shard of a kind.
  */
+
+/** How many partitions each kind of the watch index is spread over. */
+export const watchShards = 4;
+export type WatchKind = "TRANSIT" | "ASSIGNED" | "LOCK" | "PUBLISHING" | "POOL";
+
+/** A small stable hash of an id (FNV-1a), for its shard. */
+function shardOf(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % watchShards;
+}
+
+export const watch = {
+  partition: (kind: WatchKind, id: string) => `${kind}#${shardOf(id)}`,
+  partitions: (kind: WatchKind) => Array.from({ length: watchShards }, (_, i) => `${kind}#${i}`),
+  /** A desktop's watch partition in a state (undefined: not watched, e.g. AVAILABLE). */
+  desktopPartition(state: DesktopState, desktopId: string): string | undefined {
+    if (isTransitional(state)) return watch.partition("TRANSIT", desktopId);
+    if (state === "ASSIGNED") return watch.partition("ASSIGNED", desktopId);
+    return undefined;
+  },
+};
 
 export const keys = {
   tenant: (t: string) => ({ pk: `TENANT#${t}`, sk: "TENANT" }),
@@ -85,6 +119,7 @@ export const keys = {
   datastoreUsage: (ds: string) => ({ pk: "DATASTORES", sk: `USAGE#${ds}` }),
   usagePrefix: "USAGE#",
   diskSlot: (scope: string, slot: number) => ({ pk: "DATASTORES", sk: `SLOT#${scope}#${slot}` }),
+  turn: (name: string) => ({ pk: "DATASTORES", sk: `TURN#${name}` }),
   userData: (t: string, u: string) => ({ pk: `TENANT#${t}`, sk: `USERDATA#${u}` }),
   userDataPrefix: "USERDATA#",
   userDataChange: (t: string, u: string, n: number) => ({

@@ -12,6 +12,8 @@ import {
 } from "@aws-sdk/lib-dynamodb";
 import type { EntityCodec, Item, Key } from "./entities.ts";
 import { isConditionFailure, itemAtFailure } from "./errors.ts";
+import { type WatchKind, watch } from "./keys.ts";
+import { watchIndex } from "./table-schema.ts";
 
 export type Table = ReturnType<typeof tableAccess>;
 
@@ -42,6 +44,25 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
         ConsistentRead: true,
       })
     ).map((item) => codec.fromItem(item));
+
+  /**
+   * Items of one kind of the watch index (every shard), waiting since before `before` when given:
+   * the reconciler's reads, queries and never a scan. The index is eventually consistent: callers
+   * re-check what they act on.
+   */
+  const watching = async <T>(codec: EntityCodec<T>, kind: WatchKind, before?: string): Promise<T[]> => {
+    const pages = await Promise.all(
+      watch.partitions(kind).map((partition) =>
+        queryItems({
+          IndexName: watchIndex.name,
+          KeyConditionExpression: before ? "#wpk = :wpk AND #wsk < :before" : "#wpk = :wpk",
+          ExpressionAttributeNames: { "#wpk": watchIndex.pk, ...(before ? { "#wsk": watchIndex.sk } : {}) },
+          ExpressionAttributeValues: { ":wpk": partition, ...(before ? { ":before": before } : {}) },
+        }),
+      ),
+    );
+    return pages.flat().map((item) => codec.fromItem(item));
+  };
 
   /** A filtered scan of the whole table: for the reconciler's sweeps only, never a request path. */
   const scanAll = async <T>(
@@ -143,7 +164,20 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     }
   };
 
-  return { doc, name: table, get, queryItems, byPrefix, scanAll, batchPut, tryUpdate, put, tryPut, remove };
+  return {
+    doc,
+    name: table,
+    get,
+    queryItems,
+    byPrefix,
+    watching,
+    scanAll,
+    batchPut,
+    tryUpdate,
+    put,
+    tryPut,
+    remove,
+  };
 }
 
 /** `#k = :k` assignments for the defined fields, through placeholders (some names are reserved words). */

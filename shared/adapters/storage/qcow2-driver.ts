@@ -3,7 +3,13 @@ import { createReadStream } from "node:fs";
 import { chmod, copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Desktop, ImageSource, ImageVersion } from "../../domain/model.ts";
-import type { CloneTarget, DesktopDiskRef, ImportedImage, StorageDriver } from "../../ports/index.ts";
+import type {
+  CloneTarget,
+  DesktopDiskFile,
+  DesktopDiskRef,
+  ImportedImage,
+  StorageDriver,
+} from "../../ports/index.ts";
 import { checkStagedDisk, checkTenantSource, stageTenantFile } from "./image-import.ts";
 import { pathUnder } from "./paths.ts";
 import { qemuImg, qemuInfo } from "./qemu-img.ts";
@@ -49,6 +55,12 @@ export type DatastoreLookup = (datastoreId: string) => Promise<string | undefine
 /** A desktop's disk file of one generation (generation 0: the name desktops had before fencing). */
 const diskFileName = (desktopId: string, generation: number | undefined) =>
   generation ? `${desktopId}.g${generation}.qcow2` : `${desktopId}.qcow2`;
+
+/** A desktop disk's file name (with a temporary file's suffix): desktop id, generation, partial. */
+const diskFilePattern = /^([^.]+)(?:\.g(\d+))?\.qcow2(\.[0-9a-f]+\.tmp)?$/;
+
+/** The names under a folder (none when it is not there). */
+const namesIn = (folder: string) => readdir(folder).catch(() => [] as string[]);
 
 export function qcow2Paths(layout: Qcow2Layout) {
   const datastore = (id: string) => {
@@ -244,6 +256,43 @@ export function qcow2Driver(
     async deltaBytes(desktop) {
       await locate(desktop.datastoreId);
       return usedBytes(paths.desktop(desktop));
+    },
+
+    async hasDesktopDisk(desktop) {
+      await locate(desktop.datastoreId);
+      return exists(paths.desktop(desktop));
+    },
+
+    async listDesktopDisks(datastoreId) {
+      await locate(datastoreId);
+      const root = pathUnder(known[datastoreId] as string, "desktops");
+      const found: DesktopDiskFile[] = [];
+      for (const tenantId of await namesIn(root))
+        for (const poolId of await namesIn(join(root, tenantId))) {
+          const folder = paths.poolFolder({ tenantId, poolId, datastoreId });
+          for (const name of await namesIn(folder)) {
+            const m = diskFilePattern.exec(name);
+            const st = m && (await stat(join(folder, name)).catch(() => undefined));
+            if (!m || !st?.isFile()) continue;
+            found.push({
+              datastoreId,
+              tenantId,
+              poolId,
+              desktopId: m[1] as string,
+              generation: Number(m[2] ?? 0),
+              name,
+              partial: m[3] !== undefined,
+              modifiedAt: st.mtime.toISOString(),
+            });
+          }
+        }
+      return found;
+    },
+
+    async removeDesktopDiskFile(file) {
+      await locate(file.datastoreId);
+      if (!diskFilePattern.test(file.name)) throw new Error(`not a desktop disk file: ${file.name}`);
+      await rm(pathUnder(paths.poolFolder(file), file.name), { force: true });
     },
 
     async replicaBytes(version, datastoreId) {

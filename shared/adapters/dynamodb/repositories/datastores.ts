@@ -86,6 +86,52 @@ export function datastoreRepository(t: Table): DatastoreRepository {
         values: { ":holder": holder },
       });
     },
+    takeTurn: (task, at, everyMs) =>
+      t.tryUpdate({
+        Key: keys.turn(task),
+        UpdateExpression: "SET entity = :entity, doneAtMs = :at",
+        ConditionExpression: "attribute_not_exists(doneAtMs) OR doneAtMs <= :due",
+        ExpressionAttributeValues: { ":entity": "turn", ":at": at.getTime(), ":due": at.getTime() - everyMs },
+      }),
+    async recount(datastoreId, seen, counted, at, confirmAfterMs) {
+      const key = keys.datastoreUsage(datastoreId);
+      // Names for every attribute: a reserved word never breaks the expression.
+      const names = { "#rc": "recount", "#seen": "seen", "#counted": "counted", "#at": "atMs" };
+      const noted = { ":seen": seen, ":counted": counted };
+      if (seen === counted) {
+        await t.tryUpdate({
+          Key: key,
+          UpdateExpression: "REMOVE #rc",
+          ConditionExpression: "attribute_exists(#rc)",
+          ExpressionAttributeNames: { "#rc": "recount" },
+        });
+        return "in-step";
+      }
+      // The same difference, noted long enough ago, and the counter untouched since: put it right.
+      const fixed = await t.tryUpdate({
+        Key: key,
+        UpdateExpression: "SET provisionedBytes = :counted REMOVE #rc",
+        ConditionExpression:
+          "provisionedBytes = :seen AND #rc.#seen = :seen AND #rc.#counted = :counted AND #rc.#at <= :due",
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: { ...noted, ":due": at.getTime() - confirmAfterMs },
+      });
+      if (fixed) return "fixed";
+      // Noted with the time it was first seen: a note of the same difference is kept as it is.
+      await t.tryUpdate({
+        Key: key,
+        UpdateExpression: "SET entity = :usage, datastoreId = :ds, #rc = :recount",
+        ConditionExpression: "attribute_not_exists(#rc) OR #rc.#seen <> :seen OR #rc.#counted <> :counted",
+        ExpressionAttributeNames: { "#rc": "recount", "#seen": "seen", "#counted": "counted" },
+        ExpressionAttributeValues: {
+          ...noted,
+          ":usage": entities.datastoreUsage.name,
+          ":ds": datastoreId,
+          ":recount": { seen, counted, atMs: at.getTime() },
+        },
+      });
+      return "noted";
+    },
   };
 }
 

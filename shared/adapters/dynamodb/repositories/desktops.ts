@@ -5,9 +5,9 @@ import type { Desktop } from "../../../domain/model.ts";
 import type { DesktopRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { isConditionFailure, itemAtFailure, transact } from "../errors.ts";
-import { keys } from "../keys.ts";
+import { keys, watch } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";
-import { freeIndex } from "../table-schema.ts";
+import { freeIndex, watchIndex } from "../table-schema.ts";
 import { releaseUpdate } from "./quotas.ts";
 
 /*
@@ -113,6 +113,12 @@ export function desktopRepository(t: Table): DesktopRepository {
       if (fence) {
         condition += ` AND ${generationIs(fence.generation, values)}`;
       }
+      // The watch index follows the state: a transitional state waits from now, others are not watched.
+      const watchPk = watch.desktopPartition(to, d.desktopId);
+      if (watchPk) {
+        sets.push(`${watchIndex.pk} = :wpk`, `${watchIndex.sk} = :now`);
+        values[":wpk"] = watchPk;
+      } else removes.push(watchIndex.pk, watchIndex.sk);
       if (to === "AVAILABLE") {
         // A dedicated desktop waits for its own user, who finds it through the owner item; a floating
         // one goes back into the free index at its own place (its `spread`, set at creation).
@@ -159,6 +165,7 @@ export function desktopRepository(t: Table): DesktopRepository {
         ":next": next,
         ":token": token,
         ":now": new Date().toISOString(),
+        ":wpk": watch.desktopPartition(state, d.desktopId) ?? watch.partition("TRANSIT", d.desktopId),
       };
       let condition = `#state = :state AND ${generationIs(expect.generation, values)}`;
       if (expect.lastSessionId !== undefined) {
@@ -170,8 +177,8 @@ export function desktopRepository(t: Table): DesktopRepository {
           new UpdateCommand({
             TableName: t.name,
             Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
-            UpdateExpression:
-              "SET generation = :next, takenBy = :token, updatedAt = :now, diskJobStartedAt = :now REMOVE resentAt",
+            // A taken desktop waits again from now (a disk job is a transitional state's work).
+            UpdateExpression: `SET generation = :next, takenBy = :token, updatedAt = :now, diskJobStartedAt = :now, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :now REMOVE resentAt`,
             ConditionExpression: condition,
             ExpressionAttributeNames: { "#state": "state" },
             ExpressionAttributeValues: values,
@@ -213,12 +220,14 @@ export function desktopRepository(t: Table): DesktopRepository {
       );
     },
     async markResent(d, at) {
+      const watchPk = watch.desktopPartition(d.state, d.desktopId);
+      // It waits from the re-send on: found again only if this job is lost too.
       await t.tryUpdate({
         Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
-        UpdateExpression: "SET resentAt = :at",
+        UpdateExpression: `SET resentAt = :at${watchPk ? `, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :at` : ""}`,
         ConditionExpression: "#state = :state",
         ExpressionAttributeNames: { "#state": "state" },
-        ExpressionAttributeValues: { ":at": at, ":state": d.state },
+        ExpressionAttributeValues: { ":at": at, ":state": d.state, ...(watchPk ? { ":wpk": watchPk } : {}) },
       });
     },
     async remove(d) {
@@ -284,23 +293,8 @@ export function desktopRepository(t: Table): DesktopRepository {
         { ":available": "AVAILABLE", ":ds": datastoreId },
         { "#state": "state" },
       ),
-    // Scans, on purpose: the reconciler runs every few minutes off the request path.
-    listAssigned: () =>
-      t.scanAll(entities.desktop, "#state = :assigned", { ":assigned": "ASSIGNED" }, { "#state": "state" }),
-    listStuck: (updatedBefore) =>
-      t.scanAll(
-        entities.desktop,
-        "#state IN (:p, :r, :c, :d, :e, :s) AND updatedAt < :cutoff AND (attribute_not_exists(resentAt) OR resentAt < :cutoff)",
-        {
-          ":s": "STARTING",
-          ":e": "ERROR",
-          ":p": "PROVISIONING",
-          ":r": "REFRESHING",
-          ":c": "RECOMPOSING",
-          ":d": "DELETING",
-          ":cutoff": updatedBefore,
-        },
-        { "#state": "state" },
-      ),
+    // Queries of the sparse watch index, never a scan: the reconciler runs every few minutes.
+    listAssigned: () => t.watching(entities.desktop, "ASSIGNED"),
+    listStuck: (updatedBefore) => t.watching(entities.desktop, "TRANSIT", updatedBefore),
   };
 }

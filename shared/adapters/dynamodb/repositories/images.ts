@@ -5,6 +5,7 @@ import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";
+import { watchIndex } from "../table-schema.ts";
 import { imageChargeUpdate } from "./quotas.ts";
 
 export function imageRepository(t: Table): ImageRepository {
@@ -75,7 +76,8 @@ export function imageRepository(t: Table): ImageRepository {
       const { sets, names, values } = assignments(result);
       await t.tryUpdate({
         Key: keys.version(tenantId, imageId, n),
-        UpdateExpression: `SET ${sets.join(", ")}`,
+        // A completed version leaves the watch index (only PUBLISHING ones are in it).
+        UpdateExpression: `SET ${sets.join(", ")} REMOVE ${watchIndex.pk}, ${watchIndex.sk}`,
         ConditionExpression: "#state = :publishing",
         ExpressionAttributeNames: { ...names, "#state": "state" },
         ExpressionAttributeValues: { ...values, ":publishing": "PUBLISHING" },
@@ -92,14 +94,8 @@ export function imageRepository(t: Table): ImageRepository {
         }),
       );
     },
-    // A scan, on purpose: the reconciler's sweep, off the request path.
-    listPublishingBefore: (createdBefore) =>
-      t.scanAll(
-        entities.imageVersion,
-        "#state = :publishing AND createdAt < :cutoff",
-        { ":publishing": "PUBLISHING", ":cutoff": createdBefore },
-        { "#state": "state" },
-      ),
+    // A query of the sparse watch index (PUBLISHING versions only), never a scan.
+    listPublishingBefore: (createdBefore) => t.watching(entities.imageVersion, "PUBLISHING", createdBefore),
     async removeVersion(tenantId, imageId, n) {
       await t.remove(keys.version(tenantId, imageId, n));
     },

@@ -107,6 +107,8 @@ export function poolRepository(t: Table): PoolRepository {
     },
     get: (tenantId, poolId) => t.get(entities.pool, keys.pool(tenantId, poolId)),
     list: (tenantId) => t.byPrefix(entities.pool, keys.tenant(tenantId).pk, keys.poolPrefix),
+    // Every tenant's pools through the watch index (the reconciler's recount), never a scan.
+    listAll: () => t.watching(entities.pool, "POOL"),
     async markDeleting(tenantId, poolId) {
       await t.doc.send(
         new UpdateCommand({

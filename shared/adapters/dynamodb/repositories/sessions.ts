@@ -5,9 +5,9 @@ import type { Desktop, Session } from "../../../domain/model.ts";
 import type { AssignResult, EndSessionResult, SessionRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { conditionFailed, isConditionFailure, itemAtFailure, transact } from "../errors.ts";
-import { keys } from "../keys.ts";
+import { keys, watch } from "../keys.ts";
 import type { Table } from "../table.ts";
-import { freeIndex } from "../table-schema.ts";
+import { freeIndex, watchIndex } from "../table-schema.ts";
 
 /**
  * A floating logon writes the user's lock, then claims the desktop: two single-item writes, not a
@@ -36,7 +36,7 @@ const activeSessionOf = (d: Desktop): Session | undefined =>
 const claimUpdate = (table: string, session: Session, dedicate: boolean) => ({
   TableName: table,
   Key: keys.desktop(session.tenantId, session.poolId, session.desktopId),
-  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now${dedicate ? ", assignedUserId = :uid" : ""} REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
+  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :now${dedicate ? ", assignedUserId = :uid" : ""} REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
   ConditionExpression: dedicate
     ? "#state = :available AND attribute_not_exists(assignedUserId)"
     : "#state = :available",
@@ -47,6 +47,7 @@ const claimUpdate = (table: string, session: Session, dedicate: boolean) => ({
     ":sid": session.sessionId,
     ":uid": session.userId,
     ":now": session.startedAt,
+    ":wpk": watch.partition("ASSIGNED", session.desktopId),
   },
 });
 
@@ -160,6 +161,39 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
       await releaseLock(lock);
       return "released";
     },
+    listLocksBefore: (startedBefore) => t.watching(entities.userLock, "LOCK", startedBefore),
+    async endWithoutDesktop(lock, endedAt, endedBy) {
+      // Only while the desktop is gone and the lock still names the session: a live one never ends here.
+      const result = await transact(
+        t.doc,
+        {
+          desktop: {
+            ConditionCheck: {
+              TableName: t.name,
+              Key: keys.desktop(lock.tenantId, lock.poolId, lock.desktopId),
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+          lock: {
+            Delete: {
+              TableName: t.name,
+              Key: keys.userLock(lock.tenantId, lock.poolId, lock.userId),
+              ConditionExpression: "sessionId = :sid",
+              ExpressionAttributeValues: { ":sid": lock.sessionId },
+            },
+          },
+          record: {
+            Put: {
+              TableName: t.name,
+              Item: entities.endedSession.toItem({ ...lock, state: "ENDED", endedAt, endedBy }),
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+        },
+        { conflictIsRetry: false },
+      );
+      return result.ok;
+    },
     ownedDesktop: async (tenantId, poolId, userId) =>
       (await t.get(entities.owner, keys.owner(tenantId, poolId, userId)))?.desktopId,
     // A dedicated user's later logons claim their own desktop like a floating one.
@@ -175,8 +209,8 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
               Update: {
                 TableName: t.name,
                 Key: keys.desktop(tenantId, poolId, session.desktopId),
-                UpdateExpression:
-                  "SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at REMOVE sessionId, userId, sessionStartedAt",
+                // REFRESHING is transitional: the watch index holds it from the logoff on.
+                UpdateExpression: `SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :at REMOVE sessionId, userId, sessionStartedAt`,
                 ConditionExpression: "#state = :assigned AND sessionId = :sid",
                 ExpressionAttributeNames: { "#state": "state" },
                 ExpressionAttributeValues: {
@@ -184,6 +218,7 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
                   ":assigned": "ASSIGNED",
                   ":sid": sessionId,
                   ":at": endedAt,
+                  ":wpk": watch.partition("TRANSIT", session.desktopId),
                 },
               },
             },
