@@ -48,8 +48,9 @@ export async function sizePool(
         return "sized";
     }
   } catch (err) {
-    // Another resize (or sizer) changed the pool first: size again on its numbers.
-    if (err instanceof DomainError && err.problem === "poolChanged") throw new RetryLater(err.message);
+    // Another resize (or sizer, or pool) changed the pool or the datastores first: size again.
+    if (err instanceof DomainError && (err.problem === "poolChanged" || err.problem === "capacityContention"))
+      throw new RetryLater(err.message);
     // The datastores or the tenant's quota hold no more: waiting tickets expire, logons get 503.
     if (
       err instanceof DomainError &&

@@ -4,12 +4,14 @@ import { benchClones } from "./clones.ts";
 import { benchDr } from "./dr.ts";
 import { startBenchEnv } from "./env.ts";
 import { benchLogon } from "./logon.ts";
+import { benchStorm } from "./storm.ts";
 
 const benches: Record<string, typeof benchLogon> = {
   logon: benchLogon,
   clones: benchClones,
   dr: benchDr,
   boot: benchBoot,
+  storm: benchStorm,
 };
 const names = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const selected = names.length > 0 ? names : Object.keys(benches);

@@ -1,0 +1,144 @@
+/**
+ * A morning logon storm on a pool that sizes itself: 300 users log on within 10 s to a pool that
+ * starts at minSize 20, spare 20, maxSize 300. Those beyond the free desktops get tickets, the pool
+ * grows under them and serves them in ticket order. Desktops are disks only (no VMs: the broker
+ * and the storage model are measured, not guests' boots). Measured: the time until every user
+ * has a desktop, each user's wait, and desktops provisioned per second during the storm against
+ * a bare `qemu-img create -b` loop on the same replica, in the same run.
+ */
+import { execFile } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { waitFor } from "../../local/emulators.ts";
+import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
+import type { BenchEnv } from "./env.ts";
+import { percentile, printJson, printTable, round } from "./report.ts";
+
+const run = promisify(execFile);
+const users = Number(process.env.BENCH_STORM_USERS ?? 300);
+const windowMs = Number(process.env.BENCH_STORM_WINDOW_MS ?? 10_000);
+const start = { minSize: 20, spare: 20 };
+
+const sleepUntil = (at: number) => new Promise((r) => setTimeout(r, Math.max(0, at - performance.now())));
+
+/** The bare loop: how many linked-clone deltas qemu-img alone creates per second on this replica. */
+async function rawCreatesPerSecond(replica: string, dir: string, count: number) {
+  await mkdir(dir, { recursive: true });
+  const started = performance.now();
+  for (let i = 0; i < count; i++)
+    await run("qemu-img", [
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-F",
+      "qcow2",
+      "-b",
+      replica,
+      join(dir, `d${i}.qcow2`),
+    ]);
+  return (count * 1000) / (performance.now() - started);
+}
+
+export async function benchStorm(env: BenchEnv): Promise<void> {
+  const tenant = (await env.api("POST", "/v1/admin/tenants", env.operatorKey, { name: "storm" })).body;
+  const key = tenant.apiKey as string;
+  const image = (await env.api("POST", "/v1/images", key, { name: "golden" })).body;
+  await env.api("POST", `/v1/images/${image.imageId}/versions`, key, { source: { blankSizeMiB: 64 } });
+  await waitFor(
+    "image READY",
+    async () =>
+      (await env.api("GET", `/v1/images/${image.imageId}`, key)).body.versions[0]?.state === "READY",
+    600_000,
+    200,
+  );
+  const created = await env.api("POST", "/v1/pools", key, {
+    name: "storm",
+    imageId: image.imageId,
+    ...start,
+    maxSize: users,
+    ticketTimeoutSeconds: 1800,
+  });
+  if (created.status !== 201) throw new Error(`pool: ${JSON.stringify(created.body)}`);
+  const poolId = created.body.poolId as string;
+  const counts = async () => (await env.api("GET", `/v1/pools/${poolId}`, key)).body.desktopCounts;
+  await waitFor(
+    "the pool's first desktops",
+    async () => (await counts()).AVAILABLE === start.spare,
+    600_000,
+    200,
+  );
+
+  const replica = qcow2Paths(env.region.app.config.storage).replica(
+    { tenantId: tenant.tenantId, imageId: image.imageId, version: 1 },
+    "ds-default",
+  );
+  const raw = await rawCreatesPerSecond(replica, join(env.dataDir, "raw-storm"), 100);
+
+  // The storm: user i arrives at i/users of the window.
+  const stormStart = performance.now();
+  const stormStartIso = new Date().toISOString();
+  const arrivals: { userId: string; arrivedAt: number; servedAt?: number; ticketId?: string }[] = [];
+  await Promise.all(
+    Array.from({ length: users }, async (_, i) => {
+      await sleepUntil(stormStart + (i * windowMs) / users);
+      const userId = `u${String(i).padStart(4, "0")}`;
+      const arrivedAt = Date.now();
+      const res = await env.api("POST", `/v1/pools/${poolId}/logons`, key, { userId });
+      const entry: (typeof arrivals)[number] = { userId, arrivedAt };
+      if (res.status === 200) entry.servedAt = Date.now();
+      else if (res.status === 202) entry.ticketId = res.body.ticketId;
+      else throw new Error(`logon of ${userId}: ${res.status} ${JSON.stringify(res.body)}`);
+      arrivals.push(entry);
+    }),
+  );
+  await waitFor("every user on a desktop", async () => (await counts()).ASSIGNED === users, 1_800_000, 200);
+  const allServedMs = performance.now() - stormStart;
+
+  const tickets = arrivals.filter((a) => a.ticketId);
+  for (const a of tickets) {
+    const t = (await env.api("GET", `/v1/pools/${poolId}/logons/${a.ticketId}`, key)).body;
+    if (t.state !== "SERVED") throw new Error(`ticket ${a.ticketId} is ${t.state}`);
+    a.servedAt = Date.parse(t.servedAt);
+  }
+  const byTicket = [...tickets].sort((a, b) => (a.ticketId as string).localeCompare(b.ticketId as string));
+  const servedInOrder = byTicket.every(
+    (a, i) => i === 0 || (a.servedAt ?? 0) >= (byTicket[i - 1]?.servedAt ?? 0),
+  );
+  const waits = arrivals.map((a) => (a.servedAt ?? Number.NaN) - a.arrivedAt).sort((x, y) => x - y);
+
+  // Desktops provisioned during the storm: from the storm's start to the last one's disk done.
+  const desktops = (await env.api("GET", `/v1/pools/${poolId}/desktops`, key)).body.items as {
+    pristineAt?: string;
+    diskJobStartedAt?: string;
+  }[];
+  const grown = desktops.filter((d) => d.diskJobStartedAt && d.diskJobStartedAt >= stormStartIso);
+  const lastDone = Math.max(...grown.map((d) => Date.parse(d.pristineAt ?? stormStartIso)));
+  const provisionedPerSecond = (grown.length * 1000) / (lastDone - Date.parse(stormStartIso));
+
+  const figures = {
+    users,
+    allServedSeconds: round(allServedMs / 1000, 2),
+    waitP50Ms: round(percentile(waits, 50), 0),
+    waitP99Ms: round(percentile(waits, 99), 0),
+    provisionedPerSecond: round(provisionedPerSecond, 2),
+    rawCreatesPerSecond: round(raw, 2),
+    provisionRatio: round(provisionedPerSecond / raw, 3),
+    servedInOrder,
+  };
+  printTable(
+    `Logon storm: ${users} users in ${windowMs / 1000} s on minSize ${start.minSize}, spare ${start.spare}, maxSize ${users} (no VMs)`,
+    [
+      ["served at once / queued with a ticket", `${users - tickets.length} / ${tickets.length}`],
+      ["every user on a desktop after", `${figures.allServedSeconds} s`],
+      ["wait p50 / p99", `${figures.waitP50Ms} / ${figures.waitP99Ms} ms`],
+      ["desktops provisioned during the storm", grown.length],
+      ["provisioned per second", figures.provisionedPerSecond],
+      ["raw qemu-img create -b per second (same run)", figures.rawCreatesPerSecond],
+      ["provisioned / raw (target >= 0.5)", figures.provisionRatio],
+      ["tickets served in ticket order", String(servedInOrder)],
+    ],
+  );
+  printJson(figures);
+}
