@@ -63,8 +63,10 @@ export function requirePeer(ports: Pick<Ports, "peer">) {
 export async function desktopFreed(
   ports: Pick<Ports, "pools" | "desktops" | "jobs" | "logonQueue">,
   ref: Pick<Desktop, "tenantId" | "poolId" | "desktopId">,
+  /** The desktop as the caller's own write just made it AVAILABLE (saves a read). */
+  freed?: Desktop,
 ): Promise<boolean> {
-  const desktop = await ports.desktops.get(ref.tenantId, ref.poolId, ref.desktopId);
+  const desktop = freed ?? (await ports.desktops.get(ref.tenantId, ref.poolId, ref.desktopId));
   if (desktop?.state !== "AVAILABLE") return false;
   const pool = await ports.pools.get(desktop.tenantId, desktop.poolId);
   if (pool?.state !== "ACTIVE") return false;

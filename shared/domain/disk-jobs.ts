@@ -224,7 +224,12 @@ async function rebuildTaken(
   const figure = diskFigures[opts.step];
   if (figure) recordSince(ports, desktop.tenantId, figure, desktop.updatedAt);
   if (vms) await bootDesktop(vms, { ...mine, datastoreId: desktop.datastoreId, generation });
-  else await desktopFreed(ports, desktop);
+  else
+    await desktopFreed(ports, desktop, {
+      ...mine,
+      state: "AVAILABLE",
+      imageVersion: version.version,
+    });
   if (desktop.imageVersion !== version.version)
     await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
   return `disk g${generation} on v${version.version}`;

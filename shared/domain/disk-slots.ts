@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Ports } from "../ports/index.ts";
-import type { Desktop } from "./model.ts";
+import type { Datastore, Desktop } from "./model.ts";
 
 /** How many disk jobs of each kind may write at once (provisioning; refresh and recompose). */
 export interface DiskJobCaps {
@@ -22,6 +22,22 @@ export interface SlotSettings {
 export type SlotKind = keyof DiskJobCaps;
 
 /**
+ * A datastore's record (its caps, its host), remembered by a worker for a little while: a storm's
+ * every disk job needs it, and an operator's change of the caps applies within that while.
+ */
+const datastores = new Map<string, { record: Datastore | undefined; readAt: number }>();
+const datastoreTtlMs = 10_000;
+
+async function datastoreOf(ports: Pick<Ports, "datastores">, datastoreId: string) {
+  const known = datastores.get(datastoreId);
+  if (known && Date.now() - known.readAt < datastoreTtlMs) return known.record;
+  const record = await ports.datastores.get(datastoreId);
+  if (datastores.size > 1000) datastores.clear();
+  datastores.set(datastoreId, { record, readAt: Date.now() });
+  return record;
+}
+
+/**
  * Takes a slot of the datastore's cap for this kind of disk job, and of its host's; answers how to
  * give them back, or undefined (holding none) when a cap is reached.
  */
@@ -31,7 +47,7 @@ export async function takeSlots(
   kind: SlotKind,
   settings: SlotSettings,
 ): Promise<(() => Promise<void>) | undefined> {
-  const datastore = await ports.datastores.get(desktop.datastoreId);
+  const datastore = await datastoreOf(ports, desktop.datastoreId);
   const own = kind === "provisioning" ? datastore?.provisioningCap : datastore?.maintenanceCap;
   const caps = [{ scope: `${desktop.datastoreId}#${kind}`, slots: own ?? settings.datastoreCaps[kind] }];
   if (datastore?.hostId)
