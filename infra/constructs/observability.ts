@@ -5,7 +5,7 @@ import * as cwActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
-import type { MetricName } from "../../shared/domain/metric-catalogue.ts";
+import { type MetricName, metricCatalogue, metricNames } from "../../shared/domain/metric-catalogue.ts";
 import { alarmTopicName } from "../names.ts";
 import { READINESS_PERIOD } from "./events.ts";
 import type { PristineFunction } from "./lambda-function.ts";
@@ -43,6 +43,8 @@ export interface ObservabilityProps {
 export class Observability extends Construct {
   readonly topic: sns.Topic;
   readonly alarms: cloudwatch.Alarm[] = [];
+  /** Every figure of the metric catalogue, as the functions publish it (one graph each). */
+  readonly dashboard: cloudwatch.Dashboard;
   private readonly stage: string;
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
@@ -111,6 +113,11 @@ export class Observability extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     });
 
+    this.dashboard = new cloudwatch.Dashboard(this, "Dashboard", {
+      dashboardName: `pristine-${props.stage}`,
+      widgets: [figureWidgets()],
+    });
+
     this.alarm("api-5xx", {
       alarmDescription: "The HTTP API answered with 5xx responses.",
       metric: props.httpApi.metricServerError({
@@ -137,4 +144,27 @@ export class Observability extends Construct {
     this.alarms.push(alarm);
     return alarm;
   }
+}
+
+/**
+ * One graph per figure of the catalogue, across the functions that publish it (a SEARCH over the
+ * service dimension): counts as sums, durations as averages and p99 (per 5 minutes).
+ */
+function figureWidgets(): cloudwatch.IWidget[] {
+  return metricNames.map((name) => {
+    const count = metricCatalogue[name].unit === "Count";
+    const search = (stat: string, label: string) =>
+      new cloudwatch.MathExpression({
+        expression: `SEARCH('{${METRIC_NAMESPACE},service} MetricName="${name}"', '${stat}', 300)`,
+        label,
+        usingMetrics: {},
+        period: Duration.minutes(5),
+      });
+    return new cloudwatch.GraphWidget({
+      title: `${name} (${metricCatalogue[name].unit}): ${metricCatalogue[name].about}`,
+      width: 8,
+      height: 6,
+      left: count ? [search("Sum", "sum")] : [search("Average", "average"), search("p99", "p99")],
+    });
+  });
 }

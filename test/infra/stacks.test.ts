@@ -11,6 +11,7 @@ import { FUNCTION_NAMES, type FunctionName, QUEUE_KINDS, type QueueKind } from "
 import type { PristineStack } from "../../infra/pristine-stack.ts";
 import { tableSchema } from "../../shared/adapters/dynamodb/table-schema.ts";
 import { loadConfig } from "../../shared/config.ts";
+import { metricNames } from "../../shared/domain/metric-catalogue.ts";
 import {
   allStatements,
   asArray,
@@ -679,6 +680,15 @@ describe("the default app (cdk.json context, no account)", () => {
         expect(on("Throttles", ref), name).toHaveLength(1);
       }
       for (const a of alarms) expect(a.AlarmActions).toHaveLength(1);
+    });
+
+    it("has a dashboard with one graph for every figure of the metric catalogue", () => {
+      const dashboards = Object.values(resourcesOf(template, "AWS::CloudWatch::Dashboard"));
+      expect(dashboards).toHaveLength(1);
+      // The body is a JSON string inside the template's JSON: quotes arrive escaped, as \\\".
+      const body = JSON.stringify(dashboards[0]?.Properties.DashboardBody).replace(/\\+"/g, '"');
+      for (const name of metricNames)
+        expect(body, name).toContain(`SEARCH('{Pristine,service} MetricName="${name}"`);
     });
   });
 
