@@ -1,7 +1,7 @@
 import type { CloneJob, PowerJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
 import type { DefaultDatastore } from "./datastores.ts";
-import { connectSession, plugUserData, startDesktop, takeScreenshot } from "./desktop-vms.ts";
+import { connectSession, plugUserData, powerOffFree, startDesktop, takeScreenshot } from "./desktop-vms.ts";
 import {
   type DiskJobPorts,
   type DiskJobSettings,
@@ -82,6 +82,7 @@ export async function runCloneJob(
     case "sweep-datastore":
       return sweepDatastore(ports, job);
     case "start-desktop":
+    case "stop-desktop":
     case "connect-session":
     case "plug-user-data":
     case "screenshot":
@@ -101,6 +102,8 @@ async function runPowerJob(ports: WorkerPorts, job: PowerJob): Promise<string> {
   switch (job.kind) {
     case "start-desktop":
       return startDesktop(vms, job);
+    case "stop-desktop":
+      return powerOffFree(vms, job);
     case "connect-session":
       return connectSession(vms, job);
     case "plug-user-data":

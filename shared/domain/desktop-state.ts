@@ -7,6 +7,8 @@ export const desktopStates = [
   /** The disk is ready and the desktop's VM is booting; AVAILABLE once its agent says Desktop Ready. */
   "STARTING",
   "AVAILABLE",
+  /** Free, its VM powered off (the disk kept): a self-sizing pool keeps only `poweredOnSpare` running. */
+  "STOPPED",
   "ASSIGNED",
   "REFRESHING",
   "RECOMPOSING",
@@ -42,7 +44,8 @@ export const isTransitional = (s: DesktopState) =>
 const transitions: Record<DesktopState, readonly DesktopState[]> = {
   PROVISIONING: ["AVAILABLE", "STARTING", "ERROR", "DELETING"],
   STARTING: ["AVAILABLE", "ERROR", "DELETING", "UNREACHABLE"],
-  AVAILABLE: ["ASSIGNED", "RECOMPOSING", "STARTING", "UNREACHABLE", "DELETING", "ERROR"],
+  AVAILABLE: ["ASSIGNED", "RECOMPOSING", "STARTING", "STOPPED", "UNREACHABLE", "DELETING", "ERROR"],
+  STOPPED: ["STARTING", "DELETING", "ERROR"],
   ASSIGNED: ["REFRESHING", "DELETING", "AVAILABLE"],
   REFRESHING: ["AVAILABLE", "STARTING", "ERROR", "DELETING"],
   RECOMPOSING: ["AVAILABLE", "STARTING", "ERROR", "DELETING"],

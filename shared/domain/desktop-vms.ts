@@ -12,6 +12,7 @@ import { commitLater, desktopFreed } from "./common.ts";
 import type { UserDataRef } from "./dr-model.ts";
 import { recordSince } from "./metrics.ts";
 import type { Desktop } from "./model.ts";
+import { requestSizing } from "./pool-sizing.ts";
 import { logoff } from "./sessions.ts";
 
 /** The ports that running desktops' VMs need besides the host itself. */
@@ -98,6 +99,22 @@ export async function startDesktop(ports: VmPorts, job: Job<"start-desktop">): P
     return `skipped: desktop is ${desktop?.state ?? "gone"}`;
   await bootDesktop(ports, { ...desktop, generation: job.generation });
   return `booting g${job.generation}`;
+}
+
+/**
+ * The power job of a pool that keeps fewer VMs running: a free desktop leaves the free list first
+ * (AVAILABLE -> STOPPED), so no logon gets it while its VM goes down. Its disk is kept.
+ */
+export async function powerOffFree(ports: VmPorts, job: Job<"stop-desktop">): Promise<string> {
+  const desktop = await desktopOf(ports, job);
+  if (desktop?.state !== "AVAILABLE" || desktop.generation !== job.generation)
+    return `skipped: desktop is ${desktop?.state ?? "gone"}`;
+  if (!(await ports.desktops.transition(desktop, "AVAILABLE", "STOPPED", {}, { generation: job.generation })))
+    return "skipped: desktop moved";
+  await stopDesktop(ports, desktop.desktopId);
+  // The pool may need it again already (a logon took another one meanwhile).
+  await requestSizing(ports, desktop.tenantId, desktop.poolId);
+  return `powered off g${job.generation}`;
 }
 
 /** Stops a desktop's VM (its user is gone, or its disk is about to be replaced). */

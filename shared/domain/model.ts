@@ -96,6 +96,11 @@ export interface Pool {
   minSize?: number;
   maxSize?: number;
   spare?: number;
+  /**
+   * Of the free desktops, keep this many VMs running (plus one per waiting ticket); the others are
+   * powered off (STOPPED, disk kept) and started when needed. Only where a host runs the VMs.
+   */
+  poweredOnSpare?: number;
   /** Free desktops beyond `spare` are removed once free this long (never below minSize). */
   idleSeconds?: number;
   /** A queued logon's ticket expires after this long. */

@@ -1,10 +1,10 @@
 /** The sizer of a self-sizing pool (pool-sizing.ts decides), and changes to a pool's sizing. */
 import type { Ports } from "../ports/index.ts";
-import { assertActive, requirePool } from "./common.ts";
+import { assertActive, desktopRef, requirePool } from "./common.ts";
 import type { DefaultDatastore } from "./datastores.ts";
 import { DomainError, invalid, RetryLater } from "./errors.ts";
-import type { Pool, QuotaLimits } from "./model.ts";
-import { decideSizing, sizingOf } from "./pool-sizing.ts";
+import type { Desktop, Pool, QuotaLimits } from "./model.ts";
+import { decidePower, decideSizing, type SizingDecision, sizingOf } from "./pool-sizing.ts";
 import { removeFreeDesktops, resizePool } from "./pools.ts";
 
 type SizerPorts = Parameters<typeof resizePool>[0] & Pick<Ports, "logonQueue">;
@@ -27,26 +27,9 @@ export async function sizePool(
     ports.logonQueue.waiting(tenantId, poolId),
   ]);
   const decision = decideSizing(sizingOf(pool), pool.size, desktops, waiting, ports.clock.now().getTime());
+  const power = await applyPower(ports, pool, desktops, waiting);
   try {
-    switch (decision.action) {
-      case "add": {
-        const add = Math.min(decision.count, maxAddPerRun);
-        await resizePool(ports, tenantId, poolId, pool.size + add, defaults, quotaDefaults);
-        if (add < decision.count) await ports.jobs.send([{ kind: "size-pool", tenantId, poolId }]);
-        return `grew by ${add} to ${pool.size + add}`;
-      }
-      case "remove": {
-        const after = await removeFreeDesktops(ports, pool, decision.desktops);
-        return `removed ${pool.size - after.size} idle free desktop(s)`;
-      }
-      case "recheck":
-        await ports.jobs.send([{ kind: "size-pool", tenantId, poolId }], {
-          delaySeconds: Math.min(900, Math.max(1, Math.ceil(decision.afterMs / 1000))),
-        });
-        return `free desktops beyond the spare ones: looking again in ${Math.ceil(decision.afterMs / 1000)} s`;
-      case "none":
-        return "sized";
-    }
+    return `${await applySizing(ports, pool, decision, defaults, quotaDefaults)}${power}`;
   } catch (err) {
     // Another resize (or sizer, or pool) changed the pool or the datastores first: size again.
     if (err instanceof DomainError && (err.problem === "poolChanged" || err.problem === "capacityContention"))
@@ -56,9 +39,69 @@ export async function sizePool(
       err instanceof DomainError &&
       (err.problem === "insufficientCapacity" || err.problem === "quotaExceeded")
     )
-      return `cannot grow: ${err.message}`;
+      return `cannot grow: ${err.message}${power}`;
     throw err;
   }
+}
+
+async function applySizing(
+  ports: SizerPorts,
+  pool: Pool,
+  decision: SizingDecision,
+  defaults: DefaultDatastore,
+  quotaDefaults: QuotaLimits,
+): Promise<string> {
+  const { tenantId, poolId } = pool;
+  switch (decision.action) {
+    case "add": {
+      const add = Math.min(decision.count, maxAddPerRun);
+      await resizePool(ports, tenantId, poolId, pool.size + add, defaults, quotaDefaults);
+      if (add < decision.count) await ports.jobs.send([{ kind: "size-pool", tenantId, poolId }]);
+      return `grew by ${add} to ${pool.size + add}`;
+    }
+    case "remove": {
+      const after = await removeFreeDesktops(ports, pool, decision.desktops);
+      return `removed ${pool.size - after.size} idle free desktop(s)`;
+    }
+    case "recheck":
+      await ports.jobs.send([{ kind: "size-pool", tenantId, poolId }], {
+        delaySeconds: Math.min(900, Math.max(1, Math.ceil(decision.afterMs / 1000))),
+      });
+      return `free desktops beyond the spare ones: looking again in ${Math.ceil(decision.afterMs / 1000)} s`;
+    case "none":
+      return "sized";
+  }
+}
+
+/**
+ * The power policy: of the free desktops whose VMs a host runs, keep `poweredOnSpare` (plus one per
+ * waiting ticket) running; power the others off, or on again when they are needed.
+ */
+async function applyPower(ports: SizerPorts, pool: Pool, desktops: Desktop[], waiting: number) {
+  const s = sizingOf(pool);
+  if (s.poweredOnSpare === undefined) return "";
+  const datastoreIds = [...new Set(desktops.map((d) => d.datastoreId))];
+  const hosted = new Set(
+    (await Promise.all(datastoreIds.map((id) => ports.datastores.get(id))))
+      .filter((d) => d?.hostId)
+      .map((d) => d?.datastoreId),
+  );
+  const { stop, start } = decidePower(
+    s,
+    desktops.filter((d) => hosted.has(d.datastoreId)),
+    waiting,
+  );
+  await ports.jobs.send(
+    stop.map((d) => ({ kind: "stop-desktop", ...desktopRef(d), generation: d.generation ?? 0 })),
+  );
+  let started = 0;
+  for (const d of start) {
+    const fence = { generation: d.generation };
+    if (!(await ports.desktops.transition(d, "STOPPED", "STARTING", {}, fence))) continue;
+    await ports.jobs.send([{ kind: "start-desktop", ...desktopRef(d), generation: d.generation ?? 0 }]);
+    started++;
+  }
+  return stop.length + started > 0 ? `; powering off ${stop.length}, on ${started}` : "";
 }
 
 export interface SizingChange {
@@ -66,6 +109,7 @@ export interface SizingChange {
   minSize?: number | undefined;
   maxSize?: number | undefined;
   spare?: number | undefined;
+  poweredOnSpare?: number | undefined;
   idleSeconds?: number | undefined;
   ticketTimeoutSeconds?: number | undefined;
 }
@@ -92,7 +136,7 @@ export async function changeSizing(
   const pool = await requirePool(ports, tenantId, poolId);
   assertActive(pool);
   if (change.size !== undefined) {
-    const fixed = { minSize: undefined, maxSize: undefined, spare: undefined };
+    const fixed = { minSize: undefined, maxSize: undefined, spare: undefined, poweredOnSpare: undefined };
     if (pool.maxSize !== undefined) await ports.pools.setSizing(tenantId, poolId, fixed);
     const resized = await resizePool(ports, tenantId, poolId, change.size, defaults, quotaDefaults);
     return { ...resized, ...fixed };
@@ -106,6 +150,7 @@ export async function changeSizing(
   assertSizing(next);
   const settings = {
     ...next,
+    ...(change.poweredOnSpare !== undefined ? { poweredOnSpare: change.poweredOnSpare } : {}),
     ...(change.idleSeconds !== undefined ? { idleSeconds: change.idleSeconds } : {}),
     ...(change.ticketTimeoutSeconds !== undefined
       ? { ticketTimeoutSeconds: change.ticketTimeoutSeconds }

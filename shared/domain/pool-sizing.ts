@@ -12,6 +12,8 @@ export interface PoolSizing {
   minSize: number;
   maxSize: number;
   spare: number;
+  /** Undefined: every free desktop's VM runs. */
+  poweredOnSpare: number | undefined;
   idleSeconds: number;
   ticketTimeoutSeconds: number;
 }
@@ -26,6 +28,7 @@ export function sizingOf(pool: Pool): PoolSizing {
     minSize: selfSizing ? (pool.minSize ?? 0) : pool.size,
     maxSize: pool.maxSize ?? pool.size,
     spare: pool.spare ?? 0,
+    poweredOnSpare: selfSizing ? pool.poweredOnSpare : undefined,
     idleSeconds: pool.idleSeconds ?? defaultIdleSeconds,
     ticketTimeoutSeconds: pool.ticketTimeoutSeconds ?? defaultTicketTimeoutSeconds,
   };
@@ -61,13 +64,40 @@ export function decideSizing(
   const excess = size - target;
   if (excess <= 0 || waiting > 0) return { action: "none" };
   const idleSince = (d: { updatedAt: string }) => Date.parse(d.updatedAt);
-  const free = desktops.filter((d) => d.state === "AVAILABLE").sort((a, b) => idleSince(a) - idleSince(b));
+  // Stopped desktops go first: they are free and cost nothing to lose.
+  const rank = (d: { state: string }) => (d.state === "STOPPED" ? 0 : 1);
+  const free = desktops
+    .filter((d) => d.state === "AVAILABLE" || d.state === "STOPPED")
+    .sort((a, b) => rank(a) - rank(b) || idleSince(a) - idleSince(b));
   const idle = free.filter((d) => now - idleSince(d) >= s.idleSeconds * 1000).slice(0, excess);
   if (idle.length > 0) return { action: "remove", desktops: idle as Desktop[] };
   const next = free[0];
   return next
     ? { action: "recheck", afterMs: idleSince(next) + s.idleSeconds * 1000 - now }
     : { action: "none" };
+}
+
+/**
+ * Pure: which free desktops' VMs to power off or on. Running free ones (AVAILABLE, or STARTING on
+ * their way) are kept at `poweredOnSpare` plus one per waiting ticket; the rest are STOPPED.
+ */
+export function decidePower<D extends Pick<Desktop, "state" | "updatedAt">>(
+  s: Pick<PoolSizing, "poweredOnSpare">,
+  desktops: D[],
+  waiting: number,
+): { stop: D[]; start: D[] } {
+  if (s.poweredOnSpare === undefined) return { stop: [], start: [] };
+  const running = desktops.filter((d) => d.state === "AVAILABLE" || d.state === "STARTING");
+  const stopped = desktops.filter((d) => d.state === "STOPPED");
+  const want = s.poweredOnSpare + waiting;
+  if (running.length > want) {
+    // The longest idle go first; only a free one (AVAILABLE) can be powered off.
+    const idle = running
+      .filter((d) => d.state === "AVAILABLE")
+      .sort((a, b) => Date.parse(a.updatedAt) - Date.parse(b.updatedAt));
+    return { stop: idle.slice(0, running.length - want), start: [] };
+  }
+  return { stop: [], start: stopped.slice(0, want - running.length) };
 }
 
 /** Coalesces sizing requests: one sizer job per pool at most every this long. */

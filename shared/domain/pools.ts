@@ -33,6 +33,7 @@ export interface CreatePoolInput {
   minSize?: number;
   maxSize?: number;
   spare?: number;
+  poweredOnSpare?: number;
   idleSeconds?: number;
   ticketTimeoutSeconds?: number;
   assignment?: Assignment;
@@ -155,6 +156,7 @@ export async function createPool(
           minSize: input.minSize ?? 0,
           maxSize: input.maxSize,
           spare: input.spare ?? 0,
+          ...(input.poweredOnSpare !== undefined ? { poweredOnSpare: input.poweredOnSpare } : {}),
           ...(input.idleSeconds !== undefined ? { idleSeconds: input.idleSeconds } : {}),
           ...(input.ticketTimeoutSeconds !== undefined
             ? { ticketTimeoutSeconds: input.ticketTimeoutSeconds }
@@ -273,7 +275,10 @@ export async function removeFreeDesktops(
   candidates: Desktop[],
 ): Promise<Pool> {
   const gone: Desktop[] = [];
-  for (const d of candidates) if (await ports.desktops.transition(d, "AVAILABLE", "DELETING")) gone.push(d);
+  for (const d of candidates) {
+    if (d.state !== "AVAILABLE" && d.state !== "STOPPED") continue;
+    if (await ports.desktops.transition(d, d.state, "DELETING")) gone.push(d);
+  }
   const newSize = pool.size - gone.length;
   if (!(await ports.pools.grow(pool, newSize, [], [], countedCharge(pool.tenantId, 0, 0))))
     throw new DomainError("poolChanged", `pool ${pool.poolId} changed during the resize; retry`);

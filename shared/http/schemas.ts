@@ -58,6 +58,7 @@ const sizing = {
   minSize: z.number().int().min(0).max(2000).optional(),
   maxSize: z.number().int().min(1).max(2000).optional(),
   spare: z.number().int().min(0).max(2000).optional(),
+  poweredOnSpare: z.number().int().min(0).max(2000).optional(),
   idleSeconds: z
     .number()
     .int()
@@ -75,7 +76,10 @@ const sizingNeedsMax = (b: {
   maxSize?: number | undefined;
   minSize?: number | undefined;
   spare?: number | undefined;
-}) => b.maxSize !== undefined || (b.minSize === undefined && b.spare === undefined);
+  poweredOnSpare?: number | undefined;
+}) =>
+  b.maxSize !== undefined ||
+  (b.minSize === undefined && b.spare === undefined && b.poweredOnSpare === undefined);
 
 export const createPoolBody = z
   .strictObject({

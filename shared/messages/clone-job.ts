@@ -55,6 +55,8 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
   // Power jobs (a host runs the desktop's VM).
   /** Boots the VM of a STARTING desktop's disk generation. */
   z.object({ kind: z.literal("start-desktop"), ...desktopRef, generation: z.number().int().min(0) }),
+  /** Powers off the VM of a free desktop (AVAILABLE -> STOPPED): the pool keeps fewer running. */
+  z.object({ kind: z.literal("stop-desktop"), ...desktopRef, generation: z.number().int().min(0) }),
   /** Prepares a session's connection: its one-time VNC password, and the user shown in the desktop. */
   z.object({
     kind: z.literal("connect-session"),
@@ -78,5 +80,11 @@ export type CloneJob = z.infer<typeof cloneJobSchema>;
 export type DesktopJob = Extract<CloneJob, { desktopId: string }>;
 
 /** The jobs a host's agent does itself: power jobs never run where there is no hypervisor. */
-export const powerJobKinds = ["start-desktop", "connect-session", "plug-user-data", "screenshot"] as const;
+export const powerJobKinds = [
+  "start-desktop",
+  "stop-desktop",
+  "connect-session",
+  "plug-user-data",
+  "screenshot",
+] as const;
 export type PowerJob = Extract<CloneJob, { kind: (typeof powerJobKinds)[number] }>;

@@ -144,7 +144,9 @@ export type EndSessionResult =
   | { outcome: "not-active" };
 
 export type SizingSettings = {
-  [K in "minSize" | "maxSize" | "spare" | "idleSeconds" | "ticketTimeoutSeconds"]?: number | undefined;
+  [K in "minSize" | "maxSize" | "spare" | "poweredOnSpare" | "idleSeconds" | "ticketTimeoutSeconds"]?:
+    | number
+    | undefined;
 };
 
 export interface PoolRepository {

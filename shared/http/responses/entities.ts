@@ -130,6 +130,9 @@ export const pool = z
     minSize: count.optional().describe("a self-sizing pool never has fewer desktops"),
     maxSize: count.optional().describe("a self-sizing pool never has more (set: the pool sizes itself)"),
     spare: count.optional().describe("free desktops a self-sizing pool keeps ready for the next logons"),
+    poweredOnSpare: count
+      .optional()
+      .describe("free desktops whose VMs keep running; the other free ones are STOPPED until needed"),
     idleSeconds: count.optional().describe("free desktops beyond the spare ones go after this long free"),
     ticketTimeoutSeconds: count.optional().describe("a queued logon's ticket expires after this long"),
     datastoreIds: z.array(z.string()),
