@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { channel } from "node:diagnostics_channel";
 import { open } from "node:fs/promises";
 import { qemuImg, qemuInfo } from "./qemu-img.ts";
 
@@ -13,6 +14,14 @@ interface MapExtent {
 
 const block = 64 * 1024;
 
+/** Each checksum's path and wall-clock span, for whoever listens (the DR bench's stage table). */
+export const checksumTimings = channel("pristine:content-checksum");
+export interface ChecksumTiming {
+  path: string;
+  startedAt: number;
+  endedAt: number;
+}
+
 /**
  * A checksum of what a guest reads from a qcow2 (virtual size plus every non-zero 64 KiB block
  * and its guest offset), not of the file: `qemu-img commit` of the same delta into identical
@@ -20,6 +29,14 @@ const block = 64 * 1024;
  * between regions while the content is the same. The image must be standalone (no backing file).
  */
 export async function contentSha256(path: string): Promise<string> {
+  const startedAt = Date.now();
+  const sha256 = await checksum(path);
+  if (checksumTimings.hasSubscribers)
+    checksumTimings.publish({ path, startedAt, endedAt: Date.now() } satisfies ChecksumTiming);
+  return sha256;
+}
+
+async function checksum(path: string): Promise<string> {
   const info = await qemuInfo(path);
   if (info["backing-filename"]) throw new Error(`${path} has a backing file; flatten it first`);
   const extents = JSON.parse(await qemuImg(["map", "--output=json", "-U", path])) as MapExtent[];
