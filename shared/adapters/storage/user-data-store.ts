@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { UserDataRef } from "../../domain/model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
@@ -14,6 +14,19 @@ const exists = (path: string) =>
     () => true,
     () => false,
   );
+
+/** A qcow2's virtual size, from its header (big-endian, at byte 24), without running qemu-img. */
+async function virtualSize(path: string): Promise<number> {
+  const file = await open(path, "r");
+  try {
+    const header = Buffer.alloc(32);
+    await file.read(header, 0, 32, 0);
+    if (header.readUInt32BE(0) !== 0x514649fb) throw new Error(`${path} is not a qcow2 image`);
+    return Number(header.readBigUInt64BE(24));
+  } finally {
+    await file.close();
+  }
+}
 
 /** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
@@ -38,6 +51,8 @@ export function userDataPaths(root: string) {
  */
 export function qcow2UserDataStore(root: string): UserDataStore {
   const paths = userDataPaths(root);
+  // Version 0 of every user of one size is the same blank disk: its checksum is computed once.
+  const blankSha256 = new Map<number, Promise<string>>();
 
   /** Builds version `to` = version `from` + delta, verifies nothing, returns its content checksum. */
   async function buildVersion(ref: UserDataRef, from: string, deltaCopy: string, to: number) {
@@ -69,7 +84,15 @@ export function qcow2UserDataStore(root: string): UserDataStore {
           await rm(tmp, { force: true });
         }
       }
-      return contentSha256(target);
+      // Keyed by the file's own virtual size (a disk made under another configured size differs).
+      const size = await virtualSize(target);
+      let sha256 = blankSha256.get(size);
+      if (!sha256) {
+        sha256 = contentSha256(target);
+        blankSha256.set(size, sha256);
+        sha256.catch(() => blankSha256.delete(size));
+      }
+      return sha256;
     },
 
     async ensureOverlay(ref, sessionId, version) {
