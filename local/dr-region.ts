@@ -101,9 +101,9 @@ export function drWorkers(app: App, sqs: SQSClient, res: DrResources, name: stri
       queueArn: res.userData.arn,
       functionName: `${name}-user-data`,
       handler: userDataWorkerHandler(app),
-      // Small batches: FIFO records are handled one by one, so parallelism comes from pollers.
-      batchSize: 2,
-      concurrency: 8,
+      // FIFO records of a batch are handled one by one: one user a poller, parallelism from pollers.
+      batchSize: 1,
+      concurrency: 24,
       retryDelaySeconds: 1,
     },
     replication: {
@@ -112,8 +112,9 @@ export function drWorkers(app: App, sqs: SQSClient, res: DrResources, name: stri
       queueArn: res.replication.arn,
       functionName: `${name}-replication`,
       handler: replicationWorkerHandler(app),
+      // A batch's records run in parallel.
       batchSize: 2,
-      concurrency: 8,
+      concurrency: 12,
       retryDelaySeconds: 1,
     },
   } satisfies Record<string, PollerOptions>;

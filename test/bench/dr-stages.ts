@@ -4,6 +4,7 @@
  * and splits each change's RPO into the stages the code really has.
  */
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
+import { readdir, readFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import type { Region } from "../../local/region.ts";
 import type { ChecksumTiming } from "../../shared/adapters/storage/content-checksum.ts";
@@ -151,4 +152,43 @@ export function watchStages(primary: Region, dr: Region) {
       return rows;
     },
   };
+}
+
+/**
+ * CPU time (ms) of this process and every process under it (emulators, the launcher, and through
+ * its children's totals the qemu-img runs that ended): what a stretch of the bench cost the
+ * machine, whatever else shares it.
+ */
+export async function treeCpuMs(pid = process.pid, byName?: Map<string, number>): Promise<number> {
+  const tick = 10; // USER_HZ is 100 on Linux.
+  const read = async (p: number): Promise<number> => {
+    try {
+      const stat = await readFile(`/proc/${p}/stat`, "utf8");
+      // Fields after the command name (which may hold spaces): utime is the 14th field.
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const own = [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i]), 0) * tick;
+      const cmd = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
+      const name =
+        p === pid
+          ? "bench"
+          : cmd.includes("fauxqs")
+            ? "fauxqs"
+            : cmd.includes("qemu-img")
+              ? "launcher, qemu-img"
+              : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      byName?.set(name, (byName.get(name) ?? 0) + own);
+      const tasks = await readdir(`/proc/${p}/task`);
+      const kids = (
+        await Promise.all(tasks.map((t) => readFile(`/proc/${p}/task/${t}/children`, "utf8").catch(() => "")))
+      )
+        .join(" ")
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number);
+      return own + (await Promise.all(kids.map(read))).reduce((a, b) => a + b, 0);
+    } catch {
+      return 0;
+    }
+  };
+  return read(pid);
 }

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
 import { type Region, startRegion } from "../../local/region.ts";
-import { watchStages } from "./dr-stages.ts";
+import { treeCpuMs, watchStages } from "./dr-stages.ts";
 import type { BenchEnv } from "./env.ts";
 import { percentile, printJson, printTable, round } from "./report.ts";
 
@@ -126,6 +126,9 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     });
 
     const attachedMs = performance.now() - logonStarted;
+    const cpuByNameBefore = new Map<string, number>();
+    const cpuBefore = await treeCpuMs(process.pid, cpuByNameBefore);
+    const windowStarted = performance.now();
     const logoffAt = new Map<string, number>();
     await Promise.all(
       sessions.map(async (s) => {
@@ -145,6 +148,12 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       250,
     );
 
+    const windowMs = performance.now() - windowStarted;
+    const cpuByName = new Map<string, number>();
+    const windowCpuMs = (await treeCpuMs(process.pid, cpuByName)) - cpuBefore;
+    const cpuPerChangeByProcess = Object.fromEntries(
+      [...cpuByName].map(([name, ms]) => [name, Math.round((ms - (cpuByNameBefore.get(name) ?? 0)) / N)]),
+    );
     const shipped = (await userData.listChanges(tenantId)).filter((c) => c.origin === primary.name);
     const applied = (await dr.app.ports.userData.listChanges(tenantId)).filter((c) => c.replicatedAt);
     const rpos = applied
@@ -182,6 +191,10 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       rpoP99Ms: Math.round(percentile(rpos, 99)),
       drillRtoMs: report.rtoAllLogonsMs as number,
       provisionMs,
+      // The whole storm's CPU (every process of the bench) and the cores it got on average.
+      cpuMsPerChange: Math.round(windowCpuMs / N),
+      coresUsed: round(windowCpuMs / windowMs, 2),
+      cpuPerChangeByProcess,
       drillToProvisionRatio: round((report.rtoAllLogonsMs as number) / provisionMs, 2),
       stagesMs: Object.fromEntries(stages.table().map(([label, p50, p99]) => [label, [p50, p99]])),
     };
@@ -197,6 +210,10 @@ export async function benchDr(env: BenchEnv): Promise<void> {
         [
           `drill: ${N}-desktop pool, first / all users on with data (ms)`,
           `${report.rtoFirstLogonMs} / ${report.rtoAllLogonsMs}`,
+        ],
+        [
+          "CPU per change, all processes (ms) / cores used in the storm",
+          `${figures.cpuMsPerChange} / ${figures.coresUsed}`,
         ],
         ["drill users verified / failed", `${report.usersVerified} / ${report.usersFailed?.length}`],
         ["drill state", report.state],

@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { UserDataRef } from "../../domain/model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
-import { contentSha256 } from "./content-checksum.ts";
+import { contentSha256, qcow2Header } from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
 import { qemuImg } from "./qemu-img.ts";
 
@@ -14,19 +14,6 @@ const exists = (path: string) =>
     () => true,
     () => false,
   );
-
-/** A qcow2's virtual size, from its header (big-endian, at byte 24), without running qemu-img. */
-async function virtualSize(path: string): Promise<number> {
-  const file = await open(path, "r");
-  try {
-    const header = Buffer.alloc(32);
-    await file.read(header, 0, 32, 0);
-    if (header.readUInt32BE(0) !== 0x514649fb) throw new Error(`${path} is not a qcow2 image`);
-    return Number(header.readBigUInt64BE(24));
-  } finally {
-    await file.close();
-  }
-}
 
 /** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
@@ -85,7 +72,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
         }
       }
       // Keyed by the file's own virtual size (a disk made under another configured size differs).
-      const size = await virtualSize(target);
+      const size = (await qcow2Header(target)).virtualSize;
       let sha256 = blankSha256.get(size);
       if (!sha256) {
         sha256 = contentSha256(target);
