@@ -5,7 +5,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtemp, open, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -91,6 +91,23 @@ describe("storage adapters", () => {
     expect(launchedError).toBe(directError);
     expect(launchedError).toMatch(/^qemu-img info failed: .*missing\.qcow2/);
     expect(launchedBlocked).toBeLessThan(directBlocked / 3);
+  });
+
+  it("spawns with this process's environment as it is at each run (a PATH changed later counts)", async () => {
+    await qemuImg(["--version"]);
+    const shim = join(dir, "shim");
+    await mkdir(shim, { recursive: true });
+    await writeFile(join(shim, "qemu-img"), "#!/bin/sh\necho 'qemu-img: the shim' >&2; exit 1\n", {
+      mode: 0o755,
+    });
+    const path = process.env.PATH;
+    process.env.PATH = `${shim}:${path}`;
+    try {
+      await expect(qemuImg(["--version"])).rejects.toThrow("qemu-img --version failed: qemu-img: the shim");
+    } finally {
+      process.env.PATH = path;
+    }
+    expect(await qemuImg(["--version"])).toMatch(/^qemu-img version/);
   });
 
   it("computes the content checksum in large reads exactly as the per-piece definition", async () => {

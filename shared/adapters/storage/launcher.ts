@@ -24,10 +24,12 @@ export interface LaunchResult {
 const helperSource = `
 const { spawn } = require("node:child_process");
 const out = (m) => process.stdout.write(JSON.stringify(m) + "\\n");
+let env = process.env;
 require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
-  const { id, cmd, args } = JSON.parse(line);
+  const { id, cmd, args, env: changed } = JSON.parse(line);
+  if (changed) env = changed;
   let child;
-  try { child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }); }
+  try { child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] }); }
   catch (e) { return out({ id, code: null, signal: null, stdout: "", stderr: "", error: e.code || e.message }); }
   const so = [], se = [];
   let failed;
@@ -44,6 +46,8 @@ type Helper = ChildProcessByStdio<Writable, Readable, null>;
 
 let helper: Helper | undefined;
 let nextId = 0;
+/** The environment the helper spawns with: this process's, sent again when it changes (as spawn reads it per call). */
+let sentEnv: string | undefined;
 const pending = new Map<number, { resolve(r: LaunchResult): void; reject(e: Error): void }>();
 
 /** Whether programs go through the helper: long-lived processes yes, a Lambda sandbox no. */
@@ -70,6 +74,7 @@ function started(): Helper {
   });
   idle(child);
   helper = child;
+  sentEnv = JSON.stringify(process.env);
   return child;
 }
 
@@ -93,6 +98,9 @@ export function launch(cmd: string, args: string[]): Promise<LaunchResult> {
   return new Promise<LaunchResult>((resolve, reject) => {
     pending.set(id, { resolve, reject });
     busy(child);
-    child.stdin.write(`${JSON.stringify({ id, cmd, args })}\n`);
+    const env = JSON.stringify(process.env);
+    const changed = env === sentEnv ? {} : { env: process.env };
+    sentEnv = env;
+    child.stdin.write(`${JSON.stringify({ id, cmd, args, ...changed })}\n`);
   });
 }
