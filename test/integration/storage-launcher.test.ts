@@ -127,6 +127,17 @@ describe("storage adapters", () => {
     expect(await contentSha256(copy)).not.toBe(sha);
   });
 
+  it("reads a default qcow2's own tables as qemu-img maps them: data, zero and discarded clusters, v2 and v3", async () => {
+    for (const opts of ["compat=1.1", "compat=0.10", "cluster_size=2M"]) {
+      const disk = join(dir, `tables-${opts}.qcow2`);
+      await run("qemu-img", ["create", "-q", "-f", "qcow2", "-o", opts, disk, "3G"]);
+      const writes = ["write -P 5 0 9M", "write -z 2M 1M", "write -P 1 600M 20M", "discard 610M 1M"];
+      await run("qemu-io", ["-f", "qcow2", ...writes.flatMap((w) => ["-c", w]), disk]);
+      await run("qemu-io", ["-f", "qcow2", "-c", "write -P 2 1100M 64k", "-c", "write -P 3 2999M 1M", disk]);
+      expect(await contentSha256(disk)).toBe(await referenceSha256(disk));
+    }
+  });
+
   it("gives every blank disk of one size one checksum, computed from the file's own size", async () => {
     const store = qcow2UserDataStore(join(dir, "userdata"));
     const a = await store.ensureBlank({ tenantId: "t", userId: "a" }, 256 * 1024 * 1024);
