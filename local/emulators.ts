@@ -118,9 +118,12 @@ const server = await startFauxqs(${config});
 process.stdout.write(JSON.stringify({ address: server.address }) + "\\n");
 process.stdin.on("end", () => server.stop().then(() => process.exit(0)));
 process.stdin.resume();`;
+  // Its own process group: a terminal's Ctrl-C reaches this process, which stops it in order.
+  // If this process dies, its stdin closes and it stops too.
   const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
     cwd: import.meta.dirname,
     stdio: ["pipe", "pipe", "inherit"],
+    detached: true,
   });
   const killOnExit = () => child.kill("SIGKILL");
   process.once("exit", killOnExit);
