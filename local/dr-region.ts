@@ -8,6 +8,7 @@ import { s3Client } from "../shared/adapters/s3/replication-bucket.ts";
 import type { App } from "../shared/app.ts";
 import { type DrConfig, type TransferSettings, userDataPath } from "../shared/config.ts";
 import { replicationWorkerHandler, userDataWorkerHandler } from "../shared/workers/dr-handlers.ts";
+import { DR_EVENT_SOURCES } from "../shared/workers/scaling.ts";
 import { ensureQueueWithDlq, type QueueRef } from "./queues.ts";
 import type { PollerOptions } from "./sqs-poller.ts";
 
@@ -103,9 +104,8 @@ export function drWorkers(app: App, sqs: SQSClient, res: DrResources, name: stri
       queueArn: res.userData.arn,
       functionName: `${name}-user-data`,
       handler: userDataWorkerHandler(app),
-      // Small batches: FIFO records are handled one by one, so parallelism comes from pollers.
-      batchSize: 2,
-      concurrency: 8,
+      batchSize: DR_EVENT_SOURCES["user-data-worker"].batchSize,
+      concurrency: DR_EVENT_SOURCES["user-data-worker"].maxConcurrency,
       retryDelaySeconds: 1,
     },
     replication: {
@@ -114,8 +114,8 @@ export function drWorkers(app: App, sqs: SQSClient, res: DrResources, name: stri
       queueArn: res.replication.arn,
       functionName: `${name}-replication`,
       handler: replicationWorkerHandler(app),
-      batchSize: 2,
-      concurrency: 8,
+      batchSize: DR_EVENT_SOURCES["replication-worker"].batchSize,
+      concurrency: DR_EVENT_SOURCES["replication-worker"].maxConcurrency,
       retryDelaySeconds: 1,
     },
   } satisfies Record<string, PollerOptions>;

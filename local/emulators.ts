@@ -1,5 +1,5 @@
 /** Starts the real emulators the local runtime and the tests run on: DynamoDB Local and fauxqs. */
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { ListTablesCommand } from "@aws-sdk/client-dynamodb";
@@ -103,4 +103,48 @@ export async function startFauxqsServer(opts: { port?: number; dataDir?: string 
     ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
   });
   return { endpoint: server.address, stop: () => server.stop() };
+}
+
+/**
+ * fauxqs in a process of its own, as S3 and SQS are services apart from the workers in AWS: in
+ * this process its request parsing and object checksums took the event loop that the regions'
+ * workers need (a DR storm moves hundreds of MiB through it), and its objects made every fork big.
+ */
+export async function startFauxqsProcess(opts: { dataDir?: string } = {}): Promise<Emulator> {
+  if (opts.dataDir) await mkdir(opts.dataDir, { recursive: true });
+  const config = JSON.stringify({ port: 0, logger: false, host: "localhost", ...opts });
+  const script = `import { startFauxqs } from "fauxqs";
+const server = await startFauxqs(${config});
+process.stdout.write(JSON.stringify({ address: server.address }) + "\\n");
+process.stdin.on("end", () => server.stop().then(() => process.exit(0)));
+process.stdin.resume();`;
+  // Its own process group: a terminal's Ctrl-C reaches this process, which stops it in order.
+  // If this process dies, its stdin closes and it stops too.
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    cwd: import.meta.dirname,
+    stdio: ["pipe", "pipe", "inherit"],
+    detached: true,
+  });
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const address = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      const line = out.split("\n")[0];
+      if (out.includes("\n") && line) resolve((JSON.parse(line) as { address: string }).address);
+    });
+    child.once("exit", (code) => reject(new Error(`fauxqs exited (${code}) before it listened`)));
+  });
+  return {
+    endpoint: address,
+    async stop() {
+      process.off("exit", killOnExit);
+      // Closing its stdin stops it; a process that does not go is killed.
+      child.stdin.end();
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (child.exitCode === null) child.kill("SIGKILL");
+    },
+  };
 }

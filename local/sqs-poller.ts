@@ -92,7 +92,9 @@ export function startSqsPoller(opts: PollerOptions): Poller {
           new ReceiveMessageCommand({
             QueueUrl: opts.queueUrl,
             MaxNumberOfMessages: batchSize,
-            WaitTimeSeconds: 1,
+            // Long polls, as Lambda's pollers make them: an idle poller costs no CPU (with dozens of
+            // them, one-second polls were a steady load on the process and the emulator).
+            WaitTimeSeconds: 20,
             MessageSystemAttributeNames: ["All"],
           }),
           { abortSignal: abort.signal },

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildGuestImage, defaultGuestDir } from "../guest/build.ts";
 import { ensureConsole } from "../web/build.ts";
-import { startDynamoDbLocal, startFauxqsServer } from "./emulators.ts";
+import { startDynamoDbLocal, startFauxqsProcess } from "./emulators.ts";
 import { preflight } from "./preflight.ts";
 import { startRegion } from "./region.ts";
 
@@ -72,7 +72,7 @@ async function main() {
   try {
     const dynamo = await startDynamoDbLocal(inMemory ? {} : { dbPath: join(dataDir, "dynamodb") });
     stoppers.push(dynamo.stop);
-    const fauxqs = await startFauxqsServer(inMemory ? {} : { dataDir: join(dataDir, "fauxqs") });
+    const fauxqs = await startFauxqsProcess(inMemory ? {} : { dataDir: join(dataDir, "fauxqs") });
     stoppers.push(fauxqs.stop);
     const primary = await startRegion({
       name: primaryName,

@@ -4,6 +4,7 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
 import { Construct } from "constructs";
+import { DR_EVENT_SOURCES } from "../../shared/workers/scaling.ts";
 import type { DatastoreSettings } from "../config.ts";
 import { regionName } from "../names.ts";
 import { grantTableReadWrite } from "./data.ts";
@@ -30,12 +31,8 @@ export const EVENT_SOURCES = {
   "clone-worker": { batchSize: 5, maxConcurrency: 10 },
   // Logoff events are small and latency matters (a refreshed desktop goes back to the pool).
   logoff: { batchSize: 10, maxConcurrency: 10 },
-  // Deltas can be large; few in parallel to bound the egress to the peer region.
-  "replication-worker": { batchSize: 5, maxConcurrency: 5 },
-  // FIFO (no batching window; CDK and Lambda allow a concurrency cap): records of one user run in
-  // order, so parallelism comes from many small batches of different users, as locally (batch 2).
-  // A logon storm attaches many users' data at once.
-  "user-data-worker": { batchSize: 2, maxConcurrency: 20 },
+  // The DR workers' figures are shared with the local pollers (shared/workers/scaling.ts).
+  ...DR_EVENT_SOURCES,
 } as const;
 
 export interface WorkersProps {

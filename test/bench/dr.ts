@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
 import { type Region, startRegion } from "../../local/region.ts";
+import { treeCpuMs, watchStages } from "./dr-stages.ts";
 import type { BenchEnv } from "./env.ts";
 import { percentile, printJson, printTable, round } from "./report.ts";
 
@@ -71,6 +72,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     dataDir: join(dataDir, "dr"),
     peer: { name: "bench-primary" },
   });
+  const stages = watchStages(primary, dr);
   try {
     const { apiKey: key } = await api(primary, "POST", "/v1/admin/tenants", operatorKey, { name: "bench" });
     const image = await api(primary, "POST", "/v1/images", key, { name: "golden" });
@@ -83,6 +85,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
         (await api(primary, "GET", `/v1/images/${image.imageId}`, key)).versions[0]?.state === "READY",
       120_000,
     );
+    const provisionStarted = performance.now();
     const { poolId } = await api(primary, "POST", "/v1/pools", key, {
       name: "bench",
       imageId: image.imageId,
@@ -94,6 +97,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       600_000,
       250,
     );
+    const provisionMs = Math.round(performance.now() - provisionStarted);
 
     const users = Array.from({ length: N }, (_, i) => `user-${i}`);
     const logonStarted = performance.now();
@@ -122,10 +126,15 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     });
 
     const attachedMs = performance.now() - logonStarted;
+    const cpuByNameBefore = new Map<string, number>();
+    const cpuBefore = await treeCpuMs(process.pid, cpuByNameBefore);
+    const windowStarted = performance.now();
     const logoffAt = new Map<string, number>();
     await Promise.all(
       sessions.map(async (s) => {
-        logoffAt.set(s.userId, Date.now());
+        const t = Date.now();
+        logoffAt.set(s.userId, t);
+        stages.logoff(s.userId, t);
         await api(primary, "POST", `/v1/sessions/${s.sessionId}/logoff`, key);
       }),
     );
@@ -139,11 +148,18 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       250,
     );
 
+    const windowMs = performance.now() - windowStarted;
+    const cpuByName = new Map<string, number>();
+    const windowCpuMs = (await treeCpuMs(process.pid, cpuByName)) - cpuBefore;
+    const cpuPerChangeByProcess = Object.fromEntries(
+      [...cpuByName].map(([name, ms]) => [name, Math.round((ms - (cpuByNameBefore.get(name) ?? 0)) / N)]),
+    );
     const shipped = (await userData.listChanges(tenantId)).filter((c) => c.origin === primary.name);
     const applied = (await dr.app.ports.userData.listChanges(tenantId)).filter((c) => c.replicatedAt);
     const rpos = applied
       .map((c) => Date.parse(c.replicatedAt as string) - (logoffAt.get(c.userId) ?? 0))
       .sort((a, b) => a - b);
+    for (const c of applied) stages.replicated(c.userId, c.version, Date.parse(c.replicatedAt as string));
     const bytesShippedPerLogoff = shipped.reduce((sum, c) => sum + (c.shippedBytes ?? 0), 0) / shipped.length;
     const desktop = await desktopBytes(dataDir);
 
@@ -174,6 +190,13 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       rpoP50Ms: Math.round(percentile(rpos, 50)),
       rpoP99Ms: Math.round(percentile(rpos, 99)),
       drillRtoMs: report.rtoAllLogonsMs as number,
+      provisionMs,
+      // The whole storm's CPU (every process of the bench) and the cores it got on average.
+      cpuMsPerChange: Math.round(windowCpuMs / N),
+      coresUsed: round(windowCpuMs / windowMs, 2),
+      cpuPerChangeByProcess,
+      drillToProvisionRatio: round((report.rtoAllLogonsMs as number) / provisionMs, 2),
+      stagesMs: Object.fromEntries(stages.table().map(([label, p50, p99]) => [label, [p50, p99]])),
     };
     printTable(
       `DR replication: ${N} users change ~8 MiB each and log off at once (two regions, fauxqs S3/SQS)`,
@@ -188,13 +211,24 @@ export async function benchDr(env: BenchEnv): Promise<void> {
           `drill: ${N}-desktop pool, first / all users on with data (ms)`,
           `${report.rtoFirstLogonMs} / ${report.rtoAllLogonsMs}`,
         ],
+        [
+          "CPU per change, all processes (ms) / cores used in the storm",
+          `${figures.cpuMsPerChange} / ${figures.coresUsed}`,
+        ],
         ["drill users verified / failed", `${report.usersVerified} / ${report.usersFailed?.length}`],
         ["drill state", report.state],
+        [`${N}-desktop pool provisioned in the primary (ms)`, figures.provisionMs],
+        ["drill all users on / provisioning (target <= 2)", figures.drillToProvisionRatio],
         [`(${N} logons to every data disk attached, ms)`, Math.round(attachedMs)],
       ],
     );
+    printTable(
+      "Stages of a change's way, logoff -> verified in DR: p50 / p99 (ms)",
+      stages.table().map(([label, p50, p99]) => [label, `${p50} / ${p99}`]),
+    );
     printJson(figures);
   } finally {
+    stages.stop();
     await Promise.all([primary.stop(), dr.stop()]);
     await rm(dataDir, { recursive: true, force: true });
   }

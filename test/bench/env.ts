@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Emulator, startDynamoDbLocal, startFauxqsServer, waitFor } from "../../local/emulators.ts";
+import { type Emulator, startDynamoDbLocal, startFauxqsProcess, waitFor } from "../../local/emulators.ts";
 import { preflight } from "../../local/preflight.ts";
 import { type Region, startRegion } from "../../local/region.ts";
 
@@ -40,7 +40,7 @@ export interface BenchEnv {
 
 export async function startBenchEnv(): Promise<BenchEnv> {
   await preflight();
-  const [dynamo, fauxqs] = await Promise.all([startDynamoDbLocal(), startFauxqsServer()]);
+  const [dynamo, fauxqs] = await Promise.all([startDynamoDbLocal(), startFauxqsProcess()]);
   const dataDir = await mkdtemp(join(tmpdir(), "pristine-bench-"));
   const operatorKey = `prs_op_${randomBytes(16).toString("hex")}`;
   const region = await startRegion({

@@ -41,9 +41,22 @@ export function s3PeerRegion(opts: {
     name: opts.name,
     async putFile(key, path) {
       const { size } = await stat(path);
-      // In parts, streamed from the file: no size limit but S3's own (10,000 parts), and a file
-      // smaller than one part is a single PutObject. A failed upload aborts its parts.
-      const body = createReadStream(path);
+      // 1 MiB reads: an eighth of the file reads and socket writes of the default 64 KiB.
+      const body = createReadStream(path, { highWaterMark: MiB });
+      if (size <= partSize) {
+        // One part's worth: a single PutObject streamed from the file with its length, not
+        // gathered into a buffer first (as Upload does) and hashed again to sign it.
+        try {
+          await opts.s3.send(
+            new PutObjectCommand({ Bucket: opts.bucket, Key: key, Body: body, ContentLength: size }),
+          );
+        } finally {
+          body.destroy();
+        }
+        return size;
+      }
+      // In parts, streamed from the file: no size limit but S3's own (10,000 parts). A failed
+      // upload aborts its parts.
       const upload = new Upload({
         client: opts.s3,
         params: { Bucket: opts.bucket, Key: key, Body: body },

@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { launch, useLauncher } from "./launcher.ts";
+
+const notInstalled = () => new Error("qemu-img is not installed (Debian/Ubuntu: apt-get install qemu-utils)");
 
 /**
  * Runs qemu-img; a failure carries qemu-img's own message, which names the problem precisely (it
@@ -6,6 +9,14 @@ import { spawn } from "node:child_process";
  * (`/dev/fd/3`), so it reads exactly the file this process opened.
  */
 export function qemuImg(args: string[], opts: { openFile?: number } = {}): Promise<string> {
+  // A file this process opened cannot be handed over: such calls spawn here.
+  if (opts.openFile === undefined && useLauncher())
+    return launch("qemu-img", args).then((r) => {
+      if (r.error === "ENOENT") throw notInstalled();
+      if (r.code === 0) return r.stdout;
+      const why = r.stderr.trim() || r.error || `exit ${r.code ?? r.signal}`;
+      throw new Error(`qemu-img ${args[0]} failed: ${why}`);
+    });
   return new Promise((resolve, reject) => {
     const stdio: ("ignore" | "pipe" | number)[] = ["ignore", "pipe", "pipe"];
     if (opts.openFile !== undefined) stdio.push(opts.openFile);
@@ -14,13 +25,7 @@ export function qemuImg(args: string[], opts: { openFile?: number } = {}): Promi
     const err: Buffer[] = [];
     child.stdout?.on("data", (d: Buffer) => out.push(d));
     child.stderr?.on("data", (d: Buffer) => err.push(d));
-    child.on("error", (e: NodeJS.ErrnoException) =>
-      reject(
-        e.code === "ENOENT"
-          ? new Error("qemu-img is not installed (Debian/Ubuntu: apt-get install qemu-utils)")
-          : e,
-      ),
-    );
+    child.on("error", (e: NodeJS.ErrnoException) => reject(e.code === "ENOENT" ? notInstalled() : e));
     child.on("close", (code, signal) => {
       if (code === 0) return resolve(Buffer.concat(out).toString("utf8"));
       const why = Buffer.concat(err).toString("utf8").trim() || `exit ${code ?? signal}`;

@@ -4,7 +4,7 @@ import { copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { UserDataRef } from "../../domain/dr-model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
-import { contentSha256 } from "./content-checksum.ts";
+import { contentSha256, qcow2Header } from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
 import { qemuImg } from "./qemu-img.ts";
 
@@ -39,6 +39,8 @@ export function userDataPaths(root: string) {
  */
 export function qcow2UserDataStore(root: string): UserDataStore {
   const paths = userDataPaths(root);
+  // Version 0 of every user of one size is the same blank disk: its checksum is computed once.
+  const blankSha256 = new Map<number, Promise<string>>();
 
   /** Builds `target` = the disk `from` + delta, verifies nothing, returns its content checksum. */
   async function buildDisk(from: string, deltaCopy: string, target: string) {
@@ -69,7 +71,15 @@ export function qcow2UserDataStore(root: string): UserDataStore {
           await rm(tmp, { force: true });
         }
       }
-      return contentSha256(target);
+      // Keyed by the file's own virtual size (a disk made under another configured size differs).
+      const size = (await qcow2Header(target)).virtualSize;
+      let sha256 = blankSha256.get(size);
+      if (!sha256) {
+        sha256 = contentSha256(target);
+        blankSha256.set(size, sha256);
+        sha256.catch(() => blankSha256.delete(size));
+      }
+      return sha256;
     },
 
     async ensureOverlay(ref, sessionId, version) {
