@@ -1,6 +1,6 @@
 import type { CloneJob, PowerJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
-import { connectSession, plugUserData, startDesktop, takeScreenshot } from "./desktop-vms.ts";
+import { connectSession, plugUserData, startDesktop, takeScreenshot, warnSession } from "./desktop-vms.ts";
 import {
   type DiskJobPorts,
   type DiskJobSettings,
@@ -15,6 +15,7 @@ import {
 } from "./disk-jobs.ts";
 import { DomainError, RetryLater } from "./errors.ts";
 import { replicateConfig } from "./replication-config.ts";
+import { checkSessionTimeout, scheduleSessionTimeouts } from "./session-timeouts.ts";
 
 type WorkerPorts = DiskJobPorts & Pick<Ports, "peer" | "replication">;
 
@@ -60,10 +61,15 @@ export async function runCloneJob(
       return recomposeDesktop(ports, job, settings);
     case "delete-desktop":
       return deleteDesktop(ports, job);
+    case "check-session-timeout":
+      return checkSessionTimeout(ports, job);
+    case "schedule-session-timeouts":
+      return scheduleSessionTimeouts(ports, job);
     case "start-desktop":
     case "connect-session":
     case "plug-user-data":
     case "screenshot":
+    case "warn-session":
       return runPowerJob(ports, job);
   }
 }
@@ -86,6 +92,8 @@ async function runPowerJob(ports: WorkerPorts, job: PowerJob): Promise<string> {
       return plugUserData(vms, job);
     case "screenshot":
       return takeScreenshot(vms, job);
+    case "warn-session":
+      return warnSession(vms, job);
   }
 }
 

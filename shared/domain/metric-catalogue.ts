@@ -6,6 +6,10 @@ export const metricCatalogue = {
   logonsServed: { unit: "Count", about: "logons that got a desktop (reconnects included)" },
   logonsRefused: { unit: "Count", about: "logons answered with a problem (a full pool, a bad request)" },
   logonLatencyMs: { unit: "Milliseconds", about: "time to answer a logon, served or refused" },
+  sessionsTimedOut: {
+    unit: "Count",
+    about: "sessions a pool's timeout logged off (disconnected, idle or past their maximum lifetime)",
+  },
   provisionSeconds: { unit: "Seconds", about: "a new desktop's disk: from its record to a disk ready" },
   refreshSeconds: { unit: "Seconds", about: "a desktop's refresh: from the logoff to a pristine disk" },
   recomposeSeconds: { unit: "Seconds", about: "a desktop's recompose: from its job to the new disk" },

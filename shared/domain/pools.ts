@@ -18,6 +18,7 @@ import type {
   Pool,
   QuotaLimits,
   RefreshPolicy,
+  SessionTimeouts,
 } from "./model.ts";
 import { countedCharge, limitedCharge } from "./quotas.ts";
 import { recomposeProgress } from "./recompose-progress.ts";
@@ -34,6 +35,7 @@ export interface CreatePoolInput {
   refreshWhenDeltaExceedsPercent?: number;
   refreshEveryDays?: number;
   datastoreIds?: string[];
+  sessionTimeouts?: SessionTimeouts;
 }
 
 /**
@@ -140,6 +142,9 @@ export async function createPool(
       : {}),
     ...(input.refreshEveryDays !== undefined ? { refreshEveryDays: input.refreshEveryDays } : {}),
     size: input.size,
+    ...(input.sessionTimeouts && Object.keys(input.sessionTimeouts).length > 0
+      ? { sessionTimeouts: input.sessionTimeouts }
+      : {}),
     datastoreIds: await allowedDatastores(ports, defaults, input.datastoreIds),
     state: "ACTIVE",
     createdAt: now,

@@ -10,7 +10,9 @@ import type {
   Replica,
   Session,
   SessionEnding,
+  SessionTimeouts,
   Tenant,
+  TimeoutWarning,
 } from "../domain/model.ts";
 import type { TenantCharge } from "./quotas.ts";
 
@@ -126,6 +128,12 @@ export interface PoolRepository {
   get(tenantId: string, poolId: string): Promise<Pool | undefined>;
   list(tenantId: string): Promise<Pool[]>;
   markDeleting(tenantId: string, poolId: string): Promise<void>;
+  /** Replaces the pool's session timeouts (undefined: none); false when the pool is not ACTIVE. */
+  setSessionTimeouts(
+    tenantId: string,
+    poolId: string,
+    timeouts: SessionTimeouts | undefined,
+  ): Promise<boolean>;
   remove(tenantId: string, poolId: string): Promise<void>;
 }
 
@@ -215,4 +223,24 @@ export interface SessionRepository {
    * released when it names this session (a session whose lock is gone still ends).
    */
   end(session: Session, endedAt: string, endedBy: SessionEnding): Promise<EndSessionResult>;
+  /**
+   * Records what the desktop agent reported at `reportedAt` about the session (while its desktop
+   * holds it): disconnected since a time or connected again (null), idle since a time or active
+   * again (null). A spell already recorded keeps its start. Not applied, and nothing written, when
+   * the session is not active or a later report of the same kind was recorded already (events come
+   * at least once and out of order). `started`: this report began the spell now in force (or is a
+   * redelivery of the one that did).
+   */
+  recordActivity(
+    session: Pick<Session, "tenantId" | "poolId" | "desktopId" | "sessionId">,
+    report: { reportedAt: string } & (
+      | { kind: "connection"; disconnectedAt: string | null }
+      | { kind: "idle"; idleSince: string | null }
+    ),
+  ): Promise<{ applied: false } | { applied: true; since?: string; started: boolean }>;
+  /** Records the timeout warning the session got (while its desktop holds it). */
+  recordTimeoutWarning(
+    session: Pick<Session, "tenantId" | "poolId" | "desktopId" | "sessionId">,
+    warning: TimeoutWarning,
+  ): Promise<boolean>;
 }

@@ -9,6 +9,7 @@ import {
   resizePool,
 } from "../../domain/pools.ts";
 import { recomposePool, rollbackRecompose } from "../../domain/recompose.ts";
+import { setSessionTimeouts } from "../../domain/session-timeouts.ts";
 import { storageReport } from "../../domain/storage.ts";
 import * as r from "../responses.ts";
 import { type ApiRoute, json, poolParams, quotaDefaults, route } from "../route.ts";
@@ -55,22 +56,26 @@ export const poolRoutes: ApiRoute[] = [
     access: "tenant",
     method: "PATCH",
     path: "/v1/pools/{poolId}",
-    summary: "Resize a pool",
+    summary: "Resize a pool, or change its session timeouts",
     responses: { 200: r.pool },
     params: poolParams,
     body: s.patchPoolBody,
-    handle: async ({ app, tenantId, params, body }) =>
-      json(
-        200,
-        await resizePool(
-          app.ports,
-          tenantId,
-          params.poolId,
-          body.size,
-          app.config.defaultDatastore,
-          quotaDefaults(app),
-        ),
-      ),
+    handle: async ({ app, tenantId, params, body }) => {
+      let pool =
+        body.size !== undefined
+          ? await resizePool(
+              app.ports,
+              tenantId,
+              params.poolId,
+              body.size,
+              app.config.defaultDatastore,
+              quotaDefaults(app),
+            )
+          : undefined;
+      if (body.sessionTimeouts)
+        pool = await setSessionTimeouts(app.ports, tenantId, params.poolId, body.sessionTimeouts);
+      return json(200, pool);
+    },
   }),
   route({
     access: "tenant",
