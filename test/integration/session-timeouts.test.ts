@@ -44,7 +44,7 @@ async function postEvent(event: unknown) {
     headers: { authorization: `Bearer ${fx.r.operatorKey}`, "content-type": "application/json" },
     body: JSON.stringify(event),
   });
-  return { status: res.status, body: await res.json() };
+  return { status: res.status, body: (await res.json()) as any };
 }
 
 async function waitEnded(sessionId: string, timeoutMs = 30_000) {
@@ -72,13 +72,12 @@ async function cloneJobsDone() {
         }),
       );
       const a = out.Attributes ?? {};
-      return [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-      ]
-        .map((k) => Number(a[k] ?? 0))
-        .every((n) => n === 0);
+      const counts = [
+        a.ApproximateNumberOfMessages,
+        a.ApproximateNumberOfMessagesNotVisible,
+        a.ApproximateNumberOfMessagesDelayed,
+      ];
+      return counts.every((n) => Number(n ?? 0) === 0);
     },
     30_000,
   );
