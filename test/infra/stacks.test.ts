@@ -552,9 +552,12 @@ describe("the default app (cdk.json context, no account)", () => {
       expect(Number(fn.Environment.Variables.PRISTINE_UPLOAD_PART_SIZE_MIB)).toBeGreaterThanOrEqual(5);
     });
 
-    it("routes Session Logoff events from pristine.desktop to the logoff queue", () => {
+    it("routes the desktop agents' session events from pristine.desktop to the logoff queue", () => {
       template.hasResourceProperties("AWS::Events::Rule", {
-        EventPattern: { source: ["pristine.desktop"], "detail-type": ["Session Logoff"] },
+        EventPattern: {
+          source: ["pristine.desktop"],
+          "detail-type": ["Session Logoff", "Session Disconnected", "Session Reconnected", "Session Idle"],
+        },
         Targets: [
           Match.objectLike({
             Arn: { "Fn::GetAtt": [logicalId(stack, stack.queues.byKind.logoff.queue), "Arn"] },
