@@ -107,11 +107,11 @@ export const createPoolBody = z
       "none would hand a floating desktop to the next user with the previous user's changes; use refresh or delete",
   });
 
-export const patchPoolBody = z
-  .strictObject({ size: poolSize.optional(), sessionTimeouts: sessionTimeoutsPatch.optional() })
-  .refine((b) => b.size !== undefined || b.sessionTimeouts !== undefined, {
-    message: "give size, sessionTimeouts, or both",
-  });
+/** Each field given changes the pool; an empty body changes nothing (and answers the pool). */
+export const patchPoolBody = z.strictObject({
+  size: poolSize.optional(),
+  sessionTimeouts: sessionTimeoutsPatch.optional(),
+});
 
 export const recomposeBody = z.strictObject({
   imageVersion: z.number().int().positive(),

@@ -1,5 +1,6 @@
 /** Pools, their desktops, recompose and storage. */
 
+import { requirePool } from "../../domain/common.ts";
 import {
   createPool,
   deletePoolEverywhere,
@@ -74,7 +75,7 @@ export const poolRoutes: ApiRoute[] = [
           : undefined;
       if (body.sessionTimeouts)
         pool = await setSessionTimeouts(app.ports, tenantId, params.poolId, body.sessionTimeouts);
-      return json(200, pool);
+      return json(200, pool ?? (await requirePool(app.ports, tenantId, params.poolId)));
     },
   }),
   route({
