@@ -50,7 +50,7 @@ type QueueAccess = QueueKind | typeof PEER_REPLICATION;
 const SQS_ACCESS: Record<FunctionName, { send: QueueAccess[]; consume: QueueKind[] }> = {
   api: { send: ["clone-jobs", "replication", "user-data"], consume: [] },
   authorizer: { send: [], consume: [] },
-  "clone-worker": { send: ["clone-jobs", "replication"], consume: ["clone-jobs"] },
+  "clone-worker": { send: ["clone-jobs", "replication", "user-data"], consume: ["clone-jobs"] },
   logoff: { send: ["clone-jobs", "user-data"], consume: ["logoff"] },
   reconciler: { send: ["clone-jobs", "replication"], consume: [] },
   "replication-worker": {
@@ -100,6 +100,7 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_DATASTORE_ID",
     "PRISTINE_IMPORT_ROOTS",
     "PRISTINE_REPLICATION_QUEUE_URL",
+    "PRISTINE_USER_DATA_QUEUE_URL",
     ...PEER,
   ],
   logoff: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL", "PRISTINE_USER_DATA_QUEUE_URL"],
