@@ -144,13 +144,9 @@ export async function checkSessionTimeout(ports: CheckPorts, job: CheckJob): Pro
     return `skipped: session ${job.sessionId} is no longer active`;
   const pool = await ports.pools.get(job.tenantId, job.poolId);
   const settings = pool?.sessionTimeouts;
-  const step = timeoutStep({
-    settings,
-    session,
-    reason: job.reason,
-    since: job.since,
-    nowMs: ports.clock.now().getTime(),
-  });
+  // One instant for the decision and what is recorded of it.
+  const now = ports.clock.now();
+  const step = timeoutStep({ settings, session, reason: job.reason, since: job.since, nowMs: now.getTime() });
   switch (step.action) {
     case "none":
       return `nothing to do: ${step.why}`;
@@ -161,7 +157,7 @@ export async function checkSessionTimeout(ports: CheckPorts, job: CheckJob): Pro
       const warning = {
         reason: job.reason,
         logoffAt: step.logoffAt,
-        warnedAt: ports.clock.now().toISOString(),
+        warnedAt: now.toISOString(),
       };
       // The user hears it first (a VM desktop's agent, through its host); a lost record only repeats it.
       const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);

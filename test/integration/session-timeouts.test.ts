@@ -5,7 +5,7 @@
  */
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { describe, expect, it } from "vitest";
-import { expectStatus, readyPool, useTenantRegion, waitFor } from "./harness.ts";
+import { expectStatus, readyPool, useTenantRegion, waitFor, waitForCounts } from "./harness.ts";
 
 const fx = useTenantRegion({ image: { blankSizeMiB: 64 } });
 
@@ -144,6 +144,7 @@ describe("session timeouts", () => {
   });
 
   it("leaves alone a session that reconnected before its deadline, whatever order the events come in", async () => {
+    await waitForCounts(fx.r, key(), disconnectPool, { AVAILABLE: 2 });
     const bob = await logon(disconnectPool, "bob");
     const carol = await logon(disconnectPool, "carol");
     const t = Date.now();
