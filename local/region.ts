@@ -21,7 +21,7 @@ import { readinessSettings } from "../shared/domain/readiness.ts";
 import { authenticate, hashApiKey } from "../shared/domain/tenants.ts";
 import { apiHandler } from "../shared/http/api.ts";
 import { errorToResponse, problem, problemResponse, validationProblem } from "../shared/http/problem.ts";
-import { logoffEventSchema } from "../shared/messages/logoff-event.ts";
+import { desktopEventSchema } from "../shared/messages/session-event.ts";
 import { quotaDefaultsFromEnv } from "../shared/quota-config.ts";
 import { cloneWorkerHandler, logoffWorkerHandler } from "../shared/workers/handlers.ts";
 import { reconcilerHandler } from "../shared/workers/reconciler.ts";
@@ -252,7 +252,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   const server = await startApiServer({
     port: opts.port ?? 0,
     handler,
-    // Stand-in for EventBridge PutEvents: the rule routes Session Logoff events to the logoff queue.
+    // Stand-in for EventBridge PutEvents: the rule routes the desktop events to the logoff queue.
     localRoute: async (req, body) => {
       if (req.url !== "/local/events" || req.method !== "POST") return undefined;
       // Only the operator posts events here (in AWS, only the host agents' role may PutEvents).
@@ -268,7 +268,7 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
       } catch {
         return problemResponse(problem("malformedJson", "body is not valid JSON", { field: "body" }));
       }
-      const parsed = logoffEventSchema.safeParse(event);
+      const parsed = desktopEventSchema.safeParse(event);
       if (!parsed.success) return problemResponse(validationProblem("body", parsed.error).problem);
       await sendJson(sqs, logoff.url, [parsed.data]);
       return {

@@ -1,4 +1,4 @@
-/** Pools: create (--wait), list, get, resize (--wait), delete, desktops, recompose and rollback (--wait). */
+/** Pools: create (--wait), list, get, resize (--wait), timeouts, delete, desktops, recompose and rollback (--wait). */
 import type { Command } from "commander";
 import type { Desktop, Pool } from "../../shared/domain/model.ts";
 import type { PoolDescription } from "../../shared/http/responses.ts";
@@ -8,6 +8,13 @@ import type { ApiClient } from "../client.ts";
 import { api, show, type WaitFlags, waitOptions, withWait } from "../context.ts";
 import { bytes, counts, printFields, printTable } from "../output.ts";
 import { type Progress, waitFor } from "../wait.ts";
+import {
+  poolTimeoutsCommand,
+  type TimeoutFlags,
+  timeoutFields,
+  timeoutsFrom,
+  withTimeoutOptions,
+} from "./pool-timeouts.ts";
 
 /** GET /v1/pools/{poolId}: the pool with its desktops counted by state (the API's own answer type). */
 export type PoolView = PoolDescription;
@@ -49,7 +56,7 @@ export function recomposeProgress(pool: PoolView): Progress {
   };
 }
 
-interface CreateFlags extends WaitFlags {
+interface CreateFlags extends WaitFlags, TimeoutFlags {
   image: string;
   imageVersion?: number;
   size: number;
@@ -70,6 +77,7 @@ function createBody(name: string, f: CreateFlags) {
     refreshWhenDeltaExceedsPercent: f.refreshDeltaPercent,
     refreshEveryDays: f.refreshEveryDays,
     datastoreIds: f.datastore,
+    sessionTimeouts: timeoutsFrom(f),
   };
   const given = Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== undefined));
   return validBody(s.createPoolBody, { name, imageId: f.image, size: f.size, ...given });
@@ -97,8 +105,7 @@ async function showPool(
 export function poolCommands(program: Command): void {
   const pools = program.command("pools").description("desktop pools");
   withWait(
-    pools
-      .command("create <name>")
+    withTimeoutOptions(pools.command("create <name>"))
       .description("create a pool of desktops from an image version")
       .requiredOption("--image <imageId>", "the golden image")
       .requiredOption("--size <n>", "how many desktops", integer)
@@ -158,6 +165,7 @@ export function poolCommands(program: Command): void {
     await client.json<Pool>("PATCH", `/v1/pools/${poolId}`, { body });
     await showPool(cmd, client, poolId, f, "provisioning");
   });
+  poolTimeoutsCommand(pools);
   pools
     .command("delete <poolId>")
     .description("drain a pool: sessions logged off, desktops and their deltas deleted")
@@ -242,5 +250,6 @@ function poolFields(p: PoolView): void {
         ? `${r.fromVersion} -> ${r.toVersion}: ${r.done} done, ${r.pending} pending, ${r.failed} failed`
         : undefined,
     ],
+    ...timeoutFields(p),
   ]);
 }

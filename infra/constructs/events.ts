@@ -3,10 +3,14 @@ import * as events from "aws-cdk-lib/aws-events";
 import * as targets from "aws-cdk-lib/aws-events-targets";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
+import { desktopEventTypes } from "../../shared/messages/session-event.ts";
 import type { WorkQueue } from "./queues.ts";
 
-/** The logoff event the desktop agents put on the default bus (DESIGN.md section 4). */
-export const LOGOFF_EVENT = { source: "pristine.desktop", detailType: "Session Logoff" } as const;
+/**
+ * The events the desktop agents (through their hosts) put on the default bus: logoff (DESIGN.md
+ * section 4), disconnect, reconnect and idle time. One rule routes them all to the logoff queue.
+ */
+export const DESKTOP_EVENTS = { source: "pristine.desktop", detailTypes: [...desktopEventTypes] } as const;
 
 export const RECONCILER_RATE = Duration.minutes(1);
 
@@ -33,9 +37,10 @@ export class Events extends Construct {
   constructor(scope: Construct, id: string, props: EventsProps) {
     super(scope, id);
 
+    // The construct id stays: renaming it would replace the deployed rule.
     this.logoffRule = new events.Rule(this, "SessionLogoff", {
-      description: `pristine-${props.stage}: desktop agents' Session Logoff events to the logoff queue`,
-      eventPattern: { source: [LOGOFF_EVENT.source], detailType: [LOGOFF_EVENT.detailType] },
+      description: `pristine-${props.stage}: desktop agents' session events (logoff, disconnect, reconnect, idle) to the logoff queue`,
+      eventPattern: { source: [DESKTOP_EVENTS.source], detailType: [...DESKTOP_EVENTS.detailTypes] },
     });
     // The target adds the queue policy that lets this rule (and only it) send to the queue.
     // Events EventBridge cannot deliver land in the logoff DLQ, whose depth is alarmed.

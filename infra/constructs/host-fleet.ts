@@ -10,7 +10,7 @@ import { Construct } from "constructs";
 import type { DatastoreSettings, HostFleetSettings, HostStorage } from "../config.ts";
 import { regionName } from "../names.ts";
 import type { EfsDatastore } from "./datastore.ts";
-import { LOGOFF_EVENT } from "./events.ts";
+import { DESKTOP_EVENTS } from "./events.ts";
 import {
   agentBundleAsset,
   HOST_DATA_DIR,
@@ -204,8 +204,8 @@ export class HostFleet extends Construct {
         "ssmmessages and ec2messages calls have no resource-level permissions), and AWS keeps it current " +
         "as the agent changes.",
     });
-    // Relay the desktops' Session Logoff events to the default bus, where the logoff rule is;
-    // nothing else may be put there.
+    // Relay the desktops' session events (logoff, disconnect, reconnect, idle) to the default bus,
+    // where the rule that routes them is; nothing else may be put there.
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: "PutSessionLogoffEvents",
@@ -215,8 +215,8 @@ export class HostFleet extends Construct {
         ],
         conditions: {
           StringEquals: {
-            "events:source": [LOGOFF_EVENT.source],
-            "events:detail-type": [LOGOFF_EVENT.detailType],
+            "events:source": [DESKTOP_EVENTS.source],
+            "events:detail-type": [...DESKTOP_EVENTS.detailTypes],
           },
         },
       }),

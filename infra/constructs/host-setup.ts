@@ -29,7 +29,7 @@ export const HOST_VM_RUN_DIR = "/run/pristine/vms";
 export const AGENT_SERVICE = "pristine-agent.service";
 /** Where the guest boot files are fetched from, in the region's image store bucket. */
 export const GUEST_BOOT_FILES_PREFIX = "guest/";
-/** The bus the agents put Session Logoff events on: the default bus, where the logoff rule is. */
+/** The bus the agents put the desktops' session events on: the default bus, where the rule that routes them is. */
 export const HOST_EVENT_BUS_NAME = "default";
 /** Canonical's public SSM parameter of the current Ubuntu 24.04 LTS amd64 AMI. */
 export const UBUNTU_AMI_PARAMETER =

@@ -87,15 +87,18 @@ export class Workers extends Construct {
         PRISTINE_DATASTORE_ID: props.datastoreSettings.id,
         PRISTINE_IMPORT_ROOTS: `${DATASTORE_MOUNT_PATH}/imports`,
         PRISTINE_REPLICATION_QUEUE_URL: replicationQueue.queueUrl,
+        // A session timeout's logoff commits the user's data, as every logoff does.
+        PRISTINE_USER_DATA_QUEUE_URL: userDataQueue.queueUrl,
         ...peer.environment(),
       },
       ...onDatastore,
       layers,
     });
     grantTableReadWrite(table, this.cloneWorker.role);
-    // Follow-up jobs (e.g. the clone after its replica) go back onto the queue.
+    // Follow-up jobs (e.g. the clone after its replica, a timeout's next check) go back onto the queue.
     queues.grantSendCloneJobs(this.cloneWorker.fn);
     grantSend(replicationQueue, this.cloneWorker.role);
+    grantSend(userDataQueue, this.cloneWorker.role);
     this.consume(this.cloneWorker, queues.byKind["clone-jobs"], EVENT_SOURCES["clone-worker"]);
 
     // Logoff: session logoff events in; refresh/delete jobs and the user's data commit out.

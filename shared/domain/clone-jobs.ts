@@ -1,7 +1,14 @@
 import type { CloneJob, PowerJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
 import type { DefaultDatastore } from "./datastores.ts";
-import { connectSession, plugUserData, powerOffFree, startDesktop, takeScreenshot } from "./desktop-vms.ts";
+import {
+  connectSession,
+  plugUserData,
+  powerOffFree,
+  startDesktop,
+  takeScreenshot,
+  warnSession,
+} from "./desktop-vms.ts";
 import {
   type DiskJobPorts,
   type DiskJobSettings,
@@ -20,6 +27,7 @@ import type { QuotaLimits } from "./model.ts";
 import { sizePool } from "./pool-sizer.ts";
 import { defaultQuotas } from "./quotas.ts";
 import { replicateConfig } from "./replication-config.ts";
+import { checkSessionTimeout, scheduleSessionTimeouts } from "./session-timeouts.ts";
 import { sweepDatastore } from "./sweep.ts";
 
 type WorkerPorts = DiskJobPorts &
@@ -81,11 +89,16 @@ export async function runCloneJob(
       return deleteDesktop(ports, job);
     case "sweep-datastore":
       return sweepDatastore(ports, job);
+    case "check-session-timeout":
+      return checkSessionTimeout(ports, job);
+    case "schedule-session-timeouts":
+      return scheduleSessionTimeouts(ports, job);
     case "start-desktop":
     case "stop-desktop":
     case "connect-session":
     case "plug-user-data":
     case "screenshot":
+    case "warn-session":
       return runPowerJob(ports, job);
   }
 }
@@ -110,6 +123,8 @@ async function runPowerJob(ports: WorkerPorts, job: PowerJob): Promise<string> {
       return plugUserData(vms, job);
     case "screenshot":
       return takeScreenshot(vms, job);
+    case "warn-session":
+      return warnSession(vms, job);
   }
 }
 

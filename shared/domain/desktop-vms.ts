@@ -7,6 +7,7 @@
  */
 
 import type { CloneJob } from "../messages/clone-job.ts";
+import { type SessionEvent, sessionEvent } from "../messages/session-event.ts";
 import type { HostRuntime, Ports, VmDesktop } from "../ports/index.ts";
 import { commitLater, desktopFreed } from "./common.ts";
 import type { UserDataRef } from "./dr-model.ts";
@@ -124,7 +125,7 @@ export async function stopDesktop(ports: VmPorts, desktopId: string, graceMs = 5
   await ports.host.hypervisor.stop(desktopId, { graceMs });
 }
 
-/** What a desktop agent said. Only `ready` and `logoff` change anything; heartbeats are not news. */
+/** What a desktop agent said: ready, logoff and its session reports matter; heartbeats are not news. */
 export async function onGuestMessage(
   ports: VmPorts,
   vmId: string,
@@ -157,20 +158,36 @@ export async function onGuestMessage(
   }
   if (type === "user-data-released" || type === "logoff") vm.userDataReleased = true;
   if (type === "assigned" || type === "user-data-mounted") vm.userDataReleased = false;
-  if (type === "logoff") {
+  if (type === "logoff" || type === "disconnected" || type === "reconnected" || type === "idle") {
     // The session is the one the desktop holds now, whatever the guest says.
     const desktop = await desktopOf(ports, vm);
     if (desktop?.state !== "ASSIGNED" || !desktop.sessionId)
-      return `logoff from ${vmId}, which holds no session`;
-    await ports.events.logoff({
+      return `${type} from ${vmId}, which holds no session`;
+    const detail = {
       tenantId: desktop.tenantId,
       sessionId: desktop.sessionId,
       desktopId: desktop.desktopId,
       at: ports.clock.now().toISOString(),
-    });
-    return `logoff of ${desktop.sessionId} relayed`;
+    };
+    if (type === "logoff") await ports.events.logoff(detail);
+    else await ports.events.session(sessionActivityEvent(type, detail, message));
+    return `${type} of ${desktop.sessionId} relayed`;
   }
   return `${String(type)} from ${vmId}`;
+}
+
+/** A guest's disconnect, reconnect or idle report as the event the control plane hears. */
+function sessionActivityEvent(
+  type: "disconnected" | "reconnected" | "idle",
+  detail: SessionEvent["detail"],
+  message: unknown,
+): SessionEvent {
+  if (type === "disconnected") return sessionEvent("Session Disconnected", detail);
+  if (type === "reconnected") return sessionEvent("Session Reconnected", detail);
+  const reported = Number((message as { idleSeconds?: unknown }).idleSeconds);
+  // The guest is trusted with nothing: a nonsense idle time counts as none.
+  const idleSeconds = Number.isInteger(reported) && reported >= 0 && reported < 315_360_000 ? reported : 0;
+  return sessionEvent("Session Idle", { ...detail, idleSeconds });
 }
 
 /**
@@ -309,6 +326,19 @@ function guestSays(ports: VmPorts, vmId: string, type: string, timeoutMs: number
       resolve(heard);
     }
   });
+}
+
+/** A timeout will log the session off: the desktop agent tells the user when and why. */
+export async function warnSession(ports: VmPorts, job: Job<"warn-session">): Promise<string> {
+  const desktop = await desktopOf(ports, job);
+  if (desktop?.state !== "ASSIGNED" || desktop.sessionId !== job.sessionId)
+    return `skipped: desktop no longer holds ${job.sessionId}`;
+  await ports.host.hypervisor.send(job.desktopId, {
+    type: "timeout-warning",
+    reason: job.reason,
+    logoffAt: job.logoffAt,
+  });
+  return `${job.sessionId} warned of its ${job.reason}`;
 }
 
 /** The desktop's screen, for a request that waits for it in the table. */

@@ -9,6 +9,7 @@ import type { Ports } from "../ports/index.ts";
 import { noDesktopAvailable, notFound } from "./errors.ts";
 import type { LogonTicket, Pool, Session } from "./model.ts";
 import { requestSizing, sizingOf } from "./pool-sizing.ts";
+import { sessionStarted } from "./session-timeouts.ts";
 import { attachUserDataLater, newSession } from "./sessions.ts";
 
 export interface QueuedLogon {
@@ -19,7 +20,7 @@ export interface QueuedLogon {
 
 type QueuePorts = Pick<
   Ports,
-  "logonQueue" | "desktops" | "sessions" | "jobs" | "clock" | "userDataJobs" | "metrics"
+  "logonQueue" | "desktops" | "sessions" | "jobs" | "clock" | "userDataJobs" | "metrics" | "pools"
 >;
 
 /** Time-ordered ids (ms, then a random tail): tickets sort in the order they were made. */
@@ -136,7 +137,8 @@ async function serveInOrder(ports: QueuePorts, tenantId: string, poolId: string)
     if (!session) continue;
     const at = ports.clock.now().toISOString();
     await ports.logonQueue.settle(head, "SERVED", at, session.sessionId);
-    if (result.outcome === "assigned") await attachUserDataLater(ports, session);
+    if (result.outcome === "assigned")
+      await Promise.all([attachUserDataLater(ports, session), sessionStarted(ports, session)]);
     ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
     served++;
   }

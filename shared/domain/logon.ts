@@ -11,6 +11,7 @@ import { DomainError, noDesktopAvailable } from "./errors.ts";
 import { type QueuedLogon, queueLogon, serveLater } from "./logon-queue.ts";
 import type { ConnectionInfo, Desktop, Pool, Session } from "./model.ts";
 import { requestSizing, sizingOf } from "./pool-sizing.ts";
+import { sessionStarted } from "./session-timeouts.ts";
 import { attachUserDataLater, newSession } from "./sessions.ts";
 
 export interface LogonResult {
@@ -40,13 +41,18 @@ const maxRounds = 200;
 
 /** The session with a fresh connection to its desktop (reading the desktop when not at hand). */
 async function withConnection(
-  ports: Pick<Ports, "desktops" | "jobs" | "clock">,
+  ports: Pick<Ports, "desktops" | "jobs" | "clock" | "pools">,
   session: Session,
   reconnected: boolean,
   desktop?: Desktop,
 ): Promise<LogonResult> {
   const at = desktop ?? (await ports.desktops.get(session.tenantId, session.poolId, session.desktopId));
-  return { session, connection: await connect(ports, at, session), reconnected };
+  // A new session starts its pool's maximum-lifetime clock.
+  const [connection] = await Promise.all([
+    connect(ports, at, session),
+    reconnected ? undefined : sessionStarted(ports, session),
+  ]);
+  return { session, connection, reconnected };
 }
 
 /**
@@ -163,7 +169,7 @@ async function dedicatedLogon(
  * is released so that the next round can take it.
  */
 async function existingSession(
-  ports: Pick<Ports, "sessions" | "desktops" | "jobs" | "clock">,
+  ports: Pick<Ports, "sessions" | "desktops" | "jobs" | "clock" | "pools">,
   tenantId: string,
   poolId: string,
   userId: string,

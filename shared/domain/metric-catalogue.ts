@@ -8,6 +8,10 @@ export const metricCatalogue = {
   logonsQueued: { unit: "Count", about: "logons answered with a ticket (a self-sizing pool had none free)" },
   logonLatencyMs: { unit: "Milliseconds", about: "time to answer a logon, served or refused" },
   ticketWaitSeconds: { unit: "Seconds", about: "a queued logon: from its ticket to its desktop" },
+  sessionsTimedOut: {
+    unit: "Count",
+    about: "sessions a pool's timeout logged off (disconnected, idle or past their maximum lifetime)",
+  },
   provisionSeconds: { unit: "Seconds", about: "a new desktop's disk: from its record to a disk ready" },
   refreshSeconds: { unit: "Seconds", about: "a desktop's refresh: from the logoff to a pristine disk" },
   recomposeSeconds: { unit: "Seconds", about: "a desktop's recompose: from its job to the new disk" },

@@ -109,6 +109,8 @@ export interface Pool {
   datastoreIds: string[];
   /** The last recompose (its progress is counted from the desktops). */
   recompose?: RecomposeTarget;
+  /** When abandoned or overlong sessions are logged off (none set: never). */
+  sessionTimeouts?: SessionTimeouts;
   state: PoolState;
   createdAt: string;
 }
@@ -129,6 +131,18 @@ export interface LogonTicket {
   validUntil: string;
   servedAt?: string;
   sessionId?: string;
+}
+
+/**
+ * A pool's session timeouts, in seconds: a session disconnected, or idle (as its desktop agent
+ * reports), for longer than these is logged off, as is any session older than `maxLifetimeSeconds`;
+ * `warningSeconds` before that (default 60) the session is warned.
+ */
+export interface SessionTimeouts {
+  disconnectSeconds?: number;
+  idleSeconds?: number;
+  maxLifetimeSeconds?: number;
+  warningSeconds?: number;
 }
 
 /** Where desktop disks live; capacity is in virtual (provisioned) bytes times the overcommit ratio. */
@@ -185,6 +199,13 @@ export interface Desktop {
   userId?: string;
   /** When the current session started (only while ASSIGNED). */
   sessionStartedAt?: string;
+  /** The current session's activity as its desktop agent reported it (only while ASSIGNED). */
+  disconnectedAt?: string;
+  idleSince?: string;
+  /** The agent's time of the last connection (disconnect/reconnect) and idle reports applied. */
+  connectionReportedAt?: string;
+  idleReportedAt?: string;
+  timeoutWarning?: TimeoutWarning;
   /** The session whose logoff put the desktop into REFRESHING; refresh jobs must match it. */
   lastSessionId?: string;
   /**
@@ -205,7 +226,7 @@ export interface Desktop {
 
 export const sessionStates = ["ACTIVE", "ENDED"] as const;
 export type SessionState = (typeof sessionStates)[number];
-/** Why a session ended: the user (API or desktop event), the pool, a recompose, or a repair. */
+/** Why a session ended: the user (API or desktop event), the pool, a recompose, a repair, a timeout. */
 export const sessionEndings = [
   "api",
   "event",
@@ -216,8 +237,21 @@ export const sessionEndings = [
   "failover",
   /** The reconciler: the session's desktop no longer exists. */
   "desktop-gone",
+  "disconnect-timeout",
+  "idle-timeout",
+  "max-lifetime",
 ] as const;
 export type SessionEnding = (typeof sessionEndings)[number];
+/** The endings a pool's session timeouts decide. */
+export const timeoutReasons = ["disconnect-timeout", "idle-timeout", "max-lifetime"] as const;
+export type TimeoutReason = (typeof timeoutReasons)[number];
+
+/** The warning a session got before a timeout logs it off. */
+export interface TimeoutWarning {
+  reason: TimeoutReason;
+  logoffAt: string;
+  warnedAt: string;
+}
 
 export interface Session {
   tenantId: string;
@@ -229,6 +263,11 @@ export interface Session {
   /** Where the desktop's disk is: its jobs go to the queue of that datastore (its host's). */
   datastoreId?: string;
   startedAt: string;
+  /** Since when the user is disconnected, or idle, as the desktop agent reported (while ACTIVE). */
+  disconnectedAt?: string;
+  idleSince?: string;
+  /** The latest timeout warning (kept on the ended record of a session a timeout ended). */
+  timeoutWarning?: TimeoutWarning;
   endedAt?: string;
   endedBy?: SessionEnding;
 }

@@ -18,6 +18,7 @@ import type {
   Pool,
   QuotaLimits,
   RefreshPolicy,
+  SessionTimeouts,
 } from "./model.ts";
 import { initialSize } from "./pool-sizing.ts";
 import { countedCharge, limitedCharge } from "./quotas.ts";
@@ -42,6 +43,7 @@ export interface CreatePoolInput {
   refreshWhenDeltaExceedsPercent?: number;
   refreshEveryDays?: number;
   datastoreIds?: string[];
+  sessionTimeouts?: SessionTimeouts;
 }
 
 /**
@@ -162,6 +164,9 @@ export async function createPool(
             ? { ticketTimeoutSeconds: input.ticketTimeoutSeconds }
             : {}),
         }
+      : {}),
+    ...(input.sessionTimeouts && Object.keys(input.sessionTimeouts).length > 0
+      ? { sessionTimeouts: input.sessionTimeouts }
       : {}),
     datastoreIds: await allowedDatastores(ports, defaults, input.datastoreIds),
     state: "ACTIVE",

@@ -81,6 +81,34 @@ const sizingNeedsMax = (b: {
   b.maxSize !== undefined ||
   (b.minSize === undefined && b.spare === undefined && b.poweredOnSpare === undefined);
 
+/** A session timeout in seconds: at least one, at most 30 days. */
+const timeoutSeconds = z
+  .number()
+  .int()
+  .min(1)
+  .max(30 * 86_400);
+const warningSeconds = z.number().int().min(0).max(86_400);
+const timeoutDescriptions = {
+  disconnectSeconds: "log off a session disconnected for longer than this",
+  idleSeconds: "log off a session idle (as its desktop agent reports) for longer than this",
+  maxLifetimeSeconds: "log off any session older than this",
+  warningSeconds: "warn the session this long before a timeout logs it off (default 60)",
+} as const;
+/** A pool's session timeouts (all optional; none: sessions never time out). */
+export const sessionTimeouts = z.strictObject({
+  disconnectSeconds: timeoutSeconds.optional().describe(timeoutDescriptions.disconnectSeconds),
+  idleSeconds: timeoutSeconds.optional().describe(timeoutDescriptions.idleSeconds),
+  maxLifetimeSeconds: timeoutSeconds.optional().describe(timeoutDescriptions.maxLifetimeSeconds),
+  warningSeconds: warningSeconds.optional().describe(timeoutDescriptions.warningSeconds),
+});
+/** A change of a pool's session timeouts: each one given replaces the pool's, null clears it. */
+export const sessionTimeoutsPatch = z.strictObject({
+  disconnectSeconds: timeoutSeconds.nullable().optional().describe(timeoutDescriptions.disconnectSeconds),
+  idleSeconds: timeoutSeconds.nullable().optional().describe(timeoutDescriptions.idleSeconds),
+  maxLifetimeSeconds: timeoutSeconds.nullable().optional().describe(timeoutDescriptions.maxLifetimeSeconds),
+  warningSeconds: warningSeconds.nullable().optional().describe(timeoutDescriptions.warningSeconds),
+});
+
 export const createPoolBody = z
   .strictObject({
     name,
@@ -95,6 +123,7 @@ export const createPoolBody = z
     refreshWhenDeltaExceedsPercent: z.number().min(0.01).max(10_000).optional(),
     refreshEveryDays: z.number().min(0.001).max(3650).optional(),
     datastoreIds: z.array(id).min(1).max(64).optional(),
+    sessionTimeouts: sessionTimeouts.optional(),
   })
   .refine(sizingNeedsMax, { path: ["maxSize"], message: "minSize and spare need maxSize" })
   .refine((b) => (b.size === undefined) !== (b.maxSize === undefined), {
@@ -123,15 +152,14 @@ export const createPoolBody = z
       "none would hand a floating desktop to the next user with the previous user's changes; use refresh or delete",
   });
 
+/** Each field given changes the pool; an empty body changes nothing (and answers the pool). */
 export const patchPoolBody = z
-  .strictObject({ size: poolSize.optional(), ...sizing })
-  .refine((b) => Object.values(b).some((v) => v !== undefined), {
-    message: "give size, or any of minSize, maxSize, spare, idleSeconds, ticketTimeoutSeconds",
-  })
-  .refine((b) => b.size === undefined || Object.values(b).filter((v) => v !== undefined).length === 1, {
-    path: ["size"],
-    message: "size makes the pool a fixed one: give it alone",
-  });
+  .strictObject({ size: poolSize.optional(), ...sizing, sessionTimeouts: sessionTimeoutsPatch.optional() })
+  .refine(
+    ({ sessionTimeouts: _, ...b }) =>
+      b.size === undefined || Object.values(b).filter((v) => v !== undefined).length === 1,
+    { path: ["size"], message: "size makes the pool a fixed one: give it without the sizing settings" },
+  );
 
 export const recomposeBody = z.strictObject({
   imageVersion: z.number().int().positive(),

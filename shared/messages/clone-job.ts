@@ -6,6 +6,7 @@
  * re-checks state.
  */
 import { z } from "zod";
+import { timeoutReasons } from "../domain/model.ts";
 
 /** A desktop, and the datastore its disk is on: the queue a job goes to follows the datastore. */
 const desktopRef = {
@@ -67,6 +68,33 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
   }),
   /** Hot-plugs the session's user-data disk into the desktop's VM, once the disk is attached. */
   z.object({ kind: z.literal("plug-user-data"), ...desktopRef, ...sessionRef }),
+  /** Tells the user in the desktop that a timeout will log the session off at `logoffAt`. */
+  z.object({
+    kind: z.literal("warn-session"),
+    ...desktopRef,
+    sessionId: z.string().min(1),
+    reason: z.enum(timeoutReasons),
+    logoffAt: z.iso.datetime(),
+  }),
+  /**
+   * Looks at a session's timeout for `reason`, whose clock started at `since` (delayed until it is
+   * due; no datastore: it goes to the clone-jobs queue, never to a host's).
+   */
+  z.object({
+    kind: z.literal("check-session-timeout"),
+    tenantId: z.string().min(1),
+    poolId: z.string().min(1),
+    desktopId: z.string().min(1),
+    sessionId: z.string().min(1),
+    reason: z.enum(timeoutReasons),
+    since: z.iso.datetime(),
+  }),
+  /** A pool's timeouts changed: every running session of it gets the checks they call for. */
+  z.object({
+    kind: z.literal("schedule-session-timeouts"),
+    tenantId: z.string().min(1),
+    poolId: z.string().min(1),
+  }),
   /** Takes a picture of the desktop's screen for a waiting request. */
   z.object({
     kind: z.literal("screenshot"),
@@ -86,5 +114,6 @@ export const powerJobKinds = [
   "connect-session",
   "plug-user-data",
   "screenshot",
+  "warn-session",
 ] as const;
 export type PowerJob = Extract<CloneJob, { kind: (typeof powerJobKinds)[number] }>;

@@ -1,6 +1,7 @@
 /** Hypervisor hosts: their records, the VMs an agent runs, and what they send back. */
 import type { Desktop, Host } from "../domain/model.ts";
 import type { LogoffEvent } from "../messages/logoff-event.ts";
+import type { SessionEvent } from "../messages/session-event.ts";
 import type { BootFiles, Hypervisor } from "./hypervisor.ts";
 
 export interface HostRepository {
@@ -21,6 +22,8 @@ export interface ScreenshotRepository {
 /** Where desktop agents' events go: EventBridge in AWS, the logoff queue locally. */
 export interface EventBus {
   logoff(detail: LogoffEvent["detail"]): Promise<void>;
+  /** A session's disconnect, reconnect or idle time, as its desktop agent reported it. */
+  session(event: SessionEvent): Promise<void>;
 }
 
 /** What a host agent has that no other worker has: the VMs it runs. */

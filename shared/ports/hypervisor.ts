@@ -139,11 +139,16 @@ export type AgentMessage =
   | { type: "user-data-mounted" }
   | { type: "user-data-released" }
   | { type: "logoff"; userId: string; sessionId: string }
+  // the user's connection and input (relayed as Session Disconnected / Reconnected / Idle)
+  | { type: "disconnected" }
+  | { type: "reconnected" }
+  | { type: "idle"; idleSeconds: number }
   | { type: "pong" }
   | { type: "error"; message: string }
   // host -> guest
   | { type: "assign"; userId: string; sessionId: string }
   | { type: "release" }
+  | { type: "timeout-warning"; reason: string; logoffAt: string }
   | { type: "ping" };
 
 export class VmNotRunningError extends Error {

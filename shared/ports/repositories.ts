@@ -11,7 +11,9 @@ import type {
   Replica,
   Session,
   SessionEnding,
+  SessionTimeouts,
   Tenant,
+  TimeoutWarning,
 } from "../domain/model.ts";
 import type { TenantCharge } from "./quotas.ts";
 
@@ -181,6 +183,12 @@ export interface PoolRepository {
   /** Every tenant's pools (the reconciler only; an index query, eventually consistent). */
   listAll(): Promise<Pool[]>;
   markDeleting(tenantId: string, poolId: string): Promise<void>;
+  /** Replaces the pool's session timeouts (undefined: none); false when the pool is not ACTIVE. */
+  setSessionTimeouts(
+    tenantId: string,
+    poolId: string,
+    timeouts: SessionTimeouts | undefined,
+  ): Promise<boolean>;
   remove(tenantId: string, poolId: string): Promise<void>;
   /** Sets the pool's sizing settings (an undefined one is removed). */
   setSizing(tenantId: string, poolId: string, sizing: SizingSettings): Promise<void>;
@@ -279,4 +287,24 @@ export interface SessionRepository {
    * only if the desktop is still gone and the lock still names it. Answers whether it did.
    */
   endWithoutDesktop(lock: Session, endedAt: string, endedBy: SessionEnding): Promise<boolean>;
+  /**
+   * Records what the desktop agent reported at `reportedAt` about the session (while its desktop
+   * holds it): disconnected since a time or connected again (null), idle since a time or active
+   * again (null). A spell already recorded keeps its start. Not applied, and nothing written, when
+   * the session is not active or a later report of the same kind was recorded already (events come
+   * at least once and out of order). `started`: this report began the spell now in force (or is a
+   * redelivery of the one that did).
+   */
+  recordActivity(
+    session: Pick<Session, "tenantId" | "poolId" | "desktopId" | "sessionId">,
+    report: { reportedAt: string } & (
+      | { kind: "connection"; disconnectedAt: string | null }
+      | { kind: "idle"; idleSince: string | null }
+    ),
+  ): Promise<{ applied: false } | { applied: true; since?: string; started: boolean }>;
+  /** Records the timeout warning the session got (while its desktop holds it). */
+  recordTimeoutWarning(
+    session: Pick<Session, "tenantId" | "poolId" | "desktopId" | "sessionId">,
+    warning: TimeoutWarning,
+  ): Promise<boolean>;
 }

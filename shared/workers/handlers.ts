@@ -1,8 +1,9 @@
 import { type App, regionDefaults } from "../app.ts";
 import { runCloneJob } from "../domain/clone-jobs.ts";
+import { sessionEventReceived } from "../domain/session-timeouts.ts";
 import { logoffFromEvent } from "../domain/sessions.ts";
 import { cloneJobSchema } from "../messages/clone-job.ts";
-import { logoffEventSchema } from "../messages/logoff-event.ts";
+import { desktopEventSchema } from "../messages/session-event.ts";
 import { sqsWorker } from "./sqs-batch.ts";
 
 export const cloneWorkerHandler = (app: App) =>
@@ -20,7 +21,14 @@ export const cloneWorkerHandler = (app: App) =>
     { metrics: app.metrics },
   );
 
+/** The desktop agents' events: logoff, and the disconnect, reconnect and idle reports. */
 export const logoffWorkerHandler = (app: App) =>
-  sqsWorker("logoff-event", logoffEventSchema, (event) => logoffFromEvent(app.ports, event.detail), {
-    metrics: app.metrics,
-  });
+  sqsWorker(
+    "desktop-event",
+    desktopEventSchema,
+    (event) =>
+      event["detail-type"] === "Session Logoff"
+        ? logoffFromEvent(app.ports, event.detail)
+        : sessionEventReceived(app.ports, event),
+    { metrics: app.metrics },
+  );

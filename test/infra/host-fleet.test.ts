@@ -216,7 +216,7 @@ describe("with pristine:hostFleet (m5zn.metal, two of three host datastores, pri
     expect(Object.keys(profiles)).toHaveLength(FLEET.length);
   });
 
-  it("lets the fleet's agents put Session Logoff events on the default bus, and nothing else anywhere", () => {
+  it("lets the fleet's agents put the desktops' session events on the default bus, and nothing else anywhere", () => {
     const putEvents = allStatements(template).filter((st) =>
       asArray<string>(st.Action).some((a) => a.startsWith("events:")),
     );

@@ -51,7 +51,7 @@ type QueueAccess = QueueKind | typeof PEER_REPLICATION;
 const SQS_ACCESS: Record<FunctionName, { send: QueueAccess[]; consume: QueueKind[] }> = {
   api: { send: ["clone-jobs", "replication", "user-data"], consume: [] },
   authorizer: { send: [], consume: [] },
-  "clone-worker": { send: ["clone-jobs", "replication"], consume: ["clone-jobs"] },
+  "clone-worker": { send: ["clone-jobs", "replication", "user-data"], consume: ["clone-jobs"] },
   logoff: { send: ["clone-jobs", "user-data"], consume: ["logoff"] },
   reconciler: { send: ["clone-jobs", "replication", "user-data"], consume: [] },
   "replication-worker": {
@@ -101,6 +101,7 @@ const ENVIRONMENT: Record<FunctionName, string[]> = {
     "PRISTINE_DATASTORE_ID",
     "PRISTINE_IMPORT_ROOTS",
     "PRISTINE_REPLICATION_QUEUE_URL",
+    "PRISTINE_USER_DATA_QUEUE_URL",
     ...PEER,
   ],
   logoff: ["PRISTINE_TABLE_NAME", "PRISTINE_CLONE_JOBS_QUEUE_URL", "PRISTINE_USER_DATA_QUEUE_URL"],
@@ -563,9 +564,12 @@ describe("the default app (cdk.json context, no account)", () => {
       expect(Number(fn.Environment.Variables.PRISTINE_UPLOAD_PART_SIZE_MIB)).toBeGreaterThanOrEqual(5);
     });
 
-    it("routes Session Logoff events from pristine.desktop to the logoff queue", () => {
+    it("routes the desktop agents' session events from pristine.desktop to the logoff queue", () => {
       template.hasResourceProperties("AWS::Events::Rule", {
-        EventPattern: { source: ["pristine.desktop"], "detail-type": ["Session Logoff"] },
+        EventPattern: {
+          source: ["pristine.desktop"],
+          "detail-type": ["Session Logoff", "Session Disconnected", "Session Reconnected", "Session Idle"],
+        },
         Targets: [
           Match.objectLike({
             Arn: { "Fn::GetAtt": [logicalId(stack, stack.queues.byKind.logoff.queue), "Arn"] },

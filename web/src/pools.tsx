@@ -10,6 +10,7 @@ export const stateColors: Record<DesktopState, string> = {
   PROVISIONING: "#9aa5b1",
   STARTING: "#7cb3e0",
   AVAILABLE: "#2f9e44",
+  STOPPED: "#8ce99a",
   ASSIGNED: "#1c6dd0",
   REFRESHING: "#f59f00",
   RECOMPOSING: "#ae3ec9",

@@ -11,6 +11,7 @@ import {
   sessionEndings,
   sessionStates,
   ticketStates,
+  timeoutReasons,
 } from "../../domain/model.ts";
 
 import { bytes, count, timestamp } from "./fields.ts";
@@ -137,6 +138,15 @@ export const pool = z
     ticketTimeoutSeconds: count.optional().describe("a queued logon's ticket expires after this long"),
     datastoreIds: z.array(z.string()),
     recompose: recomposeTarget.optional(),
+    sessionTimeouts: z
+      .strictObject({
+        disconnectSeconds: count.optional(),
+        idleSeconds: count.optional(),
+        maxLifetimeSeconds: count.optional(),
+        warningSeconds: count.optional(),
+      })
+      .optional()
+      .describe("when sessions are logged off: disconnected, idle or running for longer than these"),
     state: z.enum(poolStates),
     createdAt: timestamp,
   })
@@ -154,6 +164,9 @@ export const poolDescription = pool
   })
   .meta({ id: "PoolDescription" });
 
+const timeoutWarning = z
+  .strictObject({ reason: z.enum(timeoutReasons), logoffAt: timestamp, warnedAt: timestamp })
+  .describe("the session was warned that a timeout logs it off at logoffAt");
 const desktopConsole = z.strictObject({
   host: z.string(),
   port: z.number().int(),
@@ -179,6 +192,11 @@ export const desktop = z
     sessionId: z.string().optional(),
     userId: z.string().optional(),
     sessionStartedAt: timestamp.optional(),
+    disconnectedAt: timestamp.optional(),
+    idleSince: timestamp.optional(),
+    connectionReportedAt: timestamp.optional().describe("the agent's time of the last connection report"),
+    idleReportedAt: timestamp.optional().describe("the agent's time of the last idle report"),
+    timeoutWarning: timeoutWarning.optional(),
     lastSessionId: z.string().optional(),
     generation: z.number().int().optional(),
     resentAt: timestamp.optional(),
@@ -204,6 +222,9 @@ export const session = z
     state: z.enum(sessionStates),
     datastoreId: z.string().optional(),
     startedAt: timestamp,
+    disconnectedAt: timestamp.optional().describe("disconnected since, as the desktop agent reported"),
+    idleSince: timestamp.optional().describe("idle since, as the desktop agent reported"),
+    timeoutWarning: timeoutWarning.optional(),
     endedAt: timestamp.optional(),
     endedBy: z.enum(sessionEndings).optional(),
   })

@@ -1,5 +1,6 @@
 /** Pools, their desktops, recompose and storage. */
 
+import { requirePool } from "../../domain/common.ts";
 import { changeSizing } from "../../domain/pool-sizer.ts";
 import {
   createPool,
@@ -9,6 +10,7 @@ import {
   listPools,
 } from "../../domain/pools.ts";
 import { recomposePool, rollbackRecompose } from "../../domain/recompose.ts";
+import { setSessionTimeouts } from "../../domain/session-timeouts.ts";
 import { storageReport } from "../../domain/storage.ts";
 import * as r from "../responses.ts";
 import { type ApiRoute, json, poolParams, quotaDefaults, route } from "../route.ts";
@@ -56,22 +58,26 @@ export const poolRoutes: ApiRoute[] = [
     method: "PATCH",
     path: "/v1/pools/{poolId}",
     summary:
-      "Resize a pool (size: a fixed pool), or set how it sizes itself (minSize, maxSize, spare, idleSeconds, ticketTimeoutSeconds)",
+      "Resize a pool (size: a fixed pool), set how it sizes itself (minSize, maxSize, spare, poweredOnSpare, idleSeconds, ticketTimeoutSeconds), or change its session timeouts",
     responses: { 200: r.pool },
     params: poolParams,
     body: s.patchPoolBody,
-    handle: async ({ app, tenantId, params, body }) =>
-      json(
-        200,
-        await changeSizing(
-          app.ports,
-          tenantId,
-          params.poolId,
-          body,
-          app.config.defaultDatastore,
-          quotaDefaults(app),
-        ),
-      ),
+    handle: async ({ app, tenantId, params, body }) => {
+      const { sessionTimeouts, ...sizing } = body;
+      let pool = Object.values(sizing).some((v) => v !== undefined)
+        ? await changeSizing(
+            app.ports,
+            tenantId,
+            params.poolId,
+            sizing,
+            app.config.defaultDatastore,
+            quotaDefaults(app),
+          )
+        : undefined;
+      if (sessionTimeouts)
+        pool = await setSessionTimeouts(app.ports, tenantId, params.poolId, sessionTimeouts);
+      return json(200, pool ?? (await requirePool(app.ports, tenantId, params.poolId)));
+    },
   }),
   route({
     access: "tenant",

@@ -9,6 +9,7 @@ import { keys, watch } from "../keys.ts";
 import { assignments, type Table } from "../table.ts";
 import { freeIndex, watchIndex } from "../table-schema.ts";
 import { releaseUpdate } from "./quotas.ts";
+import { sessionActivityAttributes } from "./sessions.ts";
 
 /*
  * Where a desktop sits in the free index, and where a logon starts looking. Both follow the
@@ -127,7 +128,14 @@ export function desktopRepository(t: Table): DesktopRepository {
           values[":free"] = keys.freeDesktops(d.tenantId, d.poolId);
           values[":spread"] = spreadToken();
         }
-        removes.push("sessionId", "userId", "sessionStartedAt", "connectedSessionId", "#error");
+        removes.push(
+          "sessionId",
+          "userId",
+          "sessionStartedAt",
+          "connectedSessionId",
+          "#error",
+          ...sessionActivityAttributes,
+        );
         names["#error"] = "error";
       } else if (from === "AVAILABLE") {
         removes.push(freeIndex.pk, freeIndex.sk);

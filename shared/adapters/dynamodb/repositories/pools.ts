@@ -2,7 +2,7 @@ import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { Desktop } from "../../../domain/model.ts";
 import type { PoolRepository, Reservation, TenantCharge } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
-import { transact } from "../errors.ts";
+import { isConditionFailure, transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
 import { reservationUpdate } from "./datastores.ts";
@@ -123,6 +123,24 @@ export function poolRepository(t: Table): PoolRepository {
     },
     async remove(tenantId, poolId) {
       await t.remove(keys.pool(tenantId, poolId));
+    },
+    async setSessionTimeouts(tenantId, poolId, timeouts) {
+      try {
+        await t.doc.send(
+          new UpdateCommand({
+            TableName: t.name,
+            Key: keys.pool(tenantId, poolId),
+            UpdateExpression: timeouts ? "SET sessionTimeouts = :t" : "REMOVE sessionTimeouts",
+            ConditionExpression: "#state = :active",
+            ExpressionAttributeNames: { "#state": "state" },
+            ExpressionAttributeValues: { ":active": "ACTIVE", ...(timeouts ? { ":t": timeouts } : {}) },
+          }),
+        );
+        return true;
+      } catch (err) {
+        if (isConditionFailure(err)) return false;
+        throw err;
+      }
     },
   };
 }

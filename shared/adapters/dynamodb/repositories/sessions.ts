@@ -18,6 +18,15 @@ import { freeIndex, watchIndex } from "../table-schema.ts";
  */
 const defaultLockStaleAfterMs = 60_000;
 
+/** What the desktop records of its session's activity: it goes when the session does. */
+export const sessionActivityAttributes = [
+  "disconnectedAt",
+  "idleSince",
+  "connectionReportedAt",
+  "idleReportedAt",
+  "timeoutWarning",
+] as const;
+
 const activeSessionOf = (d: Desktop): Session | undefined =>
   d.state === "ASSIGNED" && d.sessionId && d.userId
     ? {
@@ -29,6 +38,9 @@ const activeSessionOf = (d: Desktop): Session | undefined =>
         state: "ACTIVE",
         datastoreId: d.datastoreId,
         startedAt: d.sessionStartedAt ?? d.updatedAt,
+        ...(d.disconnectedAt ? { disconnectedAt: d.disconnectedAt } : {}),
+        ...(d.idleSince ? { idleSince: d.idleSince } : {}),
+        ...(d.timeoutWarning ? { timeoutWarning: d.timeoutWarning } : {}),
       }
     : undefined;
 
@@ -36,7 +48,7 @@ const activeSessionOf = (d: Desktop): Session | undefined =>
 const claimUpdate = (table: string, session: Session, dedicate: boolean) => ({
   TableName: table,
   Key: keys.desktop(session.tenantId, session.poolId, session.desktopId),
-  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :now${dedicate ? ", assignedUserId = :uid" : ""} REMOVE ${freeIndex.pk}, ${freeIndex.sk}`,
+  UpdateExpression: `SET #state = :assigned, sessionId = :sid, userId = :uid, sessionStartedAt = :now, updatedAt = :now, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :now${dedicate ? ", assignedUserId = :uid" : ""} REMOVE ${[freeIndex.pk, freeIndex.sk, ...sessionActivityAttributes].join(", ")}`,
   ConditionExpression: dedicate
     ? "#state = :available AND attribute_not_exists(assignedUserId)"
     : "#state = :available",
@@ -210,7 +222,7 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
                 TableName: t.name,
                 Key: keys.desktop(tenantId, poolId, session.desktopId),
                 // REFRESHING is transitional: the watch index holds it from the logoff on.
-                UpdateExpression: `SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :at REMOVE sessionId, userId, sessionStartedAt`,
+                UpdateExpression: `SET #state = :refreshing, lastSessionId = :sid, updatedAt = :at, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :at REMOVE ${["sessionId", "userId", "sessionStartedAt", ...sessionActivityAttributes].join(", ")}`,
                 ConditionExpression: "#state = :assigned AND sessionId = :sid",
                 ExpressionAttributeNames: { "#state": "state" },
                 ExpressionAttributeValues: {
@@ -260,5 +272,65 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
         throw new RetryLater(`logoff of ${sessionId} collided with another write`);
       return { outcome: "not-active" };
     },
+    async recordActivity(session, report) {
+      const [value, valueName, stampName] =
+        report.kind === "connection"
+          ? [report.disconnectedAt, "disconnectedAt", "connectionReportedAt"]
+          : [report.idleSince, "idleSince", "idleReportedAt"];
+      const old = await updateHeld(session, {
+        UpdateExpression:
+          value === null
+            ? `SET ${stampName} = :at REMOVE ${valueName}`
+            : `SET ${stampName} = :at, ${valueName} = if_not_exists(${valueName}, :value)`,
+        // An older report than one already applied changes nothing; the same one again does.
+        ConditionExpression: `#state = :assigned AND sessionId = :sid AND (attribute_not_exists(${stampName}) OR ${stampName} <= :at)`,
+        ExpressionAttributeValues: {
+          ":at": report.reportedAt,
+          ...(value === null ? {} : { ":value": value }),
+        },
+      });
+      if (!old) return { applied: false };
+      if (value === null) return { applied: true, started: false };
+      const before = old[valueName] as string | undefined;
+      return {
+        applied: true,
+        since: before ?? value,
+        started: before === undefined || old[stampName] === report.reportedAt,
+      };
+    },
+    recordTimeoutWarning: (session, warning) =>
+      updateHeld(session, {
+        UpdateExpression: "SET timeoutWarning = :w",
+        ConditionExpression: "#state = :assigned AND sessionId = :sid",
+        ExpressionAttributeValues: { ":w": warning },
+      }).then((old) => old !== undefined),
   };
+
+  /** A conditional update of the desktop that holds the session: the item before, or undefined when refused. */
+  async function updateHeld(
+    session: Pick<Session, "tenantId" | "poolId" | "desktopId" | "sessionId">,
+    update: { UpdateExpression: string; ConditionExpression: string; ExpressionAttributeValues: object },
+  ): Promise<Record<string, unknown> | undefined> {
+    try {
+      const out = await t.doc.send(
+        new UpdateCommand({
+          TableName: t.name,
+          Key: keys.desktop(session.tenantId, session.poolId, session.desktopId),
+          UpdateExpression: update.UpdateExpression,
+          ConditionExpression: update.ConditionExpression,
+          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeValues: {
+            ":assigned": "ASSIGNED",
+            ":sid": session.sessionId,
+            ...update.ExpressionAttributeValues,
+          },
+          ReturnValues: "ALL_OLD",
+        }),
+      );
+      return out.Attributes ?? {};
+    } catch (err) {
+      if (isConditionFailure(err)) return undefined;
+      throw err;
+    }
+  }
 }
