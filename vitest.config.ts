@@ -1,5 +1,12 @@
 import { defineConfig } from "vitest/config";
 
+/** The integration tests whose desktops are real VMs. */
+const desktopVmTests = [
+  "test/integration/desktop-vms.test.ts",
+  "test/integration/session-timeouts-vm.test.ts",
+  "test/integration/power-policy-vm.test.ts",
+];
+
 export default defineConfig({
   test: {
     projects: [
@@ -8,11 +15,24 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
-          exclude: ["test/integration/qemu-hypervisor.test.ts"],
+          exclude: ["test/integration/qemu-hypervisor.test.ts", ...desktopVmTests],
           globalSetup: ["test/integration/global-setup.ts"],
           env: { POWERTOOLS_LOG_LEVEL: "WARN" },
           testTimeout: 120_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        // Pools of desktops that boot (TCG): one file at a time, beside the rest, so that two
+        // files' VMs never share the machine's two cores.
+        test: {
+          name: "desktop-vms",
+          include: desktopVmTests,
+          fileParallelism: false,
+          globalSetup: ["test/integration/global-setup.ts"],
+          env: { POWERTOOLS_LOG_LEVEL: "WARN" },
+          testTimeout: 180_000,
+          hookTimeout: 300_000,
         },
       },
       {

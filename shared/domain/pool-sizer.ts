@@ -27,7 +27,7 @@ export async function sizePool(
     ports.logonQueue.waiting(tenantId, poolId),
   ]);
   const decision = decideSizing(sizingOf(pool), pool.size, desktops, waiting, ports.clock.now().getTime());
-  const power = await applyPower(ports, pool, desktops, waiting);
+  const power = await applyPower(ports, pool, desktops, waiting, defaults);
   try {
     return `${await applySizing(ports, pool, decision, defaults, quotaDefaults)}${power}`;
   } catch (err) {
@@ -77,15 +77,21 @@ async function applySizing(
  * The power policy: of the free desktops whose VMs a host runs, keep `poweredOnSpare` (plus one per
  * waiting ticket) running; power the others off, or on again when they are needed.
  */
-async function applyPower(ports: SizerPorts, pool: Pool, desktops: Desktop[], waiting: number) {
+async function applyPower(
+  ports: SizerPorts,
+  pool: Pool,
+  desktops: Desktop[],
+  waiting: number,
+  defaults: DefaultDatastore,
+) {
   const s = sizingOf(pool);
   if (s.poweredOnSpare === undefined) return "";
+  // The region's own datastore is known from configuration (its host too); others from the table.
+  const hostOf = async (id: string) =>
+    id === defaults.datastoreId ? defaults.hostId : (await ports.datastores.get(id))?.hostId;
   const datastoreIds = [...new Set(desktops.map((d) => d.datastoreId))];
-  const hosted = new Set(
-    (await Promise.all(datastoreIds.map((id) => ports.datastores.get(id))))
-      .filter((d) => d?.hostId)
-      .map((d) => d?.datastoreId),
-  );
+  const hosts = await Promise.all(datastoreIds.map(hostOf));
+  const hosted = new Set(datastoreIds.filter((_, i) => hosts[i]));
   const { stop, start } = decidePower(
     s,
     desktops.filter((d) => hosted.has(d.datastoreId)),
