@@ -1,10 +1,15 @@
 import { defineConfig } from "vitest/config";
 
-/** The integration tests whose desktops are real VMs. */
+/**
+ * Integration tests that run one file at a time once the others are done: pools of desktops that
+ * boot (TCG takes both cores), and the table upgrade (DynamoDB Local builds a new index slowly
+ * while dozens of other tests write to it).
+ */
 const desktopVmTests = [
   "test/integration/desktop-vms.test.ts",
   "test/integration/session-timeouts-vm.test.ts",
   "test/integration/power-policy-vm.test.ts",
+  "test/integration/reconciler.test.ts",
 ];
 
 export default defineConfig({
@@ -23,12 +28,11 @@ export default defineConfig({
         },
       },
       {
-        // Pools of desktops that boot (TCG): one file at a time, beside the rest, so that two
-        // files' VMs never share the machine's two cores.
         test: {
-          name: "desktop-vms",
+          name: "one-at-a-time",
           include: desktopVmTests,
           fileParallelism: false,
+          sequence: { groupOrder: 1 },
           globalSetup: ["test/integration/global-setup.ts"],
           env: { POWERTOOLS_LOG_LEVEL: "WARN" },
           testTimeout: 180_000,

@@ -42,6 +42,8 @@ export async function startLocalHost(
     handler: agent.handler,
     // VMs boot for seconds under TCG: a few jobs at a time.
     batchSize: 2,
+    // An agent is stopped and started again (maintenance, tests): no poll of its outlives it long.
+    waitTimeSeconds: 1,
     concurrency: 4,
     retryDelaySeconds: 1,
   });

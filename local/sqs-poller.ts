@@ -26,6 +26,12 @@ export interface PollerOptions {
   functionName: string;
   handler: SqsHandler;
   batchSize?: number;
+  /**
+   * How long a receive waits for a message (default 20 s, as Lambda's pollers). A poll abandoned
+   * when its process stops can still be handed a message, which then waits out its visibility
+   * timeout: a process that stops and starts again (a host agent) polls briefly.
+   */
+  waitTimeSeconds?: number;
   /** Parallel pollers: Lambda's concurrency for this mapping. */
   concurrency?: number;
   /**
@@ -94,7 +100,7 @@ export function startSqsPoller(opts: PollerOptions): Poller {
             MaxNumberOfMessages: batchSize,
             // Long polls, as Lambda's pollers make them: an idle poller costs no CPU (with dozens of
             // them, one-second polls were a steady load on the process and the emulator).
-            WaitTimeSeconds: 20,
+            WaitTimeSeconds: opts.waitTimeSeconds ?? 20,
             MessageSystemAttributeNames: ["All"],
           }),
           { abortSignal: abort.signal },

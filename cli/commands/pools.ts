@@ -8,6 +8,7 @@ import type { ApiClient } from "../client.ts";
 import { api, show, type WaitFlags, waitOptions, withWait } from "../context.ts";
 import { bytes, counts, printFields, printTable } from "../output.ts";
 import { type Progress, waitFor } from "../wait.ts";
+import { poolSizingCommands, sizingFrom, withSizingOptions } from "./pool-sizing.ts";
 import {
   poolTimeoutsCommand,
   type TimeoutFlags,
@@ -59,7 +60,7 @@ export function recomposeProgress(pool: PoolView): Progress {
 interface CreateFlags extends WaitFlags, TimeoutFlags {
   image: string;
   imageVersion?: number;
-  size: number;
+  size?: number;
   assignment?: string;
   cloneType?: string;
   refreshPolicy?: string;
@@ -77,10 +78,12 @@ function createBody(name: string, f: CreateFlags) {
     refreshWhenDeltaExceedsPercent: f.refreshDeltaPercent,
     refreshEveryDays: f.refreshEveryDays,
     datastoreIds: f.datastore,
+    size: f.size,
     sessionTimeouts: timeoutsFrom(f),
+    ...sizingFrom(f as unknown as Record<string, unknown>),
   };
   const given = Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== undefined));
-  return validBody(s.createPoolBody, { name, imageId: f.image, size: f.size, ...given });
+  return validBody(s.createPoolBody, { name, imageId: f.image, ...given });
 }
 
 const readPool = (client: ApiClient, poolId: string) => client.json<PoolView>("GET", `/v1/pools/${poolId}`);
@@ -105,10 +108,10 @@ async function showPool(
 export function poolCommands(program: Command): void {
   const pools = program.command("pools").description("desktop pools");
   withWait(
-    withTimeoutOptions(pools.command("create <name>"))
-      .description("create a pool of desktops from an image version")
+    withSizingOptions(withTimeoutOptions(pools.command("create <name>")))
+      .description("create a pool of desktops from an image version (--size, or --max-size to size itself)")
       .requiredOption("--image <imageId>", "the golden image")
-      .requiredOption("--size <n>", "how many desktops", integer)
+      .option("--size <n>", "how many desktops (a fixed pool)", integer)
       .option("--image-version <n>", "the version (default: the latest)", integer)
       .option("--assignment <kind>", "floating (default) or dedicated")
       .option("--clone-type <type>", "linked (default) or full")
@@ -166,6 +169,7 @@ export function poolCommands(program: Command): void {
     await showPool(cmd, client, poolId, f, "provisioning");
   });
   poolTimeoutsCommand(pools);
+  poolSizingCommands(pools);
   pools
     .command("delete <poolId>")
     .description("drain a pool: sessions logged off, desktops and their deltas deleted")

@@ -2,10 +2,12 @@
 import { writeFile } from "node:fs/promises";
 import type { Command } from "commander";
 import type { ConnectionInfo, Session } from "../../shared/domain/model.ts";
+import type { LogonTicketAnswer } from "../../shared/http/responses.ts";
 import * as s from "../../shared/http/schemas.ts";
 import { validBody, validId } from "../args.ts";
 import { api, show } from "../context.ts";
 import { printFields, printLine } from "../output.ts";
+import { ticketFields } from "./pool-sizing.ts";
 
 type SessionView = Session & {
   connection?: ConnectionInfo;
@@ -51,11 +53,16 @@ export function sessionCommands(program: Command): void {
       validId(s.id, "pool", poolId);
       const body = validBody(s.logonBody, { userId });
       const client = await api(cmd);
-      show(
-        cmd,
-        await client.json<SessionView>("POST", `/v1/pools/${poolId}/logons`, { body }),
-        sessionFields,
+      const answer = await client.json<SessionView | LogonTicketAnswer>(
+        "POST",
+        `/v1/pools/${poolId}/logons`,
+        {
+          body,
+        },
       );
+      // A self-sizing pool with none free answers with a ticket in line (pools ticket follows it).
+      if ("ticketId" in answer) show(cmd, answer, ticketFields);
+      else show(cmd, answer, sessionFields);
     });
   program
     .command("logoff <sessionId>")

@@ -33,6 +33,7 @@ import type {
   image,
   imageVersion,
   logonResult,
+  logonTicket,
   pool,
   poolDescription,
   session,
@@ -81,6 +82,7 @@ export type StorageReport = z.infer<typeof storageReport>;
 export type SpaceFigures = StorageReport["total"];
 export type ReplicationStatus = z.infer<typeof replicationStatus>;
 export type UserDataForkAnswer = z.infer<typeof userDataFork>;
+export type LogonTicketAnswer = z.infer<typeof logonTicket>;
 export type ReadinessStatus = z.infer<typeof readinessStatus>;
 export type DatastoreUsage = z.infer<typeof datastoreUsage>;
 export type MetricSeries = z.infer<typeof metricSeries>;

@@ -35,6 +35,12 @@ const record = (r: TestRegion, userId: string) => r.region.app.ports.userData.ge
 const write = (r: TestRegion, userId: string, pattern: number, offset: string) =>
   changeUserData(r, tenant, poolId, userId, { pattern, offset });
 
+const committed = (r: TestRegion, userId: string, version: number) =>
+  waitFor(
+    `${userId} at v${version} in ${r.region.name}`,
+    async () => (await record(r, userId))?.version === version,
+  );
+
 async function logon(r: TestRegion, userId: string) {
   return r.api("POST", `/v1/pools/${poolId}/logons`, { key: tenant.key, body: { userId } });
 }
@@ -89,7 +95,9 @@ describe("failover without lost forks", () => {
     pair.proxy.cut();
     await write(pair.primary, "alice", 0x22, "1M");
     await write(pair.primary, "carol", 0x22, "1M");
-    expect((await record(pair.primary, "alice"))?.version).toBe(2);
+    // The commit is a job after the logoff: wait for it.
+    await committed(pair.primary, "alice", 2);
+    await committed(pair.primary, "carol", 2);
     expect((await record(pair.primary, "alice"))?.replicatedVersion).toBe(1);
     // bob is logged on in the primary and has written, not logged off.
     bobPrimarySession = await attached(pair.primary, "bob");
@@ -130,7 +138,7 @@ describe("failover without lost forks", () => {
     // alice works in DR on v1 (what DR has) while the primary's v2 is still cut off.
     await write(pair.dr, "alice", 0x33, "2M");
     await write(pair.dr, "bob", 0x55, "4M");
-    expect((await record(pair.dr, "alice"))?.version).toBe(2);
+    await committed(pair.dr, "alice", 2);
     // carol is logged on in DR when the primary's late v2 arrives: her session's change wins.
     const carolDrSession = await attached(pair.dr, "carol");
     pair.proxy.restore();

@@ -199,3 +199,18 @@ describe("progress of --wait", () => {
     expect(drillProgress(drill("FAILED", "DONE")).failed).toContain("drill d");
   });
 });
+
+describe("a pool's sizing options", () => {
+  it("become the pool fields they name, and only those given", async () => {
+    const { sizingFrom } = await import("../../cli/commands/pool-sizing.ts");
+    expect(sizingFrom({ minSize: 5, maxSize: 30, spare: 2, poweredOnSpare: 1, ticketTimeout: 60 })).toEqual({
+      minSize: 5,
+      maxSize: 30,
+      spare: 2,
+      poweredOnSpare: 1,
+      ticketTimeoutSeconds: 60,
+    });
+    expect(sizingFrom({ idleSeconds: 90, image: "img-1" })).toEqual({ idleSeconds: 90 });
+    expect(sizingFrom({})).toEqual({});
+  });
+});
