@@ -15,7 +15,7 @@ import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
 import { prepareTenantImportFolder } from "../../shared/adapters/storage/image-import.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
-import type { BenchEnv } from "./env.ts";
+import { type BenchEnv, rawCloneLoopMs } from "./env.ts";
 import { printJson, printTable, round } from "./report.ts";
 
 const run = promisify(execFile);
@@ -79,22 +79,7 @@ export async function benchClones(env: BenchEnv): Promise<void> {
     { tenantId: tenant.tenantId, imageId: image.imageId, version: 1 },
     "ds-default",
   );
-  const rawDir = join(env.dataDir, "raw-loop");
-  await run("mkdir", ["-p", rawDir]);
-  const rawStarted = performance.now();
-  for (let i = 0; i < N; i++)
-    await run("qemu-img", [
-      "create",
-      "-q",
-      "-f",
-      "qcow2",
-      "-F",
-      "qcow2",
-      "-b",
-      replica,
-      join(rawDir, `d${i}.qcow2`),
-    ]);
-  const rawMs = performance.now() - rawStarted;
+  const rawMs = await rawCloneLoopMs(replica, join(env.dataDir, "raw-loop"), N);
 
   const full = await timedPool(fullClones, "full");
   const storage = (await env.api("GET", "/v1/storage", key)).body;

@@ -1,12 +1,16 @@
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { type Emulator, startDynamoDbLocal, startFauxqsProcess, waitFor } from "../../local/emulators.ts";
 import { preflight } from "../../local/preflight.ts";
 import { type Region, startRegion } from "../../local/region.ts";
 
 process.env.POWERTOOLS_LOG_LEVEL ??= "WARN";
+
+const runFile = promisify(execFile);
 
 type Api = (
   method: string,
@@ -102,4 +106,26 @@ export async function readyPool(env: BenchEnv, size: number, source: unknown = {
     poolId: pool.poolId as string,
     provisionMs: performance.now() - started,
   };
+}
+
+/**
+ * The bare loop the control plane is measured against: `count` linked-clone deltas made by
+ * qemu-img alone, one after the other, on `replica`. Answers the milliseconds it took.
+ */
+export async function rawCloneLoopMs(replica: string, dir: string, count: number): Promise<number> {
+  await mkdir(dir, { recursive: true });
+  const started = performance.now();
+  for (let i = 0; i < count; i++)
+    await runFile("qemu-img", [
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-F",
+      "qcow2",
+      "-b",
+      replica,
+      join(dir, `d${i}.qcow2`),
+    ]);
+  return performance.now() - started;
 }

@@ -6,40 +6,17 @@
  * has a desktop, each user's wait, and desktops provisioned per second during the storm against
  * a bare `qemu-img create -b` loop on the same replica, in the same run.
  */
-import { execFile } from "node:child_process";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
-import type { BenchEnv } from "./env.ts";
+import { type BenchEnv, rawCloneLoopMs } from "./env.ts";
 import { percentile, printJson, printTable, round } from "./report.ts";
 
-const run = promisify(execFile);
 const users = Number(process.env.BENCH_STORM_USERS ?? 300);
 const windowMs = Number(process.env.BENCH_STORM_WINDOW_MS ?? 10_000);
 const start = { minSize: 20, spare: 20 };
 
 const sleepUntil = (at: number) => new Promise((r) => setTimeout(r, Math.max(0, at - performance.now())));
-
-/** The bare loop: how many linked-clone deltas qemu-img alone creates per second on this replica. */
-async function rawCreatesPerSecond(replica: string, dir: string, count: number) {
-  await mkdir(dir, { recursive: true });
-  const started = performance.now();
-  for (let i = 0; i < count; i++)
-    await run("qemu-img", [
-      "create",
-      "-q",
-      "-f",
-      "qcow2",
-      "-F",
-      "qcow2",
-      "-b",
-      replica,
-      join(dir, `d${i}.qcow2`),
-    ]);
-  return (count * 1000) / (performance.now() - started);
-}
 
 export async function benchStorm(env: BenchEnv): Promise<void> {
   const tenant = (await env.api("POST", "/v1/admin/tenants", env.operatorKey, { name: "storm" })).body;
@@ -74,7 +51,7 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
     { tenantId: tenant.tenantId, imageId: image.imageId, version: 1 },
     "ds-default",
   );
-  const raw = await rawCreatesPerSecond(replica, join(env.dataDir, "raw-storm"), 100);
+  const raw = (100 * 1000) / (await rawCloneLoopMs(replica, join(env.dataDir, "raw-storm"), 100));
 
   // The storm: user i arrives at i/users of the window.
   const stormStart = performance.now();

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -253,4 +253,20 @@ export async function diskPathOf(r: TestRegion, tenantId: string, poolId: string
 export async function diskFilesOf(r: TestRegion, tenantId: string, poolId: string, desktopId: string) {
   const folder = r.paths.poolFolder({ tenantId, poolId, datastoreId: "ds-default" });
   return (await readdir(folder).catch(() => [] as string[])).filter((f) => f.startsWith(`${desktopId}.`));
+}
+
+/**
+ * A region whose host runs desktops as VMs (QEMU), a tenant, and a READY image of the test guest
+ * (`npm run image:build`'s desktop, built once into the guest cache).
+ */
+export async function startVmRegion(opts: Partial<RegionOptions> = {}) {
+  // Loaded here only: the other tests never build a guest.
+  const { testGuest } = await import("../support/guest.ts");
+  const guest = await testGuest();
+  const r = await startTestRegion({ hypervisor: "qemu", guestDir: guest.dir, reconcileEveryMs: 0, ...opts });
+  const tenant = await newTenant(r);
+  const source = await importPath(r, tenant.tenantId, "desktop.qcow2");
+  await copyFile(guest.disk, source);
+  const { imageId } = await readyImage(r, tenant.key, { path: source });
+  return { r, tenant, imageId };
 }

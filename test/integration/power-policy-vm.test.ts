@@ -4,18 +4,8 @@
  * one free VM running and the others powered off (STOPPED, disk kept); a logon that takes the
  * running one has a stopped one started for the next user.
  */
-import { copyFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { testGuest } from "../support/guest.ts";
-import {
-  expectStatus,
-  importPath,
-  newTenant,
-  readyImage,
-  startTestRegion,
-  type TestRegion,
-  waitFor,
-} from "./harness.ts";
+import { expectStatus, startVmRegion, type TestRegion, waitFor } from "./harness.ts";
 
 let r: TestRegion;
 let tenant: { tenantId: string; key: string };
@@ -40,12 +30,8 @@ const runningVms = async () => {
 };
 
 beforeAll(async () => {
-  const guest = await testGuest();
-  r = await startTestRegion({ hypervisor: "qemu", guestDir: guest.dir, reconcileEveryMs: 0 });
-  tenant = await newTenant(r);
-  const source = await importPath(r, tenant.tenantId, "desktop.qcow2");
-  await copyFile(guest.disk, source);
-  const { imageId } = await readyImage(r, tenant.key, { path: source });
+  let imageId: string;
+  ({ r, tenant, imageId } = await startVmRegion());
   const pool = expectStatus(
     await api("POST", "/v1/pools", {
       name: "power",
@@ -76,7 +62,11 @@ describe("power policy", () => {
     );
     const free = (await desktops()).find((d) => d.state === "AVAILABLE");
     // A stopped desktop leaves the free list first, then its VM is shut down (ACPI, a few seconds).
-    await waitFor("only the free desktop's VM running", async () => (await runningVms()).length === 1, 60_000);
+    await waitFor(
+      "only the free desktop's VM running",
+      async () => (await runningVms()).length === 1,
+      60_000,
+    );
     expect(await runningVms()).toEqual([free.desktopId]);
 
     const session = expectStatus(await api("POST", `/v1/pools/${poolId}/logons`, { userId: "ann" }), 200);

@@ -4,19 +4,9 @@
  * event path, the timeout warning comes back to the guest's screen, and the logoff refreshes the
  * desktop (a new VM on a new disk generation).
  */
-import { copyFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { testGuest } from "../support/guest.ts";
 import { ConsoleSession, decodePng, differingPixels } from "../support/vm.ts";
-import {
-  expectStatus,
-  importPath,
-  newTenant,
-  readyImage,
-  startTestRegion,
-  type TestRegion,
-  waitFor,
-} from "./harness.ts";
+import { expectStatus, startVmRegion, type TestRegion, waitFor } from "./harness.ts";
 
 let r: TestRegion;
 let tenant: { tenantId: string; key: string };
@@ -36,12 +26,8 @@ const hypervisor = () => {
 };
 
 beforeAll(async () => {
-  const guest = await testGuest();
-  r = await startTestRegion({ hypervisor: "qemu", guestDir: guest.dir, reconcileEveryMs: 0 });
-  tenant = await newTenant(r);
-  const source = await importPath(r, tenant.tenantId, "desktop.qcow2");
-  await copyFile(guest.disk, source);
-  const { imageId } = await readyImage(r, tenant.key, { path: source });
+  let imageId: string;
+  ({ r, tenant, imageId } = await startVmRegion());
   const pool = expectStatus(
     await api("POST", "/v1/pools", {
       name: "timeouts",
