@@ -1,9 +1,18 @@
 import { randomBytes } from "node:crypto";
 import { connect, createServer, type Socket } from "node:net";
-import { expect, inject } from "vitest";
+import { afterAll, beforeAll, expect, inject } from "vitest";
 import type { RegionOptions } from "../../local/region.ts";
 import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
-import { expectStatus, run, startTestRegion, type TestRegion, waitFor } from "./harness.ts";
+import {
+  expectStatus,
+  newTenant,
+  readyImage,
+  readyPool,
+  run,
+  startTestRegion,
+  type TestRegion,
+  waitFor,
+} from "./harness.ts";
 
 /**
  * A TCP proxy in front of the emulators: the primary reaches its peer through it, and a test cuts
@@ -156,4 +165,22 @@ export async function replicatedFrom(
     },
     timeoutMs,
   );
+}
+
+/**
+ * A region pair for a test file: a tenant of the primary with a READY image and a pool of `size`
+ * AVAILABLE desktops there, made before the file's tests and stopped after them.
+ */
+export function useRegionPairWithPool(size: number) {
+  const fx = {} as { pair: RegionPair; tenant: { tenantId: string; key: string }; poolId: string };
+  beforeAll(async () => {
+    fx.pair = await startRegionPair();
+    fx.tenant = await newTenant(fx.pair.primary);
+    const { imageId } = await readyImage(fx.pair.primary, fx.tenant.key);
+    fx.poolId = await readyPool(fx.pair.primary, fx.tenant.key, imageId, size);
+  });
+  afterAll(async () => {
+    await fx.pair?.stop();
+  });
+  return fx;
 }

@@ -1,5 +1,5 @@
 import { PurgeQueueCommand } from "@aws-sdk/client-sqs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { s3Client, s3PeerRegion } from "../../shared/adapters/s3/replication-bucket.ts";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
 import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts";
@@ -7,39 +7,25 @@ import { reconcile } from "../../shared/domain/reconcile.ts";
 import { replicationKeys } from "../../shared/messages/replication.ts";
 import {
   changeUserData,
-  type RegionPair,
   replicatedFrom,
   runDrill,
-  startRegionPair,
+  useRegionPairWithPool,
   userDataDisk,
   waitForDrained,
 } from "./dr-harness.ts";
-import { expectStatus, newTenant, readyImage, readyPool, run, type TestRegion, waitFor } from "./harness.ts";
+import { expectStatus, run, type TestRegion, waitFor } from "./harness.ts";
 
-let pair: RegionPair;
-let tenant: { tenantId: string; key: string };
-let poolId: string;
-
-beforeAll(async () => {
-  pair = await startRegionPair();
-  tenant = await newTenant(pair.primary);
-  const { imageId } = await readyImage(pair.primary, tenant.key);
-  poolId = await readyPool(pair.primary, tenant.key, imageId, 3);
-});
-afterAll(async () => {
-  await pair?.stop();
-});
-
-const ref = (userId: string) => ({ tenantId: tenant.tenantId, userId });
+const fx = useRegionPairWithPool(3);
+const ref = (userId: string) => ({ tenantId: fx.tenant.tenantId, userId });
 const diskOf = (r: TestRegion, userId: string, version: number) =>
-  userDataDisk(r, tenant.tenantId, userId, version);
+  userDataDisk(r, fx.tenant.tenantId, userId, version);
 
 /** Logs a user on, writes 1 MiB of `pattern` at `offset` into their data disk, logs off. */
-const session = (r: TestRegion, userId: string, pattern: number, offset: string, pool = poolId) =>
-  changeUserData(r, tenant, pool, userId, { pattern, offset });
+const session = (r: TestRegion, userId: string, pattern: number, offset: string, pool = fx.poolId) =>
+  changeUserData(r, fx.tenant, pool, userId, { pattern, offset });
 
 const replicated = (r: TestRegion, userId: string, version: number) =>
-  replicatedFrom(r, tenant.key, userId, version, 60_000);
+  replicatedFrom(r, fx.tenant.key, userId, version, 60_000);
 
 async function readsBack(path: string, pattern: number, offset: string) {
   await run("qemu-io", ["-f", "qcow2", "-r", "-U", "-c", `read -P ${pattern} ${offset} 1M`, path]).then(
@@ -49,19 +35,19 @@ async function readsBack(path: string, pattern: number, offset: string) {
 
 describe("user data and replication", () => {
   it("a session's change is committed, shipped as a delta and verified in DR by content checksum", async () => {
-    await session(pair.primary, "alice", 0x5a, "0");
-    await replicated(pair.primary, "alice", 1);
+    await session(fx.pair.primary, "alice", 0x5a, "0");
+    await replicated(fx.pair.primary, "alice", 1);
     const [p, d] = await Promise.all([
-      pair.primary.region.app.ports.userData.get(ref("alice")),
-      pair.dr.region.app.ports.userData.get(ref("alice")),
+      fx.pair.primary.region.app.ports.userData.get(ref("alice")),
+      fx.pair.dr.region.app.ports.userData.get(ref("alice")),
     ]);
     expect(p?.version).toBe(1);
     expect(d?.version).toBe(1);
     expect(d?.sha256).toBe(p?.sha256);
-    expect(await contentSha256(diskOf(pair.dr, "alice", 1))).toBe(p?.sha256);
-    await readsBack(diskOf(pair.dr, "alice", 1), 0x5a, "0");
+    expect(await contentSha256(diskOf(fx.pair.dr, "alice", 1))).toBe(p?.sha256);
+    await readsBack(diskOf(fx.pair.dr, "alice", 1), 0x5a, "0");
     const status = expectStatus(
-      await pair.primary.api("GET", "/v1/dr/replication", { key: tenant.key }),
+      await fx.pair.primary.api("GET", "/v1/dr/replication", { key: fx.tenant.key }),
       200,
     );
     expect(status.pendingChanges).toBe(0);
@@ -70,23 +56,23 @@ describe("user data and replication", () => {
   });
 
   it("with DR unreachable the backlog grows; duplicated and reordered deliveries are applied once, in order", async () => {
-    pair.proxy.cut();
+    fx.pair.proxy.cut();
     for (const [i, pattern] of [0x11, 0x22, 0x33].entries())
-      await session(pair.primary, "bob", pattern, `${i}M`);
+      await session(fx.pair.primary, "bob", pattern, `${i}M`);
     await waitFor(
       "bob's 3 commits",
-      async () => (await pair.primary.region.app.ports.userData.get(ref("bob")))?.version === 3,
+      async () => (await fx.pair.primary.region.app.ports.userData.get(ref("bob")))?.version === 3,
     );
     const during = expectStatus(
-      await pair.primary.api("GET", "/v1/dr/replication", { key: tenant.key }),
+      await fx.pair.primary.api("GET", "/v1/dr/replication", { key: fx.tenant.key }),
       200,
     );
     expect(during.pendingChanges).toBe(3);
     expect(during.oldestPendingAgeMs).toBeGreaterThan(0);
-    expect((await pair.dr.region.app.ports.userData.get(ref("bob")))?.version ?? 0).toBe(0);
+    expect((await fx.pair.dr.region.app.ports.userData.get(ref("bob")))?.version ?? 0).toBe(0);
 
     // Deliver the applies to DR directly, newest first and twice: DR must wait and apply each once.
-    const app = pair.primary.region.app;
+    const app = fx.pair.primary.region.app;
     const peerQueue = app.config.dr?.peer?.replicationQueueUrl as string;
     const sizeBytes = app.config.dr?.userDataSizeBytes as number;
     // Straight to the DR bucket and queue (same fauxqs), around the cut proxy.
@@ -101,7 +87,7 @@ describe("user data and replication", () => {
     const applies = [];
     for (const version of [3, 2, 1]) {
       const change = await app.ports.userData.getChange(ref("bob"), version);
-      const key = replicationKeys.userDataDelta(tenant.tenantId, "bob", version);
+      const key = replicationKeys.userDataDelta(fx.tenant.tenantId, "bob", version);
       await peer.putFile(key, app.ports.userDataStore.deltaPath(ref("bob"), version));
       applies.push({
         kind: "apply-user-data",
@@ -117,37 +103,40 @@ describe("user data and replication", () => {
     await sendJson(app.sqs, peerQueue, [...applies, ...applies]);
     await waitFor(
       "DR at bob v3",
-      async () => (await pair.dr.region.app.ports.userData.get(ref("bob")))?.version === 3,
+      async () => (await fx.pair.dr.region.app.ports.userData.get(ref("bob")))?.version === 3,
     );
     s3.destroy();
 
     // The link comes back: the primary's own (retried) ships arrive as duplicates, and are acknowledged.
-    pair.proxy.restore();
-    await replicated(pair.primary, "bob", 3);
-    await waitForDrained(pair.dr, pair.dr.region.dr.replication.url);
+    fx.pair.proxy.restore();
+    await replicated(fx.pair.primary, "bob", 3);
+    await waitForDrained(fx.pair.dr, fx.pair.dr.region.dr.replication.url);
     const p = await app.ports.userData.get(ref("bob"));
-    const d = await pair.dr.region.app.ports.userData.get(ref("bob"));
+    const d = await fx.pair.dr.region.app.ports.userData.get(ref("bob"));
     expect(d?.version).toBe(3);
     expect(d?.sha256).toBe(p?.sha256);
-    expect(await contentSha256(diskOf(pair.dr, "bob", 3))).toBe(p?.sha256);
+    expect(await contentSha256(diskOf(fx.pair.dr, "bob", 3))).toBe(p?.sha256);
     for (const [i, pattern] of [0x11, 0x22, 0x33].entries())
-      await readsBack(diskOf(pair.dr, "bob", 3), pattern, `${i}M`);
-    const after = expectStatus(await pair.primary.api("GET", "/v1/dr/replication", { key: tenant.key }), 200);
+      await readsBack(diskOf(fx.pair.dr, "bob", 3), pattern, `${i}M`);
+    const after = expectStatus(
+      await fx.pair.primary.api("GET", "/v1/dr/replication", { key: fx.tenant.key }),
+      200,
+    );
     expect(after.pendingChanges).toBe(0);
   });
 
   it("a drill logs the users on in DR with their replicated data, reports RPO/RTO and cleans up", async () => {
     await waitFor("pool config in DR", async () => {
-      const s = await pair.dr.api("GET", "/v1/dr/replication", { key: tenant.key });
-      return s.status === 200 && s.body.dr.standbyPools.includes(poolId);
+      const s = await fx.pair.dr.api("GET", "/v1/dr/replication", { key: fx.tenant.key });
+      return s.status === 200 && s.body.dr.standbyPools.includes(fx.poolId);
     });
-    const bad = await pair.dr.api("POST", "/v1/dr/drills", {
-      key: tenant.key,
+    const bad = await fx.pair.dr.api("POST", "/v1/dr/drills", {
+      key: fx.tenant.key,
       body: { pools: ["pool-nope"] },
     });
     expect(bad.status).toBe(400);
     expect(bad.body.field).toBe("pools[0]");
-    const report = await runDrill(pair.dr, tenant.key, [poolId]);
+    const report = await runDrill(fx.pair.dr, fx.tenant.key, [fx.poolId]);
     expect(report).toMatchObject({
       state: "SUCCEEDED",
       usersPlanned: 2,
@@ -159,44 +148,46 @@ describe("user data and replication", () => {
     expect(report.rpoMs).toBeGreaterThanOrEqual(0);
     expect(report.bytesShipped).toBeGreaterThan(0);
     await waitFor("drill pools removed", async () => {
-      const pools = (await pair.dr.api("GET", "/v1/pools", { key: tenant.key })).body.items;
+      const pools = (await fx.pair.dr.api("GET", "/v1/pools", { key: fx.tenant.key })).body.items;
       return pools.length === 0;
     });
     // The drill changed no user data, here or in the primary.
-    expect((await pair.dr.region.app.ports.userData.get(ref("alice")))?.version).toBe(1);
-    expect((await pair.dr.region.app.ports.userData.get(ref("alice")))?.attachedSessionId).toBeUndefined();
-    expect((await pair.primary.region.app.ports.userData.get(ref("alice")))?.version).toBe(1);
+    expect((await fx.pair.dr.region.app.ports.userData.get(ref("alice")))?.version).toBe(1);
+    expect((await fx.pair.dr.region.app.ports.userData.get(ref("alice")))?.attachedSessionId).toBeUndefined();
+    expect((await fx.pair.primary.region.app.ports.userData.get(ref("alice")))?.version).toBe(1);
   });
 
   it("failover serves users in DR with their data; failback brings DR's changes home first", async () => {
-    expectStatus(await pair.dr.api("POST", "/v1/dr/failover", { key: tenant.key }), 202);
+    expectStatus(await fx.pair.dr.api("POST", "/v1/dr/failover", { key: fx.tenant.key }), 202);
     await waitFor("primary refuses logons", async () => {
-      const res = await pair.primary.api("POST", `/v1/pools/${poolId}/logons`, {
-        key: tenant.key,
+      const res = await fx.pair.primary.api("POST", `/v1/pools/${fx.poolId}/logons`, {
+        key: fx.tenant.key,
         body: { userId: "zed" },
       });
       return res.status === 409 && res.body.type.endsWith("tenant-failed-over");
     });
     await waitFor("DR pool ready", async () => {
-      const res = await pair.dr.api("GET", `/v1/pools/${poolId}`, { key: tenant.key });
+      const res = await fx.pair.dr.api("GET", `/v1/pools/${fx.poolId}`, { key: fx.tenant.key });
       return res.body.desktopCounts?.AVAILABLE === 3;
     });
-    await session(pair.dr, "alice", 0x77, "8M");
-    await replicated(pair.dr, "alice", 2);
-    expect((await pair.primary.region.app.ports.userData.get(ref("alice")))?.version).toBe(2);
+    await session(fx.pair.dr, "alice", 0x77, "8M");
+    await replicated(fx.pair.dr, "alice", 2);
+    expect((await fx.pair.primary.region.app.ports.userData.get(ref("alice")))?.version).toBe(2);
 
-    expectStatus(await pair.dr.api("POST", "/v1/dr/failback", { key: tenant.key }), 202);
+    expectStatus(await fx.pair.dr.api("POST", "/v1/dr/failback", { key: fx.tenant.key }), 202);
     await waitFor("primary serves again", async () => {
-      const res = await pair.primary.api("POST", `/v1/pools/${poolId}/logons`, {
-        key: tenant.key,
+      const res = await fx.pair.primary.api("POST", `/v1/pools/${fx.poolId}/logons`, {
+        key: fx.tenant.key,
         body: { userId: "alice" },
       });
       if (res.status !== 200) return false;
       await waitFor("alice attached in primary", async () => {
-        const s = await pair.primary.api("GET", `/v1/sessions/${res.body.sessionId}`, { key: tenant.key });
+        const s = await fx.pair.primary.api("GET", `/v1/sessions/${res.body.sessionId}`, {
+          key: fx.tenant.key,
+        });
         return s.body.userData?.state === "ATTACHED" && s.body.userData.version === 2;
       });
-      const overlay = pair.primary.region.app.ports.userDataStore.overlayPath(
+      const overlay = fx.pair.primary.region.app.ports.userDataStore.overlayPath(
         ref("alice"),
         res.body.sessionId,
       );
@@ -207,28 +198,28 @@ describe("user data and replication", () => {
   });
 
   it("a change whose replication messages were lost is shipped again by the reconciler", async () => {
-    pair.proxy.cut();
-    await session(pair.primary, "erin", 0x33, "0");
+    fx.pair.proxy.cut();
+    await session(fx.pair.primary, "erin", 0x33, "0");
     await waitFor(
       "erin's change committed",
-      async () => (await pair.primary.region.app.ports.userData.get(ref("erin")))?.version === 1,
+      async () => (await fx.pair.primary.region.app.ports.userData.get(ref("erin")))?.version === 1,
     );
     // The messages are gone (as if dead-lettered while DR was away); only the table remembers.
-    await pair.primary.region.app.sqs.send(
-      new PurgeQueueCommand({ QueueUrl: pair.primary.region.dr.replication.url }),
+    await fx.pair.primary.region.app.sqs.send(
+      new PurgeQueueCommand({ QueueUrl: fx.pair.primary.region.dr.replication.url }),
     );
-    pair.proxy.restore();
-    await waitForDrained(pair.primary, pair.primary.region.dr.replication.url);
-    expect((await pair.primary.region.app.ports.userData.get(ref("erin")))?.replicatedVersion).toBe(0);
+    fx.pair.proxy.restore();
+    await waitForDrained(fx.pair.primary, fx.pair.primary.region.dr.replication.url);
+    expect((await fx.pair.primary.region.app.ports.userData.get(ref("erin")))?.replicatedVersion).toBe(0);
 
-    const report = await reconcile(pair.primary.region.app.ports, 0);
+    const report = await reconcile(fx.pair.primary.region.app.ports, 0);
     expect(report.requeued["ship-user-data"]).toBe(1);
-    await replicated(pair.primary, "erin", 1);
+    await replicated(fx.pair.primary, "erin", 1);
     const [p, d] = await Promise.all([
-      pair.primary.region.app.ports.userData.get(ref("erin")),
-      pair.dr.region.app.ports.userData.get(ref("erin")),
+      fx.pair.primary.region.app.ports.userData.get(ref("erin")),
+      fx.pair.dr.region.app.ports.userData.get(ref("erin")),
     ]);
     expect(d?.sha256).toBe(p?.sha256);
-    await readsBack(diskOf(pair.dr, "erin", 1), 0x33, "0");
+    await readsBack(diskOf(fx.pair.dr, "erin", 1), 0x33, "0");
   });
 });
