@@ -115,6 +115,13 @@ export interface Pool {
   createdAt: string;
 }
 
+/** How a pool sizes itself: the settings a creation, a PATCH and the table carry alike. */
+export type PoolSizingSettings = {
+  [K in "minSize" | "maxSize" | "spare" | "poweredOnSpare" | "idleSeconds" | "ticketTimeoutSeconds"]?:
+    | Pool[K]
+    | undefined;
+};
+
 export const ticketStates = ["WAITING", "SERVED", "EXPIRED"] as const;
 export type TicketState = (typeof ticketStates)[number];
 

@@ -3,7 +3,7 @@ import type { Ports } from "../ports/index.ts";
 import { assertActive, desktopRef, requirePool } from "./common.ts";
 import type { DefaultDatastore } from "./datastores.ts";
 import { DomainError, invalid, RetryLater } from "./errors.ts";
-import type { Desktop, Pool, QuotaLimits } from "./model.ts";
+import type { Desktop, Pool, PoolSizingSettings, QuotaLimits } from "./model.ts";
 import { decidePower, decideSizing, type SizingDecision, sizingOf } from "./pool-sizing.ts";
 import { removeFreeDesktops, resizePool } from "./pools.ts";
 
@@ -110,15 +110,7 @@ async function applyPower(
   return stop.length + started > 0 ? `; powering off ${stop.length}, on ${started}` : "";
 }
 
-export interface SizingChange {
-  size?: number | undefined;
-  minSize?: number | undefined;
-  maxSize?: number | undefined;
-  spare?: number | undefined;
-  poweredOnSpare?: number | undefined;
-  idleSeconds?: number | undefined;
-  ticketTimeoutSeconds?: number | undefined;
-}
+export type SizingChange = PoolSizingSettings & { size?: number | undefined };
 
 /** Checks a self-sizing pool's settings together (each one alone is checked at the edge). */
 export function assertSizing(s: { minSize: number; maxSize: number; spare: number }, prefix = "body") {

@@ -16,6 +16,7 @@ import type {
   Desktop,
   ImageVersion,
   Pool,
+  PoolSizingSettings,
   QuotaLimits,
   RefreshPolicy,
   SessionTimeouts,
@@ -25,18 +26,12 @@ import { countedCharge, limitedCharge } from "./quotas.ts";
 import { recomposeProgress } from "./recompose-progress.ts";
 import { replicateConfig, replicateDeletions } from "./replication-config.ts";
 
-export interface CreatePoolInput {
+export interface CreatePoolInput extends PoolSizingSettings {
   name: string;
   imageId: string;
   imageVersion?: number;
   /** A fixed pool's size; a self-sizing one gives maxSize (and minSize, spare) instead. */
   size?: number;
-  minSize?: number;
-  maxSize?: number;
-  spare?: number;
-  poweredOnSpare?: number;
-  idleSeconds?: number;
-  ticketTimeoutSeconds?: number;
   assignment?: Assignment;
   cloneType?: CloneType;
   refreshPolicy?: RefreshPolicy;
@@ -121,6 +116,21 @@ function replicaJobs(pool: Pool, datastoreIds: Iterable<string>): CloneJob[] {
  * With `quotaDefaults` (the tenant's own request), the pool must fit the tenant's quotas; without
  * (a drill), its desktops are counted but not limited.
  */
+/** A self-sizing pool's settings as stored: bounds and spare always, the rest when given. */
+function selfSizing(input: PoolSizingSettings & { maxSize: number }): PoolSizingSettings {
+  const given = Object.entries({
+    poweredOnSpare: input.poweredOnSpare,
+    idleSeconds: input.idleSeconds,
+    ticketTimeoutSeconds: input.ticketTimeoutSeconds,
+  }).filter(([, v]) => v !== undefined);
+  return {
+    minSize: input.minSize ?? 0,
+    maxSize: input.maxSize,
+    spare: input.spare ?? 0,
+    ...Object.fromEntries(given),
+  };
+}
+
 export async function createPool(
   ports: Pick<
     Ports,
@@ -153,18 +163,7 @@ export async function createPool(
       input.maxSize !== undefined
         ? initialSize({ minSize: input.minSize ?? 0, maxSize: input.maxSize, spare: input.spare ?? 0 })
         : (input.size ?? 1),
-    ...(input.maxSize !== undefined
-      ? {
-          minSize: input.minSize ?? 0,
-          maxSize: input.maxSize,
-          spare: input.spare ?? 0,
-          ...(input.poweredOnSpare !== undefined ? { poweredOnSpare: input.poweredOnSpare } : {}),
-          ...(input.idleSeconds !== undefined ? { idleSeconds: input.idleSeconds } : {}),
-          ...(input.ticketTimeoutSeconds !== undefined
-            ? { ticketTimeoutSeconds: input.ticketTimeoutSeconds }
-            : {}),
-        }
-      : {}),
+    ...(input.maxSize !== undefined ? selfSizing({ ...input, maxSize: input.maxSize }) : {}),
     ...(input.sessionTimeouts && Object.keys(input.sessionTimeouts).length > 0
       ? { sessionTimeouts: input.sessionTimeouts }
       : {}),

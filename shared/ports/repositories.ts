@@ -8,6 +8,7 @@ import type {
   ImageVersion,
   LogonTicket,
   Pool,
+  PoolSizingSettings,
   Replica,
   Session,
   SessionEnding,
@@ -145,12 +146,6 @@ export type EndSessionResult =
     }
   | { outcome: "not-active" };
 
-export type SizingSettings = {
-  [K in "minSize" | "maxSize" | "spare" | "poweredOnSpare" | "idleSeconds" | "ticketTimeoutSeconds"]?:
-    | number
-    | undefined;
-};
-
 export interface PoolRepository {
   /**
    * Stores the pool with its datastore reservations in one transaction, then its desktops
@@ -191,7 +186,7 @@ export interface PoolRepository {
   ): Promise<boolean>;
   remove(tenantId: string, poolId: string): Promise<void>;
   /** Sets the pool's sizing settings (an undefined one is removed). */
-  setSizing(tenantId: string, poolId: string, sizing: SizingSettings): Promise<void>;
+  setSizing(tenantId: string, poolId: string, sizing: PoolSizingSettings): Promise<void>;
 }
 
 export interface DesktopRepository {

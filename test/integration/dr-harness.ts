@@ -184,3 +184,10 @@ export function useRegionPairWithPool(size: number) {
   });
   return fx;
 }
+
+/** Whether a qcow2 disk reads `size` bytes of `pattern` at `offset` (qemu-io's own check). */
+export async function holdsPattern(path: string, pattern: number, offset: string, size = "1M") {
+  const read = `read -P ${pattern} ${offset} ${size}`;
+  const { stdout } = await run("qemu-io", ["-f", "qcow2", "-r", "-U", "-c", read, path]);
+  return !stdout.includes("Pattern verification failed");
+}
