@@ -14,7 +14,7 @@ import {
   type DiskJobSettings,
   deleteDesktop,
   ensureReplica,
-  provisionDesktop,
+  provisionDesktops,
   readyVersion,
   recomposeDesktop,
   refreshDesktop,
@@ -78,7 +78,8 @@ export async function runCloneJob(
     case "prepare-replica":
       return prepareReplica(ports, job, settings);
     case "provision-desktop":
-      return provisionDesktop(ports, job, settings, lastAttempt);
+    case "provision-desktops":
+      return provisionDesktops(ports, job, settings, lastAttempt);
     case "replace-desktop":
       return replaceErrored(ports, job);
     case "refresh-desktop":

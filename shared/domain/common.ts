@@ -67,18 +67,34 @@ export async function desktopFreed(
   freed?: Desktop,
 ): Promise<boolean> {
   const desktop = freed ?? (await ports.desktops.get(ref.tenantId, ref.poolId, ref.desktopId));
-  if (desktop?.state !== "AVAILABLE") return false;
-  const pool = await ports.pools.get(desktop.tenantId, desktop.poolId);
-  if (pool?.state !== "ACTIVE") return false;
-  if (pool.imageVersion === desktop.imageVersion) {
-    if (pool.maxSize === undefined) return false;
+  return desktop ? (await desktopsFreed(ports, [desktop])) > 0 : false;
+}
+
+/**
+ * `desktopFreed` for desktops of one pool freed together (a set provisioned in one job): the pool
+ * is read, the line served and the sizer asked once. Answers how many went on to a recompose.
+ */
+export async function desktopsFreed(
+  ports: Pick<Ports, "pools" | "desktops" | "jobs" | "logonQueue">,
+  freed: Desktop[],
+): Promise<number> {
+  const available = freed.filter((d) => d.state === "AVAILABLE");
+  const first = available[0];
+  if (!first) return 0;
+  const pool = await ports.pools.get(first.tenantId, first.poolId);
+  if (pool?.state !== "ACTIVE") return 0;
+  const behind = available.filter((d) => d.imageVersion !== pool.imageVersion);
+  if (behind.length < available.length && pool.maxSize !== undefined) {
     // A self-sizing pool: serve whoever waits, and see whether it has more free desktops than it needs.
     if ((await ports.logonQueue.waiting(pool.tenantId, pool.poolId)) > 0)
       await ports.jobs.send([{ kind: "serve-logons", tenantId: pool.tenantId, poolId: pool.poolId }]);
     await requestSizing(ports, pool.tenantId, pool.poolId);
-    return false;
   }
-  if (!(await ports.desktops.transition(desktop, "AVAILABLE", "RECOMPOSING"))) return false;
-  await ports.jobs.send([{ kind: "recompose-desktop", ...desktopRef(desktop) }]);
-  return true;
+  let recomposing = 0;
+  for (const desktop of behind) {
+    if (!(await ports.desktops.transition(desktop, "AVAILABLE", "RECOMPOSING"))) continue;
+    await ports.jobs.send([{ kind: "recompose-desktop", ...desktopRef(desktop) }]);
+    recomposing++;
+  }
+  return recomposing;
 }

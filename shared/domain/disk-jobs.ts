@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { checkpoint } from "../faults.ts";
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
-import { desktopFreed, desktopRef } from "./common.ts";
+import { desktopFreed, desktopRef, desktopsFreed } from "./common.ts";
 import type { DesktopState } from "./desktop-state.ts";
 import { bootDesktop, powerOffDesktop, type VmPortNames, type VmPorts } from "./desktop-vms.ts";
 import { type DiskJobCaps, type SlotKind, takeSlots } from "./disk-slots.ts";
@@ -142,9 +142,14 @@ const quarantiner =
     return `quarantined: ${err.message}`;
   };
 
-async function rebuildDisk(
+/**
+ * Rebuilds the disks of desktops of one pool on one datastore, one after the other in one slot of
+ * the datastore's cap (a pool's growth comes in such sets; a refresh or recompose is a set of one).
+ * Answers each desktop's outcome, or a single "deferred" when a cap is reached.
+ */
+async function rebuildDisks(
   ports: DiskJobPorts,
-  desktop: Desktop,
+  desktops: Desktop[],
   state: DesktopState,
   settings: DiskJobSettings,
   opts: {
@@ -154,38 +159,50 @@ async function rebuildDisk(
     /** Sends the job again a little later (a cap is reached). */
     defer: () => Promise<void>;
   },
-): Promise<string> {
-  const { version } = await targetVersion(ports, desktop);
-  const quarantine = quarantiner(ports, desktop, state, opts.quarantine);
-  // The replica first: a wait for another worker's copy must not raise the desktop's generation.
-  if (desktop.cloneType !== "full") {
+): Promise<string[]> {
+  const first = desktops[0];
+  if (!first) return [];
+  const { version } = await targetVersion(ports, first);
+  // The replica first: a wait for another worker's copy must not raise the desktops' generations.
+  if (first.cloneType !== "full") {
     try {
-      await ensureReplica(ports, version, desktop.datastoreId, settings, false);
+      await ensureReplica(ports, version, first.datastoreId, settings, false);
     } catch (err) {
-      return quarantine(err as Error, desktop.generation);
+      return Promise.all(
+        desktops.map((d) => quarantiner(ports, d, state, opts.quarantine)(err as Error, d.generation)),
+      );
     }
   }
   const kind: SlotKind = state === "PROVISIONING" ? "provisioning" : "maintenance";
-  const release = await takeSlots(ports, desktop, kind, settings);
+  const release = await takeSlots(ports, first, kind, settings);
   if (!release) {
     // Come back later without using up a delivery attempt.
     await opts.defer();
-    return `deferred: the ${kind} cap of datastore ${desktop.datastoreId} (or its host) is reached`;
+    return [`deferred: the ${kind} cap of datastore ${first.datastoreId} (or its host) is reached`];
   }
+  const freed: Desktop[] = [];
+  const outcomes: string[] = [];
   try {
-    return await rebuildTaken(ports, desktop, state, version, opts);
+    for (const desktop of desktops)
+      outcomes.push(await rebuildTaken(ports, desktop, state, version, opts, freed));
   } finally {
     await release();
   }
+  await desktopsFreed(ports, freed);
+  return outcomes;
 }
 
-/** The disk job proper, within its slots: take the desktop, build the disk, hand it over. */
+/**
+ * The disk job proper, within its slots: take the desktop, build the disk, hand it over (a
+ * desktop without a VM to boot joins `freed`: the caller runs what follows a freed desktop once).
+ */
 async function rebuildTaken(
   ports: DiskJobPorts,
   desktop: Desktop,
   state: DesktopState,
   version: ImageVersion,
   opts: { lastSessionId?: string; quarantine: (err: Error) => boolean; step: string },
+  freed: Desktop[],
 ): Promise<string> {
   const quarantine = quarantiner(ports, desktop, state, opts.quarantine);
   const generation = await ports.desktops.takeForDiskJob(desktop, state, {
@@ -224,12 +241,7 @@ async function rebuildTaken(
   const figure = diskFigures[opts.step];
   if (figure) recordSince(ports, desktop.tenantId, figure, desktop.updatedAt);
   if (vms) await bootDesktop(vms, { ...mine, datastoreId: desktop.datastoreId, generation });
-  else
-    await desktopFreed(ports, desktop, {
-      ...mine,
-      state: "AVAILABLE",
-      imageVersion: version.version,
-    });
+  else freed.push({ ...mine, state: "AVAILABLE", imageVersion: version.version });
   if (desktop.imageVersion !== version.version)
     await releaseUnusedReplicas(ports, desktop.tenantId, desktop.imageId, desktop.imageVersion);
   return `disk g${generation} on v${version.version}`;
@@ -242,20 +254,39 @@ const diskFigures: Record<string, MetricName> = {
   recompose: "recomposeSeconds",
 };
 
-export async function provisionDesktop(
+/**
+ * Provisions a pool's new desktops (a `provision-desktops` set, or one desktop the reconciler or a
+ * replacement sends again): those still PROVISIONING, one datastore's set at a time.
+ */
+export async function provisionDesktops(
   ports: DiskJobPorts,
-  job: Job<"provision-desktop">,
+  job: Job<"provision-desktops"> | Job<"provision-desktop">,
   settings: DiskJobSettings,
   lastAttempt: boolean,
 ) {
-  const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
-  if (desktop?.state !== "PROVISIONING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
-  const outcome = await rebuildDisk(ports, desktop, "PROVISIONING", settings, {
-    quarantine: () => lastAttempt,
-    step: "provision",
-    defer: () => ports.jobs.send([job], { delaySeconds: 1 }),
-  });
-  return outcome.startsWith("disk") ? `provisioned (${outcome})` : outcome;
+  const ids = job.kind === "provision-desktop" ? [job.desktopId] : job.desktopIds;
+  const found =
+    ids.length === 1
+      ? [await ports.desktops.get(job.tenantId, job.poolId, ids[0] as string)]
+      : await ports.desktops.getMany(job.tenantId, job.poolId, ids);
+  const todo = found.filter((d): d is Desktop => d?.state === "PROVISIONING");
+  if (todo.length === 0)
+    return ids.length === 1
+      ? `skipped: desktop is ${found[0]?.state ?? "gone"}`
+      : "skipped: none provisioning";
+  const outcomes: string[] = [];
+  for (const datastoreId of new Set(todo.map((d) => d.datastoreId))) {
+    const set = todo.filter((d) => d.datastoreId === datastoreId);
+    const done = await rebuildDisks(ports, set, "PROVISIONING", settings, {
+      quarantine: () => lastAttempt,
+      step: "provision",
+      defer: () => ports.jobs.send([job], { delaySeconds: 1 }),
+    });
+    outcomes.push(...done);
+    // The whole job comes back later: what is done by then is skipped.
+    if (done[0]?.startsWith("deferred")) break;
+  }
+  return outcomes.map((o) => (o.startsWith("disk") ? `provisioned (${o})` : o)).join("; ");
 }
 
 export async function refreshDesktop(
@@ -295,7 +326,7 @@ export async function refreshDesktop(
   if (decision === "replace") return replaceDesktop(ports, desktop);
   // Discarding the delta is what makes the next user's desktop pristine (invariant 2); on a
   // recompose the new disk is on the pool's new version.
-  const outcome = await rebuildDisk(ports, desktop, "REFRESHING", settings, {
+  const [outcome = ""] = await rebuildDisks(ports, [desktop], "REFRESHING", settings, {
     lastSessionId: job.sessionId,
     quarantine: () => false,
     step: "refresh",
@@ -314,7 +345,7 @@ export async function recomposeDesktop(
   const desktop = await ports.desktops.get(job.tenantId, job.poolId, job.desktopId);
   if (desktop?.state !== "RECOMPOSING") return `skipped: desktop is ${desktop?.state ?? "gone"}`;
   // One desktop's failure must not stop the pool's recompose: quarantine it, go on.
-  const outcome = await rebuildDisk(ports, desktop, "RECOMPOSING", settings, {
+  const [outcome = ""] = await rebuildDisks(ports, [desktop], "RECOMPOSING", settings, {
     quarantine: () => true,
     step: "recompose",
     defer: () => ports.jobs.send([job], { delaySeconds: 1 }),
@@ -351,11 +382,13 @@ async function replaceDesktop(ports: DiskJobPorts, desktop: Desktop) {
     resentAt: _r,
     ...rest
   } = desktop;
+  const now = ports.clock.now().toISOString();
   const fresh: Desktop = {
     ...rest,
     desktopId: newId("dsk"),
     state: "PROVISIONING",
-    updatedAt: ports.clock.now().toISOString(),
+    createdAt: now,
+    updatedAt: now,
   };
   // A redelivery finds the old desktop gone and stops here; the reconciler re-sends provisioning.
   if (!(await ports.desktops.replace(desktop, fresh))) return "skipped: already replaced";

@@ -7,7 +7,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Ports } from "../ports/index.ts";
 import { noDesktopAvailable, notFound } from "./errors.ts";
-import type { LogonTicket, Pool, Session } from "./model.ts";
+import type { Desktop, LogonTicket, Pool, Session } from "./model.ts";
 import { requestSizing, sizingOf } from "./pool-sizing.ts";
 import { sessionStarted } from "./session-timeouts.ts";
 import { attachUserDataLater, newSession } from "./sessions.ts";
@@ -45,9 +45,6 @@ export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string):
   for (let round = 0; round < 3; round++) {
     const held = await ports.logonQueue.userTicket(tenantId, poolId, userId);
     if (held?.state === "WAITING") return describe(ports, await expireIfDue(ports, held));
-    const desktops = await ports.desktops.list(tenantId, poolId);
-    const assigned = desktops.filter((d) => d.state === "ASSIGNED").length;
-    if (assigned >= s.maxSize) throw noDesktopAvailable(poolId);
     const now = ports.clock.now();
     const ticket: LogonTicket = {
       tenantId,
@@ -58,12 +55,28 @@ export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string):
       createdAt: now.toISOString(),
       validUntil: new Date(now.getTime() + s.ticketTimeoutSeconds * 1000).toISOString(),
     };
-    const outcome = await ports.logonQueue.enqueue(ticket, s.maxSize - assigned, held?.ticketId);
+    // The pool's size bounds the users on: while it leaves room beside the line, nothing is counted
+    // (a storm's every logon would otherwise read all the pool's desktops); near maxSize, they are.
+    let outcome =
+      pool.size < s.maxSize
+        ? await ports.logonQueue.enqueue(ticket, s.maxSize - pool.size, held?.ticketId)
+        : "full";
+    if (outcome === "full") {
+      const assigned = (await ports.desktops.list(tenantId, poolId)).filter(
+        (d) => d.state === "ASSIGNED",
+      ).length;
+      if (assigned >= s.maxSize) throw noDesktopAvailable(poolId);
+      outcome = await ports.logonQueue.enqueue(ticket, s.maxSize - assigned, held?.ticketId);
+    }
     if (outcome === "full") throw noDesktopAvailable(poolId);
     if (outcome === "raced") continue;
     ports.metrics.record(tenantId, "logonsQueued", 1);
-    await Promise.all([requestSizing(ports, tenantId, poolId), serveLater(ports, pool)]);
-    return describe(ports, ticket);
+    const [queued] = await Promise.all([describe(ports, ticket), requestSizing(ports, tenantId, poolId)]);
+    // The first in line starts the server (a desktop may be free while the line forms); behind
+    // another ticket, the server that serves it serves this one too: it looks again until the
+    // line is empty, and the count it looks at includes this ticket.
+    if (queued.position === 0) await serveLater(ports, pool);
+    return queued;
   }
   throw noDesktopAvailable(poolId);
 }
@@ -101,7 +114,7 @@ const serveLeaseMs = 30_000;
  */
 export async function serveLogons(ports: QueuePorts, tenantId: string, poolId: string): Promise<string> {
   const holder = randomUUID();
-  if (!(await ports.logonQueue.lease(tenantId, poolId, "serving", holder, serveLeaseMs)))
+  if (!(await ports.logonQueue.lease(tenantId, poolId, "serving", holder, serveLeaseMs)).taken)
     return "skipped: another worker serves the queue";
   let served = 0;
   try {
@@ -116,31 +129,68 @@ export async function serveLogons(ports: QueuePorts, tenantId: string, poolId: s
   return `served ${served} ticket(s)`;
 }
 
+/** Tickets (and free desktops) looked at per query while serving. */
+const servePage = 25;
+
 async function serveInOrder(ports: QueuePorts, tenantId: string, poolId: string): Promise<number> {
   let served = 0;
-  for (let round = 0; round < 1000; round++) {
-    const [head] = await ports.logonQueue.oldestWaiting(tenantId, poolId, 1);
-    if (!head) break;
+  // What follows a served ticket (its user's data, its timeouts) runs beside the next ones.
+  const followUps: Promise<unknown>[] = [];
+  try {
+    for (let page = 0; page < 100; page++) {
+      const heads = await ports.logonQueue.oldestWaiting(tenantId, poolId, servePage);
+      if (heads.length === 0) break;
+      const stop = await servePageInOrder(ports, tenantId, poolId, heads, followUps, () => served++);
+      if (stop) break;
+    }
+  } finally {
+    await Promise.all(followUps);
+  }
+  return served;
+}
+
+/** Serves these tickets in order; answers whether to stop (no free desktop for the next one). */
+async function servePageInOrder(
+  ports: QueuePorts,
+  tenantId: string,
+  poolId: string,
+  heads: LogonTicket[],
+  followUps: Promise<unknown>[],
+  onServed: () => void,
+): Promise<boolean> {
+  let free: Desktop[] = [];
+  for (const head of heads) {
     const now = ports.clock.now();
     if (Date.parse(head.validUntil) <= now.getTime()) {
       await ports.logonQueue.settle(head, "EXPIRED", now.toISOString());
       continue;
     }
-    const [desktop] = await ports.desktops.findFree(tenantId, poolId, 1);
-    if (!desktop) break;
-    const result = await ports.sessions.assign(newSession(ports, desktop, head.userId));
     let session: Session | undefined;
-    if (result.outcome === "assigned") session = result.session;
-    else if (result.outcome === "user-has-session")
-      // Logged on meanwhile (another pool's logon cannot take this pool's lock): that session serves.
-      session = await ports.sessions.findActive(tenantId, poolId, head.userId);
+    let assigned = false;
+    for (let looks = 0; !session; ) {
+      // The free index lags a little: desktops taken a moment ago may still be listed. After a few
+      // looks, stop; the server looks again a second later.
+      if (free.length === 0 && looks++ === 3) return true;
+      if (free.length === 0) free = await ports.desktops.findFree(tenantId, poolId, servePage);
+      const desktop = free.shift();
+      // No free desktop: this ticket stays first in line (nobody behind it is served before it).
+      if (!desktop) return true;
+      const result = await ports.sessions.assign(newSession(ports, desktop, head.userId));
+      if (result.outcome === "assigned") {
+        session = result.session;
+        assigned = true;
+      } else if (result.outcome === "user-has-session") {
+        // Logged on meanwhile (another pool's logon cannot take this pool's lock): that session serves.
+        session = await ports.sessions.findActive(tenantId, poolId, head.userId);
+        if (!session) break;
+      }
+    }
     if (!session) continue;
     const at = ports.clock.now().toISOString();
     await ports.logonQueue.settle(head, "SERVED", at, session.sessionId);
-    if (result.outcome === "assigned")
-      await Promise.all([attachUserDataLater(ports, session), sessionStarted(ports, session)]);
+    if (assigned) followUps.push(attachUserDataLater(ports, session), sessionStarted(ports, session));
     ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
-    served++;
+    onServed();
   }
-  return served;
+  return false;
 }

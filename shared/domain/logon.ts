@@ -8,7 +8,7 @@ import { assertActive, requirePool } from "./common.ts";
 import { connect } from "./connection.ts";
 import { assertNotFenced } from "./dr.ts";
 import { DomainError, noDesktopAvailable } from "./errors.ts";
-import { type QueuedLogon, queueLogon, serveLater } from "./logon-queue.ts";
+import { type QueuedLogon, queueLogon } from "./logon-queue.ts";
 import type { ConnectionInfo, Desktop, Pool, Session } from "./model.ts";
 import { requestSizing, sizingOf } from "./pool-sizing.ts";
 import { sessionStarted } from "./session-timeouts.ts";
@@ -206,8 +206,5 @@ async function noFreeDesktop(
   const pool = await requirePool(ports, tenantId, poolId);
   assertActive(pool);
   if (!sizingOf(pool).selfSizing) throw noDesktopAvailable(poolId);
-  const queued = await queueLogon(ports, pool, userId);
-  // A desktop may be free while users wait: the server hands it to the first of them.
-  await serveLater(ports, pool);
-  return queued;
+  return queueLogon(ports, pool, userId);
 }

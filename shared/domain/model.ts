@@ -198,6 +198,8 @@ export interface Desktop {
   provisionedBytes?: number;
   /** Dedicated pools: the user this desktop belongs to, across sessions. */
   assignedUserId?: string;
+  /** When the desktop was added to its pool (desktops older than this field have none). */
+  createdAt?: string;
   /** When the disk was last made pristine (created, refreshed or recomposed). */
   pristineAt?: string;
   /** When the latest disk job (provision, refresh, recompose) took the desktop: its worker's record. */

@@ -102,6 +102,8 @@ export function decidePower<D extends Pick<Desktop, "state" | "updatedAt">>(
 
 /** Coalesces sizing requests: one sizer job per pool at most every this long. */
 const sizingEveryMs = 2000;
+/** Per pool, until when this process knows a sizing lease is held (its job still to run). */
+const sizingHeldUntil = new Map<string, number>();
 
 /**
  * Asks for the pool to be sized soon. Requests within the lease's span share one job, which runs
@@ -112,7 +114,14 @@ export async function requestSizing(
   tenantId: string,
   poolId: string,
 ): Promise<void> {
-  if (!(await ports.logonQueue.lease(tenantId, poolId, "sizing", randomUUID(), sizingEveryMs))) return;
+  // A lease this process saw held still has its job to come, after the span: nothing to ask (in a
+  // storm, most logons of a process need not write to learn it).
+  const key = `${tenantId}/${poolId}`;
+  if ((sizingHeldUntil.get(key) ?? 0) > Date.now()) return;
+  const lease = await ports.logonQueue.lease(tenantId, poolId, "sizing", randomUUID(), sizingEveryMs);
+  if (sizingHeldUntil.size > 10_000) sizingHeldUntil.clear();
+  sizingHeldUntil.set(key, lease.until);
+  if (!lease.taken) return;
   await ports.jobs.send([{ kind: "size-pool", tenantId, poolId }], {
     delaySeconds: Math.ceil(sizingEveryMs / 1000),
   });

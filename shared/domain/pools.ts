@@ -1,4 +1,4 @@
-import type { CloneJob } from "../messages/clone-job.ts";
+import { type CloneJob, provisionBatchMax } from "../messages/clone-job.ts";
 import type { Ports, Reservation, TenantCharge } from "../ports/index.ts";
 import { assertActive, commitLater, desktopRef, requirePool } from "./common.ts";
 import {
@@ -96,6 +96,7 @@ function newDesktop(
     imageVersion: pool.imageVersion,
     cloneType: pool.cloneType,
     provisionedBytes,
+    createdAt: now,
     updatedAt: now,
   };
 }
@@ -237,9 +238,26 @@ async function addDesktops(
       pool,
       desktops.map((d) => d.datastoreId),
     ),
-    ...desktops.map((d): CloneJob => ({ kind: "provision-desktop", ...desktopRef(d) })),
+    ...provisionJobs(pool, desktops),
   ]);
   return desktops;
+}
+
+/** A pool's new desktops as `provision-desktops` jobs: per datastore, a few desktops each. */
+function provisionJobs(pool: Pool, desktops: Desktop[]): CloneJob[] {
+  const jobs: CloneJob[] = [];
+  for (const datastoreId of new Set(desktops.map((d) => d.datastoreId))) {
+    const ids = desktops.filter((d) => d.datastoreId === datastoreId).map((d) => d.desktopId);
+    for (let i = 0; i < ids.length; i += provisionBatchMax)
+      jobs.push({
+        kind: "provision-desktops",
+        tenantId: pool.tenantId,
+        poolId: pool.poolId,
+        datastoreId,
+        desktopIds: ids.slice(i, i + provisionBatchMax),
+      });
+  }
+  return jobs;
 }
 
 /**

@@ -43,6 +43,7 @@ export async function rebalanceDatastore(
         desktopId: newId("dsk"),
         state: "PROVISIONING",
         datastoreId: placement.datastoreIds[0] as string,
+        createdAt: now,
         updatedAt: now,
       };
       // The operator's move: counted against the tenant (its old desktop's removal gives it back), never refused.

@@ -8,6 +8,9 @@
 import { z } from "zod";
 import { timeoutReasons } from "../domain/model.ts";
 
+/** Desktops one `provision-desktops` job makes at most (a pool's growth is cut into such jobs). */
+export const provisionBatchMax = 5;
+
 /** A desktop, and the datastore its disk is on: the queue a job goes to follows the datastore. */
 const desktopRef = {
   tenantId: z.string().min(1),
@@ -39,6 +42,17 @@ export const cloneJobSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("serve-logons"), tenantId: z.string().min(1), poolId: z.string().min(1) }),
   // Disk jobs.
   z.object({ kind: z.literal("provision-desktop"), ...desktopRef }),
+  /**
+   * A pool's growth on one datastore, a few desktops at a time: their disks are made one after the
+   * other in one slot of the datastore's provisioning cap, with the job's reads done once.
+   */
+  z.object({
+    kind: z.literal("provision-desktops"),
+    tenantId: z.string().min(1),
+    poolId: z.string().min(1),
+    datastoreId: z.string().min(1),
+    desktopIds: z.array(z.string().min(1)).min(1).max(provisionBatchMax),
+  }),
   /** Moves a RECOMPOSING desktop onto its pool's current image version. */
   z.object({ kind: z.literal("recompose-desktop"), ...desktopRef }),
   z.object({ kind: z.literal("replace-desktop"), ...desktopRef }),

@@ -79,7 +79,14 @@ export interface LogonQueueRepository {
   /** A waiting ticket is served or expires (false: it was settled already). */
   settle(ticket: LogonTicket, state: "SERVED" | "EXPIRED", at: string, sessionId?: string): Promise<boolean>;
   /** A pool-wide lease (one sizer, one ticket server at a time): whether `holder` has it now. */
-  lease(tenantId: string, poolId: string, name: string, holder: string, ms: number): Promise<boolean>;
+  /** Takes the pool's named lease for `ms`; answers whether it did, and until when the lease is held. */
+  lease(
+    tenantId: string,
+    poolId: string,
+    name: string,
+    holder: string,
+    ms: number,
+  ): Promise<{ taken: boolean; until: number }>;
   release(tenantId: string, poolId: string, name: string, holder: string): Promise<void>;
 }
 
@@ -191,6 +198,8 @@ export interface PoolRepository {
 
 export interface DesktopRepository {
   get(tenantId: string, poolId: string, desktopId: string): Promise<Desktop | undefined>;
+  /** These desktops of the pool (in no particular order; those gone are left out). */
+  getMany(tenantId: string, poolId: string, desktopIds: string[]): Promise<Desktop[]>;
   list(tenantId: string, poolId: string): Promise<Desktop[]>;
   /** Up to `limit` AVAILABLE desktops, starting at a random point so concurrent logons spread out. */
   findFree(tenantId: string, poolId: string, limit: number): Promise<Desktop[]>;

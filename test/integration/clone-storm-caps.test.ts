@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { expectStatus, useTenantRegion, waitForCounts } from "./harness.ts";
 
-// Enough workers that, without the cap, many more than two jobs would run at once.
+// Enough workers that, without the cap, more than two jobs would run at once (20 desktops come as
+// four provision-desktops jobs of five).
 const fx = useTenantRegion({ image: { blankSizeMiB: 64 }, region: { cloneWorkerConcurrency: 6 } });
 
 const desktopsOf = async (poolId: string) =>

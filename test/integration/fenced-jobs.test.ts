@@ -135,8 +135,11 @@ it("a stalled disk job writes only its own disk file, never the one a later sess
 it("duplicate provision and recompose jobs build each disk once and leave no second writer", async () => {
   const pool = expectStatus(await api("POST", "/v1/pools", { name: "dup", imageId, size: 2 }), 201);
   const jobs: Job[] = [];
-  for (let i = 0; i < 5 && jobs.filter((j) => j.body.kind === "provision-desktop").length < 2; i++)
-    jobs.push(...(await tap.take()));
+  // The pool's growth comes as provision-desktops jobs, a few desktops each.
+  const provisioning = () =>
+    jobs.flatMap((j) => (j.body.kind === "provision-desktops" ? j.body.desktopIds : []));
+  for (let i = 0; i < 5 && provisioning().length < 2; i++) jobs.push(...(await tap.take()));
+  expect(provisioning()).toHaveLength(2);
   // Every job delivered twice, concurrently.
   await Promise.all(jobs.flatMap((j) => [tap.run(j), tap.run(j)]));
   for (const j of jobs) await tap.ack(j);

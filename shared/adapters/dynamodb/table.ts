@@ -1,4 +1,5 @@
 import {
+  BatchGetCommand,
   BatchWriteCommand,
   DeleteCommand,
   type DynamoDBDocumentClient,
@@ -89,6 +90,24 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     return found;
   };
 
+  /** Reads items by key, 100 at a time and consistently, retrying what DynamoDB leaves unprocessed. */
+  const batchGet = async <T>(codec: EntityCodec<T>, keyList: Key[]): Promise<T[]> => {
+    const found: T[] = [];
+    for (let i = 0; i < keyList.length; i += 100) {
+      let pending: Key[] | undefined = keyList.slice(i, i + 100);
+      for (let attempt = 0; pending && pending.length > 0; attempt++) {
+        if (attempt > 10) throw new Error("batch read kept returning unprocessed keys");
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 2 ** attempt * 10));
+        const out = await doc.send(
+          new BatchGetCommand({ RequestItems: { [table]: { Keys: pending, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[table] ?? []) found.push(codec.fromItem(item));
+        pending = out.UnprocessedKeys?.[table]?.Keys as Key[] | undefined;
+      }
+    }
+    return found;
+  };
+
   /** Writes items 25 at a time, retrying what DynamoDB leaves unprocessed. */
   const batchPut = async (items: Item[]) => {
     for (let i = 0; i < items.length; i += 25) {
@@ -172,6 +191,7 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     byPrefix,
     watching,
     scanAll,
+    batchGet,
     batchPut,
     tryUpdate,
     put,

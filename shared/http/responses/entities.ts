@@ -185,6 +185,7 @@ export const desktop = z
     cloneType: z.enum(cloneTypes).optional(),
     provisionedBytes: bytes.optional(),
     assignedUserId: z.string().optional(),
+    createdAt: timestamp.optional().describe("when the desktop was added to its pool"),
     pristineAt: timestamp.optional(),
     diskJobStartedAt: timestamp
       .optional()

@@ -88,6 +88,11 @@ export function desktopRepository(t: Table): DesktopRepository {
 
   return {
     get: (tenantId, poolId, desktopId) => t.get(entities.desktop, keys.desktop(tenantId, poolId, desktopId)),
+    getMany: (tenantId, poolId, desktopIds) =>
+      t.batchGet(
+        entities.desktop,
+        desktopIds.map((id) => keys.desktop(tenantId, poolId, id)),
+      ),
     list: (tenantId, poolId) =>
       t.byPrefix(entities.desktop, keys.poolPartition(tenantId, poolId), keys.desktopPrefix),
     async findFree(tenantId, poolId, limit) {

@@ -142,7 +142,8 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
           values: { ":h": holder, ":now": now },
         },
       );
-      return taken.written;
+      const until = taken.written ? now + ms : Number(taken.existing?.leaseExpiresAtMs ?? 0);
+      return { taken: taken.written, until };
     },
     async release(tenantId, poolId, name, holder) {
       await t.remove(keys.poolLease(tenantId, poolId, name), {
