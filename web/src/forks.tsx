@@ -51,7 +51,7 @@ export function ForksPanel() {
               <th>user</th>
               <th>state</th>
               <th>why</th>
-              <th class="num">base / fork versions</th>
+              <th class="num">base + forked</th>
               <th class="num">epoch</th>
               <th class="num">size</th>
               <th>kept since</th>
@@ -63,21 +63,21 @@ export function ForksPanel() {
               <tr key={f.forkId} data-fork={f.forkId} data-user={f.userId} data-state={f.state}>
                 <td>
                   {f.userId}
-                  <div class="muted small mono">{f.forkId}</div>
+                  <div class="muted small mono nowrap">{f.forkId}</div>
                 </td>
                 <td>
                   <span class={`pill fork-${f.state.toLowerCase()}`}>{f.state}</span>
                 </td>
-                <td class="wrap">
+                <td>
                   {causes[f.cause]}
-                  {f.sessionId && <div class="muted small mono">{f.sessionId}</div>}
+                  {f.sessionId && <div class="muted small mono break">{f.sessionId}</div>}
                 </td>
                 <td class="num">
-                  v{f.baseVersion} /{" "}
-                  {f.versions?.length ? f.versions.map((v) => `v${v}`).join(", ") : "session"}
+                  v{f.baseVersion} +{" "}
+                  {f.versions?.length ? f.versions.map((v) => `v${v}`).join(", ") : "its session"}
                 </td>
                 <td class="num">{f.epoch}</td>
-                <td class="num">{bytes(f.sizeBytes)}</td>
+                <td class="num nowrap">{bytes(f.sizeBytes)}</td>
                 <td class="nowrap">{time(f.createdAt)}</td>
                 <td>
                   <Resolution
@@ -138,7 +138,8 @@ function Resolution(props: {
             </>
           ) : (
             <span class="ok-text">
-              {keepLabel(o.keep)}: {o.status === 202 ? "accepted (202), resolving" : `done (${o.status})`}
+              {keepLabel(o.keep)}: answered {o.status}
+              {o.status === 202 && f.state !== "RESOLVED" ? " (accepted), resolving…" : ""}
             </span>
           )}
         </div>
