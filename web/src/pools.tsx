@@ -191,7 +191,8 @@ export function PoolDesktops(props: { poolId: string; onLogon: (answer: LogonAns
               <td>
                 <span
                   class={`pill state-${d.state.toLowerCase()}`}
-                  style={{ background: stateFill(d.state) }}
+                  // STOPPED: a pale pill with a dashed border (queue.css); its text stays readable.
+                  style={d.state === "STOPPED" ? undefined : { background: stateColors[d.state] }}
                   title={stateTitles[d.state]}
                 >
                   {d.state}
