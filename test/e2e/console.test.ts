@@ -5,51 +5,17 @@
  * console and its report, the metrics with the API's totals, the operator's datastores. Screenshots of each
  * step go to test-output/console/.
  */
-import type { ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, waitFor } from "../../local/emulators.ts";
-import { chromiumPath, launchChromium, startPristine } from "../support/pristine-process.ts";
+import { waitFor } from "../../local/emulators.ts";
+import { call, consoleStack, noChromium, tenantWithImage } from "./console-stack.ts";
 
-const shots = join(process.cwd(), "test-output", "console");
-const dataDir = await mkdtemp(join(tmpdir(), "pristine-console-"));
-const profileDir = await mkdtemp(join(tmpdir(), "pristine-chromium-"));
-const children: ChildProcess[] = [];
-let browser: BrowserContext | undefined;
-
-const port = await freePort();
-const drPort = await freePort();
-const api = `http://127.0.0.1:${port}`;
-const dr = `http://127.0.0.1:${drPort}`;
+const stack = await consoleStack();
+const { api, dr, port } = stack;
 let operatorKey = "";
 let tenantKey = "";
 let poolId = "";
-let page: Page;
-const pageErrors: string[] = [];
-
-async function call<T>(
-  base: string,
-  key: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${key}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const page = () => stack.page;
 
 /** A GET with the path sent as written (fetch would resolve `..` itself). */
 function rawGet(path: string): Promise<{ status: number; type: string | undefined }> {
@@ -63,18 +29,11 @@ function rawGet(path: string): Promise<{ status: number; type: string | undefine
   });
 }
 
-let step = 0;
-async function shot(name: string) {
-  step += 1;
-  await page.screenshot({
-    path: join(shots, `${String(step).padStart(2, "0")}-${name}.png`),
-    fullPage: true,
-  });
-}
+const shot = (name: string) => stack.shot(name);
 
 /** The console's counts for a pool, read from its stacked bar's legend. */
 async function consoleCounts(poolId: string): Promise<Record<string, number>> {
-  const items = page.locator(`[data-testid="state-bar"][data-pool="${poolId}"] li[data-state]`);
+  const items = page().locator(`[data-testid="state-bar"][data-pool="${poolId}"] li[data-state]`);
   const pairs = await items.evaluateAll((els) =>
     els.map((el) => [el.getAttribute("data-state") ?? "", Number(el.getAttribute("data-count"))] as const),
   );
@@ -82,40 +41,13 @@ async function consoleCounts(poolId: string): Promise<Record<string, number>> {
 }
 
 // Without chromium the test is skipped on a developer's machine, never in CI (.ci/run installs it).
-describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console", () => {
+describe.skipIf(noChromium)("the web console", () => {
   beforeAll(async () => {
-    await mkdir(shots, { recursive: true });
-    const started = await startPristine({
-      PRISTINE_PORT: String(port),
-      PRISTINE_DR_PORT: String(drPort),
-      PRISTINE_DATA_DIR: dataDir,
-      PRISTINE_HYPERVISOR: "none",
-    });
-    children.push(started.child);
-    operatorKey = (await readFile(join(dataDir, "operator-key"), "utf8")).trim();
-    browser = await launchChromium(profileDir);
-    page = browser.pages()[0] ?? (await browser.newPage());
-    page.on("pageerror", (err) => pageErrors.push(err.message));
+    await stack.start();
+    operatorKey = stack.operatorKey;
   }, 180_000);
 
-  afterAll(async () => {
-    await browser?.close().catch(() => {});
-    for (const c of children) {
-      c.kill("SIGINT");
-      await new Promise((r) => {
-        const t = setTimeout(() => {
-          c.kill("SIGKILL");
-          r(undefined);
-        }, 15_000);
-        c.once("exit", () => {
-          clearTimeout(t);
-          r(undefined);
-        });
-      });
-    }
-    await rm(dataDir, { recursive: true, force: true });
-    await rm(profileDir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => stack.stop(), 60_000);
 
   it("is served by the API with its content types, and nothing outside its folder", async () => {
     const index = await fetch(`${api}/console/`);
@@ -144,26 +76,9 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
   });
 
   it("sets up a tenant with a pool of 3 (through the API)", async () => {
-    const tenant = await call<{ apiKey: string }>(api, operatorKey, "POST", "/v1/admin/tenants", {
-      name: "console",
-    });
-    expect(tenant.status).toBe(201);
-    tenantKey = tenant.body.apiKey;
-    const image = await call<{ imageId: string }>(api, tenantKey, "POST", "/v1/images", { name: "blank" });
-    const { imageId } = image.body;
-    expect(
-      (await call(api, tenantKey, "POST", `/v1/images/${imageId}/versions`, { source: { blankSizeMiB: 64 } }))
-        .status,
-    ).toBe(202);
-    await waitFor("the version READY", async () => {
-      const img = await call<{ versions: { state: string }[] }>(
-        api,
-        tenantKey,
-        "GET",
-        `/v1/images/${imageId}`,
-      );
-      return img.body.versions[0]?.state === "READY";
-    });
+    const made = await tenantWithImage(stack, "console");
+    tenantKey = made.tenantKey;
+    const { imageId } = made;
     const pool = await call<{ poolId: string }>(api, tenantKey, "POST", "/v1/pools", {
       name: "call-center",
       imageId,
@@ -174,26 +89,26 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
   });
 
   it("shows the API's problem for a wrong key, and signs in with the tenant's", async () => {
-    await page.goto(`${api}/console/`);
-    await page.locator('input[name="apiKey"]').fill("prs_not-a-key");
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByTestId("problem").waitFor();
-    expect(await page.getByTestId("problem").textContent()).toContain("Unauthorized");
+    await page().goto(`${api}/console/`);
+    await page().locator('input[name="apiKey"]').fill("prs_not-a-key");
+    await page().getByRole("button", { name: "Sign in" }).click();
+    await page().getByTestId("problem").waitFor();
+    expect(await page().getByTestId("problem").textContent()).toContain("Unauthorized");
     await shot("wrong-key");
-    await page.locator('input[name="apiKey"]').fill(tenantKey);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByTestId("role").waitFor();
-    expect(await page.getByTestId("role").textContent()).toBe("tenant");
-    expect(await page.evaluate(() => sessionStorage.getItem("pristine.apiKey"))).toBe(tenantKey);
-    expect(await page.evaluate(() => localStorage.length)).toBe(0);
+    await page().locator('input[name="apiKey"]').fill(tenantKey);
+    await page().getByRole("button", { name: "Sign in" }).click();
+    await page().getByTestId("role").waitFor();
+    expect(await page().getByTestId("role").textContent()).toBe("tenant");
+    expect(await page().evaluate(() => sessionStorage.getItem("pristine.apiKey"))).toBe(tenantKey);
+    expect(await page().evaluate(() => localStorage.length)).toBe(0);
   });
 
   it("shows the pool's desktops by state, then a logon from the API on its bar, as the API counts them", async () => {
-    await page
+    await page()
       .locator(`[data-testid="state-bar"][data-pool="${poolId}"] li[data-state="AVAILABLE"][data-count="3"]`)
       .waitFor({ timeout: 60_000 });
-    await page.locator(`tr[data-pool-row="${poolId}"] button.link`).click();
-    await page.locator(`[data-testid="pool-desktops"] tr[data-desktop]`).nth(2).waitFor();
+    await page().locator(`tr[data-pool-row="${poolId}"] button.link`).click();
+    await page().locator(`[data-testid="pool-desktops"] tr[data-desktop]`).nth(2).waitFor();
     await shot("pool-available");
 
     const logon = await call<{ sessionId: string; desktopId: string }>(
@@ -204,7 +119,7 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
       { userId: "alice" },
     );
     expect(logon.status).toBe(200);
-    await page
+    await page()
       .locator(`[data-testid="state-bar"][data-pool="${poolId}"] li[data-state="ASSIGNED"][data-count="1"]`)
       .waitFor();
     // The console's numbers are the API's (read until both agree, with a deadline: both poll).
@@ -225,35 +140,39 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
     expect(seen?.console).toEqual(seen?.api);
     expect(seen?.console.ASSIGNED).toBe(1);
     expect(seen?.console.AVAILABLE).toBe(2);
-    await page.locator(`tr[data-desktop="${logon.body.desktopId}"]`, { hasText: "alice" }).waitFor();
+    await page().locator(`tr[data-desktop="${logon.body.desktopId}"]`, { hasText: "alice" }).waitFor();
     await shot("pool-after-api-logon");
   });
 
   it("logs a user on from the console and lists the sessions", async () => {
-    await page.getByTestId("logon-form").locator("input").fill("bob");
-    await page.getByTestId("logon-form").getByRole("button", { name: "Log on" }).click();
-    await page.getByText(/bob logged on to dsk-/).waitFor();
-    await page
+    await page().getByTestId("logon-form").locator("input").fill("bob");
+    await page().getByTestId("logon-form").getByRole("button", { name: "Log on" }).click();
+    await page()
+      .getByText(/bob logged on to dsk-/)
+      .waitFor();
+    await page()
       .locator(`[data-testid="state-bar"][data-pool="${poolId}"] li[data-state="ASSIGNED"][data-count="2"]`)
       .waitFor();
     await shot("pool-after-console-logon");
-    await page.locator('nav button[data-tab="Sessions"]').click();
-    await page.locator("[data-session]").nth(1).waitFor();
-    expect(await page.locator("[data-session]").count()).toBe(2);
+    await page().locator('nav button[data-tab="Sessions"]').click();
+    await page().locator("[data-session]").nth(1).waitFor();
+    expect(await page().locator("[data-session]").count()).toBe(2);
     await shot("sessions");
   });
 
   it("charts storage used against a full-clone equivalent", async () => {
-    await page.locator('nav button[data-tab="Storage"]').click();
-    await page.locator('[data-testid="storage-chart"] canvas').waitFor();
-    expect(await page.getByTestId("storage-panel").textContent()).toContain("call-center");
+    await page().locator('nav button[data-tab="Storage"]').click();
+    await page().locator('[data-testid="storage-chart"] canvas').waitFor();
+    expect(await page().getByTestId("storage-panel").textContent()).toContain("call-center");
     await shot("storage");
   });
 
   it("shows replication here, and runs a drill from the DR region's console and opens its report", async () => {
-    await page.locator('nav button[data-tab="DR"]').click();
-    await page.locator('[data-testid="replication-chart"] canvas').waitFor();
-    await page.getByText(/drills run in the DR region/).waitFor();
+    await page().locator('nav button[data-tab="DR"]').click();
+    await page().locator('[data-testid="replication-chart"] canvas').waitFor();
+    await page()
+      .getByText(/drills run in the DR region/)
+      .waitFor();
     // The readiness panel says what the API says: no check has run yet in this young stack.
     const readiness = await call<{ overdue: boolean; report?: unknown }>(
       api,
@@ -261,7 +180,7 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
       "GET",
       "/v1/dr/readiness",
     );
-    const panel = page.getByTestId("readiness-panel");
+    const panel = page().getByTestId("readiness-panel");
     await panel.getByText("current RPO").waitFor();
     if (!readiness.body.report) expect(await panel.textContent()).toContain("never");
     await shot("dr-primary");
@@ -296,22 +215,22 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
       const r = await call<{ dr: { standbyPools: string[] } }>(dr, tenantKey, "GET", "/v1/dr/replication");
       return r.status === 200 && r.body.dr.standbyPools.includes(poolId);
     });
-    await page.goto(`${dr}/console/`);
-    await page.locator('input[name="apiKey"]').fill(tenantKey);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.locator('nav button[data-tab="DR"]').click();
-    const form = page.getByTestId("start-drill");
+    await page().goto(`${dr}/console/`);
+    await page().locator('input[name="apiKey"]').fill(tenantKey);
+    await page().getByRole("button", { name: "Sign in" }).click();
+    await page().locator('nav button[data-tab="DR"]').click();
+    const form = page().getByTestId("start-drill");
     await form.locator("label", { hasText: poolId }).locator("input").check();
     await form.getByRole("button", { name: "Start drill" }).click();
-    const row = page.locator("tr[data-drill]");
+    const row = page().locator("tr[data-drill]");
     await row.waitFor();
     const drillId = (await row.getAttribute("data-drill")) ?? "";
     expect(drillId).toMatch(/^drl-/);
     expect(
-      JSON.parse((await page.evaluate(() => sessionStorage.getItem("pristine.drills"))) ?? "[]"),
+      JSON.parse((await page().evaluate(() => sessionStorage.getItem("pristine.drills"))) ?? "[]"),
     ).toEqual([drillId]);
-    await page.locator(`tr[data-drill="${drillId}"][data-state="SUCCEEDED"]`).waitFor({ timeout: 90_000 });
-    await page.locator(`[data-testid="drill-report"][data-drill="${drillId}"]`).waitFor();
+    await page().locator(`tr[data-drill="${drillId}"][data-state="SUCCEEDED"]`).waitFor({ timeout: 90_000 });
+    await page().locator(`[data-testid="drill-report"][data-drill="${drillId}"]`).waitFor();
     const report = await call<{ state: string; phase: string }>(
       dr,
       tenantKey,
@@ -319,21 +238,21 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
       `/v1/dr/drills/${drillId}`,
     );
     expect(report.body).toMatchObject({ state: "SUCCEEDED", phase: "DONE", usersVerified: 1 });
-    expect(await page.getByTestId("drill-report").textContent()).toContain("DONE");
-    await page.locator('[data-testid="drills-chart"] canvas').waitFor();
+    expect(await page().getByTestId("drill-report").textContent()).toContain("DONE");
+    await page().locator('[data-testid="drills-chart"] canvas').waitFor();
     await shot("drill-report");
 
     // There is no list route: a forgotten drill is opened again by its id.
-    await page.getByRole("button", { name: "Forget" }).click();
-    await page.getByTestId("open-drill").locator("input").fill(drillId);
-    await page.getByTestId("open-drill").getByRole("button", { name: "Open" }).click();
-    await page.locator(`tr[data-drill="${drillId}"]`).waitFor();
+    await page().getByRole("button", { name: "Forget" }).click();
+    await page().getByTestId("open-drill").locator("input").fill(drillId);
+    await page().getByTestId("open-drill").getByRole("button", { name: "Open" }).click();
+    await page().locator(`tr[data-drill="${drillId}"]`).waitFor();
   });
 
   it("shows the metrics as series, with the same totals as the API", async () => {
     // Back on the primary's console (still signed in there), where the logons were.
-    await page.goto(`${api}/console/`);
-    await page.locator('nav button[data-tab="Metrics"]').click();
+    await page().goto(`${api}/console/`);
+    await page().locator('nav button[data-tab="Metrics"]').click();
     const apiTotals = async () => {
       const res = await fetch(`${api}/v1/metrics?minutes=30`, {
         headers: { authorization: `Bearer ${tenantKey}` },
@@ -341,7 +260,7 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
       const body = (await res.json()) as { series: { name: string; points: { count: number }[] }[] };
       return Object.fromEntries(body.series.map((s) => [s.name, s.points.reduce((n, p) => n + p.count, 0)]));
     };
-    const shown = (name: string) => page.locator(`[data-metric="${name}"]`).getAttribute("data-count");
+    const shown = (name: string) => page().locator(`[data-metric="${name}"]`).getAttribute("data-count");
     // The logons of the tests before (one from the API, one from the console) and the pool's 3 desktops.
     await waitFor(
       "the console's totals equal the API's",
@@ -358,10 +277,10 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
       // The panel polls every 10 s: switching tabs reloads it sooner.
       250,
     );
-    await page.locator("[data-metric] canvas").nth(3).waitFor();
+    await page().locator("[data-metric] canvas").nth(3).waitFor();
     expect(
       (
-        await page
+        await page()
           .locator("[data-metric]")
           .evaluateAll((els) => els.map((e) => e.getAttribute("data-metric")))
       ).slice(0, 3),
@@ -370,14 +289,14 @@ describe.skipIf(!existsSync(chromiumPath) && !process.env.CI)("the web console",
   });
 
   it("shows the operator the datastores with used against capacity", async () => {
-    await page.goto(`${api}/console/`);
-    await page.getByRole("button", { name: "Sign out" }).click();
-    await page.locator('input[name="apiKey"]').fill(operatorKey);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    expect(await page.getByTestId("role").textContent()).toBe("operator");
-    await page.locator("[data-datastore]").first().waitFor();
-    expect(await page.getByTestId("datastores-panel").textContent()).toContain("ds-default");
+    await page().goto(`${api}/console/`);
+    await page().getByRole("button", { name: "Sign out" }).click();
+    await page().locator('input[name="apiKey"]').fill(operatorKey);
+    await page().getByRole("button", { name: "Sign in" }).click();
+    expect(await page().getByTestId("role").textContent()).toBe("operator");
+    await page().locator("[data-datastore]").first().waitFor();
+    expect(await page().getByTestId("datastores-panel").textContent()).toContain("ds-default");
     await shot("operator-datastores");
-    expect(pageErrors).toEqual([]);
+    expect(stack.pageErrors).toEqual([]);
   });
 });

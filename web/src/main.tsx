@@ -1,9 +1,12 @@
 import "uplot/dist/uPlot.min.css";
 import "./app.css";
+import "./queue.css";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, getJson, storedKey } from "./api.ts";
-import { DrillsPanel, ReadinessPanel, ReplicationPanel } from "./dr.tsx";
+import { ReadinessPanel, ReplicationPanel } from "./dr.tsx";
+import { DrillsPanel } from "./drills.tsx";
+import { ForksPanel } from "./forks.tsx";
 import { MetricsPanel } from "./metrics.tsx";
 import { DatastoresPanel } from "./operator.tsx";
 import { PoolDesktops, PoolsPanel } from "./pools.tsx";
@@ -113,6 +116,7 @@ function TenantConsole() {
       {tab === "DR" && (
         <>
           <ReplicationPanel />
+          <ForksPanel />
           <ReadinessPanel />
           <DrillsPanel />
         </>

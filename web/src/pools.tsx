@@ -1,8 +1,9 @@
 import { useEffect, useState } from "preact/hooks";
 import { desktopStates } from "../../shared/domain/desktop-state.ts";
-import { type ApiError, enc, getBlob, getJson, postJson } from "./api.ts";
-import { bytes, percent, time } from "./format.ts";
+import { enc, getBlob, getJson } from "./api.ts";
+import { bytes, duration, percent, time } from "./format.ts";
 import { usePoll } from "./hooks.ts";
+import { LogonForm } from "./logon.tsx";
 import type { DesktopRow, DesktopState, LogonAnswer, Pool, PoolDetail } from "./types.ts";
 import { ErrorLine } from "./ui.tsx";
 
@@ -10,13 +11,24 @@ export const stateColors: Record<DesktopState, string> = {
   PROVISIONING: "#9aa5b1",
   STARTING: "#7cb3e0",
   AVAILABLE: "#2f9e44",
-  STOPPED: "#8ce99a",
+  // Free but powered off (disk kept): AVAILABLE's green, hatched (see stateFill).
+  STOPPED: "#2f9e44",
   ASSIGNED: "#1c6dd0",
   REFRESHING: "#f59f00",
   RECOMPOSING: "#ae3ec9",
   UNREACHABLE: "#e8590c",
   DELETING: "#868e96",
   ERROR: "#e03131",
+};
+
+/** A state's fill: its colour; STOPPED desktops (free, their VM off) are hatched, not solid. */
+export const stateFill = (s: DesktopState): string =>
+  s === "STOPPED"
+    ? `repeating-linear-gradient(135deg, ${stateColors.STOPPED} 0 3px, #d3f9d8 3px 6px)`
+    : stateColors[s];
+
+const stateTitles: Partial<Record<DesktopState, string>> = {
+  STOPPED: "free, its VM powered off (disk kept): started again when needed",
 };
 
 /** A pool's desktops by state, as one stacked bar and a legend with the counts. */
@@ -31,16 +43,22 @@ export function StateBar(props: { poolId: string; counts: Record<DesktopState, n
             <span
               key={s}
               class="seg"
-              title={`${s}: ${props.counts[s]}`}
-              style={{ width: `${percent(props.counts[s] ?? 0, total)}%`, background: stateColors[s] }}
+              title={`${s}: ${props.counts[s]}${stateTitles[s] ? ` (${stateTitles[s]})` : ""}`}
+              style={{ width: `${percent(props.counts[s] ?? 0, total)}%`, background: stateFill(s) }}
             />
           ))}
       </div>
       <ul class="legend">
         {desktopStates.map((s) => (
-          <li key={s} data-state={s} data-count={props.counts[s] ?? 0} class={props.counts[s] ? "" : "zero"}>
-            <i style={{ background: stateColors[s] }} />
-            {s.toLowerCase()} <b>{props.counts[s] ?? 0}</b>
+          <li
+            key={s}
+            data-state={s}
+            data-count={props.counts[s] ?? 0}
+            class={props.counts[s] ? "" : "zero"}
+            title={stateTitles[s]}
+          >
+            <i style={{ background: stateFill(s) }} />
+            {s === "STOPPED" ? "stopped (powered off)" : s.toLowerCase()} <b>{props.counts[s] ?? 0}</b>
           </li>
         ))}
       </ul>
@@ -74,6 +92,7 @@ export function PoolsPanel(props: { selected: string | undefined; onSelect: (poo
                 <div class="muted mono">{p.poolId}</div>
                 <div class="muted small">
                   {p.assignment} · {p.cloneType} · v{p.imageVersion} · size {p.size}
+                  {p.maxSize !== undefined ? ` (self-sizing ${p.minSize ?? 0}–${p.maxSize})` : ""}
                   {p.state !== "ACTIVE" ? ` · ${p.state}` : ""}
                 </div>
               </td>
@@ -149,6 +168,7 @@ export function PoolDesktops(props: { poolId: string; onLogon: (answer: LogonAns
         {pool.data?.name ?? props.poolId} <small class="mono">{props.poolId}</small>
       </h2>
       <ErrorLine error={pool.error ?? desktops.error} />
+      {pool.data && <SizingSettings pool={pool.data} />}
       {pool.data?.recompose && <RecomposeBar progress={pool.data.recompose} />}
       <LogonForm poolId={props.poolId} onLogon={props.onLogon} />
       <table class="grid">
@@ -169,9 +189,15 @@ export function PoolDesktops(props: { poolId: string; onLogon: (answer: LogonAns
             <tr key={d.desktopId} data-desktop={d.desktopId}>
               <td class="mono">{d.desktopId}</td>
               <td>
-                <span class="pill" style={{ background: stateColors[d.state] }}>
+                <span
+                  class={`pill state-${d.state.toLowerCase()}`}
+                  // STOPPED: a pale pill with a dashed border (queue.css); its text stays readable.
+                  style={d.state === "STOPPED" ? undefined : { background: stateColors[d.state] }}
+                  title={stateTitles[d.state]}
+                >
                   {d.state}
                 </span>
+                {d.state === "STOPPED" && <div class="small muted">powered off, disk kept</div>}
                 {d.error && <div class="small error-text">{d.error}</div>}
               </td>
               <td>{d.userId ?? "—"}</td>
@@ -190,46 +216,43 @@ export function PoolDesktops(props: { poolId: string; onLogon: (answer: LogonAns
   );
 }
 
-function LogonForm(props: { poolId: string; onLogon: (answer: LogonAnswer) => void }) {
-  const [userId, setUserId] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<{ ok: string } | { error: ApiError } | undefined>(undefined);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    if (!userId.trim()) return;
-    setBusy(true);
-    try {
-      const answer = await postJson<LogonAnswer>(`/v1/pools/${enc(props.poolId)}/logons`, {
-        userId: userId.trim(),
-      });
-      if (answer.status === 200) {
-        props.onLogon(answer.body);
-        setResult({
-          ok: `${answer.body.userId} ${answer.body.reconnected ? "reconnected to" : "logged on to"} ${answer.body.desktopId}`,
-        });
-      } else setResult({ ok: `answered ${answer.status}: try again shortly` });
-    } catch (err) {
-      setResult({ error: err as ApiError });
-    } finally {
-      setBusy(false);
-    }
-  };
+/** How a pool sizes itself (a pool with maxSize), with the API's defaults for what was not set. */
+function SizingSettings(props: { pool: PoolDetail }) {
+  const p = props.pool;
+  if (p.maxSize === undefined)
+    return (
+      <p class="muted small" data-testid="sizing" data-self-sizing="false">
+        Fixed size: {p.size} desktops.
+      </p>
+    );
+  const free = (p.desktopCounts.AVAILABLE ?? 0) + (p.desktopCounts.STOPPED ?? 0);
+  const settings: [string, string, string][] = [
+    ["desktops now", String(p.size), `${free} free, ${p.desktopCounts.STOPPED ?? 0} of them stopped`],
+    ["minSize", String(p.minSize ?? 0), "never fewer"],
+    ["maxSize", String(p.maxSize), "never more"],
+    ["spare", String(p.spare ?? 0), "free desktops kept ready"],
+    [
+      "poweredOnSpare",
+      p.poweredOnSpare === undefined ? "all" : String(p.poweredOnSpare),
+      "free desktops left running; the others STOPPED",
+    ],
+    // The API's defaults (shared/domain/pool-sizing.ts, not bundled: it needs node:crypto).
+    ["idleSeconds", duration((p.idleSeconds ?? 600) * 1000), "extra free desktops go after"],
+    [
+      "ticketTimeoutSeconds",
+      duration((p.ticketTimeoutSeconds ?? 300) * 1000),
+      "a queued logon expires after",
+    ],
+  ];
   return (
-    <form class="inline" onSubmit={submit} data-testid="logon-form">
-      <label>
-        Log a user on{" "}
-        <input
-          value={userId}
-          placeholder="user id"
-          onInput={(e) => setUserId(e.currentTarget.value)}
-          maxLength={128}
-        />
-      </label>
-      <button type="submit" disabled={busy || !userId.trim()}>
-        Log on
-      </button>
-      {result && "ok" in result && <span class="ok-text">{result.ok}</span>}
-      {result && "error" in result && <ErrorLine error={result.error} />}
-    </form>
+    <div class="tiles sizing" data-testid="sizing" data-self-sizing="true">
+      {settings.map(([name, value, hint]) => (
+        <div class="tile" key={name} data-setting={name} data-value={value}>
+          <div class="tile-value">{value}</div>
+          <div class="tile-label mono">{name}</div>
+          <div class="tile-label">{hint}</div>
+        </div>
+      ))}
+    </div>
   );
 }

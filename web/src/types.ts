@@ -11,12 +11,14 @@ export type {
   ReplicationStatus as Replication,
   SpaceFigures,
   StorageReport,
+  UserDataForkAnswer as UserDataFork,
 } from "../../shared/http/responses.ts";
 export type { ConnectionInfo, Desktop, DesktopState, Drill, Pool, Session };
 
 import type {
   DesktopWithDelta,
   LogonResult,
+  LogonTicketAnswer,
   PoolDescription,
   SessionDescription,
 } from "../../shared/http/responses.ts";
@@ -25,3 +27,5 @@ export type PoolDetail = PoolDescription;
 export type DesktopRow = DesktopWithDelta;
 export type SessionDetail = SessionDescription;
 export type LogonAnswer = LogonResult;
+/** A 202 to a logon (a self-sizing pool with none free), and what its ticket's route answers. */
+export type LogonTicket = LogonTicketAnswer;
