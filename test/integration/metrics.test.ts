@@ -6,6 +6,7 @@ const fx = useTenantRegion({ poolSize: 2 });
 interface Series {
   name: string;
   unit: string;
+  poolId?: string;
   points: { t: string; count: number; sum: number }[];
 }
 const totals = async (key: string) => {
@@ -50,6 +51,42 @@ describe("metrics: the figures the functions record, read back as series", () =>
     const other = await newTenant(fx.r, "other");
     const theirs = await totals(other.key);
     expect(Object.values(theirs).every((t) => t.count === 0)).toBe(true);
+  });
+
+  it("keeps a self-sizing pool's free and powered-on free desktops as gauges, one series per pool", async () => {
+    const { key } = fx.tenant;
+    const pool = expectStatus(
+      await fx.r.api("POST", "/v1/pools", {
+        key,
+        body: { name: "gauged", imageId: fx.imageId, minSize: 1, maxSize: 4, spare: 2 },
+      }),
+      201,
+    );
+    await waitForCounts(fx.r, key, pool.poolId, { AVAILABLE: 2 });
+    expectStatus(
+      await fx.r.api("POST", `/v1/pools/${pool.poolId}/logons`, { key, body: { userId: "gia" } }),
+      200,
+    );
+    // One on, two spare: the sizer grows the pool to three and counts two free (no VMs here, so
+    // every AVAILABLE one counts as powered on).
+    await waitForCounts(fx.r, key, pool.poolId, { AVAILABLE: 2, ASSIGNED: 1 });
+    const latest = (s: Series | undefined) => {
+      const p = s?.points.filter((x) => x.count > 0).at(-1);
+      return p ? p.sum / p.count : undefined;
+    };
+    let gauges: Series[] = [];
+    await waitFor(
+      "the pool's gauges at two free",
+      async () => {
+        const body = expectStatus(await fx.r.api("GET", "/v1/metrics?minutes=10", { key }), 200);
+        gauges = (body.series as Series[]).filter((s) => s.poolId === pool.poolId);
+        const of = (name: string) => latest(gauges.find((s) => s.name === name));
+        return of("freeDesktops") === 2 && of("poweredOnFreeDesktops") === 2;
+      },
+      30_000,
+    );
+    expect(gauges.map((s) => s.name).sort()).toEqual(["freeDesktops", "poweredOnFreeDesktops"]);
+    for (const s of gauges) expect(s.unit).toBe("Count");
   });
 
   it("has one point per step for every figure, and refuses a window it cannot serve", async () => {
