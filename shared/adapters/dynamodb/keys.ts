@@ -36,7 +36,8 @@ import { type DesktopState, isTransitional } from "../../domain/desktop-state.ts
  *   readiness     TENANT#<t>                  READINESS     (the latest DR readiness report, checked or received)
  *   host          HOSTS                       HOST#<h>      (a hypervisor host's last heartbeat)
  *   screenshot    TENANT#<t>                  SCREENSHOT#<request> (a desktop's screen, for a minute)
- *   metric step   TENANT#<t>#METRICS          <step start, ISO>#<name> (count and sum of a figure, a week)
+ *   metric step   TENANT#<t>#METRICS          <step start, ISO>#<name>[#<pool>] (count and sum of a figure, a week;
+ *                                                               a per-pool figure's step names its pool)
  *
  * The table itself (keys, GSI1, TTL) is described in table-schema.ts; entity codecs in entities.ts.
  *
@@ -108,10 +109,21 @@ export const keys = {
   hostsPartition: "HOSTS",
   host: (h: string) => ({ pk: "HOSTS", sk: `HOST#${h}` }),
   metricsPartition: (t: string) => `TENANT#${t}#METRICS`,
-  metricStep: (t: string, bucketIso: string, name: string) => ({
+  metricStep: (t: string, bucketIso: string, name: string, poolId?: string) => ({
     pk: `TENANT#${t}#METRICS`,
-    sk: `${bucketIso}#${name}`,
+    sk: poolId === undefined ? `${bucketIso}#${name}` : `${bucketIso}#${name}#${poolId}`,
   }),
+  /** A metric step's sort key read back: its step (ISO), figure and pool (a per-pool figure's). */
+  parseMetricStep(sk: string) {
+    const at = sk.indexOf("#");
+    const rest = sk.slice(at + 1);
+    const cut = rest.indexOf("#");
+    return {
+      bucketIso: sk.slice(0, at),
+      name: cut < 0 ? rest : rest.slice(0, cut),
+      poolId: cut < 0 ? undefined : rest.slice(cut + 1),
+    };
+  },
   screenshot: (t: string, requestId: string) => ({ pk: `TENANT#${t}`, sk: `SCREENSHOT#${requestId}` }),
   datastoresPartition: "DATASTORES",
   datastore: (ds: string) => ({ pk: "DATASTORES", sk: `DATASTORE#${ds}` }),
