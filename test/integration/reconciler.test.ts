@@ -15,38 +15,21 @@ import { keys } from "../../shared/adapters/dynamodb/keys.ts";
 import { dynamoRepositories } from "../../shared/adapters/dynamodb/repositories/index.ts";
 import { tableSchema, watchIndex } from "../../shared/adapters/dynamodb/table-schema.ts";
 import { upgradeTable } from "../../shared/adapters/dynamodb/upgrade.ts";
-import { createApp } from "../../shared/app.ts";
 import type { Desktop, Session } from "../../shared/domain/model.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
-import { expectStatus, useTenantRegion, waitFor, waitForCounts } from "./harness.ts";
+import { expectStatus, recordingApp, useTenantRegion, waitFor, waitForCounts } from "./harness.ts";
 
 const fx = useTenantRegion({ region: { reconcileEveryMs: 0, hypervisor: "none" }, poolSize: 4 });
 
 /** A second process's app (the reconciler's own), whose DynamoDB client records the commands it sends. */
-function recordingApp() {
-  const app = createApp(fx.r.region.app.config);
-  const calls: { command: string; index?: string }[] = [];
-  app.dynamodb.middlewareStack.add(
-    (next, context) => async (args) => {
-      const input = args.input as { IndexName?: string };
-      calls.push({
-        command: context.commandName ?? "?",
-        ...(input.IndexName ? { index: input.IndexName } : {}),
-      });
-      return next(args);
-    },
-    { step: "initialize", name: "recordCommands" },
-  );
-  return { app, calls };
+const recorders: ReturnType<typeof recordingApp>[] = [];
+function recordingReconciler() {
+  const recorder = recordingApp(fx.r.region.app.config);
+  recorders.push(recorder);
+  return recorder;
 }
-
-const apps: ReturnType<typeof createApp>[] = [];
 afterEach(async () => {
-  for (const app of apps.splice(0)) {
-    await app.metrics.close();
-    app.sqs.destroy();
-    app.dynamodb.destroy();
-  }
+  for (const r of recorders.splice(0)) await r.close();
 });
 
 const hourAgo = () => new Date(Date.now() - 3600_000);
@@ -100,8 +83,7 @@ it("repairs a desktop a dead worker left REFRESHING, orphan delta files, a diskl
   await rm(fx.r.paths.desktop(diskless));
 
   // The reconciler, in its own process: every call it makes is recorded.
-  const { app, calls } = recordingApp();
-  apps.push(app);
+  const { app, calls } = recordingReconciler();
   const report = await reconcile(app.ports, 0, { datastoreIds: ["ds-default"] });
 
   const commands = new Set(calls.map((c) => c.command));
@@ -183,8 +165,7 @@ it("finds a stuck desktop through the watch index only once its wait is older th
   const session = await ports.sessions.get(tenantId, s.sessionId);
   if (!session) throw new Error("cid's session is missing");
   await ports.sessions.end(session, new Date().toISOString(), "api");
-  const { app } = recordingApp();
-  apps.push(app);
+  const { app } = recordingReconciler();
   // Fresh: a job may still be on its way. The datastore was swept less than a stale period ago.
   expect(await ports.datastores.takeTurn("sweep:ds-default", new Date(), 0)).toBe(true);
   const fresh = await reconcile(app.ports, 15 * 60_000, { datastoreIds: ["ds-default"] });
@@ -269,8 +250,7 @@ it("a table made before the watch index gets it on start, and its waiting items 
 
 it("puts a leaked reservation right once the same leak is found twice, never a count taken while it moved", async () => {
   const ports = fx.r.region.app.ports;
-  const { app } = recordingApp();
-  apps.push(app);
+  const { app } = recordingReconciler();
   const desktopBytes = async () => {
     let sum = 0;
     for (const pool of await ports.pools.list(fx.tenant.tenantId))
