@@ -7,14 +7,15 @@ import { randomBytes } from "node:crypto";
 import { copyFile, readdir, rm, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand, DeleteTableCommand } from "@aws-sdk/client-dynamodb";
-import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterEach, expect, inject, it } from "vitest";
 import { documentClient, dynamoClient, ensureTable } from "../../shared/adapters/dynamodb/client.ts";
 import { entities } from "../../shared/adapters/dynamodb/entities.ts";
-import { keys } from "../../shared/adapters/dynamodb/keys.ts";
+import { keys, watch } from "../../shared/adapters/dynamodb/keys.ts";
 import { dynamoRepositories } from "../../shared/adapters/dynamodb/repositories/index.ts";
 import { tableSchema, watchIndex } from "../../shared/adapters/dynamodb/table-schema.ts";
 import { upgradeTable } from "../../shared/adapters/dynamodb/upgrade.ts";
+import type { UserData } from "../../shared/domain/dr-model.ts";
 import type { Desktop, Session } from "../../shared/domain/model.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { expectStatus, recordingApp, useTenantRegion, waitFor, waitForCounts } from "./harness.ts";
@@ -245,6 +246,74 @@ it("a table made before the watch index gets it on start, and its waiting items 
   expect((await repos.sessions.listLocksBefore(cutoff)).map((s) => s.sessionId)).toEqual([lock.sessionId]);
   // A second start finds nothing to do.
   expect(await upgradeTable(doc, TableName)).toEqual({ added: [], backfilled: 0 });
+  await doc.send(new DeleteTableCommand({ TableName }));
+});
+
+it("users' data behind replication: older items get their watch keys on start, once; a commit adds them, the peer's verification takes them away", async () => {
+  const doc = documentClient(dynamoClient(inject("dynamodbEndpoint"), "us-east-1"));
+  const TableName = `it-behind-${randomBytes(4).toString("hex")}`;
+  await ensureTable(doc, TableName);
+  // A table the previous version made: the watch index is there, users' data never in it.
+  await doc.send(new DeleteCommand({ TableName, Key: keys.schemaMarker }));
+  const old = hourAgo().toISOString();
+  const user = (userId: string, version: number, replicatedVersion: number): UserData => ({
+    tenantId: "ten-dr",
+    userId,
+    version,
+    replicatedVersion,
+    sha256: "0".repeat(64),
+    sizeBytes: 1024,
+    lastChangeAt: old,
+    createdAt: old,
+  });
+  const behind = user("una", 2, 1);
+  for (const u of [behind, user("vic", 1, 1)]) {
+    const { [watchIndex.pk]: _pk, [watchIndex.sk]: _sk, ...item } = entities.userData.toItem(u);
+    await doc.send(new PutCommand({ TableName, Item: item }));
+  }
+
+  expect(await upgradeTable(doc, TableName)).toEqual({ added: [], backfilled: 1 });
+  expect(await upgradeTable(doc, TableName)).toEqual({ added: [], backfilled: 0 });
+  const repos = dynamoRepositories(doc, TableName);
+  // What listBehind answers, and what the index holds (a user that caught up leaves it).
+  const inIndex = async () => {
+    const pages = await Promise.all(
+      watch.partitions("BEHIND").map((p) =>
+        doc.send(
+          new QueryCommand({
+            TableName,
+            IndexName: watchIndex.name,
+            KeyConditionExpression: "#wpk = :p",
+            ExpressionAttributeNames: { "#wpk": watchIndex.pk },
+            ExpressionAttributeValues: { ":p": p },
+          }),
+        ),
+      ),
+    );
+    return pages.flatMap((page) => page.Items ?? []).map((i) => String(i.userId));
+  };
+  const behindNow = async () => {
+    const listed = (await repos.userData.listBehind(new Date().toISOString())).map((u) => u.userId);
+    expect(await inIndex()).toEqual(listed);
+    return listed;
+  };
+  expect(await behindNow()).toEqual(["una"]);
+
+  // The peer verifies una's version 2: she leaves the index.
+  await repos.userData.markReplicated(behind, 2, new Date().toISOString());
+  expect(await behindNow()).toEqual([]);
+
+  // vic commits version 2 here: he is behind until the peer verifies it.
+  const vic = { tenantId: "ten-dr", userId: "vic" };
+  expect(await repos.userData.attach(vic, "ses-v", 1, old)).toBe(true);
+  const committedAt = new Date().toISOString();
+  const change = { ...vic, version: 2, sha256: "1".repeat(64), deltaBytes: 1, origin: "here", committedAt };
+  expect(await repos.userData.recordChange(change, "ses-v")).toBe(true);
+  expect(await behindNow()).toEqual(["vic"]);
+  // Behind since just now: not before an hour-old cutoff.
+  expect(await repos.userData.listBehind(hourAgo().toISOString())).toEqual([]);
+  await repos.userData.markReplicated(vic, 2, new Date().toISOString());
+  expect(await behindNow()).toEqual([]);
   await doc.send(new DeleteTableCommand({ TableName }));
 });
 
