@@ -5,7 +5,12 @@ import * as cwActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
-import { type MetricName, metricCatalogue, metricNames } from "../../shared/domain/metric-catalogue.ts";
+import {
+  isPerPool,
+  type MetricName,
+  metricCatalogue,
+  metricNames,
+} from "../../shared/domain/metric-catalogue.ts";
 import { alarmTopicName } from "../names.ts";
 import { READINESS_PERIOD } from "./events.ts";
 import type { PristineFunction } from "./lambda-function.ts";
@@ -148,14 +153,16 @@ export class Observability extends Construct {
 
 /**
  * One graph per figure of the catalogue, across the functions that publish it (a SEARCH over the
- * service dimension): counts as sums, durations as averages and p99 (per 5 minutes).
+ * service dimension): counts as sums, durations as averages and p99 (per 5 minutes); a per-pool
+ * gauge as its average, one line per pool (the poolId dimension).
  */
 function figureWidgets(): cloudwatch.IWidget[] {
   return metricNames.map((name) => {
-    const count = metricCatalogue[name].unit === "Count";
+    const perPool = isPerPool(name);
+    const count = metricCatalogue[name].unit === "Count" && !perPool;
     const search = (stat: string, label: string) =>
       new cloudwatch.MathExpression({
-        expression: `SEARCH('{${METRIC_NAMESPACE},service} MetricName="${name}"', '${stat}', 300)`,
+        expression: `SEARCH('{${METRIC_NAMESPACE},${perPool ? "poolId,service" : "service"}} MetricName="${name}"', '${stat}', 300)`,
         label,
         usingMetrics: {},
         period: Duration.minutes(5),
@@ -164,7 +171,11 @@ function figureWidgets(): cloudwatch.IWidget[] {
       title: `${name} (${metricCatalogue[name].unit}): ${metricCatalogue[name].about}`,
       width: 8,
       height: 6,
-      left: count ? [search("Sum", "sum")] : [search("Average", "average"), search("p99", "p99")],
+      left: count
+        ? [search("Sum", "sum")]
+        : perPool
+          ? [search("Average", "average")]
+          : [search("Average", "average"), search("p99", "p99")],
     });
   });
 }

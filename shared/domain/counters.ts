@@ -8,8 +8,9 @@
  */
 import { logger } from "../logger.ts";
 import type { Ports } from "../ports/index.ts";
+import { recordPoolGauges } from "./metrics.ts";
 
-type CounterPorts = Pick<Ports, "pools" | "desktops" | "datastores">;
+type CounterPorts = Pick<Ports, "pools" | "desktops" | "datastores" | "metrics">;
 
 export async function recountReservations(
   ports: CounterPorts,
@@ -25,9 +26,13 @@ export async function recountReservations(
   };
   const before = await usage();
   const counted = new Map<string, number>();
-  for (const pool of await ports.pools.listAll())
-    for (const d of await ports.desktops.list(pool.tenantId, pool.poolId))
+  for (const pool of await ports.pools.listAll()) {
+    const desktops = await ports.desktops.list(pool.tenantId, pool.poolId);
+    // Every pool's desktops read here anyway: its gauges too (a self-sizing one's sizer keeps them more often).
+    recordPoolGauges(ports, pool, desktops);
+    for (const d of desktops)
       counted.set(d.datastoreId, (counted.get(d.datastoreId) ?? 0) + (d.provisionedBytes ?? 0));
+  }
   const after = await usage();
   const fixed = [];
   for (const [datastoreId, seen] of before) {

@@ -1,6 +1,8 @@
 /**
  * The figures Pristine publishes about itself, per tenant: the one list that the functions record,
  * CloudWatch receives (embedded metric format) and `GET /v1/metrics` serves as time series.
+ * A figure marked `perPool` is a gauge kept per pool: one series per pool (the pool id its key, a
+ * `poolId` dimension in CloudWatch); a step holds the latest value taken in it (count 1, sum the value).
  */
 export const metricCatalogue = {
   logonsServed: { unit: "Count", about: "logons that got a desktop (reconnects included)" },
@@ -49,16 +51,34 @@ export const metricCatalogue = {
     unit: "Count",
     about: "reconciler: free desktops withdrawn (UNREACHABLE) because their host stopped heartbeating",
   },
+  freeDesktops: {
+    unit: "Count",
+    perPool: true,
+    about:
+      "a pool's free desktops (AVAILABLE or STOPPED), a gauge per pool: counted by each run of a self-sizing pool's sizer, and for every pool at the reconciler's recount",
+  },
+  poweredOnFreeDesktops: {
+    unit: "Count",
+    perPool: true,
+    about:
+      "a pool's free desktops whose VM runs (AVAILABLE; STOPPED ones are powered off), a gauge per pool, counted with freeDesktops",
+  },
 } as const;
 
 export type MetricName = keyof typeof metricCatalogue;
 export const metricNames = Object.keys(metricCatalogue) as MetricName[];
+
+/** A gauge kept per pool (one series per pool), not one series for the tenant. */
+export const isPerPool = (name: MetricName): boolean => "perPool" in metricCatalogue[name];
 
 /** Series are kept in steps of this many seconds. */
 export const metricStepSeconds = 10;
 
 /** The catalogue as a Markdown table (docs/api.md, Metrics). */
 export function metricTableMarkdown(): string {
-  const rows = Object.entries(metricCatalogue).map(([name, m]) => `| \`${name}\` | ${m.unit} | ${m.about} |`);
-  return ["| figure | unit | what it measures |", "| --- | --- | --- |", ...rows].join("\n");
+  const rows = metricNames.map((name) => {
+    const m = metricCatalogue[name];
+    return `| \`${name}\` | ${m.unit} | ${isPerPool(name) ? "per pool" : "tenant"} | ${m.about} |`;
+  });
+  return ["| figure | unit | series | what it measures |", "| --- | --- | --- | --- |", ...rows].join("\n");
 }

@@ -3,11 +3,12 @@ import type { Ports } from "../ports/index.ts";
 import { assertActive, desktopRef, requirePool } from "./common.ts";
 import type { DefaultDatastore } from "./datastores.ts";
 import { DomainError, invalid, RetryLater } from "./errors.ts";
+import { recordPoolGauges } from "./metrics.ts";
 import type { Desktop, Pool, PoolSizingSettings, QuotaLimits } from "./model.ts";
 import { decidePower, decideSizing, type SizingDecision, sizingOf } from "./pool-sizing.ts";
 import { removeFreeDesktops, resizePool } from "./pools.ts";
 
-type SizerPorts = Parameters<typeof resizePool>[0] & Pick<Ports, "logonQueue">;
+type SizerPorts = Parameters<typeof resizePool>[0] & Pick<Ports, "logonQueue" | "metrics">;
 
 /** Desktops added by one run at most; the next run adds more (so no run holds a huge write). */
 const maxAddPerRun = 50;
@@ -26,6 +27,7 @@ export async function sizePool(
     ports.desktops.list(tenantId, poolId),
     ports.logonQueue.waiting(tenantId, poolId),
   ]);
+  recordPoolGauges(ports, pool, desktops);
   const decision = decideSizing(sizingOf(pool), pool.size, desktops, waiting, ports.clock.now().getTime());
   const power = await applyPower(ports, pool, desktops, waiting, defaults);
   try {

@@ -44,8 +44,8 @@ export const defaultHostDeadlineMs = 30_000;
  * Repairs what a crash, a lost message or a lost answer can leave behind. Re-sending a job is
  * always safe because every job re-checks state (and disk jobs are fenced); each re-send is
  * marked, so a desktop gets its job again once per stale period, not at every tick. Every read is
- * a query (the sparse watch index, a partition), never a scan of the table (but for user data
-behind replication, in the user-data repository); each repair is logged
+ * a query (the sparse watch index, a partition), never a scan of the table (user data behind
+ * replication too: it waits in the watch index); each repair is logged
  * with its ids and counted (repairs.ts). `datastoreIds`: datastores known from configuration (the
  * default one) besides the registered ones, whose files the sweep looks at.
  */

@@ -11,7 +11,7 @@ import { FUNCTION_NAMES, type FunctionName, QUEUE_KINDS, type QueueKind } from "
 import type { PristineStack } from "../../infra/pristine-stack.ts";
 import { tableSchema } from "../../shared/adapters/dynamodb/table-schema.ts";
 import { loadConfig } from "../../shared/config.ts";
-import { metricNames } from "../../shared/domain/metric-catalogue.ts";
+import { isPerPool, metricNames } from "../../shared/domain/metric-catalogue.ts";
 import {
   allStatements,
   asArray,
@@ -692,7 +692,9 @@ describe("the default app (cdk.json context, no account)", () => {
       // The body is a JSON string inside the template's JSON: quotes arrive escaped, as \\\".
       const body = JSON.stringify(dashboards[0]?.Properties.DashboardBody).replace(/\\+"/g, '"');
       for (const name of metricNames)
-        expect(body, name).toContain(`SEARCH('{Pristine,service} MetricName="${name}"`);
+        expect(body, name).toContain(
+          `SEARCH('{Pristine,${isPerPool(name) ? "poolId,service" : "service"}} MetricName="${name}"`,
+        );
     });
   });
 

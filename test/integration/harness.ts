@@ -10,6 +10,7 @@ import { waitFor } from "../../local/emulators.ts";
 import { type Region, type RegionOptions, startRegion } from "../../local/region.ts";
 import { prepareTenantImportFolder } from "../../shared/adapters/storage/image-import.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
+import { createApp } from "../../shared/app.ts";
 import { assertMatchesContract } from "../support/contract.ts";
 
 export const run = promisify(execFile);
@@ -269,4 +270,30 @@ export async function startVmRegion(opts: Partial<RegionOptions> = {}) {
   await copyFile(guest.disk, source);
   const { imageId } = await readyImage(r, tenant.key, { path: source });
   return { r, tenant, imageId };
+}
+
+/**
+ * A second process's app on a region's configuration (a reconciler's own), whose DynamoDB client
+ * records the commands it sends (and the index each reads); `close` lets it go.
+ */
+export function recordingApp(config: Region["app"]["config"]) {
+  const app = createApp(config);
+  const calls: { command: string; index?: string }[] = [];
+  app.dynamodb.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as { IndexName?: string };
+      calls.push({
+        command: context.commandName ?? "?",
+        ...(input.IndexName ? { index: input.IndexName } : {}),
+      });
+      return next(args);
+    },
+    { step: "initialize", name: "recordCommands" },
+  );
+  const close = async () => {
+    await app.metrics.close();
+    app.sqs.destroy();
+    app.dynamodb.destroy();
+  };
+  return { app, calls, close };
 }

@@ -7,46 +7,30 @@ import { randomBytes } from "node:crypto";
 import { copyFile, readdir, rm, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand, DeleteTableCommand } from "@aws-sdk/client-dynamodb";
-import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterEach, expect, inject, it } from "vitest";
 import { documentClient, dynamoClient, ensureTable } from "../../shared/adapters/dynamodb/client.ts";
 import { entities } from "../../shared/adapters/dynamodb/entities.ts";
-import { keys } from "../../shared/adapters/dynamodb/keys.ts";
+import { keys, watch } from "../../shared/adapters/dynamodb/keys.ts";
 import { dynamoRepositories } from "../../shared/adapters/dynamodb/repositories/index.ts";
 import { tableSchema, watchIndex } from "../../shared/adapters/dynamodb/table-schema.ts";
 import { upgradeTable } from "../../shared/adapters/dynamodb/upgrade.ts";
-import { createApp } from "../../shared/app.ts";
+import type { UserData } from "../../shared/domain/dr-model.ts";
 import type { Desktop, Session } from "../../shared/domain/model.ts";
 import { reconcile } from "../../shared/domain/reconcile.ts";
-import { expectStatus, useTenantRegion, waitFor, waitForCounts } from "./harness.ts";
+import { expectStatus, recordingApp, useTenantRegion, waitFor, waitForCounts } from "./harness.ts";
 
 const fx = useTenantRegion({ region: { reconcileEveryMs: 0, hypervisor: "none" }, poolSize: 4 });
 
 /** A second process's app (the reconciler's own), whose DynamoDB client records the commands it sends. */
-function recordingApp() {
-  const app = createApp(fx.r.region.app.config);
-  const calls: { command: string; index?: string }[] = [];
-  app.dynamodb.middlewareStack.add(
-    (next, context) => async (args) => {
-      const input = args.input as { IndexName?: string };
-      calls.push({
-        command: context.commandName ?? "?",
-        ...(input.IndexName ? { index: input.IndexName } : {}),
-      });
-      return next(args);
-    },
-    { step: "initialize", name: "recordCommands" },
-  );
-  return { app, calls };
+const recorders: ReturnType<typeof recordingApp>[] = [];
+function recordingReconciler() {
+  const recorder = recordingApp(fx.r.region.app.config);
+  recorders.push(recorder);
+  return recorder;
 }
-
-const apps: ReturnType<typeof createApp>[] = [];
 afterEach(async () => {
-  for (const app of apps.splice(0)) {
-    await app.metrics.close();
-    app.sqs.destroy();
-    app.dynamodb.destroy();
-  }
+  for (const r of recorders.splice(0)) await r.close();
 });
 
 const hourAgo = () => new Date(Date.now() - 3600_000);
@@ -100,8 +84,7 @@ it("repairs a desktop a dead worker left REFRESHING, orphan delta files, a diskl
   await rm(fx.r.paths.desktop(diskless));
 
   // The reconciler, in its own process: every call it makes is recorded.
-  const { app, calls } = recordingApp();
-  apps.push(app);
+  const { app, calls } = recordingReconciler();
   const report = await reconcile(app.ports, 0, { datastoreIds: ["ds-default"] });
 
   const commands = new Set(calls.map((c) => c.command));
@@ -183,8 +166,7 @@ it("finds a stuck desktop through the watch index only once its wait is older th
   const session = await ports.sessions.get(tenantId, s.sessionId);
   if (!session) throw new Error("cid's session is missing");
   await ports.sessions.end(session, new Date().toISOString(), "api");
-  const { app } = recordingApp();
-  apps.push(app);
+  const { app } = recordingReconciler();
   // Fresh: a job may still be on its way. The datastore was swept less than a stale period ago.
   expect(await ports.datastores.takeTurn("sweep:ds-default", new Date(), 0)).toBe(true);
   const fresh = await reconcile(app.ports, 15 * 60_000, { datastoreIds: ["ds-default"] });
@@ -267,10 +249,77 @@ it("a table made before the watch index gets it on start, and its waiting items 
   await doc.send(new DeleteTableCommand({ TableName }));
 });
 
+it("users' data behind replication: older items get their watch keys on start, once; a commit adds them, the peer's verification takes them away", async () => {
+  const doc = documentClient(dynamoClient(inject("dynamodbEndpoint"), "us-east-1"));
+  const TableName = `it-behind-${randomBytes(4).toString("hex")}`;
+  await ensureTable(doc, TableName);
+  // A table the previous version made: the watch index is there, users' data never in it.
+  await doc.send(new DeleteCommand({ TableName, Key: keys.schemaMarker }));
+  const old = hourAgo().toISOString();
+  const user = (userId: string, version: number, replicatedVersion: number): UserData => ({
+    tenantId: "ten-dr",
+    userId,
+    version,
+    replicatedVersion,
+    sha256: "0".repeat(64),
+    sizeBytes: 1024,
+    lastChangeAt: old,
+    createdAt: old,
+  });
+  const behind = user("una", 2, 1);
+  for (const u of [behind, user("vic", 1, 1)]) {
+    const { [watchIndex.pk]: _pk, [watchIndex.sk]: _sk, ...item } = entities.userData.toItem(u);
+    await doc.send(new PutCommand({ TableName, Item: item }));
+  }
+
+  expect(await upgradeTable(doc, TableName)).toEqual({ added: [], backfilled: 1 });
+  expect(await upgradeTable(doc, TableName)).toEqual({ added: [], backfilled: 0 });
+  const repos = dynamoRepositories(doc, TableName);
+  // What listBehind answers, and what the index holds (a user that caught up leaves it).
+  const inIndex = async () => {
+    const pages = await Promise.all(
+      watch.partitions("BEHIND").map((p) =>
+        doc.send(
+          new QueryCommand({
+            TableName,
+            IndexName: watchIndex.name,
+            KeyConditionExpression: "#wpk = :p",
+            ExpressionAttributeNames: { "#wpk": watchIndex.pk },
+            ExpressionAttributeValues: { ":p": p },
+          }),
+        ),
+      ),
+    );
+    return pages.flatMap((page) => page.Items ?? []).map((i) => String(i.userId));
+  };
+  const behindNow = async () => {
+    const listed = (await repos.userData.listBehind(new Date().toISOString())).map((u) => u.userId);
+    expect(await inIndex()).toEqual(listed);
+    return listed;
+  };
+  expect(await behindNow()).toEqual(["una"]);
+
+  // The peer verifies una's version 2: she leaves the index.
+  await repos.userData.markReplicated(behind, 2, new Date().toISOString());
+  expect(await behindNow()).toEqual([]);
+
+  // vic commits version 2 here: he is behind until the peer verifies it.
+  const vic = { tenantId: "ten-dr", userId: "vic" };
+  expect(await repos.userData.attach(vic, "ses-v", 1, old)).toBe(true);
+  const committedAt = new Date().toISOString();
+  const change = { ...vic, version: 2, sha256: "1".repeat(64), deltaBytes: 1, origin: "here", committedAt };
+  expect(await repos.userData.recordChange(change, "ses-v")).toBe(true);
+  expect(await behindNow()).toEqual(["vic"]);
+  // Behind since just now: not before an hour-old cutoff.
+  expect(await repos.userData.listBehind(hourAgo().toISOString())).toEqual([]);
+  await repos.userData.markReplicated(vic, 2, new Date().toISOString());
+  expect(await behindNow()).toEqual([]);
+  await doc.send(new DeleteTableCommand({ TableName }));
+});
+
 it("puts a leaked reservation right once the same leak is found twice, never a count taken while it moved", async () => {
   const ports = fx.r.region.app.ports;
-  const { app } = recordingApp();
-  apps.push(app);
+  const { app } = recordingReconciler();
   const desktopBytes = async () => {
     let sum = 0;
     for (const pool of await ports.pools.list(fx.tenant.tenantId))

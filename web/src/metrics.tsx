@@ -35,7 +35,7 @@ export function MetricsPanel() {
       {metrics.data && series.length === 0 && <p class="muted">No metrics yet.</p>}
       <div class="charts">
         {series.map((s) => (
-          <MetricChart key={s.name} series={s} />
+          <MetricChart key={`${s.name}:${s.poolId ?? ""}`} series={s} />
         ))}
       </div>
     </section>
@@ -47,10 +47,10 @@ const rank = (name: string) => {
   return i < 0 ? expected.length : i;
 };
 
-/** Count series plot their count per step; time series their mean (sum / count). */
+/** Count series plot their count per step; time series and a pool's gauges their mean (sum / count). */
 function MetricChart(props: { series: Metrics["series"][number] }) {
   const s = props.series;
-  const isCount = s.unit === "Count";
+  const isCount = s.unit === "Count" && s.poolId === undefined;
   const options = useMemo(
     () =>
       lineOptions({
@@ -75,15 +75,23 @@ function MetricChart(props: { series: Metrics["series"][number] }) {
   const sum = s.points.reduce((n, p) => n + p.sum, 0);
   const summary = isCount
     ? `${count} in all`
-    : count > 0
-      ? `mean ${duration(s.unit === "Seconds" ? (sum / count) * 1000 : sum / count)} of ${count}`
-      : "none";
+    : s.unit === "Count"
+      ? `pool ${s.poolId}: latest ${lastMean(s.points) ?? "none"}`
+      : count > 0
+        ? `mean ${duration(s.unit === "Seconds" ? (sum / count) * 1000 : sum / count)} of ${count}`
+        : "none";
   return (
-    <div class="metric" data-metric={s.name} data-count={count}>
+    <div class="metric" data-metric={s.name} data-pool={s.poolId} data-count={count}>
       <h3>
         {s.name} <small>{s.unit}</small> <small class="muted">{summary}</small>
       </h3>
       <Chart options={options} data={data} />
     </div>
   );
+}
+
+/** A gauge's value: the mean of its latest step that has one. */
+function lastMean(points: { count: number; sum: number }[]) {
+  const p = points.filter((x) => x.count > 0).at(-1);
+  return p ? Math.round((p.sum / p.count) * 100) / 100 : undefined;
 }

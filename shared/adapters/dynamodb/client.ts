@@ -6,7 +6,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { tableSchema } from "./table-schema.ts";
-import { upgradeTable } from "./upgrade.ts";
+import { markWatchBackfilled, upgradeTable } from "./upgrade.ts";
 
 export function dynamoClient(endpoint?: string, region?: string): DynamoDBClient {
   return new DynamoDBClient({ ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
@@ -59,4 +59,6 @@ export async function ensureTable(doc: DynamoDBDocumentClient, tableName: string
       TimeToLiveSpecification: { AttributeName: s.ttlAttribute, Enabled: true },
     }),
   );
+  // A new table's writers set every watch key: it needs no backfill.
+  await markWatchBackfilled(doc, tableName);
 }

@@ -205,7 +205,14 @@ export const entities = {
   replicaCopyLease: entity<ReplicaCopyLease>("replicaCopyLease", (l) =>
     keys.replicaCopyLease(l.tenantId, l.imageId, l.version, l.datastoreId),
   ),
-  userData: entity<UserData>("userData", (u) => keys.userData(u.tenantId, u.userId)),
+  /** Behind replication (a version the peer has not verified), a user's data waits in the watch index. */
+  userData: entity<UserData>("userData", (u) => keys.userData(u.tenantId, u.userId), {
+    index: (u) =>
+      watched(
+        u.version > u.replicatedVersion ? watch.partition("BEHIND", u.userId) : undefined,
+        u.lastChangeAt,
+      ),
+  }),
   userDataChange: entity<UserDataChange>("userDataChange", (c) =>
     keys.userDataChange(c.tenantId, c.userId, c.version),
   ),

@@ -36,7 +36,9 @@ import { type DesktopState, isTransitional } from "../../domain/desktop-state.ts
  *   readiness     TENANT#<t>                  READINESS     (the latest DR readiness report, checked or received)
  *   host          HOSTS                       HOST#<h>      (a hypervisor host's last heartbeat)
  *   screenshot    TENANT#<t>                  SCREENSHOT#<request> (a desktop's screen, for a minute)
- *   metric step   TENANT#<t>#METRICS          <step start, ISO>#<name> (count and sum of a figure, a week)
+ *   schema marker SCHEMA                      WATCH         (which watch-index backfills the table has had)
+ *   metric step   TENANT#<t>#METRICS          <step start, ISO>#<name>[#<pool>] (count and sum of a figure, a week;
+ *                                                               a per-pool figure's step names its pool)
  *
  * The table itself (keys, GSI1, TTL) is described in table-schema.ts; entity codecs in entities.ts.
  *
@@ -47,14 +49,15 @@ import { type DesktopState, isTransitional } from "../../domain/desktop-state.ts
  * which the item waits. Kinds: TRANSIT (a desktop in a transitional state or ERROR: since its last
  * change or re-send), ASSIGNED (a desktop with a session: since the logon), LOCK (a user's lock:
  * since the logon), PUBLISHING (an image version: since its creation), POOL (every pool, since its
- * creation: the reconciler's recount of reservations reads them all). Each kind is spread over
+ * creation: the reconciler's recount of reservations reads them all), BEHIND (a user's data whose
+ * latest committed version the peer region has not verified yet: since that change). Each kind is spread over
  * `watchShards` partitions by id, so that a storm of writes never lands on one index partition;
  * the reconciler queries every shard of a kind.
  */
 
 /** How many partitions each kind of the watch index is spread over. */
 export const watchShards = 4;
-export type WatchKind = "TRANSIT" | "ASSIGNED" | "LOCK" | "PUBLISHING" | "POOL";
+export type WatchKind = "TRANSIT" | "ASSIGNED" | "LOCK" | "PUBLISHING" | "POOL" | "BEHIND";
 
 /** A small stable hash of an id (FNV-1a), for its shard. */
 function shardOf(id: string): number {
@@ -108,10 +111,21 @@ export const keys = {
   hostsPartition: "HOSTS",
   host: (h: string) => ({ pk: "HOSTS", sk: `HOST#${h}` }),
   metricsPartition: (t: string) => `TENANT#${t}#METRICS`,
-  metricStep: (t: string, bucketIso: string, name: string) => ({
+  metricStep: (t: string, bucketIso: string, name: string, poolId?: string) => ({
     pk: `TENANT#${t}#METRICS`,
-    sk: `${bucketIso}#${name}`,
+    sk: poolId === undefined ? `${bucketIso}#${name}` : `${bucketIso}#${name}#${poolId}`,
   }),
+  /** A metric step's sort key read back: its step (ISO), figure and pool (a per-pool figure's). */
+  parseMetricStep(sk: string) {
+    const at = sk.indexOf("#");
+    const rest = sk.slice(at + 1);
+    const cut = rest.indexOf("#");
+    return {
+      bucketIso: sk.slice(0, at),
+      name: cut < 0 ? rest : rest.slice(0, cut),
+      poolId: cut < 0 ? undefined : rest.slice(cut + 1),
+    };
+  },
   screenshot: (t: string, requestId: string) => ({ pk: `TENANT#${t}`, sk: `SCREENSHOT#${requestId}` }),
   datastoresPartition: "DATASTORES",
   datastore: (ds: string) => ({ pk: "DATASTORES", sk: `DATASTORE#${ds}` }),
@@ -146,4 +160,5 @@ export const keys = {
   drill: (t: string, d: string) => ({ pk: `TENANT#${t}`, sk: `DRILL#${d}` }),
   drState: (t: string) => ({ pk: `TENANT#${t}`, sk: "DR" }),
   readiness: (t: string) => ({ pk: `TENANT#${t}`, sk: "READINESS" }),
+  schemaMarker: { pk: "SCHEMA", sk: "WATCH" },
 };

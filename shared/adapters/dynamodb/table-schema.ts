@@ -15,7 +15,8 @@ export const freeIndex = { name: "gsi1", pk: "gsi1pk", sk: "gsi1sk" } as const;
 
 /**
  * The reconciler's sparse index: only items it must look after carry its keys (desktops in a
- * transitional state or ASSIGNED, users' locks, versions being published), sorted by the time
+ * transitional state or ASSIGNED, users' locks, versions being published, pools, users' data behind
+ * replication), sorted by the time
  * since which they wait, so "waiting since before T" is a query, not a scan (keys.ts, `watch`).
  */
 export const watchIndex = { name: "gsi2", pk: "gsi2pk", sk: "gsi2sk" } as const;

@@ -1,7 +1,9 @@
 /**
  * The metric recorder of a process: figures are summed in memory per tenant, figure and step and
  * written a few at a time (the table's series, read by GET /v1/metrics), and the same figures go
- * to CloudWatch in the embedded metric format (Powertools Metrics) where that is on.
+ * to CloudWatch in the embedded metric format (Powertools Metrics) where that is on. A per-pool
+ * gauge keeps its latest value per pool and step, and goes to CloudWatch at once with its `poolId`
+ * dimension.
  */
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { type MetricName, metricCatalogue, metricStepSeconds } from "../../domain/metric-catalogue.ts";
@@ -19,6 +21,15 @@ export interface FlushingRecorder extends MetricRecorder {
 
 const step = metricStepSeconds * 1000;
 
+interface Step {
+  tenantId: string;
+  name: MetricName;
+  poolId?: string | undefined;
+  bucket: number;
+  count: number;
+  sum: number;
+}
+
 export function metricRecorder(
   series: MetricSeriesRepository,
   /** flushEveryMs: a long-lived process writes in the background; without it, at each invocation's end. */
@@ -28,10 +39,7 @@ export function metricRecorder(
   // POWERTOOLS_METRICS_DISABLED=true turns the EMF lines off (the local runtime does).
   const emf = new Metrics({ namespace: "Pristine", serviceName: opts.serviceName });
   let emfPending = false;
-  let pending = new Map<
-    string,
-    { tenantId: string; name: MetricName; bucket: number; count: number; sum: number }
-  >();
+  let pending = new Map<string, Step>();
   let flushing: Promise<void> = Promise.resolve();
 
   const writeOut = async () => {
@@ -40,7 +48,8 @@ export function metricRecorder(
     const failed = [];
     for (const p of batch.values()) {
       try {
-        await series.add(p.tenantId, p.name, p.bucket, p.count, p.sum);
+        if (p.poolId === undefined) await series.add(p.tenantId, p.name, p.bucket, p.count, p.sum);
+        else await series.setGauge(p.tenantId, p.name, p.poolId, p.bucket, p.sum);
       } catch (err) {
         failed.push(p);
         logger.warn("metric step not written; kept for the next flush", {
@@ -49,16 +58,21 @@ export function metricRecorder(
         });
       }
     }
-    for (const p of failed) merge(p);
+    // A gauge recorded again meanwhile keeps its newer value.
+    for (const p of failed) if (p.poolId === undefined || !pending.has(keyOf(p))) merge(p);
     if (emfPending) {
       emfPending = false;
       emf.publishStoredMetrics();
     }
   };
-  const merge = (p: { tenantId: string; name: MetricName; bucket: number; count: number; sum: number }) => {
-    const key = `${p.tenantId}|${p.name}|${p.bucket}`;
+  const keyOf = (p: Step) => `${p.tenantId}|${p.name}|${p.poolId ?? ""}|${p.bucket}`;
+  const merge = (p: Step) => {
+    const key = keyOf(p);
     const at = pending.get(key);
-    if (at) {
+    if (at && p.poolId !== undefined) {
+      // A gauge: its latest value stands for the step.
+      at.sum = p.sum;
+    } else if (at) {
       at.count += p.count;
       at.sum += p.sum;
     } else pending.set(key, { ...p });
@@ -71,11 +85,18 @@ export function metricRecorder(
   timer?.unref();
 
   return {
-    record(tenantId, name, value) {
+    record(tenantId, name, value, poolId) {
       if (!Number.isFinite(value)) return;
-      merge({ tenantId, name, bucket: Math.floor(now() / step) * step, count: 1, sum: value });
-      emf.addMetric(name, MetricUnit[metricCatalogue[name].unit], value);
-      emfPending = true;
+      merge({ tenantId, name, poolId, bucket: Math.floor(now() / step) * step, count: 1, sum: value });
+      if (poolId === undefined) {
+        emf.addMetric(name, MetricUnit[metricCatalogue[name].unit], value);
+        emfPending = true;
+        return;
+      }
+      // Its own EMF line (written at once): the pool is a dimension of this figure only.
+      const single = emf.singleMetric();
+      single.addDimension("poolId", poolId);
+      single.addMetric(name, MetricUnit[metricCatalogue[name].unit], value);
     },
     flush,
     invocationEnded: () => (timer ? Promise.resolve() : flush()),

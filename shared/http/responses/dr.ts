@@ -209,6 +209,7 @@ export const metricSeries = z
     series: z.array(
       z.strictObject({
         name: z.enum(metricNames),
+        poolId: z.string().optional().describe("a per-pool figure's pool (one series per pool)"),
         unit: z.enum(["Count", "Milliseconds", "Seconds"]),
         points: z.array(
           z.strictObject({

@@ -3,6 +3,7 @@ import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
+import { leaveWatchIfCaughtUp } from "./user-data.ts";
 
 /** Forks of users' data: each is written in the same transaction as the history change that makes it. */
 export function userDataForkRepository(t: Table): UserDataForkRepository {
@@ -42,6 +43,8 @@ export function userDataForkRepository(t: Table): UserDataForkRepository {
           ]),
         ),
       });
+      // The history went back: the peer may have verified the version it now ends at.
+      if (result.ok) await leaveWatchIfCaughtUp(t, ref);
       return result.ok;
     },
     async forkCommit(ref, fork) {

@@ -1,19 +1,21 @@
 import type { UserDataRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
 import { transact } from "../errors.ts";
-import { keys } from "../keys.ts";
+import { keys, watch } from "../keys.ts";
 import type { Table } from "../table.ts";
-import { tableSchema } from "../table-schema.ts";
+import { tableSchema, watchIndex } from "../table-schema.ts";
 
 /** User data records and their changes (one item per committed version). */
 export function userDataRepository(t: Table): UserDataRepository {
   const get: UserDataRepository["get"] = (r) => t.get(entities.userData, keys.userData(r.tenantId, r.userId));
   return {
     get,
-    listBehind: (changedBefore) =>
-      t.scanAll(entities.userData, "version > replicatedVersion AND lastChangeAt < :cutoff", {
-        ":cutoff": changedBefore,
-      }),
+    // The watch index holds exactly the records behind (a query per shard, never a scan); it is
+    // eventually consistent, so what it names is checked again.
+    listBehind: async (changedBefore) =>
+      (await t.watching(entities.userData, "BEHIND", changedBefore)).filter(
+        (u) => u.version > u.replicatedVersion,
+      ),
     list: (tenantId) => t.byPrefix(entities.userData, keys.tenant(tenantId).pk, keys.userDataPrefix),
     async createIfAbsent(record) {
       if ((await t.tryPut(entities.userData.toItem(record))).written) return record;
@@ -38,16 +40,22 @@ export function userDataRepository(t: Table): UserDataRepository {
         ":at": change.committedAt,
         ":epoch": change.epoch ?? 0,
       };
-      let update = "SET version = :to, sha256 = :sha, lastChangeAt = :at, epoch = :epoch";
+      const set = ["version = :to", "sha256 = :sha", "lastChangeAt = :at", "epoch = :epoch"];
+      const remove: string[] = [];
       let condition = "version = :from";
       if (sessionId) {
-        update += ", lastCommittedSessionId = :s REMOVE attachedSessionId, attachedVersion, attachedAt";
+        // Committed here: behind the peer until it verifies this version (the watch index names it).
+        set.push("lastCommittedSessionId = :s", "#wpk = :wpk", "#wsk = :at");
+        remove.push("attachedSessionId", "attachedVersion", "attachedAt");
         condition += " AND attachedSessionId = :s";
         values[":s"] = sessionId;
+        values[":wpk"] = watch.partition("BEHIND", change.userId);
       } else {
         // Applied from the peer: the peer has it already, so it counts as replicated.
-        update += ", replicatedVersion = :to, replicatedAt = :at";
+        set.push("replicatedVersion = :to", "replicatedAt = :at");
+        remove.push("#wpk", "#wsk");
       }
+      const update = `SET ${set.join(", ")} REMOVE ${remove.join(", ")}`;
       const result = await transact(t.doc, {
         record: {
           Update: {
@@ -55,6 +63,7 @@ export function userDataRepository(t: Table): UserDataRepository {
             Key: keys.userData(change.tenantId, change.userId),
             UpdateExpression: update,
             ConditionExpression: condition,
+            ExpressionAttributeNames: { "#wpk": watchIndex.pk, "#wsk": watchIndex.sk },
             ExpressionAttributeValues: values,
           },
         },
@@ -165,6 +174,7 @@ export function userDataRepository(t: Table): UserDataRepository {
         ConditionExpression: "attribute_exists(pk) AND replicatedVersion < :n",
         ExpressionAttributeValues: { ":n": n, ":at": at },
       });
+      await leaveWatchIfCaughtUp(t, r);
       await t.tryUpdate({
         Key: keys.userDataChange(r.tenantId, r.userId, n),
         UpdateExpression: "SET replicatedAt = if_not_exists(replicatedAt, :at)",
@@ -173,4 +183,18 @@ export function userDataRepository(t: Table): UserDataRepository {
       });
     },
   };
+}
+
+/**
+ * A user's data the peer has verified through its latest version leaves the watch index. On its
+ * own (an update cannot remove conditionally): a change committed meanwhile fails the condition,
+ * and keeps it there.
+ */
+export async function leaveWatchIfCaughtUp(t: Table, r: { tenantId: string; userId: string }) {
+  await t.tryUpdate({
+    Key: keys.userData(r.tenantId, r.userId),
+    UpdateExpression: "REMOVE #wpk, #wsk",
+    ConditionExpression: "attribute_exists(#wpk) AND replicatedVersion >= version",
+    ExpressionAttributeNames: { "#wpk": watchIndex.pk, "#wsk": watchIndex.sk },
+  });
 }
