@@ -132,16 +132,22 @@ export async function serveLogons(ports: QueuePorts, tenantId: string, poolId: s
 /** Tickets (and free desktops) looked at per query while serving. */
 const servePage = 25;
 
+/**
+ * Serves pages of the line until it is empty or no desktop is free. The server does not wait for
+ * desktops on their way: it would hold a worker the provisioning needs; each set of desktops
+ * provisioned starts it again (desktopsFreed), and it looks again a second later while users wait.
+ */
 async function serveInOrder(ports: QueuePorts, tenantId: string, poolId: string): Promise<number> {
   let served = 0;
-  // What follows a served ticket (its user's data, its timeouts) runs beside the next ones.
+  // What follows a served ticket (its state, its user's data, its timeouts) runs beside the next
+  // ones; a page's are done before the next page is read.
   const followUps: Promise<unknown>[] = [];
   try {
     for (let page = 0; page < 100; page++) {
+      await Promise.all(followUps.splice(0));
       const heads = await ports.logonQueue.oldestWaiting(tenantId, poolId, servePage);
       if (heads.length === 0) break;
-      const stop = await servePageInOrder(ports, tenantId, poolId, heads, followUps, () => served++);
-      if (stop) break;
+      if (await servePageInOrder(ports, tenantId, poolId, heads, followUps, () => served++)) break;
     }
   } finally {
     await Promise.all(followUps);
@@ -186,8 +192,9 @@ async function servePageInOrder(
       }
     }
     if (!session) continue;
+    // Served in order: each ticket's time is taken after its claim, and claims go one at a time.
     const at = ports.clock.now().toISOString();
-    await ports.logonQueue.settle(head, "SERVED", at, session.sessionId);
+    followUps.push(ports.logonQueue.settle(head, "SERVED", at, session.sessionId));
     if (assigned) followUps.push(attachUserDataLater(ports, session), sessionStarted(ports, session));
     ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
     onServed();
