@@ -47,8 +47,10 @@ export type SizingDecision =
 
 /**
  * Pure: what the pool needs now. Wanted are the desktops of the users who are on (ASSIGNED) or
- * waiting (tickets), plus the spare ones; the pool grows to that (never past maxSize) and shrinks
- * to it (never below minSize) by removing free desktops that have been free for `idleSeconds`.
+ * waiting (tickets), plus the spare ones, plus, while users wait, as many again as wait: a line
+ * means users come faster than desktops, and more are coming (a morning storm), so the pool
+ * provisions ahead of it. The pool grows to that (never past maxSize) and shrinks to it (never
+ * below minSize) by removing free desktops that have been free for `idleSeconds`.
  */
 export function decideSizing(
   s: PoolSizing,
@@ -59,7 +61,7 @@ export function decideSizing(
 ): SizingDecision {
   if (!s.selfSizing) return { action: "none" };
   const assigned = desktops.filter((d) => d.state === "ASSIGNED").length;
-  const target = Math.max(s.minSize, Math.min(s.maxSize, assigned + waiting + s.spare));
+  const target = Math.max(s.minSize, Math.min(s.maxSize, assigned + 2 * waiting + s.spare));
   if (size < target) return { action: "add", count: target - size };
   const excess = size - target;
   if (excess <= 0 || waiting > 0) return { action: "none" };
