@@ -13,9 +13,7 @@ import {
   type DiskJobPorts,
   type DiskJobSettings,
   deleteDesktop,
-  ensureReplica,
   provisionDesktops,
-  readyVersion,
   recomposeDesktop,
   refreshDesktop,
   replaceErrored,
@@ -26,6 +24,7 @@ import { serveLogons } from "./logon-queue.ts";
 import type { QuotaLimits } from "./model.ts";
 import { sizePool } from "./pool-sizer.ts";
 import { defaultQuotas } from "./quotas.ts";
+import { ensureReplica, readyVersion } from "./replica-copies.ts";
 import { replicateConfig } from "./replication-config.ts";
 import { checkSessionTimeout, scheduleSessionTimeouts } from "./session-timeouts.ts";
 import { sweepDatastore } from "./sweep.ts";

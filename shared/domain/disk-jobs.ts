@@ -6,7 +6,6 @@
  * stalls past a later one only ever writes a file nobody uses, and removes it.
  */
 
-import { randomUUID } from "node:crypto";
 import { checkpoint } from "../faults.ts";
 import type { CloneJob } from "../messages/clone-job.ts";
 import type { Ports } from "../ports/index.ts";
@@ -21,6 +20,7 @@ import type { MetricName } from "./metric-catalogue.ts";
 import { recordSince } from "./metrics.ts";
 import type { Desktop, ImageVersion } from "./model.ts";
 import { decideRefresh, needsDeltaSize } from "./refresh-policy.ts";
+import { ensureReplica, readyVersion } from "./replica-copies.ts";
 
 /** A disk job runs the desktop's VM too when its worker is a host agent (`host` is set). */
 export type DiskJobPorts = Pick<Ports, VmPortNames | "images" | "pools" | "replicas" | "datastores" | "host">;
@@ -49,18 +49,6 @@ export interface DiskJobSettings {
   replicaWaitMs: number;
 }
 
-/** An image version a disk can be made from; one not READY yet comes back later. */
-export async function readyVersion(
-  ports: Pick<Ports, "images">,
-  tenantId: string,
-  imageId: string,
-  n: number,
-) {
-  const version = await ports.images.getVersion(tenantId, imageId, n);
-  if (version?.state !== "READY") throw new RetryLater(`image version ${imageId}@${n} not READY`);
-  return version;
-}
-
 /** The version a desktop should be on: its pool's (a recompose may have moved it since). */
 async function targetVersion(ports: DiskJobPorts, desktop: Desktop) {
   const pool = await ports.pools.get(desktop.tenantId, desktop.poolId);
@@ -73,54 +61,6 @@ async function targetVersion(ports: DiskJobPorts, desktop: Desktop) {
   return { pool, version };
 }
 
-/**
- * Makes the replica exist (checksum-verified by the driver) and records it. One worker copies
- * under a lease per (version, datastore); the others wait for its copy instead of copying the
- * same image again, for a while in-process and then by redelivery. Every prepare job records, so
- * a crash between the copy and the record heals.
- */
-export async function ensureReplica(
-  ports: DiskJobPorts,
-  version: ImageVersion,
-  datastoreId: string,
-  settings: Pick<DiskJobSettings, "replicaCopyLeaseMs" | "replicaWaitMs">,
-  alwaysRecord: boolean,
-) {
-  const ref = { tenantId: version.tenantId, imageId: version.imageId, version: version.version, datastoreId };
-  const record = (created: boolean) =>
-    ports.replicas.record(
-      { ...ref, sha256: version.sha256 ?? "", createdAt: ports.clock.now().toISOString() },
-      created,
-    );
-  const holder = randomUUID();
-  const deadline = Date.now() + settings.replicaWaitMs;
-  for (let look = 0; ; look++) {
-    if (await ports.storage.hasReplica(version, datastoreId)) {
-      if (alwaysRecord) await record(false);
-      return;
-    }
-    if (await ports.replicas.leaseCopy(ref, holder, settings.replicaCopyLeaseMs)) break;
-    if (Date.now() > deadline)
-      throw new RetryLater(
-        `the replica of ${version.imageId}@${version.version} on ${datastoreId} is being copied`,
-      );
-    await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** look)));
-  }
-  // The lease is short and renewed while the copy runs: a worker that dies copying frees it soon.
-  const renew = setInterval(
-    () => void ports.replicas.leaseCopy(ref, holder, settings.replicaCopyLeaseMs).catch(() => undefined),
-    settings.replicaCopyLeaseMs / 3,
-  );
-  try {
-    await checkpoint("replica:copying", ref);
-    const { created } = await ports.storage.ensureReplica(version, datastoreId);
-    if (created || alwaysRecord) await record(created);
-  } finally {
-    clearInterval(renew);
-    await ports.replicas.releaseCopy(ref, holder);
-  }
-}
-
 /** Writes the disk of the desktop's generation on `version`: a delta on the replica, or a full copy. */
 function makeDisk(ports: DiskJobPorts, desktop: Desktop, version: ImageVersion) {
   const target = { ...desktop, imageVersion: version.version };
@@ -129,10 +69,6 @@ function makeDisk(ports: DiskJobPorts, desktop: Desktop, version: ImageVersion) 
     : ports.storage.createLinkedClone(target);
 }
 
-/**
- * The fenced part every disk job shares: take the desktop in `state`, build its disk, hand it out.
- * `quarantine` says when a disk that cannot be made turns the desktop to ERROR instead of a retry.
- */
 /** Retries did not help: quarantine it (visible in the pool's counts); the reconciler replaces it. */
 const quarantiner =
   (ports: DiskJobPorts, desktop: Desktop, state: DesktopState, when: (err: Error) => boolean) =>
@@ -143,7 +79,8 @@ const quarantiner =
   };
 
 /**
- * Rebuilds the disks of desktops of one pool on one datastore, one after the other in one slot of
+ * The fenced part every disk job shares. Rebuilds the disks of desktops of one pool on one
+ * datastore, one after the other in one slot of
  * the datastore's cap (a pool's growth comes in such sets; a refresh or recompose is a set of one).
  * Answers each desktop's outcome, or a single "deferred" when a cap is reached.
  */
@@ -182,13 +119,19 @@ async function rebuildDisks(
   }
   const freed: Desktop[] = [];
   const outcomes: string[] = [];
+  // A disk that fails (to be retried) leaves the set's later desktops to the retry; those already
+  // made are handed over all the same.
+  let failure: unknown;
   try {
     for (const desktop of desktops)
       outcomes.push(await rebuildTaken(ports, desktop, state, version, opts, freed));
+  } catch (err) {
+    failure = err;
   } finally {
     await release();
   }
   await desktopsFreed(ports, freed);
+  if (failure) throw failure;
   return outcomes;
 }
 
