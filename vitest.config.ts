@@ -14,6 +14,9 @@ const desktopVmTests = [
 
 export default defineConfig({
   test: {
+    // Vitest's default on two cores is one file at a time; most integration files wait on the
+    // emulators, workers and qemu-img, so three at a time finish sooner (561 -> 487 s here).
+    maxWorkers: 3,
     projects: [
       { test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
       {
