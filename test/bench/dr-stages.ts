@@ -173,9 +173,11 @@ export async function treeCpuMs(pid = process.pid, byName?: Map<string, number>)
           ? "bench"
           : cmd.includes("fauxqs")
             ? "fauxqs"
-            : cmd.includes("qemu-img")
+            : cmd.includes("qemu-img") || cmd.includes("node:readline")
               ? "launcher, qemu-img"
-              : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+              : cmd.includes("DynamoDBLocal")
+                ? "dynamodb-local"
+                : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       byName?.set(name, (byName.get(name) ?? 0) + own);
       const tasks = await readdir(`/proc/${p}/task`);
       const kids = (
