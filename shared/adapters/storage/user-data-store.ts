@@ -6,6 +6,7 @@ import type { UserDataRef } from "../../domain/dr-model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
 import { contentSha256, qcow2Header } from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
+import { setQcow2Backing } from "./qcow2-backing.ts";
 import { qemuImg } from "./qemu-img.ts";
 
 const tmpName = (path: string) => `${path}.${randomBytes(6).toString("hex")}.tmp`;
@@ -14,6 +15,12 @@ const exists = (path: string) =>
     () => true,
     () => false,
   );
+
+/** `qemu-img rebase -u -F qcow2 -b backing file`, done in the header here where it can be. */
+async function rebaseUnsafe(file: string, backing: string) {
+  if (await setQcow2Backing(file, backing)) return;
+  await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", backing, file]);
+}
 
 /** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
@@ -47,7 +54,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     const tmp = tmpName(target);
     try {
       await cloneFile(from, tmp);
-      await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", tmp, deltaCopy]);
+      await rebaseUnsafe(deltaCopy, tmp);
       // -d keeps the delta intact: it is the artifact that is shipped to the peer region.
       await qemuImg(["commit", "-q", "-d", deltaCopy]);
       const sha256 = await contentSha256(tmp);
@@ -109,7 +116,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
         await copyFile(paths.overlay(ref, sessionId), deltaTmp);
         const built = await buildDisk(paths.disk(ref, fromVersion), deltaTmp, paths.disk(ref, to));
         // The artifact points at the version it applies to, a valid chain on this host.
-        await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", paths.disk(ref, fromVersion), deltaTmp]);
+        await rebaseUnsafe(deltaTmp, paths.disk(ref, fromVersion));
         await rename(deltaTmp, delta);
         await rename(built.tmp, built.target);
         return { sha256: built.sha256, deltaBytes: (await stat(delta)).size };
