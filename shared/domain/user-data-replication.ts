@@ -9,8 +9,8 @@ import type { Ports } from "../ports/index.ts";
 import { requirePeer, userRef } from "./common.ts";
 import type { UserDataChange } from "./dr-model.ts";
 import { RetryLater } from "./errors.ts";
-import { expireReplicatedHistory } from "./user-data.ts";
-import { drEpoch, forkOverriddenHistory, pruneVersions } from "./user-data-forks.ts";
+import { tidyHistory } from "./user-data.ts";
+import { drEpoch, forkOverriddenHistory } from "./user-data-forks.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
 type ReplicationPorts = Pick<
@@ -113,7 +113,11 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
     });
   }
   // Streamed into the user's folder of the user-data store, never staged in temporary storage.
-  const fetched = await ports.inbox.fetchFile(m.key, ports.userDataStore.incomingDeltaPath(ref, m.version));
+  // Not synced: the delta is only an input, under a name of its own, and the disk built from it
+  // is verified by content checksum below; a crash leaves an orphan that no version points at.
+  const fetched = await ports.inbox.fetchFile(m.key, ports.userDataStore.incomingDeltaPath(ref, m.version), {
+    sync: false,
+  });
   let deltaBytes: number;
   try {
     const built = await ports.userDataStore.applyDelta(ref, applied, fetched.path, m.sizeBytes);
@@ -142,8 +146,7 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
     const now = await ports.userData.get(ref);
     if ((now?.version ?? 0) < m.version) throw new Error(`user data of ${m.userId} moved while applying`);
   }
-  await pruneVersions(ports, ref);
-  await expireReplicatedHistory(ports, ref);
+  await tidyHistory(ports, ref);
   // Both regions have the previous version and this one supersedes it: its delta object goes.
   await removeAppliedDelta(ports, m, m.version - 1);
   await acknowledge(ports, m, appliedAt);
@@ -204,10 +207,9 @@ export async function userDataApplied(ports: ReplicationPorts, m: Msg<"user-data
   const change = await ports.userData.getChange(ref, m.version);
   if (change && change.sha256 !== m.sha256)
     throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
-  await ports.userData.markReplicated(ref, m.version, m.appliedAt);
+  const updated = await ports.userData.markReplicated(ref, m.version, m.appliedAt);
   await ports.userDataStore.removeDelta(ref, m.version);
-  await pruneVersions(ports, ref);
-  await expireReplicatedHistory(ports, ref);
+  await tidyHistory(ports, ref, updated);
   if (change && !change.replicatedAt) {
     const lagMs = Date.parse(m.appliedAt) - Date.parse(change.committedAt);
     if (lagMs >= 0) ports.metrics.record(m.tenantId, "replicationLagSeconds", lagMs / 1000);

@@ -35,8 +35,11 @@ export interface UserDataRepository {
   markShipped(ref: UserDataRef, version: number, at: string, bytes: number): Promise<void>;
   /** The peer keeps its own, later-epoch history instead of this change (never shipped again). */
   markSuperseded(ref: UserDataRef, version: number, at: string): Promise<void>;
-  /** Records the peer's verified apply of `version` (monotonic: an older ack changes nothing). */
-  markReplicated(ref: UserDataRef, version: number, at: string): Promise<void>;
+  /**
+   * Records the peer's verified apply of `version` (monotonic: an older ack changes nothing).
+   * Answers the user's record as it wrote it, or undefined when it changed nothing.
+   */
+  markReplicated(ref: UserDataRef, version: number, at: string): Promise<UserData | undefined>;
   /**
    * Lets the user's changes up to `throughVersion` expire at `expiresAt` (epoch seconds; the store
    * deletes them some time after): the caller guarantees that both regions have them and a later
@@ -136,10 +139,13 @@ export interface ReplicaInbox {
   /**
    * Downloads an object, streamed to `destination` (written whole or not at all); without one, to
    * temporary storage, which refuses objects larger than its limit. `done` removes the file.
+   * `sync: false` skips the fsync before the rename, for a file that is only an input, checked by
+   * checksum where it is used and removed afterwards (a crash leaves an orphan, never a version).
    */
   fetchFile(
     key: string,
     destination?: string,
+    opts?: { sync?: boolean },
   ): Promise<{ path: string; bytes: number; done(): Promise<void> }>;
   /** Deletes an object; no error when it is not there. */
   remove(key: string): Promise<void>;

@@ -137,8 +137,9 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     const acknowledged = new Set<string>();
     const markReplicated = userData.markReplicated.bind(userData);
     userData.markReplicated = async (ref, n, at) => {
-      await markReplicated(ref, n, at);
+      const written = await markReplicated(ref, n, at);
       acknowledged.add(ref.userId);
+      return written;
     };
     const logoffAt = new Map<string, number>();
     await Promise.all(

@@ -113,6 +113,20 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     }
   };
 
+  /** An update that may find its condition false: answers the item as written, or undefined. */
+  const tryUpdateReturning = async <T>(
+    codec: EntityCodec<T>,
+    input: Omit<UpdateCommandInput, "TableName">,
+  ) => {
+    try {
+      const out = await doc.send(new UpdateCommand({ ...input, TableName: table, ReturnValues: "ALL_NEW" }));
+      return out.Attributes ? codec.fromItem(out.Attributes) : undefined;
+    } catch (err) {
+      if (isConditionFailure(err)) return undefined;
+      throw err;
+    }
+  };
+
   /** An unconditional put (an upsert). */
   const put = async (item: Item) => {
     await doc.send(new PutCommand({ TableName: table, Item: item }));
@@ -174,6 +188,7 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     scanAll,
     batchPut,
     tryUpdate,
+    tryUpdateReturning,
     put,
     tryPut,
     remove,

@@ -46,8 +46,33 @@ export function userDataPaths(root: string) {
  */
 export function qcow2UserDataStore(root: string): UserDataStore {
   const paths = userDataPaths(root);
-  // Version 0 of every user of one size is the same blank disk: its checksum is computed once.
+  // Version 0 of every user of one size is the same blank disk: its checksum is computed once,
+  // and qemu-img makes it once (a template under the root, which no tenant id can name, as they
+  // never start with a dot); each user's is a copy.
   const blankSha256 = new Map<number, Promise<string>>();
+  const blankTemplates = new Map<number, Promise<string>>();
+
+  function blankTemplate(sizeBytes: number): Promise<string> {
+    let made = blankTemplates.get(sizeBytes);
+    if (!made) {
+      made = (async () => {
+        const template = join(root, ".blank-disks", `${sizeBytes}.qcow2`);
+        if (await exists(template)) return template;
+        await mkdir(dirname(template), { recursive: true });
+        const tmp = tmpName(template);
+        try {
+          await qemuImg(["create", "-q", "-f", "qcow2", tmp, String(sizeBytes)]);
+          await rename(tmp, template);
+        } finally {
+          await rm(tmp, { force: true });
+        }
+        return template;
+      })();
+      blankTemplates.set(sizeBytes, made);
+      made.catch(() => blankTemplates.delete(sizeBytes));
+    }
+    return made;
+  }
 
   /** Builds `target` = the disk `from` + delta, verifies nothing, returns its content checksum. */
   async function buildDisk(from: string, deltaCopy: string, target: string) {
@@ -72,7 +97,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
         await mkdir(dirname(target), { recursive: true });
         const tmp = tmpName(target);
         try {
-          await qemuImg(["create", "-q", "-f", "qcow2", tmp, String(sizeBytes)]);
+          await cloneFile(await blankTemplate(sizeBytes), tmp);
           await rename(tmp, target);
         } finally {
           await rm(tmp, { force: true });

@@ -159,7 +159,7 @@ export function userDataRepository(t: Table): UserDataRepository {
     },
     async markReplicated(r, n, at) {
       // Monotonic: an older acknowledgement changes nothing.
-      await t.tryUpdate({
+      const written = await t.tryUpdateReturning(entities.userData, {
         Key: keys.userData(r.tenantId, r.userId),
         UpdateExpression: "SET replicatedVersion = :n, replicatedAt = :at",
         ConditionExpression: "attribute_exists(pk) AND replicatedVersion < :n",
@@ -171,6 +171,7 @@ export function userDataRepository(t: Table): UserDataRepository {
         ConditionExpression: "attribute_exists(pk)",
         ExpressionAttributeValues: { ":at": at },
       });
+      return written;
     },
   };
 }
