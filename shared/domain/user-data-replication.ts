@@ -25,10 +25,7 @@ type ReplicationPorts = Pick<
  */
 export async function shipUserData(ports: ReplicationPorts, m: Msg<"ship-user-data">): Promise<string> {
   const ref = userRef(m);
-  const [record, change] = await Promise.all([
-    ports.userData.get(ref),
-    ports.userData.getChange(ref, m.version),
-  ]);
+  const { record, change } = await ports.userData.getWithChange(ref, m.version);
   if (!record || !change) return "skipped: unknown change";
   if (record.replicatedVersion >= m.version) return `skipped: v${m.version} already replicated`;
   if (change.origin !== ports.region.name) return `skipped: v${m.version} came from the peer`;

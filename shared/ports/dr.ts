@@ -30,6 +30,11 @@ export interface UserDataRepository {
   /** Clears `attachedSessionId` when it is this session (a discarded read-only session). */
   detach(ref: UserDataRef, sessionId: string): Promise<void>;
   getChange(ref: UserDataRef, version: number): Promise<UserDataChange | undefined>;
+  /** The user's record and the change `version`, read together (one call). */
+  getWithChange(
+    ref: UserDataRef,
+    version: number,
+  ): Promise<{ record: UserData | undefined; change: UserDataChange | undefined }>;
   listChanges(tenantId: string): Promise<UserDataChange[]>;
   /** Records a ship of the change; the user's running total counts each change's bytes once. */
   markShipped(ref: UserDataRef, version: number, at: string, bytes: number): Promise<void>;

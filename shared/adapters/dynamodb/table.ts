@@ -1,4 +1,5 @@
 import {
+  BatchGetCommand,
   BatchWriteCommand,
   DeleteCommand,
   type DynamoDBDocumentClient,
@@ -22,6 +23,24 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
   const get = async <T>(codec: EntityCodec<T>, key: Key, consistent = true) => {
     const out = await doc.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: consistent }));
     return out.Item ? codec.fromItem(out.Item) : undefined;
+  };
+
+  /**
+   * Items by key in one call (BatchGetItem, consistent reads), in the keys' order; undefined where
+   * there is none. Keys DynamoDB leaves unprocessed are asked again.
+   */
+  const getMany = async (keys: Key[]): Promise<(Item | undefined)[]> => {
+    const id = (k: Record<string, unknown>) => `${k.pk}\n${k.sk}`;
+    const found = new Map<string, Item>();
+    let pending: Key[] | undefined = keys;
+    while (pending && pending.length > 0) {
+      const out = await doc.send(
+        new BatchGetCommand({ RequestItems: { [table]: { Keys: pending, ConsistentRead: true } } }),
+      );
+      for (const item of out.Responses?.[table] ?? []) found.set(id(item), item as Item);
+      pending = out.UnprocessedKeys?.[table]?.Keys as Key[] | undefined;
+    }
+    return keys.map((k) => found.get(id(k)));
   };
 
   /** Every item of a query (all pages); with a codec, only its entity's items, decoded. */
@@ -182,6 +201,7 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     doc,
     name: table,
     get,
+    getMany,
     queryItems,
     byPrefix,
     watching,

@@ -88,6 +88,16 @@ export function userDataRepository(t: Table): UserDataRepository {
       });
     },
     getChange: (r, n) => t.get(entities.userDataChange, keys.userDataChange(r.tenantId, r.userId, n)),
+    async getWithChange(r, n) {
+      const [record, change] = await t.getMany([
+        keys.userData(r.tenantId, r.userId),
+        keys.userDataChange(r.tenantId, r.userId, n),
+      ]);
+      return {
+        record: record ? entities.userData.fromItem(record) : undefined,
+        change: change ? entities.userDataChange.fromItem(change) : undefined,
+      };
+    },
     listChanges: (tenantId) =>
       t.byPrefix(entities.userDataChange, keys.userDataChangePartition(tenantId), keys.userDataChangePrefix),
     async markShipped(r, n, at, bytes) {
