@@ -201,12 +201,11 @@ export async function userDataApplied(ports: ReplicationPorts, m: Msg<"user-data
     await ports.userData.markSuperseded(ref, m.version, m.appliedAt);
     return `v${m.version} superseded by the peer's later history`;
   }
-  const change = await ports.userData.getChange(ref, m.version);
-  if (change && change.sha256 !== m.sha256)
-    throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
-  const updated = await ports.userData.markReplicated(ref, m.version, m.appliedAt);
+  const marked = await ports.userData.markReplicated(ref, m.version, m.sha256, m.appliedAt);
+  if (marked.conflict) throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
   await ports.userDataStore.removeDelta(ref, m.version);
-  await tidyHistory(ports, ref, updated);
+  await tidyHistory(ports, ref, marked.record);
+  const change = marked.before;
   if (change && !change.replicatedAt) {
     const lagMs = Date.parse(m.appliedAt) - Date.parse(change.committedAt);
     if (lagMs >= 0) ports.metrics.record(m.tenantId, "replicationLagSeconds", lagMs / 1000);

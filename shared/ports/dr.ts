@@ -41,10 +41,17 @@ export interface UserDataRepository {
   /** The peer keeps its own, later-epoch history instead of this change (never shipped again). */
   markSuperseded(ref: UserDataRef, version: number, at: string): Promise<void>;
   /**
-   * Records the peer's verified apply of `version` (monotonic: an older ack changes nothing).
-   * Answers the user's record as it wrote it, or undefined when it changed nothing.
+   * Records the peer's verified apply of `version`, whose checksum the peer names (monotonic: an
+   * older ack changes nothing). A change recorded here with another checksum is left alone and
+   * answered as a conflict; otherwise the change as it was before (undefined once expired) and
+   * the user's record as written (undefined when it changed nothing).
    */
-  markReplicated(ref: UserDataRef, version: number, at: string): Promise<UserData | undefined>;
+  markReplicated(
+    ref: UserDataRef,
+    version: number,
+    sha256: string,
+    at: string,
+  ): Promise<{ conflict: true } | { conflict: false; before?: UserDataChange; record?: UserData }>;
   /**
    * Lets the user's changes up to `throughVersion` expire at `expiresAt` (epoch seconds; the store
    * deletes them some time after): the caller guarantees that both regions have them and a later

@@ -136,8 +136,8 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     // polling the table: the bench's own queries must not load DynamoDB while it measures.
     const acknowledged = new Set<string>();
     const markReplicated = userData.markReplicated.bind(userData);
-    userData.markReplicated = async (ref, n, at) => {
-      const written = await markReplicated(ref, n, at);
+    userData.markReplicated = async (ref, n, sha256, at) => {
+      const written = await markReplicated(ref, n, sha256, at);
       acknowledged.add(ref.userId);
       return written;
     };

@@ -1,6 +1,8 @@
+import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { UserDataChange } from "../../../domain/dr-model.ts";
 import type { UserDataRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
-import { transact } from "../errors.ts";
+import { isConditionFailure, itemAtFailure, transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
 import { tableSchema } from "../table-schema.ts";
@@ -167,21 +169,35 @@ export function userDataRepository(t: Table): UserDataRepository {
         ExpressionAttributeValues: { ":at": at },
       });
     },
-    async markReplicated(r, n, at) {
+    async markReplicated(r, n, sha256, at) {
+      // The change first, and only the very change the peer verified (one expired here is gone:
+      // nothing to compare); what it was before tells a first acknowledgement from a repeat.
+      let before: UserDataChange | undefined;
+      try {
+        const out = await t.doc.send(
+          new UpdateCommand({
+            TableName: t.name,
+            Key: keys.userDataChange(r.tenantId, r.userId, n),
+            UpdateExpression: "SET replicatedAt = if_not_exists(replicatedAt, :at)",
+            ConditionExpression: "attribute_exists(pk) AND sha256 = :sha",
+            ExpressionAttributeValues: { ":at": at, ":sha": sha256 },
+            ReturnValues: "ALL_OLD",
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+          }),
+        );
+        before = out.Attributes ? entities.userDataChange.fromItem(out.Attributes) : undefined;
+      } catch (err) {
+        if (!isConditionFailure(err)) throw err;
+        if (itemAtFailure(err)) return { conflict: true };
+      }
       // Monotonic: an older acknowledgement changes nothing.
-      const written = await t.tryUpdateReturning(entities.userData, {
+      const record = await t.tryUpdateReturning(entities.userData, {
         Key: keys.userData(r.tenantId, r.userId),
         UpdateExpression: "SET replicatedVersion = :n, replicatedAt = :at",
         ConditionExpression: "attribute_exists(pk) AND replicatedVersion < :n",
         ExpressionAttributeValues: { ":n": n, ":at": at },
       });
-      await t.tryUpdate({
-        Key: keys.userDataChange(r.tenantId, r.userId, n),
-        UpdateExpression: "SET replicatedAt = if_not_exists(replicatedAt, :at)",
-        ConditionExpression: "attribute_exists(pk)",
-        ExpressionAttributeValues: { ":at": at },
-      });
-      return written;
+      return { conflict: false, before, record };
     },
   };
 }
