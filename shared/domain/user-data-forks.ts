@@ -109,14 +109,13 @@ export async function forkOverriddenHistory(
 }
 
 /**
- * Removes the user's disks no one needs: kept are the latest version, the one before (read-only
- * overlays may be open on it), the one the peer has verified last (a fork's base, should the
- * peer's history replace the later ones) and the writer's. Versions above the latest are never
- * touched (a commit may be building one).
+ * Removes the user's disks no one needs, by the record as the caller just read or wrote it: kept
+ * are the latest version, the one before (read-only overlays may be open on it), the one the peer
+ * has verified last (a fork's base, should the peer's history replace the later ones) and the
+ * writer's. Versions above the latest are never touched (a commit may be building one).
  */
-export async function pruneVersions(ports: Pick<Ports, "userData" | "userDataStore">, ref: UserDataRef) {
-  const record = await ports.userData.get(ref);
-  if (!record) return;
+export async function pruneVersions(ports: Pick<Ports, "userDataStore">, record: UserData) {
+  const ref: UserDataRef = { tenantId: record.tenantId, userId: record.userId };
   const keep = new Set([
     record.version,
     record.version - 1,

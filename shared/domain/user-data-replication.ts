@@ -9,8 +9,8 @@ import type { Ports } from "../ports/index.ts";
 import { requirePeer, userRef } from "./common.ts";
 import type { UserDataChange } from "./dr-model.ts";
 import { RetryLater } from "./errors.ts";
-import { expireReplicatedHistory } from "./user-data.ts";
-import { drEpoch, forkOverriddenHistory, pruneVersions } from "./user-data-forks.ts";
+import { tidyHistory } from "./user-data.ts";
+import { drEpoch, forkOverriddenHistory } from "./user-data-forks.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
 type ReplicationPorts = Pick<
@@ -25,10 +25,7 @@ type ReplicationPorts = Pick<
  */
 export async function shipUserData(ports: ReplicationPorts, m: Msg<"ship-user-data">): Promise<string> {
   const ref = userRef(m);
-  const [record, change] = await Promise.all([
-    ports.userData.get(ref),
-    ports.userData.getChange(ref, m.version),
-  ]);
+  const { record, change } = await ports.userData.getWithChange(ref, m.version);
   if (!record || !change) return "skipped: unknown change";
   if (record.replicatedVersion >= m.version) return `skipped: v${m.version} already replicated`;
   if (change.origin !== ports.region.name) return `skipped: v${m.version} came from the peer`;
@@ -113,7 +110,11 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
     });
   }
   // Streamed into the user's folder of the user-data store, never staged in temporary storage.
-  const fetched = await ports.inbox.fetchFile(m.key, ports.userDataStore.incomingDeltaPath(ref, m.version));
+  // Not synced: the delta is only an input, under a name of its own, and the disk built from it
+  // is verified by content checksum below; a crash leaves an orphan that no version points at.
+  const fetched = await ports.inbox.fetchFile(m.key, ports.userDataStore.incomingDeltaPath(ref, m.version), {
+    sync: false,
+  });
   let deltaBytes: number;
   try {
     const built = await ports.userDataStore.applyDelta(ref, applied, fetched.path, m.sizeBytes);
@@ -142,8 +143,7 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
     const now = await ports.userData.get(ref);
     if ((now?.version ?? 0) < m.version) throw new Error(`user data of ${m.userId} moved while applying`);
   }
-  await pruneVersions(ports, ref);
-  await expireReplicatedHistory(ports, ref);
+  await tidyHistory(ports, ref);
   // Both regions have the previous version and this one supersedes it: its delta object goes.
   await removeAppliedDelta(ports, m, m.version - 1);
   await acknowledge(ports, m, appliedAt);
@@ -201,13 +201,11 @@ export async function userDataApplied(ports: ReplicationPorts, m: Msg<"user-data
     await ports.userData.markSuperseded(ref, m.version, m.appliedAt);
     return `v${m.version} superseded by the peer's later history`;
   }
-  const change = await ports.userData.getChange(ref, m.version);
-  if (change && change.sha256 !== m.sha256)
-    throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
-  await ports.userData.markReplicated(ref, m.version, m.appliedAt);
+  const marked = await ports.userData.markReplicated(ref, m.version, m.sha256, m.appliedAt);
+  if (marked.conflict) throw new Error(`peer verified v${m.version} of ${m.userId} with another checksum`);
   await ports.userDataStore.removeDelta(ref, m.version);
-  await pruneVersions(ports, ref);
-  await expireReplicatedHistory(ports, ref);
+  await tidyHistory(ports, ref, marked.record);
+  const change = marked.before;
   if (change && !change.replicatedAt) {
     const lagMs = Date.parse(m.appliedAt) - Date.parse(change.committedAt);
     if (lagMs >= 0) ports.metrics.record(m.tenantId, "replicationLagSeconds", lagMs / 1000);

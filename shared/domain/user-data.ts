@@ -152,8 +152,7 @@ export async function commitUserData(
   }
   await checkpoint("commit:before-cleanup", { ...ref, sessionId: job.sessionId });
   await ports.userDataStore.removeOverlay(ref, job.sessionId);
-  await pruneVersions(ports, ref);
-  await expireReplicatedHistory(ports, ref);
+  await tidyHistory(ports, ref);
   await shipLater(ports, ref, from + 1);
   return `committed v${from + 1} (${deltaBytes} B delta)`;
 }
@@ -165,16 +164,31 @@ export async function commitUserData(
 export const changeRetentionMs = 7 * 24 * 3_600_000;
 
 /**
+ * After a new version, or the peer's verification of one: removes the disks no one needs and lets
+ * replicated history expire, both from one read of the user's record (or from the record the
+ * caller just wrote and got back).
+ */
+export async function tidyHistory(
+  ports: Pick<Ports, "userData" | "userDataStore" | "clock">,
+  ref: UserDataRef,
+  written?: UserData,
+): Promise<void> {
+  const record = written ?? (await ports.userData.get(ref));
+  if (!record) return;
+  await pruneVersions(ports, record);
+  await expireReplicatedHistory(ports, record);
+}
+
+/**
  * Lets the user's change records expire once they are replicated and superseded: every version
  * the peer has verified (`replicatedVersion`; versions applied here from the peer count too) that
  * a later version follows. The latest version, and any the peer does not have, never expire.
  */
-export async function expireReplicatedHistory(
+async function expireReplicatedHistory(
   ports: Pick<Ports, "userData" | "clock">,
-  ref: UserDataRef,
+  record: UserData,
 ): Promise<number> {
-  const record = await ports.userData.get(ref);
-  if (!record) return 0;
+  const ref = userRef(record);
   const through = Math.min(record.version - 1, record.replicatedVersion);
   if (through < 1) return 0;
   const expiresAt = Math.floor((ports.clock.now().getTime() + changeRetentionMs) / 1000);

@@ -30,13 +30,28 @@ export interface UserDataRepository {
   /** Clears `attachedSessionId` when it is this session (a discarded read-only session). */
   detach(ref: UserDataRef, sessionId: string): Promise<void>;
   getChange(ref: UserDataRef, version: number): Promise<UserDataChange | undefined>;
+  /** The user's record and the change `version`, read together (one call). */
+  getWithChange(
+    ref: UserDataRef,
+    version: number,
+  ): Promise<{ record: UserData | undefined; change: UserDataChange | undefined }>;
   listChanges(tenantId: string): Promise<UserDataChange[]>;
   /** Records a ship of the change; the user's running total counts each change's bytes once. */
   markShipped(ref: UserDataRef, version: number, at: string, bytes: number): Promise<void>;
   /** The peer keeps its own, later-epoch history instead of this change (never shipped again). */
   markSuperseded(ref: UserDataRef, version: number, at: string): Promise<void>;
-  /** Records the peer's verified apply of `version` (monotonic: an older ack changes nothing). */
-  markReplicated(ref: UserDataRef, version: number, at: string): Promise<void>;
+  /**
+   * Records the peer's verified apply of `version`, whose checksum the peer names (monotonic: an
+   * older ack changes nothing). A change recorded here with another checksum is left alone and
+   * answered as a conflict; otherwise the change as it was before (undefined once expired) and
+   * the user's record as written (undefined when it changed nothing).
+   */
+  markReplicated(
+    ref: UserDataRef,
+    version: number,
+    sha256: string,
+    at: string,
+  ): Promise<{ conflict: true } | { conflict: false; before?: UserDataChange; record?: UserData }>;
   /**
    * Lets the user's changes up to `throughVersion` expire at `expiresAt` (epoch seconds; the store
    * deletes them some time after): the caller guarantees that both regions have them and a later
@@ -136,10 +151,13 @@ export interface ReplicaInbox {
   /**
    * Downloads an object, streamed to `destination` (written whole or not at all); without one, to
    * temporary storage, which refuses objects larger than its limit. `done` removes the file.
+   * `sync: false` skips the fsync before the rename, for a file that is only an input, checked by
+   * checksum where it is used and removed afterwards (a crash leaves an orphan, never a version).
    */
   fetchFile(
     key: string,
     destination?: string,
+    opts?: { sync?: boolean },
   ): Promise<{ path: string; bytes: number; done(): Promise<void> }>;
   /** Deletes an object; no error when it is not there. */
   remove(key: string): Promise<void>;

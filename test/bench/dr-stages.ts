@@ -83,10 +83,10 @@ export function watchStages(primary: Region, dr: Region) {
     for (const m of messages) if (m.kind === "apply-user-data") at(m.userId, m.version, "applyQueued");
   };
   const fetchFile = dst.inbox.fetchFile.bind(dst.inbox);
-  dst.inbox.fetchFile = async (key, destination) => {
+  dst.inbox.fetchFile = async (key, destination, opts) => {
     const m = userDeltaKey.exec(key);
     if (m) at(m[1] as string, Number(m[2]), "downloadStart");
-    const out = await fetchFile(key, destination);
+    const out = await fetchFile(key, destination, opts);
     if (m) at(m[1] as string, Number(m[2]), "downloadEnd");
     return out;
   };
@@ -173,9 +173,11 @@ export async function treeCpuMs(pid = process.pid, byName?: Map<string, number>)
           ? "bench"
           : cmd.includes("fauxqs")
             ? "fauxqs"
-            : cmd.includes("qemu-img")
+            : cmd.includes("qemu-img") || cmd.includes("node:readline")
               ? "launcher, qemu-img"
-              : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+              : cmd.includes("DynamoDBLocal")
+                ? "dynamodb-local"
+                : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       byName?.set(name, (byName.get(name) ?? 0) + own);
       const tasks = await readdir(`/proc/${p}/task`);
       const kids = (

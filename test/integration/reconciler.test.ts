@@ -300,7 +300,8 @@ it("users' data behind replication: older items get their watch keys on start, o
   expect(await behindNow()).toEqual(["una"]);
 
   // The peer verifies una's version 2: she leaves the index.
-  await repos.userData.markReplicated(behind, 2, new Date().toISOString());
+  // (No change record of hers is here: the acknowledgement only moves her record.)
+  await repos.userData.markReplicated(behind, 2, "0".repeat(64), new Date().toISOString());
   expect(await behindNow()).toEqual([]);
 
   // vic commits version 2 here: he is behind until the peer verifies it.
@@ -312,7 +313,7 @@ it("users' data behind replication: older items get their watch keys on start, o
   expect(await behindNow()).toEqual(["vic"]);
   // Behind since just now: not before an hour-old cutoff.
   expect(await repos.userData.listBehind(hourAgo().toISOString())).toEqual([]);
-  await repos.userData.markReplicated(vic, 2, new Date().toISOString());
+  await repos.userData.markReplicated(vic, 2, change.sha256, new Date().toISOString());
   expect(await behindNow()).toEqual([]);
   await doc.send(new DeleteTableCommand({ TableName }));
 });

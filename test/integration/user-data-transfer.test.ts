@@ -13,6 +13,7 @@ import { keys } from "../../shared/adapters/dynamodb/keys.ts";
 import { s3Client } from "../../shared/adapters/s3/replication-bucket.ts";
 import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts";
 import { userDataPaths } from "../../shared/adapters/storage/user-data-store.ts";
+import { userDataApplied } from "../../shared/domain/user-data-replication.ts";
 import { replicationKeys } from "../../shared/messages/replication.ts";
 import {
   changeUserData,
@@ -102,6 +103,25 @@ describe("user-data transfer and retention", () => {
     const userDir = userDataPaths(pair.dr.region.app.config.dr?.userDataPath ?? "").user(ref("alice"));
     expect(await readdir(join(userDir, "incoming"))).toEqual([]);
     expect((await readdir(userDir)).filter((f) => f.endsWith(".tmp") || f.endsWith(".part"))).toEqual([]);
+  });
+
+  it("an acknowledgement naming another checksum changes nothing; a repeated one is harmless", async () => {
+    const { ports } = pair.primary.region.app;
+    const before = await ports.userData.get(ref("alice"));
+    const change = await ports.userData.getChange(ref("alice"), 1);
+    const ack = {
+      kind: "user-data-applied" as const,
+      ...ref("alice"),
+      version: 1,
+      sha256: "0".repeat(64),
+      appliedAt: new Date().toISOString(),
+    };
+    await expect(userDataApplied(ports, ack)).rejects.toThrow(/another checksum/);
+    await expect(userDataApplied(ports, { ...ack, sha256: change?.sha256 ?? "" })).resolves.toBe(
+      "v1 replicated",
+    );
+    expect(await ports.userData.get(ref("alice"))).toEqual(before);
+    expect(await ports.userData.getChange(ref("alice"), 1)).toEqual(change);
   });
 
   it("replicated and superseded changes expire; unreplicated history is kept", async () => {

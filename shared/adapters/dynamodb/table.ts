@@ -25,6 +25,24 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     return out.Item ? codec.fromItem(out.Item) : undefined;
   };
 
+  /**
+   * Items by key in one call (BatchGetItem, consistent reads), in the keys' order; undefined where
+   * there is none. Keys DynamoDB leaves unprocessed are asked again.
+   */
+  const getMany = async (keys: Key[]): Promise<(Item | undefined)[]> => {
+    const id = (k: Record<string, unknown>) => `${k.pk}\n${k.sk}`;
+    const found = new Map<string, Item>();
+    let pending: Key[] | undefined = keys;
+    while (pending && pending.length > 0) {
+      const out = await doc.send(
+        new BatchGetCommand({ RequestItems: { [table]: { Keys: pending, ConsistentRead: true } } }),
+      );
+      for (const item of out.Responses?.[table] ?? []) found.set(id(item), item as Item);
+      pending = out.UnprocessedKeys?.[table]?.Keys as Key[] | undefined;
+    }
+    return keys.map((k) => found.get(id(k)));
+  };
+
   /** Every item of a query (all pages); with a codec, only its entity's items, decoded. */
   const queryItems = async (input: Omit<QueryCommandInput, "TableName">): Promise<Item[]> => {
     const items: Item[] = [];
@@ -132,6 +150,20 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     }
   };
 
+  /** An update that may find its condition false: answers the item as written, or undefined. */
+  const tryUpdateReturning = async <T>(
+    codec: EntityCodec<T>,
+    input: Omit<UpdateCommandInput, "TableName">,
+  ) => {
+    try {
+      const out = await doc.send(new UpdateCommand({ ...input, TableName: table, ReturnValues: "ALL_NEW" }));
+      return out.Attributes ? codec.fromItem(out.Attributes) : undefined;
+    } catch (err) {
+      if (isConditionFailure(err)) return undefined;
+      throw err;
+    }
+  };
+
   /** An unconditional put (an upsert). */
   const put = async (item: Item) => {
     await doc.send(new PutCommand({ TableName: table, Item: item }));
@@ -187,6 +219,7 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     doc,
     name: table,
     get,
+    getMany,
     queryItems,
     byPrefix,
     watching,
@@ -194,6 +227,7 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     batchGet,
     batchPut,
     tryUpdate,
+    tryUpdateReturning,
     put,
     tryPut,
     remove,

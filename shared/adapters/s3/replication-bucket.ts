@@ -24,6 +24,12 @@ export function s3Client(endpoint?: string, region?: string): S3Client {
   return new S3Client({
     ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
     ...(region ? { region } : {}),
+    // Files (user-data deltas, image versions) are verified end to end where they are used (the
+    // applied disk's content checksum, the image's sha256), so their transfers skip the SDK's
+    // CRC32 of every byte on both sides; JSON documents, which carry no checksum of their own,
+    // ask for it (ChecksumAlgorithm, ChecksumMode).
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
   });
 }
 
@@ -75,7 +81,13 @@ export function s3PeerRegion(opts: {
     async putJson(key, body) {
       const text = JSON.stringify(body);
       await opts.s3.send(
-        new PutObjectCommand({ Bucket: opts.bucket, Key: key, Body: text, ContentType: "application/json" }),
+        new PutObjectCommand({
+          Bucket: opts.bucket,
+          Key: key,
+          Body: text,
+          ContentType: "application/json",
+          ChecksumAlgorithm: "CRC32",
+        }),
       );
       return Buffer.byteLength(text);
     },
@@ -102,7 +114,7 @@ const tooLarge = (key: string, limit: number) =>
 export function s3ReplicaInbox(s3: S3Client, bucket: string, transfer: TransferSettings = {}): ReplicaInbox {
   const limit = transfer.stagingLimitBytes ?? defaultStagingLimitBytes;
   return {
-    async fetchFile(key, destination) {
+    async fetchFile(key, destination, opts = {}) {
       const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       const body = out.Body as Readable;
       const staged = destination === undefined;
@@ -110,8 +122,9 @@ export function s3ReplicaInbox(s3: S3Client, bucket: string, transfer: TransferS
         body.destroy();
         throw new Error(tooLarge(key, limit));
       }
-      // Written beside its destination under a temporary name, synced, then renamed: a crash
-      // leaves a partial file that is never mistaken for a whole one.
+      // Written beside its destination under a temporary name, synced (unless the caller checks
+      // it by checksum anyway), then renamed: a crash leaves a partial file that is never
+      // mistaken for a whole one.
       const path =
         destination ??
         join(transfer.stagingDir ?? tmpdir(), `pristine-inbox-${randomBytes(6).toString("hex")}`);
@@ -119,7 +132,7 @@ export function s3ReplicaInbox(s3: S3Client, bucket: string, transfer: TransferS
       await mkdir(dirname(path), { recursive: true });
       try {
         // flush: the file is fsynced before it is closed, so the rename publishes a whole file.
-        const sink = createWriteStream(partial, { flush: true });
+        const sink = createWriteStream(partial, { flush: opts.sync !== false });
         await (staged ? pipeline(body, capped(limit, key), sink) : pipeline(body, sink));
         await rename(partial, path);
       } catch (err) {
@@ -131,7 +144,7 @@ export function s3ReplicaInbox(s3: S3Client, bucket: string, transfer: TransferS
       return { path, bytes: size, done: () => rm(path, { force: true }) };
     },
     async getJson<T>(key: string) {
-      const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: "ENABLED" }));
       return JSON.parse(
         await (out.Body as { transformToString(): Promise<string> }).transformToString(),
       ) as T;

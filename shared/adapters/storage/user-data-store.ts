@@ -6,6 +6,7 @@ import type { UserDataRef } from "../../domain/dr-model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
 import { contentSha256, qcow2Header } from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
+import { setQcow2Backing } from "./qcow2-backing.ts";
 import { qemuImg } from "./qemu-img.ts";
 
 const tmpName = (path: string) => `${path}.${randomBytes(6).toString("hex")}.tmp`;
@@ -14,6 +15,12 @@ const exists = (path: string) =>
     () => true,
     () => false,
   );
+
+/** `qemu-img rebase -u -F qcow2 -b backing file`, done in the header here where it can be. */
+async function rebaseUnsafe(file: string, backing: string) {
+  if (await setQcow2Backing(file, backing)) return;
+  await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", backing, file]);
+}
 
 /** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
@@ -39,15 +46,40 @@ export function userDataPaths(root: string) {
  */
 export function qcow2UserDataStore(root: string): UserDataStore {
   const paths = userDataPaths(root);
-  // Version 0 of every user of one size is the same blank disk: its checksum is computed once.
+  // Version 0 of every user of one size is the same blank disk: its checksum is computed once,
+  // and qemu-img makes it once (a template under the root, which no tenant id can name, as they
+  // never start with a dot); each user's is a copy.
   const blankSha256 = new Map<number, Promise<string>>();
+  const blankTemplates = new Map<number, Promise<string>>();
+
+  function blankTemplate(sizeBytes: number): Promise<string> {
+    let made = blankTemplates.get(sizeBytes);
+    if (!made) {
+      made = (async () => {
+        const template = join(root, ".blank-disks", `${sizeBytes}.qcow2`);
+        if (await exists(template)) return template;
+        await mkdir(dirname(template), { recursive: true });
+        const tmp = tmpName(template);
+        try {
+          await qemuImg(["create", "-q", "-f", "qcow2", tmp, String(sizeBytes)]);
+          await rename(tmp, template);
+        } finally {
+          await rm(tmp, { force: true });
+        }
+        return template;
+      })();
+      blankTemplates.set(sizeBytes, made);
+      made.catch(() => blankTemplates.delete(sizeBytes));
+    }
+    return made;
+  }
 
   /** Builds `target` = the disk `from` + delta, verifies nothing, returns its content checksum. */
   async function buildDisk(from: string, deltaCopy: string, target: string) {
     const tmp = tmpName(target);
     try {
       await cloneFile(from, tmp);
-      await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", tmp, deltaCopy]);
+      await rebaseUnsafe(deltaCopy, tmp);
       // -d keeps the delta intact: it is the artifact that is shipped to the peer region.
       await qemuImg(["commit", "-q", "-d", deltaCopy]);
       const sha256 = await contentSha256(tmp);
@@ -65,7 +97,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
         await mkdir(dirname(target), { recursive: true });
         const tmp = tmpName(target);
         try {
-          await qemuImg(["create", "-q", "-f", "qcow2", tmp, String(sizeBytes)]);
+          await cloneFile(await blankTemplate(sizeBytes), tmp);
           await rename(tmp, target);
         } finally {
           await rm(tmp, { force: true });
@@ -109,7 +141,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
         await copyFile(paths.overlay(ref, sessionId), deltaTmp);
         const built = await buildDisk(paths.disk(ref, fromVersion), deltaTmp, paths.disk(ref, to));
         // The artifact points at the version it applies to, a valid chain on this host.
-        await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", paths.disk(ref, fromVersion), deltaTmp]);
+        await rebaseUnsafe(deltaTmp, paths.disk(ref, fromVersion));
         await rename(deltaTmp, delta);
         await rename(built.tmp, built.target);
         return { sha256: built.sha256, deltaBytes: (await stat(delta)).size };

@@ -1,6 +1,8 @@
+import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { UserDataChange } from "../../../domain/dr-model.ts";
 import type { UserDataRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
-import { transact } from "../errors.ts";
+import { isConditionFailure, itemAtFailure, transact } from "../errors.ts";
 import { keys, watch } from "../keys.ts";
 import type { Table } from "../table.ts";
 import { tableSchema, watchIndex } from "../table-schema.ts";
@@ -97,6 +99,16 @@ export function userDataRepository(t: Table): UserDataRepository {
       });
     },
     getChange: (r, n) => t.get(entities.userDataChange, keys.userDataChange(r.tenantId, r.userId, n)),
+    async getWithChange(r, n) {
+      const [record, change] = await t.getMany([
+        keys.userData(r.tenantId, r.userId),
+        keys.userDataChange(r.tenantId, r.userId, n),
+      ]);
+      return {
+        record: record ? entities.userData.fromItem(record) : undefined,
+        change: change ? entities.userDataChange.fromItem(change) : undefined,
+      };
+    },
     listChanges: (tenantId) =>
       t.byPrefix(entities.userDataChange, keys.userDataChangePartition(tenantId), keys.userDataChangePrefix),
     async markShipped(r, n, at, bytes) {
@@ -166,21 +178,37 @@ export function userDataRepository(t: Table): UserDataRepository {
         ExpressionAttributeValues: { ":at": at },
       });
     },
-    async markReplicated(r, n, at) {
+    async markReplicated(r, n, sha256, at) {
+      // The change first, and only the very change the peer verified (one expired here is gone:
+      // nothing to compare); what it was before tells a first acknowledgement from a repeat.
+      let before: UserDataChange | undefined;
+      try {
+        const out = await t.doc.send(
+          new UpdateCommand({
+            TableName: t.name,
+            Key: keys.userDataChange(r.tenantId, r.userId, n),
+            UpdateExpression: "SET replicatedAt = if_not_exists(replicatedAt, :at)",
+            ConditionExpression: "attribute_exists(pk) AND sha256 = :sha",
+            ExpressionAttributeValues: { ":at": at, ":sha": sha256 },
+            ReturnValues: "ALL_OLD",
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+          }),
+        );
+        before = out.Attributes ? entities.userDataChange.fromItem(out.Attributes) : undefined;
+      } catch (err) {
+        if (!isConditionFailure(err)) throw err;
+        if (itemAtFailure(err)) return { conflict: true };
+      }
       // Monotonic: an older acknowledgement changes nothing.
-      await t.tryUpdate({
+      const record = await t.tryUpdateReturning(entities.userData, {
         Key: keys.userData(r.tenantId, r.userId),
         UpdateExpression: "SET replicatedVersion = :n, replicatedAt = :at",
         ConditionExpression: "attribute_exists(pk) AND replicatedVersion < :n",
         ExpressionAttributeValues: { ":n": n, ":at": at },
       });
-      await leaveWatchIfCaughtUp(t, r);
-      await t.tryUpdate({
-        Key: keys.userDataChange(r.tenantId, r.userId, n),
-        UpdateExpression: "SET replicatedAt = if_not_exists(replicatedAt, :at)",
-        ConditionExpression: "attribute_exists(pk)",
-        ExpressionAttributeValues: { ":at": at },
-      });
+      // Caught up with its latest version: out of the reconciler's sight (a commit since keeps it in).
+      if (record && record.replicatedVersion >= record.version) await leaveWatchIfCaughtUp(t, r);
+      return { conflict: false, before, record };
     },
   };
 }

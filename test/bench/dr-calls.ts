@@ -1,0 +1,67 @@
+/**
+ * Calls a region makes to DynamoDB and SQS, counted by command through each client's middleware
+ * stack (the DynamoDB document client shares its client's stack): what a change costs the
+ * emulators, counted rather than guessed.
+ */
+import type { Region } from "../../local/region.ts";
+
+type Counts = Map<string, number>;
+
+interface Stack {
+  middlewareStack: {
+    add(
+      mw: (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => typeof next,
+      opts: { step: "initialize"; name: string },
+    ): void;
+  };
+}
+
+function count(client: Stack, into: Counts, prefix: string) {
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      let name = `${prefix} ${(context.commandName ?? "?").replace(/Command$/, "")}`;
+      // BENCH_CALL_SITES=1: each call also names the domain function that made it (diagnosis).
+      if (process.env.BENCH_CALL_SITES) name += ` ${callSite(new Error().stack ?? "")}`;
+      into.set(name, (into.get(name) ?? 0) + 1);
+      return next(args);
+    },
+    { step: "initialize", name: "benchCallCounter" },
+  );
+}
+
+/** The innermost caller in the domain or workers (shared/domain, shared/workers, shared/http). */
+function callSite(stack: string): string {
+  const frames = stack.split("\n").slice(1);
+  const frame = frames.find((f) => /shared\/(domain|workers|http)\//.test(f));
+  const m = frame && /at (?:async )?(\S+) .*\/(shared\/[^:]+):(\d+)/.exec(frame);
+  return m ? `${m[1]} (${m[2]}:${m[3]})` : "?";
+}
+
+/** Counts every region's DynamoDB and SQS calls; `since()` answers the counts from a mark on. */
+export function countCalls(regions: Region[]) {
+  const byRegion = regions.map((r) => {
+    const counts: Counts = new Map();
+    count(r.app.dynamodb as unknown as Stack, counts, "dynamodb");
+    count(r.app.sqs as unknown as Stack, counts, "sqs");
+    return { name: r.name, counts };
+  });
+  const snapshot = () => byRegion.map((r) => ({ name: r.name, counts: new Map(r.counts) }));
+  let marked = snapshot();
+  return {
+    mark: () => {
+      marked = snapshot();
+    },
+    /** Rows of [region and command, calls per `per`] since the mark, most frequent first. */
+    perChange(per: number): [string, number][] {
+      return byRegion
+        .flatMap((r, i) =>
+          [...r.counts].map(([name, n]): [string, number] => [
+            `${r.name}: ${name}`,
+            Math.round(((n - (marked[i]?.counts.get(name) ?? 0)) / per) * 100) / 100,
+          ]),
+        )
+        .filter(([, n]) => n > 0)
+        .sort((a, b) => b[1] - a[1]);
+    },
+  };
+}
