@@ -183,6 +183,21 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
     provisionRatio: round(provisionedPerSecond / raw, 3),
     servedInOrder,
   };
+  // Second by second (cumulative): users arrived, desktops recorded, disks done, users served.
+  const stormAt = Date.parse(stormStartIso);
+  const upTo = (times: number[], t: number) => times.filter((x) => x <= t).length;
+  const arrivedAt = arrivals.map((a) => a.arrivedAt - stormAt);
+  const servedTimes = arrivals.map((a) => (a.servedAt ?? Number.POSITIVE_INFINITY) - stormAt);
+  const timeline = Array.from({ length: Math.ceil(allServedMs / 2000) + 1 }, (_, i) => {
+    const t = i * 2000;
+    return `${t / 1000}s ${upTo(arrivedAt, t)}/${upTo(
+      grown.map((d) => at(d.createdAt)),
+      t,
+    )}/${upTo(
+      grown.map((d) => at(d.pristineAt)),
+      t,
+    )}/${upTo(servedTimes, t)}`;
+  });
   printTable(
     `Logon storm: ${users} users in ${windowMs / 1000} s on minSize ${start.minSize}, spare ${start.spare}, maxSize ${users} (no VMs)`,
     [
@@ -197,6 +212,7 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
       ["provisioned / raw (target >= 0.5)", figures.provisionRatio],
       ["tickets served in ticket order", String(servedInOrder)],
       ...stages,
+      ["every 2 s: arrived / recorded / disk done / served", timeline.join("  ")],
       [
         "DynamoDB per user: calls (items read) by command",
         [...dynamoDuringStorm]
