@@ -62,9 +62,7 @@ export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string):
         ? await ports.logonQueue.enqueue(ticket, s.maxSize - pool.size, held?.ticketId)
         : "full";
     if (outcome === "full") {
-      const assigned = (await ports.desktops.list(tenantId, poolId)).filter(
-        (d) => d.state === "ASSIGNED",
-      ).length;
+      const assigned = await ports.desktops.countAssigned(tenantId, poolId);
       if (assigned >= s.maxSize) throw noDesktopAvailable(poolId);
       outcome = await ports.logonQueue.enqueue(ticket, s.maxSize - assigned, held?.ticketId);
     }

@@ -198,6 +198,8 @@ export interface PoolRepository {
 
 export interface DesktopRepository {
   get(tenantId: string, poolId: string, desktopId: string): Promise<Desktop | undefined>;
+  /** How many of the pool's desktops are ASSIGNED (its users on), counted by the table. */
+  countAssigned(tenantId: string, poolId: string): Promise<number>;
   /** These desktops of the pool (in no particular order; those gone are left out). */
   getMany(tenantId: string, poolId: string, desktopIds: string[]): Promise<Desktop[]>;
   list(tenantId: string, poolId: string): Promise<Desktop[]>;

@@ -133,6 +133,12 @@ describe("pools that size themselves", () => {
     expect(ticket.status).toBe(202);
     expect(ticket.headers.get("location")).toBe(`/v1/pools/${pool.poolId}/logons/${ticket.body.ticketId}`);
     expect(ticket.body).toMatchObject({ state: "WAITING", position: 0 });
+    // The next user in line has one ahead; asking again keeps one's own ticket and place.
+    expect((await logon(pool.poolId, "later")).body).toMatchObject({ state: "WAITING", position: 1 });
+    expect((await logon(pool.poolId, "late")).body).toMatchObject({
+      ticketId: ticket.body.ticketId,
+      position: 0,
+    });
     await waitFor("the ticket expired", async () => {
       const t = await api("GET", `/v1/pools/${pool.poolId}/logons/${ticket.body.ticketId}`);
       return t.body.state === "EXPIRED";

@@ -55,6 +55,20 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     return items;
   };
 
+  /** How many items a query matches, counted by the table (none comes back; all pages). */
+  const count = async (input: Omit<QueryCommandInput, "TableName" | "Select">): Promise<number> => {
+    let n = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await doc.send(
+        new QueryCommand({ ...input, TableName: table, Select: "COUNT", ExclusiveStartKey: start }),
+      );
+      n += out.Count ?? 0;
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return n;
+  };
+
   const byPrefix = async <T>(codec: EntityCodec<T>, pk: string, prefix: string) =>
     (
       await queryItems({
@@ -221,6 +235,7 @@ export function tableAccess(doc: DynamoDBDocumentClient, table: string) {
     get,
     getMany,
     queryItems,
+    count,
     byPrefix,
     watching,
     scanAll,

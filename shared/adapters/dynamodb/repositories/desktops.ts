@@ -88,6 +88,19 @@ export function desktopRepository(t: Table): DesktopRepository {
 
   return {
     get: (tenantId, poolId, desktopId) => t.get(entities.desktop, keys.desktop(tenantId, poolId, desktopId)),
+    // The table counts: no item comes back (a pool's every desktop would, to be counted here).
+    countAssigned: (tenantId, poolId) =>
+      t.count({
+        KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
+        FilterExpression: "#state = :assigned",
+        ExpressionAttributeNames: { "#state": "state" },
+        ExpressionAttributeValues: {
+          ":pk": keys.poolPartition(tenantId, poolId),
+          ":prefix": keys.desktopPrefix,
+          ":assigned": "ASSIGNED",
+        },
+        ConsistentRead: true,
+      }),
     getMany: (tenantId, poolId, desktopIds) =>
       t.batchGet(
         entities.desktop,
