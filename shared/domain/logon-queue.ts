@@ -153,7 +153,14 @@ async function serveInOrder(ports: QueuePorts, tenantId: string, poolId: string)
   return served;
 }
 
-/** Serves these tickets in order; answers whether to stop (no free desktop for the next one). */
+/**
+ * Serves these tickets in order; answers whether to stop (no free desktop for the next one). The
+ * page's claims run at once, each ticket on its own free desktop; the tickets are then settled in
+ * line order. A claim that loses its desktop (one the free index listed a moment late) tries the
+ * next free ones; should none be left, the tickets behind it that got one are served all the same
+ * and it goes first once a desktop is free: the one way a ticket is passed, and only by a ticket
+ * of the same page.
+ */
 async function servePageInOrder(
   ports: QueuePorts,
   tenantId: string,
@@ -162,40 +169,55 @@ async function servePageInOrder(
   followUps: Promise<unknown>[],
   onServed: () => void,
 ): Promise<boolean> {
-  let free: Desktop[] = [];
+  const live: LogonTicket[] = [];
   for (const head of heads) {
     const now = ports.clock.now();
-    if (Date.parse(head.validUntil) <= now.getTime()) {
-      await ports.logonQueue.settle(head, "EXPIRED", now.toISOString());
+    if (Date.parse(head.validUntil) > now.getTime()) live.push(head);
+    else await ports.logonQueue.settle(head, "EXPIRED", now.toISOString());
+  }
+  let free = await ports.desktops.findFree(tenantId, poolId, servePage);
+  const claims = await Promise.all(
+    live.slice(0, free.length).map((head, i) => claim(ports, head, free[i] as Desktop)),
+  );
+  free = free.slice(claims.length);
+  let starved = claims.length < live.length;
+  for (const [i, head] of live.slice(0, claims.length).entries()) {
+    let claimed = claims[i];
+    for (let looks = 0; claimed === "desktop-taken"; ) {
+      if (free.length === 0 && looks++ < 3) free = await ports.desktops.findFree(tenantId, poolId, servePage);
+      const desktop = free.shift();
+      if (!desktop) break;
+      claimed = await claim(ports, head, desktop);
+    }
+    if (claimed === "desktop-taken") {
+      starved = true;
       continue;
     }
-    let session: Session | undefined;
-    let assigned = false;
-    for (let looks = 0; !session; ) {
-      // The free index lags a little: desktops taken a moment ago may still be listed. After a few
-      // looks, stop; the server looks again a second later.
-      if (free.length === 0 && looks++ === 3) return true;
-      if (free.length === 0) free = await ports.desktops.findFree(tenantId, poolId, servePage);
-      const desktop = free.shift();
-      // No free desktop: this ticket stays first in line (nobody behind it is served before it).
-      if (!desktop) return true;
-      const result = await ports.sessions.assign(newSession(ports, desktop, head.userId));
-      if (result.outcome === "assigned") {
-        session = result.session;
-        assigned = true;
-      } else if (result.outcome === "user-has-session") {
-        // Logged on meanwhile (another pool's logon cannot take this pool's lock): that session serves.
-        session = await ports.sessions.findActive(tenantId, poolId, head.userId);
-        if (!session) break;
-      }
-    }
-    if (!session) continue;
-    // Served in order: each ticket's time is taken after its claim, and claims go one at a time.
+    if (!claimed) continue;
+    // Settled in line order: each ticket's time is taken after the one before it.
     const at = ports.clock.now().toISOString();
-    followUps.push(ports.logonQueue.settle(head, "SERVED", at, session.sessionId));
-    if (assigned) followUps.push(attachUserDataLater(ports, session), sessionStarted(ports, session));
+    followUps.push(ports.logonQueue.settle(head, "SERVED", at, claimed.session.sessionId));
+    if (claimed.assigned)
+      followUps.push(attachUserDataLater(ports, claimed.session), sessionStarted(ports, claimed.session));
     ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
     onServed();
   }
-  return false;
+  return starved;
+}
+
+/**
+ * A ticket's user on this desktop: the session, whether it is a new one, or that the desktop was
+ * taken. Undefined: the user holds a session elsewhere that cannot be found (the ticket stays).
+ */
+async function claim(
+  ports: QueuePorts,
+  head: LogonTicket,
+  desktop: Desktop,
+): Promise<{ session: Session; assigned: boolean } | "desktop-taken" | undefined> {
+  const result = await ports.sessions.assign(newSession(ports, desktop, head.userId));
+  if (result.outcome === "assigned") return { session: result.session, assigned: true };
+  if (result.outcome === "desktop-taken") return "desktop-taken";
+  // Logged on meanwhile (another pool's logon cannot take this pool's lock): that session serves.
+  const session = await ports.sessions.findActive(head.tenantId, head.poolId, head.userId);
+  return session ? { session, assigned: false } : undefined;
 }
