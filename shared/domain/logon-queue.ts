@@ -181,6 +181,7 @@ async function servePageInOrder(
   );
   free = free.slice(claims.length);
   let starved = claims.length < live.length;
+  const served: { ticket: LogonTicket; at: string; sessionId: string }[] = [];
   for (const [i, head] of live.slice(0, claims.length).entries()) {
     let claimed = claims[i];
     for (let looks = 0; claimed === "desktop-taken"; ) {
@@ -196,12 +197,14 @@ async function servePageInOrder(
     if (!claimed) continue;
     // Settled in line order: each ticket's time is taken after the one before it.
     const at = ports.clock.now().toISOString();
-    followUps.push(ports.logonQueue.settle(head, "SERVED", at, claimed.session.sessionId));
+    served.push({ ticket: head, at, sessionId: claimed.session.sessionId });
     if (claimed.assigned)
       followUps.push(attachUserDataLater(ports, claimed.session), sessionStarted(ports, claimed.session));
     ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
     onServed();
   }
+  // One write for the page's served tickets (each of them moves the pool's one count).
+  followUps.push(ports.logonQueue.settleServed(served));
   return starved;
 }
 

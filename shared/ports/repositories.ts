@@ -78,6 +78,8 @@ export interface LogonQueueRepository {
   waitingBefore(tenantId: string, poolId: string, ticketId: string): Promise<number>;
   /** A waiting ticket is served or expires (false: it was settled already). */
   settle(ticket: LogonTicket, state: "SERVED" | "EXPIRED", at: string, sessionId?: string): Promise<boolean>;
+  /** Tickets served together (each settled once: one already settled is left as it is). */
+  settleServed(served: { ticket: LogonTicket; at: string; sessionId: string }[]): Promise<void>;
   /** A pool-wide lease (one sizer, one ticket server at a time): whether `holder` has it now. */
   /** Takes the pool's named lease for `ms`; answers whether it did, and until when the lease is held. */
   lease(

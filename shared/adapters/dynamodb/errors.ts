@@ -22,7 +22,7 @@ export function itemAtFailure(err: unknown): Record<string, unknown> | undefined
   return isConditionFailure(err) && item ? unmarshall(item) : undefined;
 }
 
-type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
+export type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
 
 /** Why each named item of a cancelled transaction refused: "ConditionalCheckFailed", "TransactionConflict", "None", ... */
 export type Reasons<N extends string> = Record<N, string>;

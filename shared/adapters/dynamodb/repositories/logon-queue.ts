@@ -1,13 +1,28 @@
 import { QueryCommand } from "@aws-sdk/lib-dynamodb";
+import type { LogonTicket } from "../../../domain/model.ts";
 import type { LogonQueueRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
-import { conditionFailed, transact } from "../errors.ts";
+import { conditionFailed, type TransactItem, type TransactResult, transact } from "../errors.ts";
 import { keys } from "../keys.ts";
 import type { Table } from "../table.ts";
 import { tableSchema } from "../table-schema.ts";
 
 /** A settled ticket stays readable this long. */
 const settledTtlSeconds = 24 * 3600;
+
+/**
+ * Every ticket's change moves the pool's one count, so in a storm transactions collide on it: one
+ * that only collided (no condition failed) is run again after a short random pause.
+ */
+async function retryConflicts<N extends string>(run: () => Promise<TransactResult<N>>) {
+  for (let attempt = 1; ; attempt++) {
+    const result = await run();
+    if (result.ok || attempt === 8) return result;
+    const codes = Object.values<string>(result.reasons);
+    if (!codes.includes("TransactionConflict") || codes.includes("ConditionalCheckFailed")) return result;
+    await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+  }
+}
 
 /**
  * The logon queue of a pool: waiting tickets under TICKET# (in id order, which is arrival order),
@@ -32,6 +47,41 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
       },
     },
   });
+  const waitingGone = (ticket: LogonTicket) => ({
+    Delete: {
+      TableName: t.name,
+      Key: keys.ticket(ticket.tenantId, ticket.poolId, ticket.ticketId),
+      ConditionExpression: "attribute_exists(pk)",
+    },
+  });
+  const settledPut = (ticket: LogonTicket, state: LogonTicket["state"], at: string, sessionId?: string) => ({
+    Put: {
+      TableName: t.name,
+      Item: entities.settledTicket.toItem(
+        {
+          ...ticket,
+          state,
+          ...(state === "SERVED" ? { servedAt: at } : {}),
+          ...(sessionId ? { sessionId } : {}),
+        },
+        { [tableSchema.ttlAttribute]: Math.floor(Date.parse(at) / 1000) + settledTtlSeconds },
+      ),
+    },
+  });
+  const settle: LogonQueueRepository["settle"] = async (ticket, state, at, sessionId) => {
+    const result = await retryConflicts(() =>
+      transact(
+        t.doc,
+        {
+          waiting: waitingGone(ticket),
+          settled: settledPut(ticket, state, at, sessionId),
+          queue: queueUpdate(ticket.tenantId, ticket.poolId, -1),
+        },
+        { conflictIsRetry: false },
+      ),
+    );
+    return result.ok;
+  };
   const get: LogonQueueRepository["get"] = async (tenantId, poolId, ticketId) =>
     (await t.get(entities.ticket, keys.ticket(tenantId, poolId, ticketId))) ??
     (await t.get(entities.settledTicket, keys.settledTicket(tenantId, poolId, ticketId)));
@@ -47,27 +97,29 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
     },
     async enqueue(ticket, limit, replaces) {
       const { tenantId, poolId, userId, ticketId } = ticket;
-      const result = await transact(
-        t.doc,
-        {
-          queue: queueUpdate(tenantId, poolId, 1, limit),
-          ticket: {
-            Put: {
-              TableName: t.name,
-              Item: entities.ticket.toItem(ticket),
-              ConditionExpression: "attribute_not_exists(pk)",
+      const result = await retryConflicts(() =>
+        transact(
+          t.doc,
+          {
+            queue: queueUpdate(tenantId, poolId, 1, limit),
+            ticket: {
+              Put: {
+                TableName: t.name,
+                Item: entities.ticket.toItem(ticket),
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+            user: {
+              Put: {
+                TableName: t.name,
+                Item: entities.userTicket.toItem({ tenantId, poolId, userId, ticketId }),
+                ConditionExpression: replaces ? "ticketId = :old" : "attribute_not_exists(pk)",
+                ...(replaces ? { ExpressionAttributeValues: { ":old": replaces } } : {}),
+              },
             },
           },
-          user: {
-            Put: {
-              TableName: t.name,
-              Item: entities.userTicket.toItem({ tenantId, poolId, userId, ticketId }),
-              ConditionExpression: replaces ? "ticketId = :old" : "attribute_not_exists(pk)",
-              ...(replaces ? { ExpressionAttributeValues: { ":old": replaces } } : {}),
-            },
-          },
-        },
-        { conflictIsRetry: false },
+          { conflictIsRetry: false },
+        ),
       );
       if (result.ok) return "queued";
       if (conditionFailed(result.reasons, "queue")) return "full";
@@ -101,37 +153,22 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
         },
         ConsistentRead: true,
       }),
-    async settle(ticket, state, at, sessionId) {
-      const { tenantId, poolId, ticketId } = ticket;
-      const settled = {
-        ...ticket,
-        state,
-        ...(state === "SERVED" ? { servedAt: at } : {}),
-        ...(sessionId ? { sessionId } : {}),
-      };
-      const result = await transact(
-        t.doc,
-        {
-          waiting: {
-            Delete: {
-              TableName: t.name,
-              Key: keys.ticket(tenantId, poolId, ticketId),
-              ConditionExpression: "attribute_exists(pk)",
-            },
-          },
-          settled: {
-            Put: {
-              TableName: t.name,
-              Item: entities.settledTicket.toItem(settled, {
-                [tableSchema.ttlAttribute]: Math.floor(Date.parse(at) / 1000) + settledTtlSeconds,
-              }),
-            },
-          },
-          queue: queueUpdate(tenantId, poolId, -1),
-        },
-        { conflictIsRetry: false },
-      );
-      return result.ok;
+    settle,
+    async settleServed(served) {
+      // One transaction for the lot (two items each and the count), else one by one.
+      const first = served[0];
+      if (!first) return;
+      if (served.length <= 45) {
+        const items: Record<string, TransactItem> = {
+          queue: queueUpdate(first.ticket.tenantId, first.ticket.poolId, -served.length),
+        };
+        served.forEach((s, i) => {
+          items[`waiting${i}`] = waitingGone(s.ticket);
+          items[`settled${i}`] = settledPut(s.ticket, "SERVED", s.at, s.sessionId);
+        });
+        if ((await retryConflicts(() => transact(t.doc, items, { conflictIsRetry: false }))).ok) return;
+      }
+      for (const s of served) await settle(s.ticket, "SERVED", s.at, s.sessionId);
     },
     async lease(tenantId, poolId, name, holder, ms) {
       const now = Date.now();
