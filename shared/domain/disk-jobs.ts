@@ -80,9 +80,9 @@ const quarantiner =
 
 /**
  * The fenced part every disk job shares. Rebuilds the disks of desktops of one pool on one
- * datastore, one after the other in one slot of
- * the datastore's cap (a pool's growth comes in such sets; a refresh or recompose is a set of one).
- * Answers each desktop's outcome, or a single "deferred" when a cap is reached.
+ * datastore, one after the other in one slot of the datastore's cap (a pool's growth comes in such
+ * sets; a refresh or recompose is a set of one). Answers each desktop's outcome, or a single
+ * "deferred" when a cap is reached.
  */
 async function rebuildDisks(
   ports: DiskJobPorts,
