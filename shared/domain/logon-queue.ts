@@ -61,7 +61,10 @@ export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string):
       pool.size < s.maxSize
         ? await ports.logonQueue.enqueue(ticket, s.maxSize - pool.size, held?.ticketId)
         : "full";
-    if (outcome === "full") {
+    // A ticket being served counts twice for a moment (its user is on, its ticket not yet
+    // settled): a line that looks full while fewer users are on is looked at again shortly.
+    for (let look = 0; outcome === "full" && look < 4; look++) {
+      if (look > 0) await new Promise((r) => setTimeout(r, 100 * look));
       const assigned = await ports.desktops.countAssigned(tenantId, poolId);
       if (assigned >= s.maxSize) throw noDesktopAvailable(poolId);
       outcome = await ports.logonQueue.enqueue(ticket, s.maxSize - assigned, held?.ticketId);
@@ -137,7 +140,7 @@ const servePage = 25;
  */
 async function serveInOrder(ports: QueuePorts, tenantId: string, poolId: string): Promise<number> {
   let served = 0;
-  // What follows a served ticket (its state, its user's data, its timeouts) runs beside the next
+  // What follows a served ticket (its user's data, its timeouts) runs beside the next
   // ones; a page's are done before the next page is read.
   const followUps: Promise<unknown>[] = [];
   try {
@@ -203,8 +206,9 @@ async function servePageInOrder(
     ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
     onServed();
   }
-  // One write for the page's served tickets (each of them moves the pool's one count).
-  followUps.push(ports.logonQueue.settleServed(served));
+  // One write for the page's served tickets (each of them moves the pool's one count), at once:
+  // until it is done, their users count twice against maxSize.
+  await ports.logonQueue.settleServed(served);
   return starved;
 }
 
