@@ -208,15 +208,10 @@ export async function provisionDesktops(
   lastAttempt: boolean,
 ) {
   const ids = job.kind === "provision-desktop" ? [job.desktopId] : job.desktopIds;
-  const found =
-    ids.length === 1
-      ? [await ports.desktops.get(job.tenantId, job.poolId, ids[0] as string)]
-      : await ports.desktops.getMany(job.tenantId, job.poolId, ids);
-  const todo = found.filter((d): d is Desktop => d?.state === "PROVISIONING");
+  const found = await ports.desktops.getMany(job.tenantId, job.poolId, ids);
+  const todo = found.filter((d) => d.state === "PROVISIONING");
   if (todo.length === 0)
-    return ids.length === 1
-      ? `skipped: desktop is ${found[0]?.state ?? "gone"}`
-      : "skipped: none provisioning";
+    return `skipped: ${found.map((d) => `${d.desktopId} is ${d.state}`).join(", ") || "desktop(s) gone"}`;
   const outcomes: string[] = [];
   for (const datastoreId of new Set(todo.map((d) => d.datastoreId))) {
     const set = todo.filter((d) => d.datastoreId === datastoreId);

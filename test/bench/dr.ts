@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
 import { type Region, startRegion } from "../../local/region.ts";
-import { countCalls } from "./dr-calls.ts";
+import { countCalls } from "./calls.ts";
 import { treeCpuMs, watchStages } from "./dr-stages.ts";
 import type { BenchEnv } from "./env.ts";
 import { percentile, printJson, printTable, round } from "./report.ts";

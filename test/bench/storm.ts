@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import { waitFor } from "../../local/emulators.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
+import { countCalls } from "./calls.ts";
 import { treeCpuMs } from "./dr-stages.ts";
 import { type BenchEnv, rawCloneLoopMs } from "./env.ts";
 import { percentile, printJson, printTable, round } from "./report.ts";
@@ -67,34 +68,8 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
   const raw = (100 * 1000) / (await rawCloneLoopMs(replica, join(env.dataDir, "raw-storm"), 100));
 
   // The storm: user i arrives at i/users of the window.
-  // What the region asks of DynamoDB during the storm: commands, and items read, by command.
-  const dynamo = new Map<string, { calls: number; items: number }>();
-  env.region.app.dynamodb.middlewareStack.add(
-    (next, context) => async (args) => {
-      const out = await next(args);
-      const o = out.output as {
-        Count?: number;
-        ScannedCount?: number;
-        Responses?: Record<string, unknown[]>;
-      };
-      const input = args.input as {
-        IndexName?: string;
-        Key?: { sk?: string };
-        Item?: { sk?: string };
-        ExpressionAttributeValues?: Record<string, unknown>;
-      };
-      const v = input.ExpressionAttributeValues ?? {};
-      const sk = input.Key?.sk ?? input.Item?.sk ?? v[":prefix"] ?? v[":from"];
-      const kind = input.IndexName ? `(${input.IndexName})` : sk ? `(${String(sk).split("#")[0]})` : "";
-      const name = `${(context.commandName ?? "?").replace("Command", "")}${kind}`;
-      const seen = dynamo.get(name) ?? { calls: 0, items: 0 };
-      seen.calls++;
-      seen.items += o.ScannedCount ?? Object.values(o.Responses ?? {}).flat().length;
-      dynamo.set(name, seen);
-      return out;
-    },
-    { step: "initialize", name: "countCommands" },
-  );
+  // What the region asks of DynamoDB and SQS during the storm, by command and kind of item.
+  const calls = countCalls([env.region], { byKey: true });
   const cpuBefore = new Map<string, number>();
   await treeCpuMs(process.pid, cpuBefore);
   const stormStart = performance.now();
@@ -116,7 +91,7 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
   // Looked at once a second: each look lists the pool's desktops, which the storm should not pay for.
   await waitFor("every user on a desktop", async () => (await counts()).ASSIGNED === users, 1_800_000, 1000);
   const allServedMs = performance.now() - stormStart;
-  const dynamoDuringStorm = new Map([...dynamo].map(([n, c]) => [n, { ...c }]));
+  const callsPerUser = calls.perChange(users);
   const cpuAfter = new Map<string, number>();
   await treeCpuMs(process.pid, cpuAfter);
   // The storm's CPU per user, by process (every process of the bench: the region, the emulators).
@@ -214,14 +189,8 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
       ...stages,
       ["every 2 s: arrived / recorded / disk done / served", timeline.join("  ")],
       [
-        "DynamoDB per user: calls (items read) by command",
-        [...dynamoDuringStorm]
-          .sort((a, b) => b[1].calls - a[1].calls)
-          .map(
-            ([n, c]) =>
-              `${n} ${round(c.calls / users, 1)}${c.items ? ` (${round(c.items / users, 0)})` : ""}`,
-          )
-          .join(", "),
+        "DynamoDB and SQS calls per user, by command and kind of item",
+        callsPerUser.map(([n, c]) => `${n.replace(/^[^:]*: /, "")} ${round(c, 1)}`).join(", "),
       ],
       ["CPU per user, by process", cpuPerUser.map(([n, ms]) => `${n} ${ms} ms`).join(", ")],
     ],

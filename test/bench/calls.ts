@@ -16,10 +16,24 @@ interface Stack {
   };
 }
 
-function count(client: Stack, into: Counts, prefix: string) {
+/** What a DynamoDB call is about: its index, or the kind of item its key names (`DESKTOP`, `TICKET`...). */
+function keyKind(input: unknown): string {
+  const i = input as {
+    IndexName?: string;
+    Key?: { sk?: unknown };
+    Item?: { sk?: unknown };
+    ExpressionAttributeValues?: Record<string, unknown>;
+  };
+  const v = i.ExpressionAttributeValues ?? {};
+  const sk = i.Key?.sk ?? i.Item?.sk ?? v[":prefix"] ?? v[":from"];
+  return i.IndexName ? `(${i.IndexName})` : sk ? `(${String(sk).split("#")[0]})` : "";
+}
+
+function count(client: Stack, into: Counts, prefix: string, byKey: boolean) {
   client.middlewareStack.add(
     (next, context) => (args) => {
       let name = `${prefix} ${(context.commandName ?? "?").replace(/Command$/, "")}`;
+      if (byKey && prefix === "dynamodb") name += keyKind((args as { input?: unknown }).input);
       // BENCH_CALL_SITES=1: each call also names the domain function that made it (diagnosis).
       if (process.env.BENCH_CALL_SITES) name += ` ${callSite(new Error().stack ?? "")}`;
       into.set(name, (into.get(name) ?? 0) + 1);
@@ -37,12 +51,15 @@ function callSite(stack: string): string {
   return m ? `${m[1]} (${m[2]}:${m[3]})` : "?";
 }
 
-/** Counts every region's DynamoDB and SQS calls; `since()` answers the counts from a mark on. */
-export function countCalls(regions: Region[]) {
+/**
+ * Counts every region's DynamoDB and SQS calls (DynamoDB's by the kind of item too, with `byKey`);
+ * `perChange()` answers the counts from the mark on.
+ */
+export function countCalls(regions: Region[], opts: { byKey?: boolean } = {}) {
   const byRegion = regions.map((r) => {
     const counts: Counts = new Map();
-    count(r.app.dynamodb as unknown as Stack, counts, "dynamodb");
-    count(r.app.sqs as unknown as Stack, counts, "sqs");
+    count(r.app.dynamodb as unknown as Stack, counts, "dynamodb", opts.byKey ?? false);
+    count(r.app.sqs as unknown as Stack, counts, "sqs", false);
     return { name: r.name, counts };
   });
   const snapshot = () => byRegion.map((r) => ({ name: r.name, counts: new Map(r.counts) }));
