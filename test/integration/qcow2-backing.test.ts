@@ -2,6 +2,7 @@
  * The qcow2 backing-file edit done in TypeScript (setQcow2Backing) against qemu-img's own
  * `rebase -u`: the same header bytes, images that `qemu-img check` and `info` accept, data read
  * through the new backing file, and a refusal (so qemu-img runs) where the plain case does not hold.
+ * Overlays made from a template (createQcow2Overlay) against `qemu-img create -b`: the same file.
  */
 import { execFile } from "node:child_process";
 import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
@@ -11,6 +12,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts";
 import { setQcow2Backing } from "../../shared/adapters/storage/qcow2-backing.ts";
+import { createQcow2Overlay } from "../../shared/adapters/storage/qcow2-overlay.ts";
 
 const run = promisify(execFile);
 const qemuImg = async (...args: string[]) => (await run("qemu-img", args)).stdout;
@@ -85,5 +87,41 @@ describe("setQcow2Backing", () => {
     const { overlay, base } = await chain("too-long");
     expect(await setQcow2Backing(overlay, `/${"a".repeat(1100)}`)).toBe(false);
     expect((await info(overlay))["backing-filename"]).toBe(base);
+  });
+});
+
+describe("createQcow2Overlay", () => {
+  it.each([
+    ["64 MiB", "64M", "b.qcow2"],
+    ["1 GiB, a long name", "1G", "replica-of-a-golden-image-with-a-much-longer-name-v12.qcow2"],
+    ["an odd size", "100000K", "odd.qcow2"],
+  ])("writes the file qemu-img create -b writes (%s)", async (_, size, name) => {
+    const base = join(dir, name);
+    await qemuImg("create", "-q", "-f", "qcow2", base, size);
+    await run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x33 0 64k", base]);
+    const byQemu = `${base}.overlay-by-qemu`;
+    await qemuImg("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, byQemu);
+
+    const mine = `${base}.overlay`;
+    await createQcow2Overlay(base, mine);
+    // A second overlay of the same size comes from the same template and is right too.
+    const again = `${base}.overlay-again`;
+    await createQcow2Overlay(base, again);
+
+    const expected = await readFile(byQemu);
+    expect((await readFile(mine)).equals(expected)).toBe(true);
+    expect((await readFile(again)).equals(expected)).toBe(true);
+    await qemuImg("check", "-q", mine);
+    expect((await info(mine))["backing-filename"]).toBe(base);
+    await run("qemu-io", ["-f", "qcow2", "-c", "read -P 0x33 0 64k", mine]);
+  });
+
+  it("fails as qemu-img does on a backing file that is missing or not a qcow2", async () => {
+    await expect(createQcow2Overlay(join(dir, "missing.qcow2"), join(dir, "o1.qcow2"))).rejects.toThrow(
+      /ENOENT/,
+    );
+    const raw = join(dir, "plain.img");
+    await qemuImg("create", "-q", "-f", "raw", raw, "1M");
+    await expect(createQcow2Overlay(raw, join(dir, "o2.qcow2"))).rejects.toThrow(/not a qcow2/);
   });
 });

@@ -18,31 +18,45 @@ const backingFormatExtension = 0xe2792aca;
 const maxNameBytes = 1023;
 
 export async function setQcow2Backing(path: string, backing: string): Promise<boolean> {
-  const name = Buffer.from(backing, "utf8");
   const file = await open(path, "r+");
   try {
     const head = Buffer.alloc(4096);
     const { bytesRead } = await file.read(head, 0, head.length, 0);
-    if (bytesRead < 72 || head.readUInt32BE(0) !== magic) return false;
-    const version = head.readUInt32BE(4);
-    if ((version !== 2 && version !== 3) || (version === 3 && bytesRead < 104)) return false;
-    const nameOffset = Number(head.readBigUInt64BE(8));
-    const oldSize = head.readUInt32BE(16);
-    const cluster = 2 ** head.readUInt32BE(20);
-    if (nameOffset === 0 || oldSize === 0) return false;
-    if (name.length === 0 || name.length > maxNameBytes || nameOffset + name.length > cluster) return false;
-    if (!hasQcow2BackingFormat(head, bytesRead, version, nameOffset)) return false;
-    // The name where the old one was (its tail zeroed), then its length.
-    const field = Buffer.alloc(Math.max(oldSize, name.length));
-    name.copy(field);
-    await file.write(field, 0, field.length, nameOffset);
-    const size = Buffer.alloc(4);
-    size.writeUInt32BE(name.length);
-    await file.write(size, 0, 4, 16);
+    const edited = patchQcow2Backing(head, bytesRead, backing);
+    if (!edited) return false;
+    await file.write(head, 0, Math.max(bytesRead, edited.end), 0);
     return true;
   } finally {
     await file.close();
   }
+}
+
+/**
+ * The same edit on a qcow2's first `bytesRead` bytes held in `head` (at least its first cluster's
+ * header part): in place, answering where the edited bytes end, or undefined (nothing changed)
+ * outside the plain case.
+ */
+export function patchQcow2Backing(
+  head: Buffer,
+  bytesRead: number,
+  backing: string,
+): { end: number } | undefined {
+  const name = Buffer.from(backing, "utf8");
+  if (bytesRead < 72 || head.readUInt32BE(0) !== magic) return undefined;
+  const version = head.readUInt32BE(4);
+  if ((version !== 2 && version !== 3) || (version === 3 && bytesRead < 104)) return undefined;
+  const nameOffset = Number(head.readBigUInt64BE(8));
+  const oldSize = head.readUInt32BE(16);
+  const cluster = 2 ** head.readUInt32BE(20);
+  if (nameOffset === 0 || oldSize === 0) return undefined;
+  if (name.length === 0 || name.length > maxNameBytes || nameOffset + name.length > cluster) return undefined;
+  const end = nameOffset + Math.max(oldSize, name.length);
+  if (end > head.length || !hasQcow2BackingFormat(head, bytesRead, version, nameOffset)) return undefined;
+  // The name where the old one was (its tail zeroed), then its length.
+  head.fill(0, nameOffset, end);
+  name.copy(head, nameOffset);
+  head.writeUInt32BE(name.length, 16);
+  return { end };
 }
 
 /** Whether the header extensions (all before the name) record the backing format "qcow2". */

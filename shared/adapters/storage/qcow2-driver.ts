@@ -12,6 +12,7 @@ import type {
 } from "../../ports/index.ts";
 import { checkStagedDisk, checkTenantSource, stageTenantFile } from "./image-import.ts";
 import { pathUnder } from "./paths.ts";
+import { createQcow2Overlay } from "./qcow2-overlay.ts";
 import { qemuImg, qemuInfo } from "./qemu-img.ts";
 
 export interface Qcow2Layout {
@@ -215,7 +216,7 @@ export function qcow2Driver(
     createLinkedClone: (desktop) =>
       cloneWith(desktop, async (tmp) => {
         const replica = paths.replica({ ...desktop, version: desktop.imageVersion }, desktop.datastoreId);
-        await qemuImg(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", replica, tmp]);
+        await createQcow2Overlay(replica, tmp);
       }),
 
     // The baseline linked clones beat: a complete, independent copy (compact: unallocated stays so).

@@ -7,6 +7,7 @@ import type { UserDataStore } from "../../ports/index.ts";
 import { contentSha256, qcow2Header } from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
 import { setQcow2Backing } from "./qcow2-backing.ts";
+import { createQcow2Overlay } from "./qcow2-overlay.ts";
 import { qemuImg } from "./qemu-img.ts";
 
 const tmpName = (path: string) => `${path}.${randomBytes(6).toString("hex")}.tmp`;
@@ -121,7 +122,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
       await mkdir(dirname(target), { recursive: true });
       const tmp = tmpName(target);
       try {
-        await qemuImg(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", paths.disk(ref, version), tmp]);
+        await createQcow2Overlay(paths.disk(ref, version), tmp);
         await rename(tmp, target);
       } finally {
         await rm(tmp, { force: true });
