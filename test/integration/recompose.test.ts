@@ -10,6 +10,7 @@ import {
   readyImage,
   readyPool,
   readyVersion,
+  recordingApp,
   run,
   useTenantRegion,
   waitFor,
@@ -172,6 +173,28 @@ describe("recompose", () => {
     // A holder that died: its lease runs out and the slot is taken over.
     expect(await ds.acquireSlot("gone", "dead", 1, -1)).toBe(0);
     expect(await ds.acquireSlot("gone", "alive", 1, 60_000)).toBe(0);
+  });
+
+  it("a job at a reached cap learns it in two calls, and finds the one free slot in three", async () => {
+    const { app, calls, close } = recordingApp(fx.r.region.app.config);
+    try {
+      const ds = app.ports.datastores;
+      const slots: number[] = [];
+      for (let i = 0; i < 12; i++)
+        slots.push((await ds.acquireSlot("twelve", `h${i}`, 12, 60_000)) as number);
+      expect(new Set(slots).size).toBe(12);
+      calls.length = 0;
+      expect(await ds.acquireSlot("twelve", "late", 12, 60_000)).toBeUndefined();
+      expect(calls.map((c) => c.command)).toEqual(["PutItemCommand", "QueryCommand"]);
+      // One slot freed: whichever slot the first try picks, the read leads to the free one.
+      const freed = slots[5] as number;
+      await ds.releaseSlot("twelve", freed, "h5");
+      calls.length = 0;
+      expect(await ds.acquireSlot("twelve", "late", 12, 60_000)).toBe(freed);
+      expect(calls.length).toBeLessThanOrEqual(3);
+    } finally {
+      await close();
+    }
   });
 });
 

@@ -133,6 +133,7 @@ export const keys = {
   datastoreUsage: (ds: string) => ({ pk: "DATASTORES", sk: `USAGE#${ds}` }),
   usagePrefix: "USAGE#",
   diskSlot: (scope: string, slot: number) => ({ pk: "DATASTORES", sk: `SLOT#${scope}#${slot}` }),
+  diskSlotPrefix: (scope: string) => ({ pk: "DATASTORES", sk: `SLOT#${scope}#` }),
   turn: (name: string) => ({ pk: "DATASTORES", sk: `TURN#${name}` }),
   userData: (t: string, u: string) => ({ pk: `TENANT#${t}`, sk: `USERDATA#${u}` }),
   userDataPrefix: "USERDATA#",

@@ -58,25 +58,38 @@ export function datastoreRepository(t: Table): DatastoreRepository {
     },
     async acquireSlot(scope, holder, slots, leaseMs) {
       const now = Date.now();
-      // Starting at a random slot, concurrent takers rarely try the same ones.
+      const take = async (slot: number) =>
+        (
+          await t.tryPut(
+            entities.diskSlot.toItem({
+              scope,
+              slot,
+              holder,
+              leaseExpiresAtMs: now + leaseMs,
+              acquiredAt: new Date(now).toISOString(),
+            }),
+            {
+              expression:
+                "attribute_not_exists(pk) OR holder = :holder OR attribute_not_exists(leaseExpiresAtMs) OR leaseExpiresAtMs < :now",
+              values: { ":holder": holder, ":now": now },
+            },
+          )
+        ).written;
+      // A slot at random first (concurrent takers rarely pick the same one): below the cap it is
+      // usually free, and one write is all. Otherwise one read says which are free, and only those
+      // are tried: in a storm that reached its cap, a job costs two calls, not one per slot.
       const first = Math.floor(Math.random() * slots);
+      if (await take(first)) return first;
+      const prefix = keys.diskSlotPrefix(scope);
+      const held = new Set(
+        (await t.byPrefix(entities.diskSlot, prefix.pk, prefix.sk))
+          .filter((s) => s.holder !== holder && s.leaseExpiresAtMs >= now)
+          .map((s) => s.slot),
+      );
+      const start = Math.floor(Math.random() * slots);
       for (let i = 0; i < slots; i++) {
-        const slot = (first + i) % slots;
-        const leased = await t.tryPut(
-          entities.diskSlot.toItem({
-            scope,
-            slot,
-            holder,
-            leaseExpiresAtMs: now + leaseMs,
-            acquiredAt: new Date(now).toISOString(),
-          }),
-          {
-            expression:
-              "attribute_not_exists(pk) OR holder = :holder OR attribute_not_exists(leaseExpiresAtMs) OR leaseExpiresAtMs < :now",
-            values: { ":holder": holder, ":now": now },
-          },
-        );
-        if (leased.written) return slot;
+        const slot = (start + i) % slots;
+        if (slot !== first && !held.has(slot) && (await take(slot))) return slot;
       }
       return undefined;
     },
