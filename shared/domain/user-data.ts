@@ -26,10 +26,19 @@ type UserDataPorts = Pick<
 };
 
 async function ensureRecord(ports: UserDataPorts, ref: UserDataRef): Promise<UserData> {
-  const existing = await ports.userData.get(ref);
-  if (existing) return existing;
+  return (await ports.userData.get(ref)) ?? createRecord(ports, ref);
+}
+
+/**
+ * A new user's record at version 0, its blank disk made first. With `attachTo`, the session's
+ * overlay on that disk is made next and the record is created already attached to it (one write;
+ * a session reported ATTACHED always has its disk). Answers the record as it is: the caller's, or
+ * one that was there first.
+ */
+async function createRecord(ports: UserDataPorts, ref: UserDataRef, attachTo?: string): Promise<UserData> {
   const sizeBytes = ports.region.userDataSizeBytes;
   const sha256 = await ports.userDataStore.ensureBlank(ref, sizeBytes);
+  if (attachTo) await ports.userDataStore.ensureOverlay(ref, attachTo, 0);
   const now = ports.clock.now().toISOString();
   return ports.userData.createIfAbsent({
     ...ref,
@@ -39,7 +48,21 @@ async function ensureRecord(ports: UserDataPorts, ref: UserDataRef): Promise<Use
     lastChangeAt: now,
     createdAt: now,
     replicatedVersion: 0,
+    ...(attachTo ? { attachedSessionId: attachTo, attachedVersion: 0, attachedAt: now } : {}),
   });
+}
+
+/**
+ * A user with no record yet (their first logon): the record is created attached to the session.
+ * When a record was there first (made meanwhile, e.g. from the peer region), the overlay made here
+ * on version 0 goes (no VM has had it: plugging follows the attach) and the caller attaches to
+ * that record as to any other.
+ */
+async function attachFirst(ports: UserDataPorts, ref: UserDataRef, sessionId: string) {
+  const record = await createRecord(ports, ref, sessionId);
+  // Not ours (ours: written now, or by an earlier run of this job whose answer was lost).
+  if (record.attachedSessionId !== sessionId) await ports.userDataStore.removeOverlay(ref, sessionId);
+  return record;
 }
 
 /**
@@ -75,7 +98,7 @@ async function attachOverlay(
   job: UserDataRef & { sessionId: string },
 ): Promise<string> {
   const ref = userRef(job);
-  let record = await ensureRecord(ports, ref);
+  let record = (await ports.userData.get(ref)) ?? (await attachFirst(ports, ref, job.sessionId));
   if (record.attachedSessionId === job.sessionId) {
     await ports.userDataStore.ensureOverlay(ref, job.sessionId, record.attachedVersion ?? record.version);
     return `attached v${record.attachedVersion ?? record.version}`;
