@@ -202,7 +202,10 @@ async function servePageInOrder(
     const at = ports.clock.now().toISOString();
     served.push({ ticket: head, at, sessionId: claimed.session.sessionId });
     if (claimed.assigned)
-      followUps.push(attachUserDataLater(ports, claimed.session), sessionStarted(ports, claimed.session));
+      followUps.push(
+        attachUserDataLater(ports, claimed.session, claimed.desktop),
+        sessionStarted(ports, claimed.session),
+      );
     ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
     onServed();
   }
@@ -220,9 +223,14 @@ async function claim(
   ports: QueuePorts,
   head: LogonTicket,
   desktop: Desktop,
-): Promise<{ session: Session; assigned: boolean } | "desktop-taken" | undefined> {
+): Promise<{ session: Session; assigned: boolean; desktop?: Desktop } | "desktop-taken" | undefined> {
   const result = await ports.sessions.assign(newSession(ports, desktop, head.userId));
-  if (result.outcome === "assigned") return { session: result.session, assigned: true };
+  if (result.outcome === "assigned")
+    return {
+      session: result.session,
+      assigned: true,
+      ...(result.desktop ? { desktop: result.desktop } : {}),
+    };
   if (result.outcome === "desktop-taken") return "desktop-taken";
   // Logged on meanwhile (another pool's logon cannot take this pool's lock): that session serves.
   const session = await ports.sessions.findActive(head.tenantId, head.poolId, head.userId);

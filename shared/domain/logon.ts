@@ -82,7 +82,12 @@ export async function logon(
     const result = await ports.sessions.assign(newSession(ports, desktop, userId));
     if (result.outcome === "assigned") {
       if (selfSizing) await requestSizing(ports, tenantId, poolId);
-      return attachingUserData(ports, await withConnection(ports, result.session, false, desktop));
+      const claimed = result.desktop ?? desktop;
+      return attachingUserData(
+        ports,
+        await withConnection(ports, result.session, false, claimed),
+        result.desktop,
+      );
     }
     if (result.outcome === "user-has-session") {
       const existing = await existingSession(ports, tenantId, poolId, userId);
@@ -186,8 +191,9 @@ async function existingSession(
 async function attachingUserData(
   ports: Pick<Ports, "userDataJobs">,
   result: LogonResult,
+  claimed?: Desktop,
 ): Promise<LogonResult> {
-  await attachUserDataLater(ports, result.session);
+  await attachUserDataLater(ports, result.session, claimed);
   return { ...result, userData: { state: "ATTACHING" } };
 }
 

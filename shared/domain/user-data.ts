@@ -72,7 +72,7 @@ async function attachFirst(ports: UserDataPorts, ref: UserDataRef, sessionId: st
  */
 export async function attachUserData(
   ports: UserDataPorts,
-  job: UserDataRef & { sessionId: string },
+  job: UserDataRef & { sessionId: string; vm?: boolean },
 ): Promise<string> {
   const outcome = await attachOverlay(ports, job);
   await plugIntoVm(ports, job);
@@ -83,9 +83,10 @@ export async function attachUserData(
  * A VM desktop gets the disk hot-plugged by its host (a job on the host's queue), once the
  * overlay exists; a desktop whose VM runs elsewhere mounts it its own way.
  */
-async function plugIntoVm(ports: UserDataPorts, job: UserDataRef & { sessionId: string }) {
+async function plugIntoVm(ports: UserDataPorts, job: UserDataRef & { sessionId: string; vm?: boolean }) {
   const at = parseSessionId(job.sessionId);
-  if (!at) return;
+  // The logon's claim saw no VM on the desktop: none comes while it holds the session.
+  if (!at || job.vm === false) return;
   const desktop = await ports.desktops.get(job.tenantId, at.poolId, at.desktopId);
   if (!desktop?.console || desktop.sessionId !== job.sessionId) return;
   await ports.jobs.send([

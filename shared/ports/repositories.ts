@@ -144,7 +144,8 @@ export interface ReplicaRepository {
 export type ReplicaRef = Pick<Replica, "tenantId" | "imageId" | "version" | "datastoreId">;
 
 export type AssignResult =
-  | { outcome: "assigned"; session: Session }
+  /** `desktop`: the desktop as the claim left it, when the write answered it (not for dedicated pools). */
+  | { outcome: "assigned"; session: Session; desktop?: Desktop }
   | { outcome: "desktop-taken" }
   | { outcome: "user-has-session" };
 
