@@ -42,9 +42,14 @@ async function describe(ports: Pick<Ports, "logonQueue">, ticket: LogonTicket): 
 export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string): Promise<QueuedLogon> {
   const { tenantId, poolId } = pool;
   const s = sizingOf(pool);
+  // The user's ticket is read only once a write was refused for it: the first write makes a new
+  // ticket unless the user holds one whose time has not run out (which the read then answers).
+  let held: LogonTicket | undefined;
   for (let round = 0; round < 3; round++) {
-    const held = await ports.logonQueue.userTicket(tenantId, poolId, userId);
-    if (held?.state === "WAITING") return describe(ports, await expireIfDue(ports, held));
+    if (round > 0) {
+      held = await ports.logonQueue.userTicket(tenantId, poolId, userId);
+      if (held?.state === "WAITING") return describe(ports, await expireIfDue(ports, held));
+    }
     const now = ports.clock.now();
     const ticket: LogonTicket = {
       tenantId,
@@ -57,6 +62,12 @@ export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string):
     };
     // The pool's size bounds the users on: while it leaves room beside the line, nothing is counted
     // (a storm's every logon would otherwise read all the pool's desktops); near maxSize, they are.
+    // No room: the user's own waiting ticket is still theirs (when not read yet, it is now).
+    const full = async () => {
+      const mine = round === 0 ? await ports.logonQueue.userTicket(tenantId, poolId, userId) : undefined;
+      if (mine?.state === "WAITING") return describe(ports, await expireIfDue(ports, mine));
+      throw noDesktopAvailable(poolId);
+    };
     let outcome =
       pool.size < s.maxSize
         ? await ports.logonQueue.enqueue(ticket, s.maxSize - pool.size, held?.ticketId)
@@ -66,10 +77,10 @@ export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string):
     for (let look = 0; outcome === "full" && look < 4; look++) {
       if (look > 0) await new Promise((r) => setTimeout(r, 100 * look));
       const assigned = await ports.desktops.countAssigned(tenantId, poolId);
-      if (assigned >= s.maxSize) throw noDesktopAvailable(poolId);
+      if (assigned >= s.maxSize) return full();
       outcome = await ports.logonQueue.enqueue(ticket, s.maxSize - assigned, held?.ticketId);
     }
-    if (outcome === "full") throw noDesktopAvailable(poolId);
+    if (outcome === "full") return full();
     if (outcome === "raced") continue;
     ports.metrics.record(tenantId, "logonsQueued", 1);
     const [queued] = await Promise.all([describe(ports, ticket), requestSizing(ports, tenantId, poolId)]);

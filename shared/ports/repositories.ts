@@ -64,7 +64,8 @@ export interface LogonQueueRepository {
   userTicket(tenantId: string, poolId: string, userId: string): Promise<LogonTicket | undefined>;
   /**
    * Queues the ticket unless `limit` tickets already wait (full), or the user's latest ticket is no
-   * longer `replaces` (raced: another logon of the user queued one first).
+   * longer `replaces` (raced: another logon of the user queued one first). Without `replaces`, the
+   * user must hold no ticket whose time runs beyond this one's making (raced otherwise: read it).
    */
   enqueue(
     ticket: LogonTicket,

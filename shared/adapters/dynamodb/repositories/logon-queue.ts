@@ -96,7 +96,7 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
       return pointer ? get(tenantId, poolId, pointer.ticketId) : undefined;
     },
     async enqueue(ticket, limit, replaces) {
-      const { tenantId, poolId, userId, ticketId } = ticket;
+      const { tenantId, poolId, userId, ticketId, validUntil } = ticket;
       const result = await retryConflicts(() =>
         transact(
           t.doc,
@@ -109,12 +109,16 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
                 ConditionExpression: "attribute_not_exists(pk)",
               },
             },
+            // Unread, the user's pointer is replaced only when it names a ticket whose time ran
+            // out before this one was made (a pointer without its time never is).
             user: {
               Put: {
                 TableName: t.name,
-                Item: entities.userTicket.toItem({ tenantId, poolId, userId, ticketId }),
-                ConditionExpression: replaces ? "ticketId = :old" : "attribute_not_exists(pk)",
-                ...(replaces ? { ExpressionAttributeValues: { ":old": replaces } } : {}),
+                Item: entities.userTicket.toItem({ tenantId, poolId, userId, ticketId, validUntil }),
+                ConditionExpression: replaces
+                  ? "ticketId = :old"
+                  : "attribute_not_exists(pk) OR validUntil < :now",
+                ExpressionAttributeValues: replaces ? { ":old": replaces } : { ":now": ticket.createdAt },
               },
             },
           },
@@ -122,6 +126,8 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
         ),
       );
       if (result.ok) return "queued";
+      // The user's own ticket first: one who holds a waiting ticket gets it even when the line is full.
+      if (conditionFailed(result.reasons, "user")) return "raced";
       if (conditionFailed(result.reasons, "queue")) return "full";
       return "raced";
     },
