@@ -74,11 +74,11 @@ export async function logon(
   // answered from the lock; an unknown or draining pool has no free desktop. In a self-sizing
   // pool nobody passes the users already waiting in line.
   for (let round = 0; round < maxRounds; round++) {
-    const [[desktop], waiting] = await Promise.all([
-      ports.desktops.findFree(tenantId, poolId, 1),
-      selfSizing ? ports.logonQueue.waiting(tenantId, poolId) : 0,
-    ]);
-    if (!desktop || waiting > 0) return noFreeDesktop(ports, tenantId, poolId, userId);
+    // While users wait, no free desktop is looked for (in a storm, most logons meet a line).
+    if (selfSizing && (await ports.logonQueue.waiting(tenantId, poolId)) > 0)
+      return noFreeDesktop(ports, tenantId, poolId, userId);
+    const [desktop] = await ports.desktops.findFree(tenantId, poolId, 1);
+    if (!desktop) return noFreeDesktop(ports, tenantId, poolId, userId);
     const result = await ports.sessions.assign(newSession(ports, desktop, userId));
     if (result.outcome === "assigned") {
       if (selfSizing) await requestSizing(ports, tenantId, poolId);
