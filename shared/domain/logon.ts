@@ -110,15 +110,26 @@ interface PoolTraits {
 const traits = new Map<string, PoolTraits>();
 const traitsTtlMs = 5_000;
 
+/** Reads under way: logons that arrive together share one. */
+const reading = new Map<string, Promise<PoolTraits | undefined>>();
+
 async function traitsOf(ports: Pick<Ports, "pools">, tenantId: string, poolId: string) {
   const key = `${tenantId}/${poolId}`;
   const known = traits.get(key);
   if (known && Date.now() - known.readAt < traitsTtlMs) return known;
-  const pool = await ports.pools.get(tenantId, poolId);
-  if (!pool) return undefined;
-  if (traits.size > 10_000) traits.clear();
-  const read = { assignment: pool.assignment, selfSizing: sizingOf(pool).selfSizing, readAt: Date.now() };
-  traits.set(key, read);
+  const pending = reading.get(key);
+  if (pending) return pending;
+  const read = ports.pools
+    .get(tenantId, poolId)
+    .then((pool) => {
+      if (!pool) return undefined;
+      if (traits.size > 10_000) traits.clear();
+      const now = { assignment: pool.assignment, selfSizing: sizingOf(pool).selfSizing, readAt: Date.now() };
+      traits.set(key, now);
+      return now;
+    })
+    .finally(() => reading.delete(key));
+  reading.set(key, read);
   return read;
 }
 
