@@ -7,7 +7,7 @@ import type { Ports } from "../ports/index.ts";
 import { assertActive, requirePool } from "./common.ts";
 import { connect } from "./connection.ts";
 import { assertNotFenced } from "./dr.ts";
-import { DomainError, noDesktopAvailable } from "./errors.ts";
+import { DomainError, noDesktopAvailable, notFound } from "./errors.ts";
 import { type QueuedLogon, queueLogon } from "./logon-queue.ts";
 import type { ConnectionInfo, Desktop, Pool, Session } from "./model.ts";
 import { requestSizing, sizingOf } from "./pool-sizing.ts";
@@ -210,7 +210,8 @@ async function attachingUserData(
 
 /**
  * Nothing free (or users wait in line): a user who already has a session reconnects; in a pool that
- * sizes itself the user gets a ticket; otherwise say precisely why.
+ * sizes itself the user gets a ticket; otherwise say precisely why. The ticket's write makes sure
+ * the user has no session: their session is looked up first only where no ticket is made.
  */
 async function noFreeDesktop(
   ports: LogonPorts,
@@ -218,10 +219,16 @@ async function noFreeDesktop(
   poolId: string,
   userId: string,
 ): Promise<LogonResult | QueuedLogon> {
-  const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-  if (existing) return attachingUserData(ports, await withConnection(ports, existing, true));
-  const pool = await requirePool(ports, tenantId, poolId);
+  const reconnect = async () => {
+    const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+    return existing && attachingUserData(ports, await withConnection(ports, existing, true));
+  };
+  const pool = await ports.pools.get(tenantId, poolId);
+  if (pool?.state === "ACTIVE" && sizingOf(pool).selfSizing)
+    return queueLogon(ports, pool, userId, reconnect);
+  const existing = await reconnect();
+  if (existing) return existing;
+  if (!pool) throw notFound("pool", poolId);
   assertActive(pool);
-  if (!sizingOf(pool).selfSizing) throw noDesktopAvailable(poolId);
-  return queueLogon(ports, pool, userId);
+  throw noDesktopAvailable(poolId);
 }

@@ -66,12 +66,14 @@ export interface LogonQueueRepository {
    * Queues the ticket unless `limit` tickets already wait (full), or the user's latest ticket is no
    * longer `replaces` (raced: another logon of the user queued one first). Without `replaces`, the
    * user must hold no ticket whose time runs beyond this one's making (raced otherwise: read it).
+   * With `unlessOn`, nor any session in the pool: "on" when the user's lock is there.
    */
   enqueue(
     ticket: LogonTicket,
     limit: number,
     replaces: string | undefined,
-  ): Promise<"queued" | "full" | "raced">;
+    opts?: { unlessOn?: boolean },
+  ): Promise<"queued" | "full" | "raced" | "on">;
   get(tenantId: string, poolId: string, ticketId: string): Promise<LogonTicket | undefined>;
   /** The oldest waiting tickets, oldest first. */
   oldestWaiting(tenantId: string, poolId: string, limit: number): Promise<LogonTicket[]>;

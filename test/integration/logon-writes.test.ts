@@ -211,4 +211,40 @@ describe("a ticket made without reading the user's first", () => {
       return states.every((s) => s === "EXPIRED") && waiting === 0;
     });
   });
+  it("refused by the user's lock: a user on reconnects, in a full pool too; a lock with no session keeps no one out", async () => {
+    const roomy = expectStatus(
+      await api("POST", "/v1/pools", {
+        name: "roomy",
+        imageId: fx.imageId,
+        minSize: 1,
+        maxSize: 3,
+        spare: 0,
+      }),
+      201,
+    ).poolId as string;
+    const full = expectStatus(
+      await api("POST", "/v1/pools", { name: "full", imageId: fx.imageId, minSize: 1, maxSize: 1, spare: 0 }),
+      201,
+    ).poolId as string;
+    for (const poolId of [roomy, full]) {
+      await waitFor("the pool's desktop", async () => {
+        const p = expectStatus(await api("GET", `/v1/pools/${poolId}`), 200);
+        return p.desktopCounts.AVAILABLE === 1;
+      });
+      const on = expectStatus(await logon(poolId, "ivy"), 200);
+      // No desktop free: the ticket's write meets ivy's lock (roomy) or the line is full (full).
+      const again = expectStatus(await logon(poolId, "ivy"), 200);
+      expect(again).toMatchObject({ sessionId: on.sessionId, reconnected: true });
+    }
+    // A lock whose desktop never took its session (a logon that died between its two writes).
+    const [desktop] = (await ports().desktops.list(fx.tenant.tenantId, roomy)) as any[];
+    const ghost = {
+      ...newSession({ clock: ports().clock }, desktop, "jay"),
+      sessionId: `${desktop.desktopId}-s-ghost`,
+    };
+    await documentClient(fx.r.region.app.dynamodb).send(
+      new PutCommand({ TableName: fx.r.region.app.config.tableName, Item: entities.userLock.toItem(ghost) }),
+    );
+    expect(expectStatus(await logon(roomy, "jay"), 202)).toMatchObject({ state: "WAITING", userId: "jay" });
+  });
 });

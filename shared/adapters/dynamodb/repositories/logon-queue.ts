@@ -95,7 +95,7 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
       const pointer = await t.get(entities.userTicket, keys.userTicket(tenantId, poolId, userId));
       return pointer ? get(tenantId, poolId, pointer.ticketId) : undefined;
     },
-    async enqueue(ticket, limit, replaces) {
+    async enqueue(ticket, limit, replaces, opts = {}) {
       const { tenantId, poolId, userId, ticketId, validUntil } = ticket;
       const result = await retryConflicts(() =>
         transact(
@@ -121,12 +121,23 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
                 ExpressionAttributeValues: replaces ? { ":old": replaces } : { ":now": ticket.createdAt },
               },
             },
+            // The user has no session in the pool (the lock a logon takes first).
+            session: opts.unlessOn
+              ? {
+                  ConditionCheck: {
+                    TableName: t.name,
+                    Key: keys.userLock(tenantId, poolId, userId),
+                    ConditionExpression: "attribute_not_exists(pk)",
+                  },
+                }
+              : undefined,
           },
           { conflictIsRetry: false },
         ),
       );
       if (result.ok) return "queued";
-      // The user's own ticket first: one who holds a waiting ticket gets it even when the line is full.
+      // A user on reconnects, and one who holds a waiting ticket gets it, even when the line is full.
+      if (conditionFailed(result.reasons, "session")) return "on";
       if (conditionFailed(result.reasons, "user")) return "raced";
       if (conditionFailed(result.reasons, "queue")) return "full";
       return "raced";
