@@ -40,13 +40,15 @@ async function describe(ports: Pick<Ports, "logonQueue">, ticket: LogonTicket): 
  * waiting already fill the pool's maxSize (503 then, as for a pool that cannot grow). With
  * `reconnect`, the ticket's write also makes sure that the user holds no session in the pool (no
  * lock): only a user who may hold one (refused, or a full line) is looked up, and reconnected.
+ * `waiting`: how many tickets the caller saw waiting (a hint; the write's condition decides).
  */
 export async function queueLogon<R = never>(
   ports: QueuePorts,
   pool: Pool,
   userId: string,
-  reconnect?: () => Promise<R | undefined>,
+  opts: { reconnect?: () => Promise<R | undefined>; waiting?: number } = {},
 ): Promise<QueuedLogon | R> {
+  const { reconnect } = opts;
   const { tenantId, poolId } = pool;
   const s = sizingOf(pool);
   // Asked at most once: a lock that names no session its desktop holds (its logon still claiming,
@@ -85,7 +87,9 @@ export async function queueLogon<R = never>(
     const enqueue = (limit: number) => ports.logonQueue.enqueue(ticket, limit, held?.ticketId, { unlessOn });
     // The pool's size bounds the users on: while it leaves room beside the line, nothing is counted
     // (a storm's every logon would otherwise read all the pool's desktops); near maxSize, they are.
-    let outcome = pool.size < s.maxSize ? await enqueue(s.maxSize - pool.size) : "full";
+    // A line the caller saw too long for that bound is counted at once (the write would be refused).
+    const room = s.maxSize - pool.size;
+    let outcome = room > 0 && (opts.waiting ?? 0) < room ? await enqueue(room) : "full";
     // A ticket being served counts twice for a moment (its user is on, its ticket not yet
     // settled): a line that looks full while fewer users are on is looked at again shortly.
     for (let look = 0; outcome === "full" && look < 4; look++) {

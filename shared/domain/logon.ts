@@ -75,8 +75,8 @@ export async function logon(
   // pool nobody passes the users already waiting in line.
   for (let round = 0; round < maxRounds; round++) {
     // While users wait, no free desktop is looked for (in a storm, most logons meet a line).
-    if (selfSizing && (await ports.logonQueue.waiting(tenantId, poolId)) > 0)
-      return noFreeDesktop(ports, tenantId, poolId, userId);
+    const waiting = selfSizing ? await ports.logonQueue.waiting(tenantId, poolId) : 0;
+    if (waiting > 0) return noFreeDesktop(ports, tenantId, poolId, userId, waiting);
     const [desktop] = await ports.desktops.findFree(tenantId, poolId, 1);
     if (!desktop) return noFreeDesktop(ports, tenantId, poolId, userId);
     const result = await ports.sessions.assign(newSession(ports, desktop, userId));
@@ -218,6 +218,8 @@ async function noFreeDesktop(
   tenantId: string,
   poolId: string,
   userId: string,
+  /** How many tickets the logon saw waiting. */
+  waiting?: number,
 ): Promise<LogonResult | QueuedLogon> {
   const reconnect = async () => {
     const existing = await ports.sessions.findActive(tenantId, poolId, userId);
@@ -225,7 +227,7 @@ async function noFreeDesktop(
   };
   const pool = await ports.pools.get(tenantId, poolId);
   if (pool?.state === "ACTIVE" && sizingOf(pool).selfSizing)
-    return queueLogon(ports, pool, userId, reconnect);
+    return queueLogon(ports, pool, userId, { reconnect, waiting });
   const existing = await reconnect();
   if (existing) return existing;
   if (!pool) throw notFound("pool", poolId);
