@@ -37,14 +37,35 @@ async function describe(ports: Pick<Ports, "logonQueue">, ticket: LogonTicket): 
 
 /**
  * The user's ticket: the one they hold if it still waits, else a new one, unless the users on and
- * waiting already fill the pool's maxSize (503 then, as for a pool that cannot grow).
+ * waiting already fill the pool's maxSize (503 then, as for a pool that cannot grow). With
+ * `reconnect`, the ticket's write also makes sure that the user holds no session in the pool (no
+ * lock): only a user who may hold one (refused, or a full line) is looked up, and reconnected.
+ * `waiting`: how many tickets the caller saw waiting (a hint; the write's condition decides).
  */
-export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string): Promise<QueuedLogon> {
+export async function queueLogon<R = never>(
+  ports: QueuePorts,
+  pool: Pool,
+  userId: string,
+  opts: { reconnect?: () => Promise<R | undefined>; waiting?: number } = {},
+): Promise<QueuedLogon | R> {
+  const { reconnect } = opts;
   const { tenantId, poolId } = pool;
   const s = sizingOf(pool);
+  // Asked at most once: a lock that names no session its desktop holds (its logon still claiming,
+  // or one that died) does not keep the user out of the line, as it never did.
+  let unlessOn = reconnect !== undefined;
+  const sessionOf = async () => {
+    unlessOn = false;
+    return reconnect?.();
+  };
+  // The user's ticket is read only once a write was refused for it: the first write makes a new
+  // ticket unless the user holds one whose time has not run out (which the read then answers).
+  let held: LogonTicket | undefined;
   for (let round = 0; round < 3; round++) {
-    const held = await ports.logonQueue.userTicket(tenantId, poolId, userId);
-    if (held?.state === "WAITING") return describe(ports, await expireIfDue(ports, held));
+    if (round > 0) {
+      held = await ports.logonQueue.userTicket(tenantId, poolId, userId);
+      if (held?.state === "WAITING") return describe(ports, await expireIfDue(ports, held));
+    }
     const now = ports.clock.now();
     const ticket: LogonTicket = {
       tenantId,
@@ -55,22 +76,34 @@ export async function queueLogon(ports: QueuePorts, pool: Pool, userId: string):
       createdAt: now.toISOString(),
       validUntil: new Date(now.getTime() + s.ticketTimeoutSeconds * 1000).toISOString(),
     };
+    // No room: a user on reconnects, and the user's own waiting ticket is still theirs.
+    const full = async () => {
+      const on = unlessOn ? await sessionOf() : undefined;
+      if (on) return on;
+      const mine = round === 0 ? await ports.logonQueue.userTicket(tenantId, poolId, userId) : undefined;
+      if (mine?.state === "WAITING") return describe(ports, await expireIfDue(ports, mine));
+      throw noDesktopAvailable(poolId);
+    };
+    const enqueue = (limit: number) => ports.logonQueue.enqueue(ticket, limit, held?.ticketId, { unlessOn });
     // The pool's size bounds the users on: while it leaves room beside the line, nothing is counted
     // (a storm's every logon would otherwise read all the pool's desktops); near maxSize, they are.
-    let outcome =
-      pool.size < s.maxSize
-        ? await ports.logonQueue.enqueue(ticket, s.maxSize - pool.size, held?.ticketId)
-        : "full";
+    // A line the caller saw too long for that bound is counted at once (the write would be refused).
+    const room = s.maxSize - pool.size;
+    let outcome = room > 0 && (opts.waiting ?? 0) < room ? await enqueue(room) : "full";
     // A ticket being served counts twice for a moment (its user is on, its ticket not yet
     // settled): a line that looks full while fewer users are on is looked at again shortly.
     for (let look = 0; outcome === "full" && look < 4; look++) {
       if (look > 0) await new Promise((r) => setTimeout(r, 100 * look));
       const assigned = await ports.desktops.countAssigned(tenantId, poolId);
-      if (assigned >= s.maxSize) throw noDesktopAvailable(poolId);
-      outcome = await ports.logonQueue.enqueue(ticket, s.maxSize - assigned, held?.ticketId);
+      if (assigned >= s.maxSize) return full();
+      outcome = await enqueue(s.maxSize - assigned);
     }
-    if (outcome === "full") throw noDesktopAvailable(poolId);
-    if (outcome === "raced") continue;
+    if (outcome === "full") return full();
+    if (outcome === "on") {
+      const on = await sessionOf();
+      if (on) return on;
+    }
+    if (outcome !== "queued") continue;
     ports.metrics.record(tenantId, "logonsQueued", 1);
     const [queued] = await Promise.all([describe(ports, ticket), requestSizing(ports, tenantId, poolId)]);
     // The first in line starts the server (a desktop may be free while the line forms); behind
@@ -202,7 +235,10 @@ async function servePageInOrder(
     const at = ports.clock.now().toISOString();
     served.push({ ticket: head, at, sessionId: claimed.session.sessionId });
     if (claimed.assigned)
-      followUps.push(attachUserDataLater(ports, claimed.session), sessionStarted(ports, claimed.session));
+      followUps.push(
+        attachUserDataLater(ports, claimed.session, claimed.desktop),
+        sessionStarted(ports, claimed.session),
+      );
     ports.metrics.record(tenantId, "ticketWaitSeconds", (Date.parse(at) - Date.parse(head.createdAt)) / 1000);
     onServed();
   }
@@ -220,9 +256,14 @@ async function claim(
   ports: QueuePorts,
   head: LogonTicket,
   desktop: Desktop,
-): Promise<{ session: Session; assigned: boolean } | "desktop-taken" | undefined> {
+): Promise<{ session: Session; assigned: boolean; desktop?: Desktop } | "desktop-taken" | undefined> {
   const result = await ports.sessions.assign(newSession(ports, desktop, head.userId));
-  if (result.outcome === "assigned") return { session: result.session, assigned: true };
+  if (result.outcome === "assigned")
+    return {
+      session: result.session,
+      assigned: true,
+      ...(result.desktop ? { desktop: result.desktop } : {}),
+    };
   if (result.outcome === "desktop-taken") return "desktop-taken";
   // Logged on meanwhile (another pool's logon cannot take this pool's lock): that session serves.
   const session = await ports.sessions.findActive(head.tenantId, head.poolId, head.userId);

@@ -7,7 +7,7 @@ import type { Ports } from "../ports/index.ts";
 import { assertActive, requirePool } from "./common.ts";
 import { connect } from "./connection.ts";
 import { assertNotFenced } from "./dr.ts";
-import { DomainError, noDesktopAvailable } from "./errors.ts";
+import { DomainError, noDesktopAvailable, notFound } from "./errors.ts";
 import { type QueuedLogon, queueLogon } from "./logon-queue.ts";
 import type { ConnectionInfo, Desktop, Pool, Session } from "./model.ts";
 import { requestSizing, sizingOf } from "./pool-sizing.ts";
@@ -74,15 +74,20 @@ export async function logon(
   // answered from the lock; an unknown or draining pool has no free desktop. In a self-sizing
   // pool nobody passes the users already waiting in line.
   for (let round = 0; round < maxRounds; round++) {
-    const [[desktop], waiting] = await Promise.all([
-      ports.desktops.findFree(tenantId, poolId, 1),
-      selfSizing ? ports.logonQueue.waiting(tenantId, poolId) : 0,
-    ]);
-    if (!desktop || waiting > 0) return noFreeDesktop(ports, tenantId, poolId, userId);
+    // While users wait, no free desktop is looked for (in a storm, most logons meet a line).
+    const waiting = selfSizing ? await ports.logonQueue.waiting(tenantId, poolId) : 0;
+    if (waiting > 0) return noFreeDesktop(ports, tenantId, poolId, userId, waiting);
+    const [desktop] = await ports.desktops.findFree(tenantId, poolId, 1);
+    if (!desktop) return noFreeDesktop(ports, tenantId, poolId, userId);
     const result = await ports.sessions.assign(newSession(ports, desktop, userId));
     if (result.outcome === "assigned") {
       if (selfSizing) await requestSizing(ports, tenantId, poolId);
-      return attachingUserData(ports, await withConnection(ports, result.session, false, desktop));
+      const claimed = result.desktop ?? desktop;
+      return attachingUserData(
+        ports,
+        await withConnection(ports, result.session, false, claimed),
+        result.desktop,
+      );
     }
     if (result.outcome === "user-has-session") {
       const existing = await existingSession(ports, tenantId, poolId, userId);
@@ -105,15 +110,26 @@ interface PoolTraits {
 const traits = new Map<string, PoolTraits>();
 const traitsTtlMs = 5_000;
 
+/** Reads under way: logons that arrive together share one. */
+const reading = new Map<string, Promise<PoolTraits | undefined>>();
+
 async function traitsOf(ports: Pick<Ports, "pools">, tenantId: string, poolId: string) {
   const key = `${tenantId}/${poolId}`;
   const known = traits.get(key);
   if (known && Date.now() - known.readAt < traitsTtlMs) return known;
-  const pool = await ports.pools.get(tenantId, poolId);
-  if (!pool) return undefined;
-  if (traits.size > 10_000) traits.clear();
-  const read = { assignment: pool.assignment, selfSizing: sizingOf(pool).selfSizing, readAt: Date.now() };
-  traits.set(key, read);
+  const pending = reading.get(key);
+  if (pending) return pending;
+  const read = ports.pools
+    .get(tenantId, poolId)
+    .then((pool) => {
+      if (!pool) return undefined;
+      if (traits.size > 10_000) traits.clear();
+      const now = { assignment: pool.assignment, selfSizing: sizingOf(pool).selfSizing, readAt: Date.now() };
+      traits.set(key, now);
+      return now;
+    })
+    .finally(() => reading.delete(key));
+  reading.set(key, read);
   return read;
 }
 
@@ -186,25 +202,35 @@ async function existingSession(
 async function attachingUserData(
   ports: Pick<Ports, "userDataJobs">,
   result: LogonResult,
+  claimed?: Desktop,
 ): Promise<LogonResult> {
-  await attachUserDataLater(ports, result.session);
+  await attachUserDataLater(ports, result.session, claimed);
   return { ...result, userData: { state: "ATTACHING" } };
 }
 
 /**
  * Nothing free (or users wait in line): a user who already has a session reconnects; in a pool that
- * sizes itself the user gets a ticket; otherwise say precisely why.
+ * sizes itself the user gets a ticket; otherwise say precisely why. The ticket's write makes sure
+ * the user has no session: their session is looked up first only where no ticket is made.
  */
 async function noFreeDesktop(
   ports: LogonPorts,
   tenantId: string,
   poolId: string,
   userId: string,
+  /** How many tickets the logon saw waiting. */
+  waiting?: number,
 ): Promise<LogonResult | QueuedLogon> {
-  const existing = await ports.sessions.findActive(tenantId, poolId, userId);
-  if (existing) return attachingUserData(ports, await withConnection(ports, existing, true));
-  const pool = await requirePool(ports, tenantId, poolId);
+  const reconnect = async () => {
+    const existing = await ports.sessions.findActive(tenantId, poolId, userId);
+    return existing && attachingUserData(ports, await withConnection(ports, existing, true));
+  };
+  const pool = await ports.pools.get(tenantId, poolId);
+  if (pool?.state === "ACTIVE" && sizingOf(pool).selfSizing)
+    return queueLogon(ports, pool, userId, { reconnect, waiting });
+  const existing = await reconnect();
+  if (existing) return existing;
+  if (!pool) throw notFound("pool", poolId);
   assertActive(pool);
-  if (!sizingOf(pool).selfSizing) throw noDesktopAvailable(poolId);
-  return queueLogon(ports, pool, userId);
+  throw noDesktopAvailable(poolId);
 }

@@ -113,7 +113,7 @@ export async function sessionEventReceived(
 
 /** How long a process trusts what it read of a pool's max lifetime (logons must stay cheap). */
 export const lifetimeCacheMs = 10_000;
-const lifetimes = new Map<string, { settings: SessionTimeouts | undefined; readAtMs: number }>();
+const lifetimes = new Map<string, { settings: Promise<SessionTimeouts | undefined>; readAtMs: number }>();
 
 /** A new session: the check of its pool's maximum lifetime, if it has one. */
 export async function sessionStarted(
@@ -124,13 +124,17 @@ export async function sessionStarted(
   const nowMs = ports.clock.now().getTime();
   let known = lifetimes.get(key);
   if (!known || nowMs - known.readAtMs > lifetimeCacheMs) {
-    const pool = await ports.pools.get(session.tenantId, session.poolId);
+    // One read for the sessions that start together (a page of served tickets): they share it.
+    const read = ports.pools.get(session.tenantId, session.poolId).then((pool) => pool?.sessionTimeouts);
     if (lifetimes.size > 10_000) lifetimes.clear();
-    known = { settings: pool?.sessionTimeouts, readAtMs: nowMs };
-    lifetimes.set(key, known);
+    const entry = { settings: read, readAtMs: nowMs };
+    lifetimes.set(key, entry);
+    read.catch(() => lifetimes.get(key) === entry && lifetimes.delete(key));
+    known = entry;
   }
-  if (known.settings?.maxLifetimeSeconds === undefined) return;
-  await scheduleTimeoutCheck(ports, known.settings, session, "max-lifetime", session.startedAt);
+  const settings = await known.settings;
+  if (settings?.maxLifetimeSeconds === undefined) return;
+  await scheduleTimeoutCheck(ports, settings, session, "max-lifetime", session.startedAt);
 }
 
 /**

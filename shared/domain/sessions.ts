@@ -84,7 +84,11 @@ export function newSession(ports: Pick<Ports, "clock">, desktop: Desktop, userId
 export async function attachUserDataLater(
   ports: Pick<Ports, "userDataJobs">,
   session: Pick<Session, "tenantId" | "userId" | "sessionId">,
+  /** The desktop as the claim of this session left it (its console says whether it runs a VM). */
+  claimed?: Pick<Desktop, "console" | "sessionId">,
 ): Promise<void> {
   const { tenantId, userId, sessionId } = session;
-  await ports.userDataJobs.send([{ kind: "attach-user-data", tenantId, userId, sessionId }]);
+  // A desktop holds its console for as long as it holds the session (only a VM's start sets it).
+  const vm = claimed?.sessionId === sessionId && !claimed.console ? { vm: false } : {};
+  await ports.userDataJobs.send([{ kind: "attach-user-data", tenantId, userId, sessionId, ...vm }]);
 }

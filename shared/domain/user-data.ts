@@ -26,10 +26,19 @@ type UserDataPorts = Pick<
 };
 
 async function ensureRecord(ports: UserDataPorts, ref: UserDataRef): Promise<UserData> {
-  const existing = await ports.userData.get(ref);
-  if (existing) return existing;
+  return (await ports.userData.get(ref)) ?? createRecord(ports, ref);
+}
+
+/**
+ * A new user's record at version 0, its blank disk made first. With `attachTo`, the session's
+ * overlay on that disk is made next and the record is created already attached to it (one write;
+ * a session reported ATTACHED always has its disk). Answers the record as it is: the caller's, or
+ * one that was there first.
+ */
+async function createRecord(ports: UserDataPorts, ref: UserDataRef, attachTo?: string): Promise<UserData> {
   const sizeBytes = ports.region.userDataSizeBytes;
   const sha256 = await ports.userDataStore.ensureBlank(ref, sizeBytes);
+  if (attachTo) await ports.userDataStore.ensureOverlay(ref, attachTo, 0);
   const now = ports.clock.now().toISOString();
   return ports.userData.createIfAbsent({
     ...ref,
@@ -39,7 +48,21 @@ async function ensureRecord(ports: UserDataPorts, ref: UserDataRef): Promise<Use
     lastChangeAt: now,
     createdAt: now,
     replicatedVersion: 0,
+    ...(attachTo ? { attachedSessionId: attachTo, attachedVersion: 0, attachedAt: now } : {}),
   });
+}
+
+/**
+ * A user with no record yet (their first logon): the record is created attached to the session.
+ * When a record was there first (made meanwhile, e.g. from the peer region), the overlay made here
+ * on version 0 goes (no VM has had it: plugging follows the attach) and the caller attaches to
+ * that record as to any other.
+ */
+async function attachFirst(ports: UserDataPorts, ref: UserDataRef, sessionId: string) {
+  const record = await createRecord(ports, ref, sessionId);
+  // Not ours (ours: written now, or by an earlier run of this job whose answer was lost).
+  if (record.attachedSessionId !== sessionId) await ports.userDataStore.removeOverlay(ref, sessionId);
+  return record;
 }
 
 /**
@@ -49,7 +72,7 @@ async function ensureRecord(ports: UserDataPorts, ref: UserDataRef): Promise<Use
  */
 export async function attachUserData(
   ports: UserDataPorts,
-  job: UserDataRef & { sessionId: string },
+  job: UserDataRef & { sessionId: string; vm?: boolean },
 ): Promise<string> {
   const outcome = await attachOverlay(ports, job);
   await plugIntoVm(ports, job);
@@ -60,9 +83,10 @@ export async function attachUserData(
  * A VM desktop gets the disk hot-plugged by its host (a job on the host's queue), once the
  * overlay exists; a desktop whose VM runs elsewhere mounts it its own way.
  */
-async function plugIntoVm(ports: UserDataPorts, job: UserDataRef & { sessionId: string }) {
+async function plugIntoVm(ports: UserDataPorts, job: UserDataRef & { sessionId: string; vm?: boolean }) {
   const at = parseSessionId(job.sessionId);
-  if (!at) return;
+  // The logon's claim saw no VM on the desktop: none comes while it holds the session.
+  if (!at || job.vm === false) return;
   const desktop = await ports.desktops.get(job.tenantId, at.poolId, at.desktopId);
   if (!desktop?.console || desktop.sessionId !== job.sessionId) return;
   await ports.jobs.send([
@@ -75,7 +99,7 @@ async function attachOverlay(
   job: UserDataRef & { sessionId: string },
 ): Promise<string> {
   const ref = userRef(job);
-  let record = await ensureRecord(ports, ref);
+  let record = (await ports.userData.get(ref)) ?? (await attachFirst(ports, ref, job.sessionId));
   if (record.attachedSessionId === job.sessionId) {
     await ports.userDataStore.ensureOverlay(ref, job.sessionId, record.attachedVersion ?? record.version);
     return `attached v${record.attachedVersion ?? record.version}`;

@@ -13,7 +13,15 @@ const sessionRef = {
 
 export const userDataJobSchema = z.discriminatedUnion("kind", [
   /** Logon: the session's overlay on the user's disk (the desktop attaches it). */
-  z.object({ kind: z.literal("attach-user-data"), ...sessionRef }),
+  z.object({
+    kind: z.literal("attach-user-data"),
+    ...sessionRef,
+    /**
+     * False: the logon's claim found no VM on the desktop (no console), so there is nothing to
+     * plug in and the job does not read the desktop. Absent: not known, the job looks.
+     */
+    vm: z.boolean().optional(),
+  }),
   /** Logoff: the session's change becomes the user's next disk version and is shipped to DR. */
   z.object({
     kind: z.literal("commit-user-data"),

@@ -64,13 +64,16 @@ export interface LogonQueueRepository {
   userTicket(tenantId: string, poolId: string, userId: string): Promise<LogonTicket | undefined>;
   /**
    * Queues the ticket unless `limit` tickets already wait (full), or the user's latest ticket is no
-   * longer `replaces` (raced: another logon of the user queued one first).
+   * longer `replaces` (raced: another logon of the user queued one first). Without `replaces`, the
+   * user must hold no ticket whose time runs beyond this one's making (raced otherwise: read it).
+   * With `unlessOn`, nor any session in the pool: "on" when the user's lock is there.
    */
   enqueue(
     ticket: LogonTicket,
     limit: number,
     replaces: string | undefined,
-  ): Promise<"queued" | "full" | "raced">;
+    opts?: { unlessOn?: boolean },
+  ): Promise<"queued" | "full" | "raced" | "on">;
   get(tenantId: string, poolId: string, ticketId: string): Promise<LogonTicket | undefined>;
   /** The oldest waiting tickets, oldest first. */
   oldestWaiting(tenantId: string, poolId: string, limit: number): Promise<LogonTicket[]>;
@@ -144,7 +147,8 @@ export interface ReplicaRepository {
 export type ReplicaRef = Pick<Replica, "tenantId" | "imageId" | "version" | "datastoreId">;
 
 export type AssignResult =
-  | { outcome: "assigned"; session: Session }
+  /** `desktop`: the desktop as the claim left it, when the write answered it (not for dedicated pools). */
+  | { outcome: "assigned"; session: Session; desktop?: Desktop }
   | { outcome: "desktop-taken" }
   | { outcome: "user-has-session" };
 

@@ -189,6 +189,13 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
       ...stages,
       ["every 2 s: arrived / recorded / disk done / served", timeline.join("  ")],
       [
+        "DynamoDB and SQS calls per user, in all",
+        round(
+          callsPerUser.reduce((sum, [, c]) => sum + c, 0),
+          1,
+        ),
+      ],
+      [
         "DynamoDB and SQS calls per user, by command and kind of item",
         callsPerUser.map(([n, c]) => `${n.replace(/^[^:]*: /, "")} ${round(c, 1)}`).join(", "),
       ],

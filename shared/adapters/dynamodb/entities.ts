@@ -112,6 +112,8 @@ export interface UserTicket {
   poolId: string;
   userId: string;
   ticketId: string;
+  /** The ticket's own (absent on pointers written before it was kept): past it, a new ticket replaces it unread. */
+  validUntil?: string;
 }
 
 /** A pool-wide lease: one sizer, one ticket server at a time. */

@@ -95,8 +95,8 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
       const pointer = await t.get(entities.userTicket, keys.userTicket(tenantId, poolId, userId));
       return pointer ? get(tenantId, poolId, pointer.ticketId) : undefined;
     },
-    async enqueue(ticket, limit, replaces) {
-      const { tenantId, poolId, userId, ticketId } = ticket;
+    async enqueue(ticket, limit, replaces, opts = {}) {
+      const { tenantId, poolId, userId, ticketId, validUntil } = ticket;
       const result = await retryConflicts(() =>
         transact(
           t.doc,
@@ -109,19 +109,36 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
                 ConditionExpression: "attribute_not_exists(pk)",
               },
             },
+            // Unread, the user's pointer is replaced only when it names a ticket whose time ran
+            // out before this one was made (a pointer without its time never is).
             user: {
               Put: {
                 TableName: t.name,
-                Item: entities.userTicket.toItem({ tenantId, poolId, userId, ticketId }),
-                ConditionExpression: replaces ? "ticketId = :old" : "attribute_not_exists(pk)",
-                ...(replaces ? { ExpressionAttributeValues: { ":old": replaces } } : {}),
+                Item: entities.userTicket.toItem({ tenantId, poolId, userId, ticketId, validUntil }),
+                ConditionExpression: replaces
+                  ? "ticketId = :old"
+                  : "attribute_not_exists(pk) OR validUntil < :now",
+                ExpressionAttributeValues: replaces ? { ":old": replaces } : { ":now": ticket.createdAt },
               },
             },
+            // The user has no session in the pool (the lock a logon takes first).
+            session: opts.unlessOn
+              ? {
+                  ConditionCheck: {
+                    TableName: t.name,
+                    Key: keys.userLock(tenantId, poolId, userId),
+                    ConditionExpression: "attribute_not_exists(pk)",
+                  },
+                }
+              : undefined,
           },
           { conflictIsRetry: false },
         ),
       );
       if (result.ok) return "queued";
+      // A user on reconnects, and one who holds a waiting ticket gets it, even when the line is full.
+      if (conditionFailed(result.reasons, "session")) return "on";
+      if (conditionFailed(result.reasons, "user")) return "raced";
       if (conditionFailed(result.reasons, "queue")) return "full";
       return "raced";
     },

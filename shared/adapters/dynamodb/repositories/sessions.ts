@@ -63,6 +63,9 @@ const claimUpdate = (table: string, session: Session, dedicate: boolean) => ({
   },
 });
 
+const claimed = (item: Record<string, unknown> | undefined) =>
+  item ? { desktop: entities.desktop.fromItem(item) } : {};
+
 /*
  * A session lives on its desktop while ACTIVE (the id names the desktop) and in the user's
  * per-pool lock; when it ends, the same transaction writes its ENDED record. So there is never
@@ -90,23 +93,27 @@ export function sessionRepository(t: Table, opts: { lockStaleAfterMs?: number } 
     const lock = await t.tryPut(entities.userLock.toItem(session));
     if (!lock.written && lock.existing?.sessionId !== session.sessionId)
       return { outcome: "user-has-session" };
+    // The desktop as claimed comes back with the write: what the logon tells the user (its
+    // console) is what the desktop held when it took the session, not what an index showed.
     try {
-      await t.doc.send(
+      const out = await t.doc.send(
         new UpdateCommand({
           ...claimUpdate(t.name, session, false),
+          ReturnValues: "ALL_NEW",
           ReturnValuesOnConditionCheckFailure: "ALL_OLD",
         }),
       );
-      return { outcome: "assigned", session };
+      return { outcome: "assigned", session, ...claimed(out.Attributes) };
     } catch (err) {
-      if (itemAtFailure(err)?.sessionId === session.sessionId) return { outcome: "assigned", session };
+      const held = itemAtFailure(err);
+      if (held?.sessionId === session.sessionId) return { outcome: "assigned", session, ...claimed(held) };
       if (isConditionFailure(err)) {
         await releaseLock(session);
         return { outcome: "desktop-taken" };
       }
       // Not known whether the claim took: the desktop says. Never free a lock its desktop holds.
       const desktop = await getDesktop(session.tenantId, session.poolId, session.desktopId);
-      if (desktop?.sessionId === session.sessionId) return { outcome: "assigned", session };
+      if (desktop?.sessionId === session.sessionId) return { outcome: "assigned", session, desktop };
       await releaseLock(session);
       throw err;
     }

@@ -20,8 +20,10 @@ export function userDataRepository(t: Table): UserDataRepository {
       ),
     list: (tenantId) => t.byPrefix(entities.userData, keys.tenant(tenantId).pk, keys.userDataPrefix),
     async createIfAbsent(record) {
-      if ((await t.tryPut(entities.userData.toItem(record))).written) return record;
-      const existing = await get(record);
+      const put = await t.tryPut(entities.userData.toItem(record));
+      if (put.written) return record;
+      // The record that was there first comes back with the refusal.
+      const existing = put.existing ? entities.userData.fromItem(put.existing) : await get(record);
       if (!existing) throw new Error(`user data of ${record.userId} vanished`);
       return existing;
     },
