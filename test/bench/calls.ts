@@ -3,6 +3,7 @@
  * stack (the DynamoDB document client shares its client's stack): what a change costs the
  * emulators, counted rather than guessed.
  */
+import { readFile } from "node:fs/promises";
 import type { Region } from "../../local/region.ts";
 
 type Counts = Map<string, number>;
@@ -29,7 +30,7 @@ function keyKind(input: unknown): string {
   return i.IndexName ? `(${i.IndexName})` : sk ? `(${String(sk).split("#")[0]})` : "";
 }
 
-function count(client: Stack, into: Counts, prefix: string, byKey: boolean) {
+export function count(client: Stack, into: Counts, prefix: string, byKey: boolean) {
   client.middlewareStack.add(
     (next, context) => (args) => {
       let name = `${prefix} ${(context.commandName ?? "?").replace(/Command$/, "")}`;
@@ -81,4 +82,46 @@ export function countCalls(regions: Region[], opts: { byKey?: boolean } = {}) {
         .sort((a, b) => b[1] - a[1]);
     },
   };
+}
+
+/**
+ * The calls a worker in its own process (`local/agent.ts`, started with `--import` of
+ * agent-calls.ts) made, read from the file it writes them to: as many rows as countCalls', with
+ * the same names; `perChange()` answers them from the mark on.
+ */
+export function countAgentCalls(name: string, file: string, signal: () => void) {
+  const read = async (): Promise<Counts> => {
+    // The agent rewrites the file when signalled; its sequence number says the answer is new.
+    const before = await readCounts(file);
+    signal();
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const now = await readCounts(file);
+      if (now.seq > before.seq) return now.counts;
+      if (Date.now() > deadline) throw new Error(`the agent did not report its calls to ${file}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  let marked: Counts = new Map();
+  return {
+    mark: async () => {
+      marked = await read();
+    },
+    async perChange(per: number): Promise<[string, number][]> {
+      const counts = await read();
+      return [...counts]
+        .map(([n, c]): [string, number] => [
+          `${name}: ${n}`,
+          Math.round(((c - (marked.get(n) ?? 0)) / per) * 100) / 100,
+        ])
+        .filter(([, n]) => n > 0);
+    },
+  };
+}
+
+async function readCounts(file: string): Promise<{ seq: number; counts: Counts }> {
+  const text = await readFile(file, "utf8").catch(() => "");
+  if (!text) return { seq: 0, counts: new Map() };
+  const { seq, counts } = JSON.parse(text) as { seq: number; counts: [string, number][] };
+  return { seq, counts: new Map(counts) };
 }

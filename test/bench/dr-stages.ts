@@ -171,13 +171,15 @@ export async function treeCpuMs(pid = process.pid, byName?: Map<string, number>)
       const name =
         p === pid
           ? "bench"
-          : cmd.includes("fauxqs")
-            ? "fauxqs"
-            : cmd.includes("qemu-img") || cmd.includes("node:readline")
-              ? "launcher, qemu-img"
-              : cmd.includes("DynamoDBLocal")
-                ? "dynamodb-local"
-                : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+          : cmd.includes("local/agent.ts")
+            ? "clone workers"
+            : cmd.includes("fauxqs")
+              ? "fauxqs"
+              : cmd.includes("qemu-img") || cmd.includes("node:readline")
+                ? "launcher, qemu-img"
+                : cmd.includes("DynamoDBLocal")
+                  ? "dynamodb-local"
+                  : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       byName?.set(name, (byName.get(name) ?? 0) + own);
       const tasks = await readdir(`/proc/${p}/task`);
       const kids = (

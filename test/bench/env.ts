@@ -3,10 +3,13 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { type Emulator, startDynamoDbLocal, startFauxqsProcess, waitFor } from "../../local/emulators.ts";
 import { preflight } from "../../local/preflight.ts";
-import { type Region, startRegion } from "../../local/region.ts";
+import { type Region, startRegion, type WorkerName, workerNames } from "../../local/region.ts";
+import { startAgent } from "../support/agent.ts";
+import { countAgentCalls, countCalls } from "./calls.ts";
 
 process.env.POWERTOOLS_LOG_LEVEL ??= "WARN";
 
@@ -39,10 +42,15 @@ export interface BenchEnv {
   dataDir: string;
   operatorKey: string;
   api: Api;
+  /** The calls of the region's every worker, in this process or apart (see calls.ts). */
+  countCalls(opts?: { byKey?: boolean }): {
+    mark(): Promise<void>;
+    perChange(per: number): Promise<[string, number][]>;
+  };
   stop(): Promise<void>;
 }
 
-export async function startBenchEnv(): Promise<BenchEnv> {
+export async function startBenchEnv(opts: { workersApart?: WorkerName[] } = {}): Promise<BenchEnv> {
   await preflight();
   const [dynamo, fauxqs] = await Promise.all([startDynamoDbLocal(), startFauxqsProcess()]);
   const dataDir = await mkdtemp(join(tmpdir(), "pristine-bench-"));
@@ -54,7 +62,22 @@ export async function startBenchEnv(): Promise<BenchEnv> {
     dataDir,
     operatorKey,
     cloneWorkerConcurrency: 4,
+    workers: workerNames.filter((w) => !opts.workersApart?.includes(w)),
   });
+  // Workers apart run as their own process (as each function is on Lambda), with the same
+  // concurrency, their calls counted there (agent-calls.ts).
+  const agentCallsFile = join(dataDir, "agent-calls.json");
+  const agent = opts.workersApart?.length
+    ? startAgent(
+        region,
+        opts.workersApart,
+        { BENCH_AGENT_CALLS_FILE: agentCallsFile },
+        {
+          concurrency: 4,
+          nodeArgs: ["--import", fileURLToPath(new URL("./agent-calls.ts", import.meta.url))],
+        },
+      )
+    : undefined;
   return {
     dynamo,
     fauxqs,
@@ -62,7 +85,24 @@ export async function startBenchEnv(): Promise<BenchEnv> {
     dataDir,
     operatorKey,
     api: apiOf(region),
+    countCalls(o = {}) {
+      const own = countCalls([region], o);
+      const apart = agent && countAgentCalls(region.name, agentCallsFile, () => agent.child.kill("SIGUSR2"));
+      return {
+        async mark() {
+          own.mark();
+          await apart?.mark();
+        },
+        async perChange(per: number) {
+          const sums = new Map(own.perChange(per));
+          for (const [n, c] of (await apart?.perChange(per)) ?? [])
+            sums.set(n, Math.round(((sums.get(n) ?? 0) + c) * 100) / 100);
+          return [...sums].sort((a, b) => b[1] - a[1]);
+        },
+      };
+    },
     async stop() {
+      await agent?.stop();
       await region.stop();
       await Promise.all([dynamo.stop(), fauxqs.stop()]);
       await rm(dataDir, { recursive: true, force: true });

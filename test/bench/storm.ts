@@ -4,12 +4,13 @@
  * grows under them and serves them in ticket order. Desktops are disks only (no VMs: the broker
  * and the storage model are measured, not guests' boots). Measured: the time until every user
  * has a desktop, each user's wait, and desktops provisioned per second during the storm against
- * a bare `qemu-img create -b` loop on the same replica, in the same run.
+ * a bare `qemu-img create -b` loop on the same replica, in the same run. The clone workers run as
+ * their own process (run.ts), as the clone-worker function does on Lambda; their calls and CPU are
+ * counted with the rest.
  */
 import { join } from "node:path";
 import { waitFor } from "../../local/emulators.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
-import { countCalls } from "./calls.ts";
 import { treeCpuMs } from "./dr-stages.ts";
 import { type BenchEnv, rawCloneLoopMs } from "./env.ts";
 import { percentile, printJson, printTable, round } from "./report.ts";
@@ -69,7 +70,8 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
 
   // The storm: user i arrives at i/users of the window.
   // What the region asks of DynamoDB and SQS during the storm, by command and kind of item.
-  const calls = countCalls([env.region], { byKey: true });
+  const calls = env.countCalls({ byKey: true });
+  await calls.mark();
   const cpuBefore = new Map<string, number>();
   await treeCpuMs(process.pid, cpuBefore);
   const stormStart = performance.now();
@@ -91,7 +93,7 @@ export async function benchStorm(env: BenchEnv): Promise<void> {
   // Looked at once a second: each look lists the pool's desktops, which the storm should not pay for.
   await waitFor("every user on a desktop", async () => (await counts()).ASSIGNED === users, 1_800_000, 1000);
   const allServedMs = performance.now() - stormStart;
-  const callsPerUser = calls.perChange(users);
+  const callsPerUser = await calls.perChange(users);
   const cpuAfter = new Map<string, number>();
   await treeCpuMs(process.pid, cpuAfter);
   // The storm's CPU per user, by process (every process of the bench: the region, the emulators).

@@ -18,8 +18,11 @@ export function startAgent(
   region: Region,
   workers: string[],
   env: Record<string, string> = {},
+  opts: { concurrency?: number; nodeArgs?: string[] } = {},
 ): AgentProcess {
-  const child = spawn(process.execPath, [agentEntry, "--workers", workers.join(",")], {
+  const args = [...(opts.nodeArgs ?? []), agentEntry, "--workers", workers.join(",")];
+  if (opts.concurrency !== undefined) args.push("--concurrency", String(opts.concurrency));
+  const child = spawn(process.execPath, args, {
     env: {
       ...process.env,
       ...configEnvironment(region.app.config),
