@@ -23,7 +23,29 @@ export const reservationUpdate = (table: string, r: Reservation) => ({
   },
 });
 
+/**
+ * The order in which to try a scope's slots: first those this process holds none of (starting at a
+ * random one, so that concurrent takers rarely try the same ones), then its own (free only if a
+ * lease of its own has expired). In a worker that runs many disk jobs at once, the first try is
+ * then nearly always a free slot. Only the order: each try is still a conditional write.
+ */
+export function slotOrder(slots: number, heldHere: ReadonlySet<number> | undefined): number[] {
+  const first = Math.floor(Math.random() * slots);
+  const all = Array.from({ length: slots }, (_, i) => (first + i) % slots);
+  if (!heldHere?.size) return all;
+  return [...all.filter((s) => !heldHere.has(s)), ...all.filter((s) => heldHere.has(s))];
+}
+
 export function datastoreRepository(t: Table): DatastoreRepository {
+  /** The slots of each scope that this process's disk jobs hold. */
+  const heldHere = new Map<string, Set<number>>();
+  const holding = (scope: string, slot: number, held: boolean) => {
+    const set = heldHere.get(scope) ?? new Set<number>();
+    if (held) set.add(slot);
+    else set.delete(slot);
+    if (set.size > 0) heldHere.set(scope, set);
+    else heldHere.delete(scope);
+  };
   return {
     async put(ds) {
       await t.doc.send(new PutCommand({ TableName: t.name, Item: entities.datastore.toItem(ds) }));
@@ -58,10 +80,7 @@ export function datastoreRepository(t: Table): DatastoreRepository {
     },
     async acquireSlot(scope, holder, slots, leaseMs) {
       const now = Date.now();
-      // Starting at a random slot, concurrent takers rarely try the same ones.
-      const first = Math.floor(Math.random() * slots);
-      for (let i = 0; i < slots; i++) {
-        const slot = (first + i) % slots;
+      for (const slot of slotOrder(slots, heldHere.get(scope))) {
         const leased = await t.tryPut(
           entities.diskSlot.toItem({
             scope,
@@ -76,11 +95,15 @@ export function datastoreRepository(t: Table): DatastoreRepository {
             values: { ":holder": holder, ":now": now },
           },
         );
-        if (leased.written) return slot;
+        if (leased.written) {
+          holding(scope, slot, true);
+          return slot;
+        }
       }
       return undefined;
     },
     async releaseSlot(scope, slot, holder) {
+      holding(scope, slot, false);
       await t.remove(keys.diskSlot(scope, slot), {
         expression: "holder = :holder",
         values: { ":holder": holder },
