@@ -146,10 +146,10 @@ interface SetResult {
 
 /**
  * A made disk waits for the set's next ones, to be handed over with them in one write, only while
- * disks are quick (linked clones: milliseconds); after one that took longer than this (a full
- * copy), what is made is handed over at once.
+ * disks are quick (linked clones: milliseconds, a few hundred on a busy machine); after one that
+ * took longer than this (a full copy: seconds), what is made is handed over at once.
  */
-const handOverAtOnceMs = 250;
+const handOverAtOnceMs = 1000;
 
 /**
  * The disk job proper, within its slots: take the set's desktops, build their disks one after the
