@@ -24,10 +24,11 @@ export const reservationUpdate = (table: string, r: Reservation) => ({
 });
 
 /**
- * The order in which to try a scope's slots: first those this process holds none of (starting at a
- * random one, so that concurrent takers rarely try the same ones), then its own (free only if a
- * lease of its own has expired). In a worker that runs many disk jobs at once, the first try is
- * then nearly always a free slot. Only the order: each try is still a conditional write.
+ * The order in which to try a scope's slots: first those this process neither holds nor is trying
+ * (starting at a random one, so that concurrent takers rarely try the same ones), then those (free
+ * only if a lease of its own has expired or a try fails). In a worker that runs many disk jobs at
+ * once, the first try is then nearly always a free slot. Only the order: each try is still a
+ * conditional write.
  */
 export function slotOrder(slots: number, heldHere: ReadonlySet<number> | undefined): number[] {
   const first = Math.floor(Math.random() * slots);
@@ -37,15 +38,17 @@ export function slotOrder(slots: number, heldHere: ReadonlySet<number> | undefin
 }
 
 export function datastoreRepository(t: Table): DatastoreRepository {
-  /** The slots of each scope that this process's disk jobs hold. */
-  const heldHere = new Map<string, Set<number>>();
-  const holding = (scope: string, slot: number, held: boolean) => {
-    const set = heldHere.get(scope) ?? new Set<number>();
-    if (held) set.add(slot);
-    else set.delete(slot);
-    if (set.size > 0) heldHere.set(scope, set);
+  /** The slots of each scope that this process's disk jobs hold or are trying, and by how many. */
+  const heldHere = new Map<string, Map<number, number>>();
+  const holding = (scope: string, slot: number, by: 1 | -1) => {
+    const counts = heldHere.get(scope) ?? new Map<number, number>();
+    const n = (counts.get(slot) ?? 0) + by;
+    if (n > 0) counts.set(slot, n);
+    else counts.delete(slot);
+    if (counts.size > 0) heldHere.set(scope, counts);
     else heldHere.delete(scope);
   };
+  const mine = (scope: string) => new Set(heldHere.get(scope)?.keys());
   return {
     async put(ds) {
       await t.doc.send(new PutCommand({ TableName: t.name, Item: entities.datastore.toItem(ds) }));
@@ -80,7 +83,7 @@ export function datastoreRepository(t: Table): DatastoreRepository {
     },
     async acquireSlot(scope, holder, slots, leaseMs) {
       const now = Date.now();
-      for (const slot of slotOrder(slots, heldHere.get(scope))) {
+      const leaseSlot = async (slot: number) => {
         const leased = await t.tryPut(
           entities.diskSlot.toItem({
             scope,
@@ -95,15 +98,27 @@ export function datastoreRepository(t: Table): DatastoreRepository {
             values: { ":holder": holder, ":now": now },
           },
         );
-        if (leased.written) {
-          holding(scope, slot, true);
-          return slot;
+        return leased.written;
+      };
+      const tried = new Set<number>();
+      for (;;) {
+        // Chosen again at each try: meanwhile other jobs of this process took or freed slots.
+        const slot = slotOrder(slots, mine(scope)).find((s) => !tried.has(s));
+        if (slot === undefined) return undefined;
+        tried.add(slot);
+        // Marked before the write, so that a concurrent take of this process tries another slot.
+        holding(scope, slot, 1);
+        let written = false;
+        try {
+          written = await leaseSlot(slot);
+        } finally {
+          if (!written) holding(scope, slot, -1);
         }
+        if (written) return slot;
       }
-      return undefined;
     },
     async releaseSlot(scope, slot, holder) {
-      holding(scope, slot, false);
+      holding(scope, slot, -1);
       await t.remove(keys.diskSlot(scope, slot), {
         expression: "holder = :holder",
         values: { ":holder": holder },
