@@ -202,7 +202,11 @@ export interface Desktop {
   createdAt?: string;
   /** When the disk was last made pristine (created, refreshed or recomposed). */
   pristineAt?: string;
-  /** When the latest disk job (provision, refresh, recompose) took the desktop: its worker's record. */
+  /**
+   * When the latest disk job (provision, refresh, recompose) took the desktop, and once its disk is
+   * made, when the job started on it (a set's desktops are built one after the other, each from its
+   * own start to its `pristineAt`): its worker's record.
+   */
   diskJobStartedAt?: string;
   sessionId?: string;
   userId?: string;

@@ -219,7 +219,7 @@ export interface DesktopRepository {
     desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "assignedUserId">,
     from: DesktopState,
     to: DesktopState,
-    changes?: Partial<Pick<Desktop, "error" | "lastSessionId" | "imageVersion" | "pristineAt" | "console">>,
+    changes?: Handover["changes"],
     fence?: DiskFence,
   ): Promise<boolean>;
   /**
@@ -232,6 +232,17 @@ export interface DesktopRepository {
     state: DesktopState,
     expect: DiskFence & { lastSessionId?: string },
   ): Promise<number | undefined>;
+  /**
+   * `takeForDiskJob` for a set of desktops (a pool's growth on one datastore), in one write where it
+   * can: answers each one's new generation, or undefined for one another job or a state change got
+   * first (the others are taken all the same).
+   */
+  takeManyForDiskJob(takes: DiskTake[]): Promise<(number | undefined)[]>;
+  /**
+   * Fenced transitions of a set's desktops, in one write where it can: answers whether each moved
+   * (one taken by a later job meanwhile does not; the others move all the same).
+   */
+  handOver(handovers: Handover[]): Promise<boolean[]>;
   /** Records that the host prepared the session's connection (while the desktop holds it). */
   markConnected(
     desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId">,
@@ -264,6 +275,24 @@ export interface DesktopRepository {
 /** The generation a disk job read (undefined: the desktop has never been fenced). */
 export interface DiskFence {
   generation: number | undefined;
+}
+
+/** One desktop of a disk job's take: what the job read of it (see `takeForDiskJob`). */
+export interface DiskTake {
+  desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId">;
+  state: DesktopState;
+  expect: DiskFence & { lastSessionId?: string };
+}
+
+/** One desktop of a disk job's handover: a transition fenced by the generation its job took. */
+export interface Handover {
+  desktop: Pick<Desktop, "tenantId" | "poolId" | "desktopId" | "assignedUserId">;
+  from: DesktopState;
+  to: DesktopState;
+  changes?: Partial<
+    Pick<Desktop, "error" | "lastSessionId" | "imageVersion" | "pristineAt" | "diskJobStartedAt" | "console">
+  >;
+  fence: DiskFence;
 }
 
 export interface SessionRepository {

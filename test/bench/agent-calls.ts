@@ -22,7 +22,7 @@ if (file) {
       const prefix = String(service)
         .toLowerCase()
         .replace(/^dynamodb.*/, "dynamodb");
-      count(this as never, counts, prefix, true);
+      count(this as never, counts, prefix, { byKey: true });
     }
     return (send as (...a: any[]) => any).apply(this, args);
   } as typeof send;

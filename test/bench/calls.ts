@@ -30,11 +30,27 @@ function keyKind(input: unknown): string {
   return i.IndexName ? `(${i.IndexName})` : sk ? `(${String(sk).split("#")[0]})` : "";
 }
 
-export function count(client: Stack, into: Counts, prefix: string, byKey: boolean) {
+/** Calls made under a function whose frame matches `frame` are counted apart, their names prefixed by `label`. */
+export interface Apart {
+  label: string;
+  frame: RegExp;
+}
+
+/** Whether the call being made runs under `apart.frame` (awaited callers are in V8's async stack). */
+function madeUnder(apart: Apart): boolean {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 60;
+  const stack = new Error().stack ?? "";
+  Error.stackTraceLimit = limit;
+  return apart.frame.test(stack);
+}
+
+export function count(client: Stack, into: Counts, prefix: string, opts: { byKey?: boolean; apart?: Apart }) {
   client.middlewareStack.add(
     (next, context) => (args) => {
       let name = `${prefix} ${(context.commandName ?? "?").replace(/Command$/, "")}`;
-      if (byKey && prefix === "dynamodb") name += keyKind((args as { input?: unknown }).input);
+      if (opts.byKey && prefix === "dynamodb") name += keyKind((args as { input?: unknown }).input);
+      if (opts.apart && madeUnder(opts.apart)) name = `${opts.apart.label} ${name}`;
       // BENCH_CALL_SITES=1: each call also names the domain function that made it (diagnosis).
       if (process.env.BENCH_CALL_SITES) name += ` ${callSite(new Error().stack ?? "")}`;
       into.set(name, (into.get(name) ?? 0) + 1);
@@ -53,14 +69,15 @@ function callSite(stack: string): string {
 }
 
 /**
- * Counts every region's DynamoDB and SQS calls (DynamoDB's by the kind of item too, with `byKey`);
- * `perChange()` answers the counts from the mark on.
+ * Counts every region's DynamoDB and SQS calls (DynamoDB's by the kind of item too, with `byKey`;
+ * those made under `apart`'s function by themselves); `perChange()` answers the counts from the
+ * mark on.
  */
-export function countCalls(regions: Region[], opts: { byKey?: boolean } = {}) {
+export function countCalls(regions: Region[], opts: { byKey?: boolean; apart?: Apart } = {}) {
   const byRegion = regions.map((r) => {
     const counts: Counts = new Map();
-    count(r.app.dynamodb as unknown as Stack, counts, "dynamodb", opts.byKey ?? false);
-    count(r.app.sqs as unknown as Stack, counts, "sqs", false);
+    count(r.app.dynamodb as unknown as Stack, counts, "dynamodb", opts);
+    count(r.app.sqs as unknown as Stack, counts, "sqs", { ...opts, byKey: false });
     return { name: r.name, counts };
   });
   const snapshot = () => byRegion.map((r) => ({ name: r.name, counts: new Map(r.counts) }));

@@ -15,6 +15,8 @@ import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
 import { prepareTenantImportFolder } from "../../shared/adapters/storage/image-import.ts";
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
+import { countCalls } from "./calls.ts";
+import { treeCpuMs } from "./dr-stages.ts";
 import { type BenchEnv, rawCloneLoopMs } from "./env.ts";
 import { printJson, printTable, round } from "./report.ts";
 
@@ -71,15 +73,43 @@ export async function benchClones(env: BenchEnv): Promise<void> {
   };
 
   const warmUp = await timedPool(1, "linked");
-  const linked = await timedPool(N, "linked");
 
-  // The bare loop: what qemu-img alone takes for the same N deltas on the same replica.
+  // The bare loop: what qemu-img alone takes for the same N deltas on the same replica, run before
+  // and after the timed pool (their mean is the baseline), so that the machine's drift during the
+  // run weighs on both sides alike.
   const paths = qcow2Paths(env.region.app.config.storage);
   const replica = paths.replica(
     { tenantId: tenant.tenantId, imageId: image.imageId, version: 1 },
     "ds-default",
   );
-  const rawMs = await rawCloneLoopMs(replica, join(env.dataDir, "raw-loop"), N);
+  const rawBeforeMs = await rawCloneLoopMs(replica, join(env.dataDir, "raw-before"), N);
+
+  // What the timed pool asks of DynamoDB and SQS, by command and kind of item; the bench's own
+  // look at the pool (GET /v1/pools/{poolId}: describePool) is counted apart.
+  const calls = countCalls([env.region], { byKey: true, apart: { label: "poll:", frame: /describePool/ } });
+  const cpuBefore = new Map<string, number>();
+  await treeCpuMs(process.pid, cpuBefore);
+  const linked = await timedPool(N, "linked");
+  const callRows = calls.perChange(N).map(([n, c]): [string, number] => [n.replace(/^[^:]*: /, ""), c]);
+  const cpuAfter = new Map<string, number>();
+  await treeCpuMs(process.pid, cpuAfter);
+  // CPU per clone, by process (the bench's own holds the region and its poll).
+  const cpuPerClone = [...cpuAfter]
+    .map(([name, ms]) => [name, round((ms - (cpuBefore.get(name) ?? 0)) / N, 1)] as const)
+    .filter(([, ms]) => ms > 0)
+    .sort((a, b) => b[1] - a[1]);
+
+  const rawAfterMs = await rawCloneLoopMs(replica, join(env.dataDir, "raw-after"), N);
+  const rawMs = (rawBeforeMs + rawAfterMs) / 2;
+  const polled = callRows.filter(([n]) => n.startsWith("poll:"));
+  const made = callRows.filter(([n]) => !n.startsWith("poll:"));
+  const sum = (rows: [string, number][]) =>
+    round(
+      rows.reduce((a, [, c]) => a + c, 0),
+      2,
+    );
+  const list = (rows: [string, number][]) =>
+    rows.map(([n, c]) => `${n.replace(/^poll: /, "")} ${round(c, 2)}`).join(", ");
 
   const full = await timedPool(fullClones, "full");
   const storage = (await env.api("GET", "/v1/storage", key)).body;
@@ -97,6 +127,10 @@ export async function benchClones(env: BenchEnv): Promise<void> {
     linkedMsPerClone: round(linkedMsPerClone),
     fullMsPerClone: round(fullMsPerClone),
     rawMsPerClone: round(rawMsPerClone),
+    rawBeforeMsPerClone: round(rawBeforeMs / N),
+    rawAfterMsPerClone: round(rawAfterMs / N),
+    callsPerClone: sum(made),
+    pollCallsPerClone: sum(polled),
     linkedBytes,
     fullBytes,
     linkedToRawRatio: round(linked.ms / rawMs, 3),
@@ -108,9 +142,19 @@ export async function benchClones(env: BenchEnv): Promise<void> {
     ["replica + 1 linked clone (warm-up, one-off)", `${round(warmUp.ms)} ms`],
     [`linked pool of ${N}: total`, `${round(linked.ms)} ms`],
     ["linked: per clone", `${round(linkedMsPerClone)} ms`],
-    [`raw qemu-img create -b loop of ${N}: total`, `${round(rawMs)} ms`],
-    ["raw: per clone", `${round(rawMsPerClone)} ms`],
+    [
+      `raw qemu-img create -b loop of ${N} before / after the linked pool`,
+      `${round(rawBeforeMs)} / ${round(rawAfterMs)} ms`,
+    ],
+    ["raw: per clone (mean of the two)", `${round(rawMsPerClone)} ms`],
     ["linked / raw (target <= 3)", figures.linkedToRawRatio],
+    ["linked: DynamoDB and SQS calls per clone", figures.callsPerClone],
+    ["linked: calls per clone, by command and kind of item", list(made)],
+    [
+      "the bench's poll of the pool (not above): calls per clone",
+      `${figures.pollCallsPerClone}: ${list(polled)}`,
+    ],
+    ["linked: CPU per clone, by process", cpuPerClone.map(([n, ms]) => `${n} ${ms} ms`).join(", ")],
     [`full pool of ${fullClones}: total`, `${round(full.ms)} ms`],
     ["full: per clone", `${round(fullMsPerClone)} ms`],
     ["linked pool bytes used (replica + deltas)", mib(linkedBytes)],

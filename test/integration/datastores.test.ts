@@ -131,6 +131,39 @@ describe("datastores", () => {
   });
 });
 
+describe("clone-storm cap slots", () => {
+  it("20 disk jobs of one worker take 20 slots of a cap of 20 at once, with one write each; the 21st finds none", async () => {
+    const slots = fx.r.region.app.ports.datastores;
+    const client = fx.r.region.app.dynamodb;
+    let puts = 0;
+    const name = "count-slot-puts";
+    client.middlewareStack.add(
+      (next, context) => (args) => {
+        if ((context as { commandName?: string }).commandName === "PutItemCommand") puts++;
+        return next(args);
+      },
+      { step: "initialize", name },
+    );
+    try {
+      const scope = `slots-${Date.now()}#provisioning`;
+      const taken = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => slots.acquireSlot(scope, `job-${i}`, 20, 60_000)),
+      );
+      expect(new Set(taken).size).toBe(20);
+      expect(puts).toBe(20);
+      // Every slot is held: another job tries each once and waits.
+      expect(await slots.acquireSlot(scope, "job-20", 20, 60_000)).toBeUndefined();
+      expect(puts).toBe(40);
+      // A freed slot is the next one's, at the first try.
+      await slots.releaseSlot(scope, taken[7] ?? -1, "job-7");
+      expect(await slots.acquireSlot(scope, "job-21", 20, 60_000)).toBe(taken[7]);
+      expect(puts).toBe(41);
+    } finally {
+      client.middlewareStack.remove(name);
+    }
+  });
+});
+
 describe("replicas", () => {
   it("20 concurrent provisions on a new datastore create its replica exactly once", async () => {
     const path = await registerDatastore(fx.r, "ds-fresh", 100);

@@ -49,3 +49,28 @@ export function loseFirst(
     return true;
   });
 }
+
+/**
+ * Sends transactions without the idempotency token the SDK gives each one. With the token, a
+ * retried transaction whose first attempt was applied is answered as done; without it (or after
+ * the token's ten minutes) the retry is a new request and fails its conditions though it took.
+ * This makes the second case happen on DynamoDB Local.
+ */
+export function withoutIdempotencyTokens(client: DynamoDBClient): { remove(): void } {
+  const name = `no-idempotency-tokens-${Math.random().toString(36).slice(2)}`;
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const request = (args as { request?: { body?: unknown } }).request;
+      const body =
+        request?.body instanceof Uint8Array ? Buffer.from(request.body).toString("utf8") : request?.body;
+      if (request && typeof body === "string" && body.includes('"ClientRequestToken"')) {
+        const { ClientRequestToken: _, ...rest } = JSON.parse(body);
+        request.body = JSON.stringify(rest);
+      }
+      return next(args);
+    },
+    // Before the body's length is set.
+    { step: "build", priority: "high", name },
+  );
+  return { remove: () => client.middlewareStack.remove(name) };
+}

@@ -27,7 +27,14 @@ export type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"
 /** Why each named item of a cancelled transaction refused: "ConditionalCheckFailed", "TransactionConflict", "None", ... */
 export type Reasons<N extends string> = Record<N, string>;
 
-export type TransactResult<N extends string> = { ok: true } | { ok: false; reasons: Reasons<N> };
+export type TransactResult<N extends string> =
+  | { ok: true }
+  | {
+      ok: false;
+      reasons: Reasons<N>;
+      /** Each item as it was where its condition failed and it asked for `ALL_OLD`. */
+      olds: Partial<Record<N, Record<string, unknown>>>;
+    };
 
 /**
  * Runs a transaction whose items are named, and answers why it was cancelled by those names
@@ -51,6 +58,12 @@ export async function transact<N extends string>(
     const reasons = Object.fromEntries(
       named.map(([name], i) => [name, codes[i]?.Code ?? "None"]),
     ) as Reasons<N>;
+    const olds = Object.fromEntries(
+      named.flatMap(([name], i) => {
+        const item = codes[i]?.Item;
+        return item ? [[name, unmarshall(item)]] : [];
+      }),
+    ) as Partial<Record<N, Record<string, unknown>>>;
     const all = Object.values<string>(reasons);
     if (
       (opts.conflictIsRetry ?? true) &&
@@ -58,7 +71,7 @@ export async function transact<N extends string>(
       !all.includes("ConditionalCheckFailed")
     )
       throw new RetryLater(`a write collided with another transaction (${named.map(([n]) => n).join(", ")})`);
-    return { ok: false, reasons };
+    return { ok: false, reasons, olds };
   }
 }
 

@@ -189,7 +189,7 @@ export const desktop = z
     pristineAt: timestamp.optional(),
     diskJobStartedAt: timestamp
       .optional()
-      .describe("when the latest disk job (provision, refresh, recompose) took the desktop"),
+      .describe("when the latest disk job (provision, refresh, recompose) started on the desktop"),
     sessionId: z.string().optional(),
     userId: z.string().optional(),
     sessionStartedAt: timestamp.optional(),

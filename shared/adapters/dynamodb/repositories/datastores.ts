@@ -23,7 +23,32 @@ export const reservationUpdate = (table: string, r: Reservation) => ({
   },
 });
 
+/**
+ * The order in which to try a scope's slots: first those this process neither holds nor is trying
+ * (starting at a random one, so that concurrent takers rarely try the same ones), then those (free
+ * only if a lease of its own has expired or a try fails). In a worker that runs many disk jobs at
+ * once, the first try is then nearly always a free slot. Only the order: each try is still a
+ * conditional write.
+ */
+export function slotOrder(slots: number, heldHere: ReadonlySet<number> | undefined): number[] {
+  const first = Math.floor(Math.random() * slots);
+  const all = Array.from({ length: slots }, (_, i) => (first + i) % slots);
+  if (!heldHere?.size) return all;
+  return [...all.filter((s) => !heldHere.has(s)), ...all.filter((s) => heldHere.has(s))];
+}
+
 export function datastoreRepository(t: Table): DatastoreRepository {
+  /** The slots of each scope that this process's disk jobs hold or are trying, and by how many. */
+  const heldHere = new Map<string, Map<number, number>>();
+  const holding = (scope: string, slot: number, by: 1 | -1) => {
+    const counts = heldHere.get(scope) ?? new Map<number, number>();
+    const n = (counts.get(slot) ?? 0) + by;
+    if (n > 0) counts.set(slot, n);
+    else counts.delete(slot);
+    if (counts.size > 0) heldHere.set(scope, counts);
+    else heldHere.delete(scope);
+  };
+  const mine = (scope: string) => new Set(heldHere.get(scope)?.keys());
   return {
     async put(ds) {
       await t.doc.send(new PutCommand({ TableName: t.name, Item: entities.datastore.toItem(ds) }));
@@ -58,42 +83,53 @@ export function datastoreRepository(t: Table): DatastoreRepository {
     },
     async acquireSlot(scope, holder, slots, leaseMs) {
       const now = Date.now();
-      const take = async (slot: number) =>
-        (
-          await t.tryPut(
-            entities.diskSlot.toItem({
-              scope,
-              slot,
-              holder,
-              leaseExpiresAtMs: now + leaseMs,
-              acquiredAt: new Date(now).toISOString(),
-            }),
-            {
-              expression:
-                "attribute_not_exists(pk) OR holder = :holder OR attribute_not_exists(leaseExpiresAtMs) OR leaseExpiresAtMs < :now",
-              values: { ":holder": holder, ":now": now },
-            },
-          )
-        ).written;
-      // A slot at random first (concurrent takers rarely pick the same one): below the cap it is
-      // usually free, and one write is all. Otherwise one read says which are free, and only those
-      // are tried: in a storm that reached its cap, a job costs two calls, not one per slot.
-      const first = Math.floor(Math.random() * slots);
-      if (await take(first)) return first;
-      const prefix = keys.diskSlotPrefix(scope);
-      const held = new Set(
-        (await t.byPrefix(entities.diskSlot, prefix.pk, prefix.sk))
-          .filter((s) => s.holder !== holder && s.leaseExpiresAtMs >= now)
-          .map((s) => s.slot),
-      );
-      const start = Math.floor(Math.random() * slots);
-      for (let i = 0; i < slots; i++) {
-        const slot = (start + i) % slots;
-        if (slot !== first && !held.has(slot) && (await take(slot))) return slot;
+      const leaseSlot = async (slot: number) => {
+        const leased = await t.tryPut(
+          entities.diskSlot.toItem({
+            scope,
+            slot,
+            holder,
+            leaseExpiresAtMs: now + leaseMs,
+            acquiredAt: new Date(now).toISOString(),
+          }),
+          {
+            expression:
+              "attribute_not_exists(pk) OR holder = :holder OR attribute_not_exists(leaseExpiresAtMs) OR leaseExpiresAtMs < :now",
+            values: { ":holder": holder, ":now": now },
+          },
+        );
+        return leased.written;
+      };
+      const tried = new Set<number>();
+      /** Held by others, as one read saw them after a first try failed (a cap that may be reached). */
+      let heldElsewhere: Set<number> | undefined;
+      for (;;) {
+        // Chosen again at each try: meanwhile other jobs of this process took or freed slots.
+        const slot = slotOrder(slots, mine(scope)).find((s) => !tried.has(s) && !heldElsewhere?.has(s));
+        if (slot === undefined) return undefined;
+        tried.add(slot);
+        // Marked before the write, so that a concurrent take of this process tries another slot.
+        holding(scope, slot, 1);
+        let written = false;
+        try {
+          written = await leaseSlot(slot);
+        } finally {
+          if (!written) holding(scope, slot, -1);
+        }
+        if (written) return slot;
+        // One read says which slots are held: at a reached cap a job costs two calls, not one per slot.
+        if (!heldElsewhere) {
+          const prefix = keys.diskSlotPrefix(scope);
+          heldElsewhere = new Set(
+            (await t.byPrefix(entities.diskSlot, prefix.pk, prefix.sk))
+              .filter((s) => s.holder !== holder && s.leaseExpiresAtMs >= now)
+              .map((s) => s.slot),
+          );
+        }
       }
-      return undefined;
     },
     async releaseSlot(scope, slot, holder) {
+      holding(scope, slot, -1);
       await t.remove(keys.diskSlot(scope, slot), {
         expression: "holder = :holder",
         values: { ":holder": holder },

@@ -1,15 +1,13 @@
-import { randomUUID } from "node:crypto";
-import { QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import { assertTransition } from "../../../domain/desktop-state.ts";
+import { QueryCommand } from "@aws-sdk/lib-dynamodb";
 import type { Desktop } from "../../../domain/model.ts";
 import type { DesktopRepository } from "../../../ports/index.ts";
 import { entities } from "../entities.ts";
-import { isConditionFailure, itemAtFailure, transact } from "../errors.ts";
+import { transact } from "../errors.ts";
 import { keys, watch } from "../keys.ts";
-import { assignments, type Table } from "../table.ts";
+import type { Table } from "../table.ts";
 import { freeIndex, watchIndex } from "../table-schema.ts";
+import * as writes from "./desktop-writes.ts";
 import { releaseUpdate } from "./quotas.ts";
-import { sessionActivityAttributes } from "./sessions.ts";
 
 /*
  * Where a desktop sits in the free index, and where a logon starts looking. Both follow the
@@ -41,16 +39,6 @@ export function desktopItem(d: Desktop) {
  * walk (read once a minute), never a correctness input: the claim itself is conditional.
  */
 const probeCursors = new Map<string, { next: number; size: Promise<number>; readAt: number }>();
-
-/** The fence's condition: the generation a job read (a desktop never fenced has none). */
-function generationIs(generation: number | undefined, values: Record<string, unknown>): string {
-  if (generation) {
-    values[":gen"] = generation;
-    return "generation = :gen";
-  }
-  values[":gen0"] = 0;
-  return "(attribute_not_exists(generation) OR generation = :gen0)";
-}
 
 export function desktopRepository(t: Table): DesktopRepository {
   const freeQuery = async (pk: string, condition: string, token: string, max: number) => {
@@ -116,109 +104,11 @@ export function desktopRepository(t: Table): DesktopRepository {
         found.push(...(await freeQuery(pk, `${freeIndex.sk} < :token`, token, limit - found.length)));
       return found;
     },
-    async transition(d, from, to, changes = {}, fence) {
-      assertTransition(from, to);
-      const fields = assignments(changes, "c");
-      const sets = ["#state = :to", "updatedAt = :now", ...fields.sets];
-      const removes: string[] = ["resentAt"];
-      const values: Record<string, unknown> = {
-        ":from": from,
-        ":to": to,
-        ":now": new Date().toISOString(),
-        ...fields.values,
-      };
-      const names: Record<string, string> = { "#state": "state", ...fields.names };
-      let condition = "#state = :from";
-      if (fence) {
-        condition += ` AND ${generationIs(fence.generation, values)}`;
-      }
-      // The watch index follows the state: a transitional state waits from now, others are not watched.
-      const watchPk = watch.desktopPartition(to, d.desktopId);
-      if (watchPk) {
-        sets.push(`${watchIndex.pk} = :wpk`, `${watchIndex.sk} = :now`);
-        values[":wpk"] = watchPk;
-      } else removes.push(watchIndex.pk, watchIndex.sk);
-      if (to === "AVAILABLE") {
-        // A dedicated desktop waits for its own user, who finds it through the owner item; a floating
-        // one goes back into the free index at its own place (its `spread`, set at creation).
-        if (!d.assignedUserId) {
-          sets.push(`${freeIndex.pk} = :free`, `${freeIndex.sk} = if_not_exists(spread, :spread)`);
-          values[":free"] = keys.freeDesktops(d.tenantId, d.poolId);
-          values[":spread"] = spreadToken();
-        }
-        removes.push(
-          "sessionId",
-          "userId",
-          "sessionStartedAt",
-          "connectedSessionId",
-          "#error",
-          ...sessionActivityAttributes,
-        );
-        names["#error"] = "error";
-      } else if (from === "AVAILABLE") {
-        removes.push(freeIndex.pk, freeIndex.sk);
-      }
-      // A VM being (re)started serves no screen until its agent says it is ready again.
-      if (to === "STARTING" && changes.console === undefined) removes.push("#console");
-      if (to === "STARTING" && changes.console === undefined) names["#console"] = "console";
-      try {
-        await t.doc.send(
-          new UpdateCommand({
-            TableName: t.name,
-            Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
-            UpdateExpression: `SET ${sets.join(", ")} REMOVE ${removes.join(", ")}`,
-            ConditionExpression: condition,
-            ExpressionAttributeNames: names,
-            ExpressionAttributeValues: values,
-            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
-          }),
-        );
-        return true;
-      } catch (err) {
-        // A fenced transition whose answer was lost finds itself done: the generation is its own.
-        const old = itemAtFailure(err);
-        if (old && fence && old.state === to && old.generation === fence.generation) return true;
-        if (isConditionFailure(err)) return false;
-        throw err;
-      }
-    },
-    async takeForDiskJob(d, state, expect) {
-      const next = (expect.generation ?? 0) + 1;
-      // Marks the take as this call's, so that a retried write that meets its own success knows it.
-      const token = randomUUID();
-      const values: Record<string, unknown> = {
-        ":state": state,
-        ":next": next,
-        ":token": token,
-        ":now": new Date().toISOString(),
-        ":wpk": watch.desktopPartition(state, d.desktopId) ?? watch.partition("TRANSIT", d.desktopId),
-      };
-      let condition = `#state = :state AND ${generationIs(expect.generation, values)}`;
-      if (expect.lastSessionId !== undefined) {
-        condition += " AND lastSessionId = :sid";
-        values[":sid"] = expect.lastSessionId;
-      }
-      try {
-        await t.doc.send(
-          new UpdateCommand({
-            TableName: t.name,
-            Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
-            // A taken desktop waits again from now (a disk job is a transitional state's work).
-            UpdateExpression: `SET generation = :next, takenBy = :token, updatedAt = :now, diskJobStartedAt = :now, ${watchIndex.pk} = :wpk, ${watchIndex.sk} = :now REMOVE resentAt`,
-            ConditionExpression: condition,
-            ExpressionAttributeNames: { "#state": "state" },
-            ExpressionAttributeValues: values,
-            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
-          }),
-        );
-        return next;
-      } catch (err) {
-        if (itemAtFailure(err)?.takenBy === token) return next;
-        // Another delivery of the job (or a later job) took it first, or the desktop moved on.
-        if (isConditionFailure(err)) return undefined;
-        throw err;
-      }
-    },
+    transition: (d, from, to, changes = {}, fence) =>
+      writes.transition(t, d, from, to, changes, fence, spreadToken),
+    takeForDiskJob: (d, state, expect) => writes.takeForDiskJob(t, d, state, expect),
+    takeManyForDiskJob: (takes) => writes.takeMany(t, takes),
+    handOver: (handovers) => writes.handOverMany(t, handovers, spreadToken),
     markConnected: (d, sessionId) =>
       t.tryUpdate({
         Key: keys.desktop(d.tenantId, d.poolId, d.desktopId),
