@@ -7,27 +7,17 @@
 import { afterEach, beforeAll, expect, it } from "vitest";
 import { reconcile } from "../../shared/domain/reconcile.ts";
 import { setCheckpointHook } from "../../shared/faults.ts";
-import { type Job, jobTap } from "../support/job-tap.ts";
-import { expectStatus, readyImage, run, useTenantRegion, waitFor } from "./harness.ts";
+import type { Job } from "../support/job-tap.ts";
+import { expectStatus, run, tapCloneWorker, useTenantRegion, waitFor } from "./harness.ts";
 
 const fx = useTenantRegion({
   region: { workers: ["logoff", "user-data", "replication"], reconcileEveryMs: 0 },
 });
-let tap: ReturnType<typeof jobTap>;
+let tap: Awaited<ReturnType<typeof tapCloneWorker>>["tap"];
 let imageId: string;
 
 beforeAll(async () => {
-  tap = jobTap(fx.r.region, "clone-worker");
-  // Publishing runs through the clone worker too: deliver its job while waiting.
-  const ready = readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 16 });
-  await waitFor("image imported", async () => {
-    await tap.drain();
-    return (await Promise.race([
-      ready.then(() => true),
-      new Promise((r) => setTimeout(() => r(false), 50)),
-    ])) as boolean;
-  });
-  ({ imageId } = await ready);
+  ({ tap, imageId } = await tapCloneWorker(fx));
 });
 afterEach(() => setCheckpointHook(undefined));
 

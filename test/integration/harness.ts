@@ -12,6 +12,7 @@ import { prepareTenantImportFolder } from "../../shared/adapters/storage/image-i
 import { qcow2Paths } from "../../shared/adapters/storage/qcow2-driver.ts";
 import { createApp } from "../../shared/app.ts";
 import { assertMatchesContract } from "../support/contract.ts";
+import { jobTap } from "../support/job-tap.ts";
 
 export const run = promisify(execFile);
 export { waitFor };
@@ -296,4 +297,22 @@ export function recordingApp(config: Region["app"]["config"]) {
     app.dynamodb.destroy();
   };
   return { app, calls, close };
+}
+
+/**
+ * The region's clone worker run only through the test's hands (its queue tapped), and a 16 MiB
+ * image published through it: the tests then decide which delivery of a disk job runs when.
+ */
+export async function tapCloneWorker(fx: { r: TestRegion; tenant: { key: string } }) {
+  const tap = jobTap(fx.r.region, "clone-worker");
+  // Publishing runs through the clone worker too: deliver its job while waiting.
+  const ready = readyImage(fx.r, fx.tenant.key, { blankSizeMiB: 16 });
+  await waitFor("image imported", async () => {
+    await tap.drain();
+    return (await Promise.race([
+      ready.then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 50)),
+    ])) as boolean;
+  });
+  return { tap, imageId: (await ready).imageId as string };
 }
