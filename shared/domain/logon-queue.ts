@@ -24,7 +24,7 @@ type QueuePorts = Pick<
 >;
 
 /** Time-ordered ids (ms, then a random tail): tickets sort in the order they were made. */
-const newTicketId = (at: Date) =>
+export const newTicketId = (at: Date) =>
   `tkt-${at.getTime().toString(36).padStart(9, "0")}-${randomBytes(4).toString("hex")}`;
 
 async function describe(ports: Pick<Ports, "logonQueue">, ticket: LogonTicket): Promise<QueuedLogon> {
@@ -84,7 +84,21 @@ export async function queueLogon<R = never>(
       if (mine?.state === "WAITING") return describe(ports, await expireIfDue(ports, mine));
       throw noDesktopAvailable(poolId);
     };
-    const enqueue = (limit: number) => ports.logonQueue.enqueue(ticket, limit, held?.ticketId, { unlessOn });
+    const enqueue = async (limit: number) => {
+      for (let tries = 1; ; tries++) {
+        const outcome = await ports.logonQueue.enqueue(ticket, limit, held?.ticketId, { unlessOn });
+        if (outcome !== "behind") return outcome;
+        if (tries === 5) return "raced";
+        // The server serves tickets past this one's time (its write came late): it joins the line's
+        // end, as made now, never before tickets already served. A little later each time: a clock
+        // a few milliseconds behind the server's page catches up.
+        await new Promise((r) => setTimeout(r, 10 * 2 ** tries));
+        const later = ports.clock.now();
+        ticket.ticketId = newTicketId(later);
+        ticket.createdAt = later.toISOString();
+        ticket.validUntil = new Date(later.getTime() + s.ticketTimeoutSeconds * 1000).toISOString();
+      }
+    };
     // The pool's size bounds the users on: while it leaves room beside the line, nothing is counted
     // (a storm's every logon would otherwise read all the pool's desktops); near maxSize, they are.
     // A line the caller saw too long for that bound is counted at once (the write would be refused).
@@ -179,7 +193,15 @@ async function serveInOrder(ports: QueuePorts, tenantId: string, poolId: string)
   try {
     for (let page = 0; page < 100; page++) {
       await Promise.all(followUps.splice(0));
-      const heads = await ports.logonQueue.oldestWaiting(tenantId, poolId, servePage);
+      const page = await ports.logonQueue.oldestWaiting(tenantId, poolId, servePage);
+      const last = page.at(-1);
+      if (!last) break;
+      // Fenced, then read again: a ticket made before the page's last but written after the first
+      // read is in the page now, and any written after the fence joins behind it (strict order).
+      await ports.logonQueue.fenceServing(tenantId, poolId, last.ticketId);
+      const heads = (await ports.logonQueue.oldestWaiting(tenantId, poolId, servePage)).filter(
+        (h) => h.ticketId <= last.ticketId,
+      );
       if (heads.length === 0) break;
       if (await servePageInOrder(ports, tenantId, poolId, heads, followUps, () => served++)) break;
     }

@@ -66,14 +66,17 @@ export interface LogonQueueRepository {
    * Queues the ticket unless `limit` tickets already wait (full), or the user's latest ticket is no
    * longer `replaces` (raced: another logon of the user queued one first). Without `replaces`, the
    * user must hold no ticket whose time runs beyond this one's making (raced otherwise: read it).
-   * With `unlessOn`, nor any session in the pool: "on" when the user's lock is there.
+   * With `unlessOn`, nor any session in the pool: "on" when the user's lock is there. "behind": the
+   * server already serves tickets past this one's id (its write came late): it needs a later id.
    */
   enqueue(
     ticket: LogonTicket,
     limit: number,
     replaces: string | undefined,
     opts?: { unlessOn?: boolean },
-  ): Promise<"queued" | "full" | "raced" | "on">;
+  ): Promise<"queued" | "full" | "raced" | "on" | "behind">;
+  /** From now on no ticket with an id up to `ticketId` joins the line (the server's page). */
+  fenceServing(tenantId: string, poolId: string, ticketId: string): Promise<void>;
   get(tenantId: string, poolId: string, ticketId: string): Promise<LogonTicket | undefined>;
   /** The oldest waiting tickets, oldest first. */
   oldestWaiting(tenantId: string, poolId: string, limit: number): Promise<LogonTicket[]>;

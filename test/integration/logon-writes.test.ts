@@ -13,6 +13,7 @@ import { PutCommand } from "@aws-sdk/lib-dynamodb";
 import { describe, expect, it } from "vitest";
 import { documentClient } from "../../shared/adapters/dynamodb/client.ts";
 import { entities } from "../../shared/adapters/dynamodb/entities.ts";
+import { newTicketId } from "../../shared/domain/logon-queue.ts";
 import { newSession } from "../../shared/domain/sessions.ts";
 import { attachUserData } from "../../shared/domain/user-data.ts";
 import { loseFirst } from "../support/lost-responses.ts";
@@ -192,6 +193,32 @@ describe("a ticket made without reading the user's first", () => {
     );
     expect(expectStatus(await logon(poolId, "fay"), 202).ticketId).toBe(ticket.ticketId);
     expect(await ports().logonQueue.waiting(fx.tenant.tenantId, poolId)).toBe(1);
+  });
+
+  it("a ticket whose write lands after the server served past its time joins the line's end", async () => {
+    const poolId = await stuckPool("no-room-3", 5, 60);
+    const first = expectStatus(await logon(poolId, "ivy"), 202);
+    const queue = ports().logonQueue;
+    // The server reads a page through a ticket made a little from now, and fences it.
+    const fence = newTicketId(new Date(Date.now() + 80));
+    await queue.fenceServing(fx.tenant.tenantId, poolId, fence);
+    // A ticket made before the fence (its write came late) is refused, changing nothing.
+    const late = {
+      ...ref("joe"),
+      poolId,
+      ticketId: newTicketId(new Date(Date.now() - 1000)),
+      state: "WAITING" as const,
+      createdAt: new Date().toISOString(),
+      validUntil: new Date(Date.now() + 60_000).toISOString(),
+    };
+    expect(await queue.enqueue(late, 5, undefined)).toBe("behind");
+    expect(await queue.waiting(fx.tenant.tenantId, poolId)).toBe(1);
+    // A logon whose first ticket id is behind the fence gets a later one, behind the page.
+    const next = expectStatus(await logon(poolId, "kim"), 202);
+    expect(next.ticketId > fence).toBe(true);
+    expect(next.ticketId > first.ticketId).toBe(true);
+    const line = await queue.oldestWaiting(fx.tenant.tenantId, poolId, 10);
+    expect(line.map((t) => t.userId)).toEqual(["ivy", "kim"]);
   });
 
   it("replaces a ticket whose time ran out; the old one expires and the line's count stays true", async () => {

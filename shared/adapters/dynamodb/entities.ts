@@ -104,6 +104,8 @@ export interface LogonQueue {
   tenantId: string;
   poolId: string;
   waiting: number;
+  /** The last ticket id of the page the server serves: no ticket joins at or before it. */
+  servingThrough?: string;
 }
 
 /** The user's latest ticket in a pool: asking again while it waits gets the same ticket. */

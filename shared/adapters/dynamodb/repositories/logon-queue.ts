@@ -30,20 +30,34 @@ async function retryConflicts<N extends string>(run: () => Promise<TransactResul
  * Every change of a ticket's state moves the count in the same transaction.
  */
 export function logonQueueRepository(t: Table): LogonQueueRepository {
-  const queueUpdate = (tenantId: string, poolId: string, delta: number, limit?: number) => ({
+  /**
+   * The line's count moves by `delta`. A new ticket (`limit`) joins only while fewer than `limit`
+   * wait, and only if its id is past `servingThrough`: the server fences the page it serves, so a
+   * ticket whose write lands late never sorts before tickets already served.
+   */
+  const queueUpdate = (
+    tenantId: string,
+    poolId: string,
+    delta: number,
+    limit?: number,
+    ticketId?: string,
+  ) => ({
     Update: {
       TableName: t.name,
       Key: keys.logonQueue(tenantId, poolId),
       UpdateExpression: "SET entity = :e, tenantId = :t, poolId = :p ADD waiting :d",
       ...(limit === undefined
         ? {}
-        : { ConditionExpression: "attribute_not_exists(waiting) OR waiting < :limit" }),
+        : {
+            ConditionExpression:
+              "(attribute_not_exists(waiting) OR waiting < :limit) AND (attribute_not_exists(servingThrough) OR servingThrough < :id)",
+          }),
       ExpressionAttributeValues: {
         ":e": entities.logonQueue.name,
         ":t": tenantId,
         ":p": poolId,
         ":d": delta,
-        ...(limit === undefined ? {} : { ":limit": limit }),
+        ...(limit === undefined ? {} : { ":limit": limit, ":id": ticketId ?? "" }),
       },
     },
   });
@@ -101,7 +115,7 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
         transact(
           t.doc,
           {
-            queue: queueUpdate(tenantId, poolId, 1, limit),
+            queue: queueUpdate(tenantId, poolId, 1, limit, ticketId),
             ticket: {
               Put: {
                 TableName: t.name,
@@ -139,8 +153,19 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
       // A user on reconnects, and one who holds a waiting ticket gets it, even when the line is full.
       if (conditionFailed(result.reasons, "session")) return "on";
       if (conditionFailed(result.reasons, "user")) return "raced";
-      if (conditionFailed(result.reasons, "queue")) return "full";
+      if (conditionFailed(result.reasons, "queue")) {
+        const q = await t.get(entities.logonQueue, keys.logonQueue(tenantId, poolId));
+        return q?.servingThrough !== undefined && q.servingThrough >= ticketId ? "behind" : "full";
+      }
       return "raced";
+    },
+    async fenceServing(tenantId, poolId, ticketId) {
+      await t.tryUpdate({
+        Key: keys.logonQueue(tenantId, poolId),
+        UpdateExpression: "SET servingThrough = :id",
+        ConditionExpression: "attribute_not_exists(servingThrough) OR servingThrough < :id",
+        ExpressionAttributeValues: { ":id": ticketId },
+      });
     },
     async oldestWaiting(tenantId, poolId, limit) {
       const out = await t.doc.send(
