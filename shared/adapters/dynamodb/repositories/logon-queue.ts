@@ -31,7 +31,7 @@ async function retryConflicts<N extends string>(run: () => Promise<TransactResul
  */
 export function logonQueueRepository(t: Table): LogonQueueRepository {
   /**
-   * The line's count moves by `delta`. A new ticket (`limit`) joins only while fewer than `limit`
+   * The line's count moves by `delta`. A ticket `joining` gets in only while fewer than its `limit`
    * wait, and only if its id is past `servingThrough`: the server fences the page it serves, so a
    * ticket whose write lands late never sorts before tickets already served.
    */
@@ -39,25 +39,24 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
     tenantId: string,
     poolId: string,
     delta: number,
-    limit?: number,
-    ticketId?: string,
+    joining?: { limit: number; ticketId: string },
   ) => ({
     Update: {
       TableName: t.name,
       Key: keys.logonQueue(tenantId, poolId),
       UpdateExpression: "SET entity = :e, tenantId = :t, poolId = :p ADD waiting :d",
-      ...(limit === undefined
-        ? {}
-        : {
+      ...(joining
+        ? {
             ConditionExpression:
               "(attribute_not_exists(waiting) OR waiting < :limit) AND (attribute_not_exists(servingThrough) OR servingThrough < :id)",
-          }),
+          }
+        : {}),
       ExpressionAttributeValues: {
         ":e": entities.logonQueue.name,
         ":t": tenantId,
         ":p": poolId,
         ":d": delta,
-        ...(limit === undefined ? {} : { ":limit": limit, ":id": ticketId ?? "" }),
+        ...(joining ? { ":limit": joining.limit, ":id": joining.ticketId } : {}),
       },
     },
   });
@@ -115,7 +114,7 @@ export function logonQueueRepository(t: Table): LogonQueueRepository {
         transact(
           t.doc,
           {
-            queue: queueUpdate(tenantId, poolId, 1, limit, ticketId),
+            queue: queueUpdate(tenantId, poolId, 1, { limit, ticketId }),
             ticket: {
               Put: {
                 TableName: t.name,
