@@ -12,9 +12,10 @@ import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
 import { type Region, startRegion } from "../../local/region.ts";
 import { countCalls } from "./calls.ts";
+import { dataPathBaseline } from "./dr-pipeline.ts";
 import { treeCpuMs, watchStages } from "./dr-stages.ts";
 import type { BenchEnv } from "./env.ts";
-import { percentile, printJson, printTable, round } from "./report.ts";
+import { percentile, printJson, printTable, round, runLimited } from "./report.ts";
 
 const run = promisify(execFile);
 const N = Number(process.env.BENCH_DR_USERS ?? 100);
@@ -31,15 +32,15 @@ async function api(region: Region, method: string, path: string, key: string, bo
   return text ? JSON.parse(text) : undefined;
 }
 
-/** Runs `fn` over `items` with at most `limit` at a time. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>) {
-  const queue = [...items];
-  await Promise.all(
-    Array.from({ length: limit }, async () => {
-      for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
-    }),
-  );
-}
+/** A session's change: ~8 MiB of scattered 1 MiB writes, as qemu-io commands. */
+const sessionWrites = Array.from({ length: 8 }, (_, i) => [
+  "-c",
+  `write -P ${(i % 250) + 1} ${i * 64}M 1M`,
+]).flat();
+
+/** CPU per change by process, between two readings of the process tree. */
+const perChange = (after: Map<string, number>, before: Map<string, number>) =>
+  Object.fromEntries([...after].map(([name, ms]) => [name, Math.round((ms - (before.get(name) ?? 0)) / N)]));
 
 /** The size of one full desktop: a golden image holding 2 GiB of written data. */
 async function desktopBytes(dir: string): Promise<number> {
@@ -118,13 +119,9 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       250,
     );
     // Each session changes ~8 MiB of its user's disk (scattered 1 MiB writes).
-    await pool(sessions, 4, async (s) => {
+    await runLimited(sessions, 4, async (s) => {
       const overlay = userDataStore.overlayPath({ tenantId, userId: s.userId }, s.sessionId);
-      const writes = Array.from({ length: 8 }, (_, i) => [
-        "-c",
-        `write -P ${(i % 250) + 1} ${i * 64}M 1M`,
-      ]).flat();
-      await run("qemu-io", ["-f", "qcow2", ...writes, overlay]);
+      await run("qemu-io", ["-f", "qcow2", ...sessionWrites, overlay]);
     });
 
     const attachedMs = performance.now() - logonStarted;
@@ -158,9 +155,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     const callsPerChange = calls.perChange(N);
     const replicated = (await userData.list(tenantId)).filter((u) => u.replicatedVersion >= 1).length;
     if (replicated !== N) throw new Error(`${replicated} of ${N} users replicated in the table`);
-    const cpuPerChangeByProcess = Object.fromEntries(
-      [...cpuByName].map(([name, ms]) => [name, Math.round((ms - (cpuByNameBefore.get(name) ?? 0)) / N)]),
-    );
+    const cpuPerChangeByProcess = perChange(cpuByName, cpuByNameBefore);
     const shipped = (await userData.listChanges(tenantId)).filter((c) => c.origin === primary.name);
     const applied = (await dr.app.ports.userData.listChanges(tenantId)).filter((c) => c.replicatedAt);
     const rpos = applied
@@ -187,6 +182,21 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       250,
     );
 
+    // The same changes through the data path alone, with the emulators warm: RPO's floor here.
+    const dataPathCpuBefore = new Map<string, number>();
+    await treeCpuMs(process.pid, dataPathCpuBefore);
+    const dataPath = await dataPathBaseline({
+      dir: join(dataDir, "data-path"),
+      peer: primary.app.ports.peer as NonNullable<typeof primary.app.ports.peer>,
+      inbox: dr.app.ports.inbox,
+      users: N,
+      concurrency: Number(process.env.BENCH_DR_DATA_PATH_CONCURRENCY ?? 8),
+      sizeBytes: primary.app.config.dr?.userDataSizeBytes ?? 1024 ** 3,
+      writes: sessionWrites,
+    });
+    const dataPathCpu = new Map<string, number>();
+    await treeCpuMs(process.pid, dataPathCpu);
+
     const figures = {
       bench: "dr",
       bytesShippedPerLogoff: Math.round(bytesShippedPerLogoff),
@@ -202,6 +212,16 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       cpuMsPerChange: Math.round(windowCpuMs / N),
       coresUsed: round(windowCpuMs / windowMs, 2),
       cpuPerChangeByProcess,
+      // All N changes through the data path alone (no control plane), and RPO p99 against it.
+      dataPathMs: Math.round(dataPath.totalMs),
+      dataPathEachP50Ms: Math.round(
+        percentile(
+          [...dataPath.eachMs].sort((a, b) => a - b),
+          50,
+        ),
+      ),
+      dataPathCpuPerChangeByProcess: perChange(dataPathCpu, dataPathCpuBefore),
+      rpoP99ToDataPathRatio: round(percentile(rpos, 99) / dataPath.totalMs, 2),
       drillToProvisionRatio: round((report.rtoAllLogonsMs as number) / provisionMs, 2),
       stagesMs: Object.fromEntries(stages.table().map(([label, p50, p99]) => [label, [p50, p99]])),
     };
@@ -214,6 +234,9 @@ export async function benchDr(env: BenchEnv): Promise<void> {
         ["full desktop, 2 GiB written (bytes)", figures.desktopBytes],
         ["desktop / shipped (target >= 100)", figures.desktopToShippedRatio],
         ["RPO logoff -> verified in DR p50 / p99 (ms)", `${figures.rpoP50Ms} / ${figures.rpoP99Ms}`],
+        [`data path alone: ${N} changes committed, shipped, applied (ms)`, figures.dataPathMs],
+        ["  one change through it alone, p50 (ms)", figures.dataPathEachP50Ms],
+        ["RPO p99 / data path alone (what the control plane adds)", figures.rpoP99ToDataPathRatio],
         [
           `drill: ${N}-desktop pool, first / all users on with data (ms)`,
           `${report.rtoFirstLogonMs} / ${report.rtoAllLogonsMs}`,

@@ -26,3 +26,13 @@ export function printTable(title: string, rows: [string, string | number][]): vo
 export function printJson(figures: Record<string, unknown>): void {
   console.log(JSON.stringify(figures));
 }
+
+/** Runs `fn` over `items` with at most `limit` at a time. */
+export async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>) {
+  const queue = [...items];
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
+    }),
+  );
+}
