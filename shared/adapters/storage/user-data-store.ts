@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { UserDataRef } from "../../domain/dr-model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
@@ -22,6 +22,24 @@ async function rebaseUnsafe(file: string, backing: string) {
   if (await setQcow2Backing(file, backing)) return;
   await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", backing, file]);
 }
+
+/** qemu-img's `--image-opts` value: commas in a value are doubled. */
+const optionValue = (v: string) => v.replaceAll(",", ",,");
+
+/**
+ * `delta` with `base` as its backing file, whatever its header names. The delta is opened without
+ * a lock: a commit only reads it (-d), and a duplicate run of the same job reads it at once.
+ */
+const commitOptions = (delta: string, base: string) =>
+  [
+    "driver=qcow2",
+    "file.driver=file",
+    "file.locking=off",
+    `file.filename=${optionValue(delta)}`,
+    "backing.driver=qcow2",
+    "backing.file.driver=file",
+    `backing.file.filename=${optionValue(base)}`,
+  ].join(",");
 
 /** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
@@ -75,14 +93,18 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     return made;
   }
 
-  /** Builds `target` = the disk `from` + delta, verifies nothing, returns its content checksum. */
-  async function buildDisk(from: string, deltaCopy: string, target: string) {
+  /**
+   * Builds `target` = the disk `from` + `delta` in a temporary file, verifies nothing, returns its
+   * content checksum. The delta is only read: qemu-img is told the copy is its backing file
+   * (instead of that being written into the delta's header), so the delta stays as it was, and
+   * runs of the same build at once each write their own copy.
+   */
+  async function buildDisk(from: string, delta: string, target: string) {
     const tmp = tmpName(target);
     try {
       await cloneFile(from, tmp);
-      await rebaseUnsafe(deltaCopy, tmp);
       // -d keeps the delta intact: it is the artifact that is shipped to the peer region.
-      await qemuImg(["commit", "-q", "-d", deltaCopy]);
+      await qemuImg(["commit", "-q", "-d", "--image-opts", commitOptions(delta, tmp)]);
       const sha256 = await contentSha256(tmp);
       return { tmp, target, sha256 };
     } catch (err) {
@@ -135,17 +157,23 @@ export function qcow2UserDataStore(root: string): UserDataStore {
 
     async commitOverlay(ref, sessionId, fromVersion) {
       const to = fromVersion + 1;
+      const base = paths.disk(ref, fromVersion);
+      const overlay = paths.overlay(ref, sessionId);
       const delta = paths.delta(ref, to);
       await mkdir(dirname(delta), { recursive: true });
+      const built = await buildDisk(base, overlay, paths.disk(ref, to));
+      // The session's overlay, which nothing writes any more, is the delta: a second name for the
+      // same file rather than a copy. It points at the version it applies to, a valid chain here.
       const deltaTmp = tmpName(delta);
       try {
-        await copyFile(paths.overlay(ref, sessionId), deltaTmp);
-        const built = await buildDisk(paths.disk(ref, fromVersion), deltaTmp, paths.disk(ref, to));
-        // The artifact points at the version it applies to, a valid chain on this host.
-        await rebaseUnsafe(deltaTmp, paths.disk(ref, fromVersion));
+        await link(overlay, deltaTmp);
+        await rebaseUnsafe(deltaTmp, base);
         await rename(deltaTmp, delta);
         await rename(built.tmp, built.target);
         return { sha256: built.sha256, deltaBytes: (await stat(delta)).size };
+      } catch (err) {
+        await rm(built.tmp, { force: true });
+        throw err;
       } finally {
         await rm(deltaTmp, { force: true });
       }
@@ -200,15 +228,9 @@ export function qcow2UserDataStore(root: string): UserDataStore {
       const target = paths.fork(ref, forkId);
       if (await exists(target)) return contentSha256(target);
       await mkdir(dirname(target), { recursive: true });
-      const overlayCopy = tmpName(target);
-      try {
-        await copyFile(paths.overlay(ref, sessionId), overlayCopy);
-        const built = await buildDisk(paths.disk(ref, fromVersion), overlayCopy, target);
-        await rename(built.tmp, target);
-        return built.sha256;
-      } finally {
-        await rm(overlayCopy, { force: true });
-      }
+      const built = await buildDisk(paths.disk(ref, fromVersion), paths.overlay(ref, sessionId), target);
+      await rename(built.tmp, target);
+      return built.sha256;
     },
 
     async overlayFromFork(ref, forkId, sessionId, version) {
