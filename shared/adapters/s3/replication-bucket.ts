@@ -1,10 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { type Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import type { Readable } from "node:stream";
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { Upload } from "@aws-sdk/lib-storage";
@@ -12,6 +11,7 @@ import type { TransferSettings } from "../../config.ts";
 import type { ReplicationMessage } from "../../messages/replication.ts";
 import type { PeerRegion, ReplicaInbox } from "../../ports/index.ts";
 import { sendJson } from "../sqs/queue.ts";
+import { writeStreamToFile } from "../storage/file-writes.ts";
 
 const MiB = 1024 * 1024;
 /** S3's smallest part (but the last); 16 MiB parts reach S3's 10,000-part cap at about 156 GiB. */
@@ -95,18 +95,6 @@ export function s3PeerRegion(opts: {
   };
 }
 
-/** Refuses a stream once more than `limit` bytes went through it. */
-function capped(limit: number, key: string) {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      seen += chunk.length;
-      if (seen > limit) done(new Error(tooLarge(key, limit)));
-      else done(null, chunk);
-    },
-  });
-}
-
 const tooLarge = (key: string, limit: number) =>
   `${key} is larger than the temporary storage limit (${limit} B): give it a destination`;
 
@@ -131,9 +119,11 @@ export function s3ReplicaInbox(s3: S3Client, bucket: string, transfer: TransferS
       const partial = `${path}.${randomBytes(6).toString("hex")}.part`;
       await mkdir(dirname(path), { recursive: true });
       try {
-        // flush: the file is fsynced before it is closed, so the rename publishes a whole file.
-        const sink = createWriteStream(partial, { flush: opts.sync !== false });
-        await (staged ? pipeline(body, capped(limit, key), sink) : pipeline(body, sink));
+        // Synced (unless the caller checks the file by checksum), so the rename publishes a whole file.
+        await writeStreamToFile(body, partial, {
+          sync: opts.sync !== false,
+          ...(staged ? { limit, tooLarge: () => new Error(tooLarge(key, limit)) } : {}),
+        });
         await rename(partial, path);
       } catch (err) {
         body.destroy();
