@@ -94,6 +94,7 @@ export async function refreshDesktop(
   // Discarding the delta is what makes the next user's desktop pristine (invariant 2); on a
   // recompose the new disk is on the pool's new version.
   const [outcome = ""] = await rebuildDisks(ports, [desktop], "REFRESHING", settings, {
+    version,
     lastSessionId: job.sessionId,
     quarantine: () => false,
     step: "refresh",

@@ -88,11 +88,13 @@ export async function rebuildDisks(
     step: string;
     /** Sends the job again a little later (a cap is reached). */
     defer: () => Promise<void>;
+    /** The target version, when the caller has just read it (targetVersion). */
+    version?: ImageVersion;
   },
 ): Promise<string[]> {
   const first = desktops[0];
   if (!first) return [];
-  const { version } = await targetVersion(ports, first);
+  const version = opts.version ?? (await targetVersion(ports, first)).version;
   // The replica first: a wait for another worker's copy must not raise the desktops' generations.
   if (first.cloneType !== "full") {
     try {
