@@ -201,15 +201,18 @@ export function userDataRepository(t: Table): UserDataRepository {
         if (!isConditionFailure(err)) throw err;
         if (itemAtFailure(err)) return { conflict: true };
       }
-      // Monotonic: an older acknowledgement changes nothing.
-      const record = await t.tryUpdateReturning(entities.userData, {
-        Key: keys.userData(r.tenantId, r.userId),
-        UpdateExpression: "SET replicatedVersion = :n, replicatedAt = :at",
-        ConditionExpression: "attribute_exists(pk) AND replicatedVersion < :n",
-        ExpressionAttributeValues: { ":n": n, ":at": at },
-      });
-      // Caught up with its latest version: out of the reconciler's sight (a commit since keeps it in).
-      if (record && record.replicatedVersion >= record.version) await leaveWatchIfCaughtUp(t, r);
+      // Monotonic: an older acknowledgement changes nothing. The peer verified the latest version
+      // (the usual case): caught up, out of the reconciler's sight in the same write. Otherwise a
+      // commit since keeps it in.
+      const acknowledge = (caughtUp: boolean) =>
+        t.tryUpdateReturning(entities.userData, {
+          Key: keys.userData(r.tenantId, r.userId),
+          UpdateExpression: `SET replicatedVersion = :n, replicatedAt = :at${caughtUp ? " REMOVE #wpk, #wsk" : ""}`,
+          ConditionExpression: `attribute_exists(pk) AND replicatedVersion < :n${caughtUp ? " AND version = :n" : ""}`,
+          ...(caughtUp ? { ExpressionAttributeNames: { "#wpk": watchIndex.pk, "#wsk": watchIndex.sk } } : {}),
+          ExpressionAttributeValues: { ":n": n, ":at": at },
+        });
+      const record = (await acknowledge(true)) ?? (await acknowledge(false));
       return { conflict: false, before, record };
     },
   };
