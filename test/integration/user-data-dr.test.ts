@@ -14,7 +14,7 @@ import {
   userDataDisk,
   waitForDrained,
 } from "./dr-harness.ts";
-import { expectStatus, recordingApp, type TestRegion, waitFor } from "./harness.ts";
+import { expectStatus, queueDepth, recordingApp, type TestRegion, waitFor } from "./harness.ts";
 
 const fx = useRegionPairWithPool(3);
 const ref = (userId: string) => ({ tenantId: fx.tenant.tenantId, userId });
@@ -199,10 +199,15 @@ describe("user data and replication", () => {
       "erin's change committed",
       async () => (await fx.pair.primary.region.app.ports.userData.get(ref("erin")))?.version === 1,
     );
-    // The messages are gone (as if dead-lettered while DR was away); only the table remembers.
-    await fx.pair.primary.region.app.sqs.send(
-      new PurgeQueueCommand({ QueueUrl: fx.pair.primary.region.dr.replication.url }),
-    );
+    // The messages are gone (as if dead-lettered while DR was away); only the table remembers. A
+    // message a worker holds at the purge (failing against the cut link) survives it: purged again
+    // until none is left, waiting or in flight.
+    const queueUrl = fx.pair.primary.region.dr.replication.url;
+    await waitFor("erin's ship purged", async () => {
+      await fx.pair.primary.region.app.sqs.send(new PurgeQueueCommand({ QueueUrl: queueUrl }));
+      const { waiting, inFlight } = await queueDepth(fx.pair.primary, queueUrl);
+      return waiting === 0 && inFlight === 0;
+    });
     fx.pair.proxy.restore();
     await waitForDrained(fx.pair.primary, fx.pair.primary.region.dr.replication.url);
     expect((await fx.pair.primary.region.app.ports.userData.get(ref("erin")))?.replicatedVersion).toBe(0);
