@@ -9,7 +9,7 @@ import type { Ports } from "../ports/index.ts";
 import { requirePeer, userRef } from "./common.ts";
 import type { UserDataChange } from "./dr-model.ts";
 import { RetryLater } from "./errors.ts";
-import { tidyHistory } from "./user-data.ts";
+import { afterRecord, tidyHistory } from "./user-data.ts";
 import { drEpoch, forkOverriddenHistory } from "./user-data-forks.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
@@ -139,11 +139,12 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
     epoch,
     ...(m.baseSha256 ? { baseSha256: m.baseSha256 } : {}),
   };
-  if (!(await ports.userData.recordChange(change, undefined))) {
+  const recorded = await ports.userData.recordChange(change, undefined);
+  if (!recorded) {
     const now = await ports.userData.get(ref);
     if ((now?.version ?? 0) < m.version) throw new Error(`user data of ${m.userId} moved while applying`);
   }
-  await tidyHistory(ports, ref);
+  await tidyHistory(ports, ref, recorded ? afterRecord(record, change) : undefined);
   // Both regions have the previous version and this one supersedes it: its delta object goes.
   await removeAppliedDelta(ports, m, m.version - 1);
   await acknowledge(ports, m, appliedAt);

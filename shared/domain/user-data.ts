@@ -169,14 +169,15 @@ export async function commitUserData(
     baseSha256: record.sha256,
   };
   await checkpoint("commit:before-record", { ...ref, sessionId: job.sessionId });
-  if (!(await ports.userData.recordChange(change, job.sessionId))) {
+  const recorded = await ports.userData.recordChange(change, job.sessionId);
+  if (!recorded) {
     const now = await ports.userData.get(ref);
     if (now?.lastCommittedSessionId !== job.sessionId)
       throw new RetryLater(`user data of ${job.userId} moved while committing`);
   }
   await checkpoint("commit:before-cleanup", { ...ref, sessionId: job.sessionId });
   await ports.userDataStore.removeOverlay(ref, job.sessionId);
-  await tidyHistory(ports, ref);
+  await tidyHistory(ports, ref, recorded ? afterRecord(record, change) : undefined);
   await shipLater(ports, ref, from + 1);
   return `committed v${from + 1} (${deltaBytes} B delta)`;
 }
@@ -186,6 +187,25 @@ export async function commitUserData(
  * replication status computes its RPO percentiles over the changes still there (recent ones).
  */
 export const changeRetentionMs = 7 * 24 * 3_600_000;
+
+/**
+ * The user's record as `recordChange` of `change` left it, from the read before the write: what
+ * tidying needs without reading it again. A field another write moved since (the peer's
+ * acknowledgement of an older version) is older here, which only tidies less this time.
+ */
+export function afterRecord(before: UserData, change: UserDataChange): UserData {
+  const { attachedSessionId: _s, attachedVersion: _v, attachedAt: _a, ...detached } = before;
+  const common = { version: change.version, sha256: change.sha256, epoch: change.epoch ?? 0 };
+  return change.sessionId
+    ? { ...detached, ...common, lastChangeAt: change.committedAt, lastCommittedSessionId: change.sessionId }
+    : {
+        ...before,
+        ...common,
+        lastChangeAt: change.committedAt,
+        replicatedVersion: change.version,
+        replicatedAt: change.committedAt,
+      };
+}
 
 /**
  * After a new version, or the peer's verification of one: removes the disks no one needs and lets

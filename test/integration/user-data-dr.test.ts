@@ -118,6 +118,11 @@ describe("user data and replication", () => {
       200,
     );
     expect(after.pendingChanges).toBe(0);
+    // Both regions keep the latest version and the one before it; older disks are gone.
+    for (const r of [fx.pair.primary, fx.pair.dr]) {
+      const versions = await r.region.app.ports.userDataStore.listVersions(ref("bob"));
+      expect(versions.sort()).toEqual([2, 3]);
+    }
   });
 
   it("a drill logs the users on in DR with their replicated data, reports RPO/RTO and cleans up", async () => {
