@@ -25,6 +25,8 @@ export interface DataPathOptions {
   sizeBytes: number;
   /** qemu-io commands that make one session's change (the storm's writes). */
   writes: string[];
+  /** qemu-io commands writing what every user's disk holds before the session (none by default). */
+  priorWrites?: string[];
 }
 
 /** Answers the wall time (ms) of `users` changes through the data path, and each one's own (ms). */
@@ -39,11 +41,20 @@ export async function dataPathBaseline(
   const first = refs[0];
   if (!first) return { totalMs: 0, eachMs: [] };
   await source.ensureBlank(first, opts.sizeBytes);
+  const firstDisk = join(opts.dir, "primary", tenantId, first.userId, "disk-v0.qcow2");
+  if (opts.priorWrites) await run("qemu-io", ["-f", "qcow2", ...opts.priorWrites, firstDisk]);
   const change = await source.ensureOverlay(first, "s", 0);
   await run("qemu-io", ["-f", "qcow2", ...opts.writes, change]);
-  for (const ref of refs.slice(1)) {
-    await source.ensureBlank(ref, opts.sizeBytes);
+  for (const ref of refs) {
+    for (const side of ["primary", "dr"]) {
+      // Every user's version 0 on both sides: the first one's (blank, or holding the prior data).
+      const disk = join(opts.dir, side, tenantId, ref.userId, "disk-v0.qcow2");
+      if (disk === firstDisk) continue;
+      await mkdir(join(disk, ".."), { recursive: true });
+      await copyFile(firstDisk, disk);
+    }
     const overlay = source.overlayPath(ref, "s");
+    if (ref === first) continue;
     await mkdir(join(overlay, ".."), { recursive: true });
     await copyFile(change, overlay);
   }

@@ -196,6 +196,22 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     });
     const dataPathCpu = new Map<string, number>();
     await treeCpuMs(process.pid, dataPathCpu);
+    // BENCH_DR_PRIOR_MIB: the same change on disks already holding that much data, which a commit
+    // and an apply copy (where the filesystem has no reflinks) and checksum whole.
+    const priorMiB = Number(process.env.BENCH_DR_PRIOR_MIB ?? 0);
+    const withPrior =
+      priorMiB > 0
+        ? await dataPathBaseline({
+            dir: join(dataDir, "data-path-prior"),
+            peer: primary.app.ports.peer as NonNullable<typeof primary.app.ports.peer>,
+            inbox: dr.app.ports.inbox,
+            users: 16,
+            concurrency: Number(process.env.BENCH_DR_DATA_PATH_CONCURRENCY ?? 8),
+            sizeBytes: primary.app.config.dr?.userDataSizeBytes ?? 1024 ** 3,
+            writes: sessionWrites,
+            priorWrites: ["-c", `write -P 0x5c 512M ${priorMiB}M`],
+          })
+        : undefined;
 
     const figures = {
       bench: "dr",
@@ -221,6 +237,13 @@ export async function benchDr(env: BenchEnv): Promise<void> {
         ),
       ),
       dataPathCpuPerChangeByProcess: perChange(dataPathCpu, dataPathCpuBefore),
+      ...(withPrior
+        ? {
+            priorMiB,
+            // Time per change through the data path, disks holding priorMiB against blank ones.
+            dataPathPriorToBlankRatio: round(withPrior.totalMs / 16 / (dataPath.totalMs / N), 2),
+          }
+        : {}),
       rpoP99ToDataPathRatio: round(percentile(rpos, 99) / dataPath.totalMs, 2),
       drillToProvisionRatio: round((report.rtoAllLogonsMs as number) / provisionMs, 2),
       stagesMs: Object.fromEntries(stages.table().map(([label, p50, p99]) => [label, [p50, p99]])),
