@@ -185,15 +185,18 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     // The same changes through the data path alone, with the emulators warm: RPO's floor here.
     const dataPathCpuBefore = new Map<string, number>();
     await treeCpuMs(process.pid, dataPathCpuBefore);
-    const dataPath = await dataPathBaseline({
-      dir: join(dataDir, "data-path"),
-      peer: primary.app.ports.peer as NonNullable<typeof primary.app.ports.peer>,
-      inbox: dr.app.ports.inbox,
-      users: N,
-      concurrency: Number(process.env.BENCH_DR_DATA_PATH_CONCURRENCY ?? 8),
-      sizeBytes: primary.app.config.dr?.userDataSizeBytes ?? 1024 ** 3,
-      writes: sessionWrites,
-    });
+    const throughDataPath = (name: string, users: number, priorWrites?: string[]) =>
+      dataPathBaseline({
+        dir: join(dataDir, name),
+        peer: primary.app.ports.peer as NonNullable<typeof primary.app.ports.peer>,
+        inbox: dr.app.ports.inbox,
+        users,
+        concurrency: Number(process.env.BENCH_DR_DATA_PATH_CONCURRENCY ?? 8),
+        sizeBytes: primary.app.config.dr?.userDataSizeBytes ?? 1024 ** 3,
+        writes: sessionWrites,
+        ...(priorWrites ? { priorWrites } : {}),
+      });
+    const dataPath = await throughDataPath("data-path", N);
     const dataPathCpu = new Map<string, number>();
     await treeCpuMs(process.pid, dataPathCpu);
     // BENCH_DR_PRIOR_MIB: the same change on disks already holding that much data, which a commit
@@ -201,16 +204,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     const priorMiB = Number(process.env.BENCH_DR_PRIOR_MIB ?? 0);
     const withPrior =
       priorMiB > 0
-        ? await dataPathBaseline({
-            dir: join(dataDir, "data-path-prior"),
-            peer: primary.app.ports.peer as NonNullable<typeof primary.app.ports.peer>,
-            inbox: dr.app.ports.inbox,
-            users: 16,
-            concurrency: Number(process.env.BENCH_DR_DATA_PATH_CONCURRENCY ?? 8),
-            sizeBytes: primary.app.config.dr?.userDataSizeBytes ?? 1024 ** 3,
-            writes: sessionWrites,
-            priorWrites: ["-c", `write -P 0x5c 512M ${priorMiB}M`],
-          })
+        ? await throughDataPath("data-path-prior", 16, ["-c", `write -P 0x5c 512M ${priorMiB}M`])
         : undefined;
 
     const figures = {
