@@ -128,6 +128,8 @@ export interface DrState {
   failedBackAt?: string;
   /** DR: the peer's pools, as replicated; a drill or a failover turns them into desktops. */
   standbyPools?: Pool[];
+  /** DR: counts the writes of `standbyPools`, so concurrent applies merge instead of overwriting. */
+  standbyRevision?: number;
   configAppliedAt?: string;
   /** Source: image versions already in the peer's bucket ("<imageId>@<n>"), shipped once each. */
   shippedImages?: string[];

@@ -13,6 +13,7 @@ import { replicationKeys } from "../messages/replication.ts";
 import type { Ports } from "../ports/index.ts";
 import { requirePeer } from "./common.ts";
 import type { DrState } from "./dr-model.ts";
+import { RetryLater } from "./errors.ts";
 import type { Image, ImageVersion, Pool, Tenant } from "./model.ts";
 
 type Msg<K extends ReplicationMessage["kind"]> = Extract<ReplicationMessage, { kind: K }>;
@@ -138,17 +139,32 @@ export async function applyConfig(ports: ConfigPorts, m: Msg<"apply-config">): P
   }
   // Read again after installing: a tombstone recorded meanwhile (by a concurrent apply of a newer
   // document) also removes what this apply of an older one just installed.
-  const state = await ports.dr.getState(m.tenantId);
-  const removed = await removeDeletedVersions(ports, m.tenantId, state?.deletedVersions ?? []);
-  const deletedPools = new Set(state?.deletedPools ?? []);
-  const standby = Object.fromEntries((state?.standbyPools ?? []).map((p) => [p.poolId, p]));
-  for (const p of doc.pools) standby[p.poolId] = p;
-  await ports.dr.updateState(m.tenantId, {
-    standbyPools: Object.values(standby).filter((p) => !deletedPools.has(p.poolId)),
-    configAppliedAt: ports.clock.now().toISOString(),
-  });
+  const removed = await removeDeletedVersions(
+    ports,
+    m.tenantId,
+    (await ports.dr.getState(m.tenantId))?.deletedVersions ?? [],
+  );
+  await mergeStandbyPools(ports, m.tenantId, doc.pools);
   const deletions = removed > 0 ? `, ${removed} deleted image versions removed` : "";
   return `applied config from ${m.sourceRegion} (${fetchedVersions} image versions fetched${deletions})`;
+}
+
+/**
+ * Adds the document's pools to the standby pools (a later document's copy of a pool replaces an
+ * earlier one's), without the tombstoned ones. Documents are applied concurrently: a write made
+ * since the read sends this merge round again, so no apply overwrites another's pools.
+ */
+async function mergeStandbyPools(ports: ConfigPorts, tenantId: string, pools: Pool[]) {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const state = await ports.dr.getState(tenantId);
+    const deletedPools = new Set(state?.deletedPools ?? []);
+    const standby = Object.fromEntries((state?.standbyPools ?? []).map((p) => [p.poolId, p]));
+    for (const p of pools) standby[p.poolId] = p;
+    const merged = Object.values(standby).filter((p) => !deletedPools.has(p.poolId));
+    const appliedAt = ports.clock.now().toISOString();
+    if (await ports.dr.putStandbyPools(tenantId, merged, appliedAt, state?.standbyRevision ?? 0)) return;
+  }
+  throw new RetryLater("the standby pools kept changing while this document was applied");
 }
 
 /**

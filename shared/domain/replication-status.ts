@@ -89,7 +89,7 @@ export async function replicationStatus(
     ports.dr.getState(tenantId),
     ports.forks.list(tenantId),
   ]);
-  const { standbyPools: _all, shippedImages, ...dr } = state ?? { tenantId };
+  const { standbyPools: _all, standbyRevision: _revision, shippedImages, ...dr } = state ?? { tenantId };
   return {
     ...backlog,
     forks,

@@ -8,7 +8,7 @@ import type {
   UserDataFork,
   UserDataRef,
 } from "../domain/dr-model.ts";
-import type { Image, ImageVersion, Tenant } from "../domain/model.ts";
+import type { Image, ImageVersion, Pool, Tenant } from "../domain/model.ts";
 import type { ReplicationMessage } from "../messages/replication.ts";
 import type { ReplicationQueue, UserDataJobQueue } from "./queues.ts";
 
@@ -169,8 +169,16 @@ export interface DrRepository {
   /** Sets the given fields (creates the item when absent). */
   updateState(
     tenantId: string,
-    patch: Partial<Omit<DrState, "tenantId" | "deletedPools" | "deletedVersions">>,
+    patch: Partial<
+      Omit<DrState, "tenantId" | "deletedPools" | "deletedVersions" | "standbyPools" | "standbyRevision">
+    >,
   ): Promise<void>;
+  /**
+   * Writes the standby pools and when the configuration was applied, if no other write of them came
+   * since the state was read at `revision` (its `standbyRevision`, 0 when absent). Answers whether
+   * it wrote.
+   */
+  putStandbyPools(tenantId: string, pools: Pool[], appliedAt: string, revision: number): Promise<boolean>;
   /** Appends tombstones (atomically: concurrent calls lose none; ones already there are not repeated). */
   addDeletions(tenantId: string, deletions: { pools?: string[]; versions?: string[] }): Promise<void>;
   /**

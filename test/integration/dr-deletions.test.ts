@@ -8,6 +8,7 @@ import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Clien
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { s3Client } from "../../shared/adapters/s3/replication-bucket.ts";
 import { sendJson } from "../../shared/adapters/sqs/queue.ts";
+import { applyConfig } from "../../shared/domain/replication-config.ts";
 import { replicationKeys } from "../../shared/messages/replication.ts";
 import { type RegionPair, runDrill, startRegionPair, waitForDrained } from "./dr-harness.ts";
 import { expectStatus, newTenant, readyImage, readyVersion, waitFor } from "./harness.ts";
@@ -237,6 +238,32 @@ it("an image version deleted in the primary is gone in DR: record, image file, r
   const image = expectStatus(await pair.dr.api("GET", `/v1/images/${imageId}`, { key: tenant.key }), 200);
   expect(image.versions.map((v: any) => v.version)).toEqual([1]);
   await expect(access(file)).rejects.toThrow();
+});
+
+it("configuration documents applied at the same time lose no standby pool", async () => {
+  const dr = pair.dr.region.app.ports;
+  const [latest] = (await configKeys()).slice(-1);
+  const doc = await dr.inbox.getJson<Record<string, any>>(latest as string);
+  const kept = doc.pools.find((p: any) => p.poolId === keptId);
+  const put = async (name: string, body: unknown) => {
+    const key = `config/${tenant.tenantId}/${name}.json`;
+    await s3.send(new PutObjectCommand({ Bucket: drBucket(), Key: key, Body: JSON.stringify(body) }));
+    return { kind: "apply-config" as const, tenantId: tenant.tenantId, key, sourceRegion: "primary" };
+  };
+  const raced: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    // Two documents, each naming a pool the other does not, applied at once.
+    const ids = [`pool-race${round}a`, `pool-race${round}b`];
+    const applies = await Promise.all(
+      ids.map((poolId) => put(`race-${poolId}`, { ...doc, pools: [{ ...kept, poolId }] })),
+    );
+    await Promise.all(applies.map((m) => applyConfig(dr, m)));
+    expect(await standbyInDr()).toEqual(expect.arrayContaining([...raced, ...ids, keptId]));
+    raced.push(...ids);
+  }
+  // Gone again (tombstones), so the failover below brings up the primary's live pools only.
+  await applyConfig(dr, await put("race-cleanup", { ...doc, deletedPools: [...doc.deletedPools, ...raced] }));
+  expect(await standbyInDr()).not.toEqual(expect.arrayContaining([raced[0]]));
 });
 
 it("failover brings up the live pools only", async () => {

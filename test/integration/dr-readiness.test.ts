@@ -142,7 +142,13 @@ describe("DR readiness checks", () => {
   it("reports a READY image version and a pool of the primary that DR does not hold", async () => {
     const drPorts = pair.dr.region.app.ports;
     await drPorts.images.removeVersion(tenant.tenantId, imageId, 1);
-    await drPorts.dr.updateState(tenant.tenantId, { standbyPools: [] });
+    const state = await drPorts.dr.getState(tenant.tenantId);
+    await drPorts.dr.putStandbyPools(
+      tenant.tenantId,
+      [],
+      new Date().toISOString(),
+      state?.standbyRevision ?? 0,
+    );
     const since = Date.now();
     const dr = await reportAfter(pair.dr, since, "missing config reported", (r) =>
       r.failures.some((f: any) => f.kind === "pool"),

@@ -41,6 +41,7 @@ export const drState = z
   .strictObject({
     ...drFlags,
     standbyPools: z.array(pool).optional(),
+    standbyRevision: z.number().int().optional(),
     shippedImages: z.array(z.string()).optional(),
   })
   .meta({ id: "DrState" });

@@ -43,6 +43,22 @@ export function drRepository(t: Table): DrRepository {
         },
       });
     },
+    putStandbyPools: (tenantId, pools, appliedAt, revision) =>
+      t.tryUpdate({
+        Key: keys.drState(tenantId),
+        UpdateExpression:
+          "SET entity = :e, tenantId = :t, standbyPools = :p, configAppliedAt = :at, standbyRevision = :next",
+        ConditionExpression:
+          revision === 0 ? "attribute_not_exists(standbyRevision)" : "standbyRevision = :rev",
+        ExpressionAttributeValues: {
+          ":e": entities.drState.name,
+          ":t": tenantId,
+          ":p": pools,
+          ":at": appliedAt,
+          ":next": revision + 1,
+          ...(revision === 0 ? {} : { ":rev": revision }),
+        },
+      }),
     async addDeletions(tenantId, { pools = [], versions = [] }) {
       const state = await t.get(entities.drState, keys.drState(tenantId));
       // A tombstone already there is not appended again (a racing call may still repeat one: readers
