@@ -85,7 +85,7 @@ export async function shipConfig(ports: ConfigPorts, m: Msg<"ship-config">): Pro
       ports.region.imagePath(v),
     );
     shipped.add(id);
-    await ports.dr.updateState(m.tenantId, { shippedImages: [...shipped] });
+    await ports.dr.addShippedImage(m.tenantId, id);
   }
   const pools = (await ports.pools.list(m.tenantId)).filter(
     (p) => p.state === "ACTIVE" && !deletedPools.includes(p.poolId),

@@ -179,6 +179,8 @@ export interface DrRepository {
    * it wrote.
    */
   putStandbyPools(tenantId: string, pools: Pool[], appliedAt: string, revision: number): Promise<boolean>;
+  /** Records an image version as in the peer's bucket ("<imageId>@<n>"): an atomic append, once. */
+  addShippedImage(tenantId: string, id: string): Promise<void>;
   /** Appends tombstones (atomically: concurrent calls lose none; ones already there are not repeated). */
   addDeletions(tenantId: string, deletions: { pools?: string[]; versions?: string[] }): Promise<void>;
   /**

@@ -266,6 +266,15 @@ it("configuration documents applied at the same time lose no standby pool", asyn
   expect(await standbyInDr()).not.toEqual(expect.arrayContaining([raced[0]]));
 });
 
+it("image versions shipped by configuration ships at the same time are all recorded, each once", async () => {
+  const dr = pair.primary.region.app.ports.dr;
+  const tenantId = `ten-shipped-${Date.now()}`;
+  await Promise.all(
+    ["img-a@1", "img-b@1", "img-a@1", "img-c@2"].map((id) => dr.addShippedImage(tenantId, id)),
+  );
+  expect((await dr.getState(tenantId))?.shippedImages?.sort()).toEqual(["img-a@1", "img-b@1", "img-c@2"]);
+});
+
 it("failover brings up the live pools only", async () => {
   expectStatus(await pair.dr.api("POST", "/v1/dr/failover", { key: tenant.key }), 202);
   const pools = expectStatus(await pair.dr.api("GET", "/v1/pools", { key: tenant.key }), 200).items;

@@ -59,6 +59,22 @@ export function drRepository(t: Table): DrRepository {
           ...(revision === 0 ? {} : { ":rev": revision }),
         },
       }),
+    async addShippedImage(tenantId, id) {
+      // Concurrent ships of the configuration each add theirs; one already there is not repeated.
+      await t.tryUpdate({
+        Key: keys.drState(tenantId),
+        UpdateExpression:
+          "SET entity = :e, tenantId = :t, shippedImages = list_append(if_not_exists(shippedImages, :empty), :one)",
+        ConditionExpression: "NOT contains(shippedImages, :id)",
+        ExpressionAttributeValues: {
+          ":e": entities.drState.name,
+          ":t": tenantId,
+          ":empty": [],
+          ":one": [id],
+          ":id": id,
+        },
+      });
+    },
     async addDeletions(tenantId, { pools = [], versions = [] }) {
       const state = await t.get(entities.drState, keys.drState(tenantId));
       // A tombstone already there is not appended again (a racing call may still repeat one: readers
