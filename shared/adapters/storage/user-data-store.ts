@@ -41,6 +41,21 @@ const commitOptions = (delta: string, base: string) =>
     `backing.file.filename=${optionValue(base)}`,
   ].join(",");
 
+/** A second name for a file; a copy where the filesystem has no hard links. */
+async function linkOrCopy(from: string, to: string) {
+  try {
+    await link(from, to);
+  } catch (err) {
+    if (
+      !["EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV", "EMLINK"].includes(
+        (err as NodeJS.ErrnoException).code ?? "",
+      )
+    )
+      throw err;
+    await copyFile(from, to);
+  }
+}
+
 /** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
 
@@ -166,7 +181,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
       // same file rather than a copy. It points at the version it applies to, a valid chain here.
       const deltaTmp = tmpName(delta);
       try {
-        await link(overlay, deltaTmp);
+        await linkOrCopy(overlay, deltaTmp);
         await rebaseUnsafe(deltaTmp, base);
         await rename(deltaTmp, delta);
         await rename(built.tmp, built.target);
