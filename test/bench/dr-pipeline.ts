@@ -8,7 +8,7 @@
  */
 import { execFile } from "node:child_process";
 import { copyFile, mkdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { qcow2UserDataStore } from "../../shared/adapters/storage/user-data-store.ts";
 import type { PeerRegion, ReplicaInbox } from "../../shared/ports/index.ts";
@@ -46,17 +46,21 @@ export async function dataPathBaseline(
   const change = await source.ensureOverlay(first, "s", 0);
   await run("qemu-io", ["-f", "qcow2", ...opts.writes, change]);
   for (const ref of refs) {
-    for (const side of ["primary", "dr"]) {
-      // Every user's version 0 on both sides: the first one's (blank, or holding the prior data).
-      const disk = join(opts.dir, side, tenantId, ref.userId, "disk-v0.qcow2");
-      if (disk === firstDisk) continue;
-      await mkdir(join(disk, ".."), { recursive: true });
-      await copyFile(firstDisk, disk);
+    // Every user's version 0 on both sides is the first one's (blank, or holding the prior data);
+    // every session's overlay holds the first one's change.
+    const copies: [string, string][] = [
+      [firstDisk, join(opts.dir, "dr", tenantId, ref.userId, "disk-v0.qcow2")],
+      ...(ref === first
+        ? []
+        : ([
+            [firstDisk, join(opts.dir, "primary", tenantId, ref.userId, "disk-v0.qcow2")],
+            [change, source.overlayPath(ref, "s")],
+          ] as [string, string][])),
+    ];
+    for (const [from, to] of copies) {
+      await mkdir(dirname(to), { recursive: true });
+      await copyFile(from, to);
     }
-    const overlay = source.overlayPath(ref, "s");
-    if (ref === first) continue;
-    await mkdir(join(overlay, ".."), { recursive: true });
-    await copyFile(change, overlay);
   }
   const eachMs: number[] = [];
   const started = performance.now();
