@@ -139,24 +139,27 @@ export async function applyConfig(ports: ConfigPorts, m: Msg<"apply-config">): P
   }
   // Read again after installing: a tombstone recorded meanwhile (by a concurrent apply of a newer
   // document) also removes what this apply of an older one just installed.
-  const removed = await removeDeletedVersions(
-    ports,
-    m.tenantId,
-    (await ports.dr.getState(m.tenantId))?.deletedVersions ?? [],
-  );
-  await mergeStandbyPools(ports, m.tenantId, doc.pools);
+  const state = await ports.dr.getState(m.tenantId);
+  const removed = await removeDeletedVersions(ports, m.tenantId, state?.deletedVersions ?? []);
+  await mergeStandbyPools(ports, m.tenantId, doc.pools, state);
   const deletions = removed > 0 ? `, ${removed} deleted image versions removed` : "";
   return `applied config from ${m.sourceRegion} (${fetchedVersions} image versions fetched${deletions})`;
 }
 
 /**
  * Adds the document's pools to the standby pools (a later document's copy of a pool replaces an
- * earlier one's), without the tombstoned ones. Documents are applied concurrently: a write made
- * since the read sends this merge round again, so no apply overwrites another's pools.
+ * earlier one's), without the tombstoned ones, starting from the state `read`. Documents are applied
+ * concurrently: a write made since the read sends this merge round again, with the state read
+ * anew, so no apply overwrites another's pools.
  */
-async function mergeStandbyPools(ports: ConfigPorts, tenantId: string, pools: Pool[]) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const state = await ports.dr.getState(tenantId);
+async function mergeStandbyPools(
+  ports: ConfigPorts,
+  tenantId: string,
+  pools: Pool[],
+  read: DrState | undefined,
+) {
+  let state = read;
+  for (let attempt = 0; attempt < 20; attempt++, state = await ports.dr.getState(tenantId)) {
     const deletedPools = new Set(state?.deletedPools ?? []);
     const standby = Object.fromEntries((state?.standbyPools ?? []).map((p) => [p.poolId, p]));
     for (const p of pools) standby[p.poolId] = p;

@@ -15,11 +15,13 @@ import { countCalls } from "./calls.ts";
 import { dataPathBaseline } from "./dr-pipeline.ts";
 import { treeCpuMs, watchStages } from "./dr-stages.ts";
 import type { BenchEnv } from "./env.ts";
-import { percentile, printJson, printTable, round, runLimited } from "./report.ts";
+import { median, percentile, printJson, printTable, round, runLimited } from "./report.ts";
 
 const run = promisify(execFile);
 const N = Number(process.env.BENCH_DR_USERS ?? 100);
 const changeBytes = 8 * 1024 * 1024;
+/** Users of the data path's run on disks already holding data (BENCH_DR_PRIOR_MIB): two rounds of 8. */
+const priorUsers = 16;
 
 async function api(region: Region, method: string, path: string, key: string, body?: unknown) {
   const res = await fetch(`${region.apiUrl}${path}`, {
@@ -204,7 +206,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     const priorMiB = Number(process.env.BENCH_DR_PRIOR_MIB ?? 0);
     const withPrior =
       priorMiB > 0
-        ? await throughDataPath("data-path-prior", 16, ["-c", `write -P 0x5c 512M ${priorMiB}M`])
+        ? await throughDataPath("data-path-prior", priorUsers, ["-c", `write -P 0x5c 512M ${priorMiB}M`])
         : undefined;
 
     const figures = {
@@ -224,18 +226,13 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       cpuPerChangeByProcess,
       // All N changes through the data path alone (no control plane), and RPO p99 against it.
       dataPathMs: Math.round(dataPath.totalMs),
-      dataPathEachP50Ms: Math.round(
-        percentile(
-          [...dataPath.eachMs].sort((a, b) => a - b),
-          50,
-        ),
-      ),
+      dataPathEachP50Ms: Math.round(median(dataPath.eachMs)),
       dataPathCpuPerChangeByProcess: perChange(dataPathCpu, dataPathCpuBefore),
       ...(withPrior
         ? {
             priorMiB,
             // Time per change through the data path, disks holding priorMiB against blank ones.
-            dataPathPriorToBlankRatio: round(withPrior.totalMs / 16 / (dataPath.totalMs / N), 2),
+            dataPathPriorToBlankRatio: round(withPrior.totalMs / priorUsers / (dataPath.totalMs / N), 2),
           }
         : {}),
       rpoP99ToDataPathRatio: round(percentile(rpos, 99) / dataPath.totalMs, 2),
