@@ -111,21 +111,26 @@ export async function forkOverriddenHistory(
 /**
  * Removes the user's disks no one needs, by the record as the caller just read or wrote it: kept
  * are the latest version, the one before (read-only overlays may be open on it), the one the peer
- * has verified last (a fork's base, should the peer's history replace the later ones) and the
- * writer's. Versions above the latest are never touched (a commit may be building one).
+ * has verified last (a fork's base, should the peer's history replace the later ones), the
+ * writer's, and every version one of those reads through. Versions above the latest are never
+ * touched (a commit may be building one).
  */
 export async function pruneVersions(ports: Pick<Ports, "userDataStore">, record: UserData) {
   const ref: UserDataRef = { tenantId: record.tenantId, userId: record.userId };
-  const keep = new Set([
+  const present = await ports.userDataStore.listVersions(ref);
+  const backingOf = new Map(present.map((p) => [p.version, p.backingVersion]));
+  const keep = new Set<number>();
+  for (const wanted of [
     record.version,
     record.version - 1,
     record.replicatedVersion,
     record.attachedVersion,
-  ]);
-  const present = await ports.userDataStore.listVersions(ref);
+  ]) {
+    for (let v = wanted; v !== undefined && !keep.has(v); v = backingOf.get(v)) keep.add(v);
+  }
   await Promise.all(
     present
-      .filter((v) => v < record.version && !keep.has(v))
-      .map((v) => ports.userDataStore.removeVersion(ref, v)),
+      .filter(({ version }) => version < record.version && !keep.has(version))
+      .map(({ version }) => ports.userDataStore.removeVersion(ref, version)),
   );
 }

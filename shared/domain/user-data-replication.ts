@@ -148,6 +148,7 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
   // Both regions have the previous version and this one supersedes it: its delta object goes.
   await removeAppliedDelta(ports, m, m.version - 1);
   await acknowledge(ports, m, appliedAt);
+  await ports.userDataStore.flattenIfDeep(ref, m.version);
   return forked ? `applied v${m.version}; this region's history kept as ${forked}` : `applied v${m.version}`;
 }
 

@@ -179,6 +179,8 @@ export async function commitUserData(
   await ports.userDataStore.removeOverlay(ref, job.sessionId);
   await tidyHistory(ports, ref, recorded ? afterRecord(record, change) : undefined);
   await shipLater(ports, ref, from + 1);
+  // Last, off the way of the change to the peer: a deep chain of versions becomes one file.
+  await ports.userDataStore.flattenIfDeep(ref, from + 1);
   return `committed v${from + 1} (${deltaBytes} B delta)`;
 }
 

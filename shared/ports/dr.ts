@@ -92,7 +92,10 @@ export interface UserDataStore {
   ensureOverlay(ref: UserDataRef, sessionId: string, version: number): Promise<string>;
   hasOverlay(ref: UserDataRef, sessionId: string): Promise<boolean>;
   overlayPath(ref: UserDataRef, sessionId: string): string;
-  /** Builds version from+1 from the overlay and keeps the session's delta as an artifact. */
+  /**
+   * Builds version from+1 from the overlay (which becomes it) and keeps the session's delta as an
+   * artifact; answers the version's content checksum.
+   */
   commitOverlay(
     ref: UserDataRef,
     sessionId: string,
@@ -113,8 +116,16 @@ export interface UserDataStore {
   removeOverlay(ref: UserDataRef, sessionId: string): Promise<void>;
   removeDelta(ref: UserDataRef, version: number): Promise<void>;
   removeVersion(ref: UserDataRef, version: number): Promise<void>;
-  /** The versions whose disks are here. */
-  listVersions(ref: UserDataRef): Promise<number[]>;
+  /**
+   * The versions whose disks are here, each with the version it reads through (its backing
+   * file), if any: a version's predecessors stay while it does.
+   */
+  listVersions(ref: UserDataRef): Promise<{ version: number; backingVersion?: number }[]>;
+  /**
+   * Makes the version one file when its chain of backing files is deep (its content unchanged);
+   * answers whether it did.
+   */
+  flattenIfDeep(ref: UserDataRef, version: number): Promise<boolean>;
   /** Copies version `version`'s disk to be the fork's (kept when the fork's disk exists). */
   keepVersionAsFork(ref: UserDataRef, version: number, forkId: string): Promise<void>;
   /** The fork's disk: version `fromVersion` with the session's overlay; answers its checksum. */

@@ -27,20 +27,30 @@ type Point =
 /** Stages in order: [label, from, to]; each change's RPO is their sum. */
 const stages: [string, Point, Point][] = [
   ["logoff -> commit starts (logoff, user-data FIFO queue)", "logoff", "commitStart"],
-  ["commit (merge overlay, checksum, keep delta)", "commitStart", "commitEnd"],
+  ["commit (overlay becomes the version, checksum, keep delta)", "commitStart", "commitEnd"],
   ["record change, queue the ship", "commitEnd", "shipQueued"],
   ["replication queue wait (source)", "shipQueued", "uploadStart"],
   ["upload delta", "uploadStart", "uploadEnd"],
   ["send apply to peer", "uploadEnd", "applyQueued"],
   ["replication queue wait (DR)", "applyQueued", "downloadStart"],
   ["download delta", "downloadStart", "downloadEnd"],
-  ["apply (merge delta into disk)", "downloadEnd", "applyEnd"],
+  ["apply (delta becomes the version, verify)", "downloadEnd", "applyEnd"],
   ["install, record, acknowledge", "applyEnd", "replicated"],
 ];
 
 const userDeltaKey = /^userdata\/[^/]+\/([^/]+)\/v(\d+)\.qcow2$/;
-/** A disk version being built: <root>/<tenant>/<user>/disk-v<n>.qcow2.<hex>.tmp */
+/** A disk version being built: <root>/<tenant>/<user>/disk-v<n>.qcow2.<hex>.tmp at a commit. */
 const buildingDisk = /^disk-v(\d+)\.qcow2\.[0-9a-f]+\.tmp$/;
+/** A delta being applied where it was downloaded: <root>/<tenant>/<user>/incoming/v<n>.<hex>.qcow2 */
+const incomingDelta = /^v(\d+)\.[0-9a-f]+\.qcow2$/;
+
+/** The user and version of a checksum's path, when it is a version being built. */
+function buildOf(path: string): string | undefined {
+  const built = buildingDisk.exec(basename(path));
+  if (built) return `${basename(dirname(path))}#${built[1]}`;
+  const incoming = basename(dirname(path)) === "incoming" ? incomingDelta.exec(basename(path)) : null;
+  return incoming ? `${basename(dirname(dirname(path)))}#${incoming[1]}` : undefined;
+}
 
 export function watchStages(primary: Region, dr: Region) {
   const points = new Map<string, Partial<Record<Point, number>>>();
@@ -102,9 +112,8 @@ export function watchStages(primary: Region, dr: Region) {
   const dstRoot = `${dr.app.config.dr?.userDataPath}/`;
   const onChecksum = (message: unknown) => {
     const t = message as ChecksumTiming;
-    const m = buildingDisk.exec(basename(t.path));
-    if (!m) return;
-    const id = `${basename(dirname(t.path))}#${m[1]}`;
+    const id = buildOf(t.path);
+    if (!id) return;
     const into = t.path.startsWith(dstRoot)
       ? verify
       : t.path.startsWith(srcRoot)

@@ -4,8 +4,7 @@
  * is the per-64-KiB-piece definition, and a blank disk's checksum is shared by its size.
  */
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -13,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contentSha256 } from "../../shared/adapters/storage/content-checksum.ts";
 import { qemuImg } from "../../shared/adapters/storage/qemu-img.ts";
 import { qcow2UserDataStore } from "../../shared/adapters/storage/user-data-store.ts";
+import { referenceSha256 } from "../support/content-reference.ts";
 
 const run = promisify(execFile);
 let dir: string;
@@ -24,41 +24,6 @@ afterAll(async () => {
   delete process.env.PRISTINE_LAUNCHER;
   await rm(dir, { recursive: true, force: true });
 });
-
-/** The checksum's definition, one 64 KiB piece (cut by extents and the guest grid) at a time. */
-async function referenceSha256(path: string): Promise<string> {
-  const { stdout: info } = await run("qemu-img", ["info", "--output=json", "-U", path]);
-  const { stdout: map } = await run("qemu-img", ["map", "--output=json", "-U", path]);
-  const block = 64 * 1024;
-  const hash = createHash("sha256").update(`qcow2-content-v1 ${JSON.parse(info)["virtual-size"]}\n`);
-  const file = await open(path, "r");
-  try {
-    for (const e of JSON.parse(map) as {
-      start: number;
-      length: number;
-      data: boolean;
-      zero: boolean;
-      offset: number;
-    }[]) {
-      if (!e.data || e.zero) continue;
-      for (let at = e.start; at < e.start + e.length; ) {
-        const end = Math.min(e.start + e.length, (Math.floor(at / block) + 1) * block);
-        const buf = Buffer.alloc(end - at);
-        const { bytesRead } = await file.read(buf, 0, end - at, e.offset + (at - e.start));
-        const piece = buf.subarray(0, bytesRead);
-        if (piece.some((b) => b !== 0)) {
-          const offset = Buffer.alloc(8);
-          offset.writeBigUInt64BE(BigInt(at));
-          hash.update(offset).update(piece);
-        }
-        at = end;
-      }
-    }
-  } finally {
-    await file.close();
-  }
-  return hash.digest("hex");
-}
 
 describe("storage adapters", () => {
   it("runs qemu-img through the launcher with a direct run's answers and errors, without forking this process", async () => {

@@ -118,10 +118,16 @@ describe("user data and replication", () => {
       200,
     );
     expect(after.pendingChanges).toBe(0);
-    // Both regions keep the latest version and the one before it; older disks are gone.
+    // Both regions hold version 3 as the same chain of deltas (3 on 2 on 1 on the blank 0): each
+    // version costs its change; nothing else is kept.
     for (const r of [fx.pair.primary, fx.pair.dr]) {
       const versions = await r.region.app.ports.userDataStore.listVersions(ref("bob"));
-      expect(versions.sort()).toEqual([2, 3]);
+      expect(versions.sort((a, b) => a.version - b.version)).toEqual([
+        { version: 0 },
+        { version: 1, backingVersion: 0 },
+        { version: 2, backingVersion: 1 },
+        { version: 3, backingVersion: 2 },
+      ]);
     }
   });
 

@@ -4,9 +4,19 @@ import { copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promis
 import { dirname, join } from "node:path";
 import type { UserDataRef } from "../../domain/dr-model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
-import { contentSha256, qcow2Header } from "./content-checksum.ts";
+import {
+  allRegionDigests,
+  contentChecksum,
+  contentSha256,
+  qcow2Header,
+  type RegionDigests,
+  readRegionDigests,
+  withChanges,
+  writeRegionDigests,
+} from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
 import { setQcow2Backing } from "./qcow2-backing.ts";
+import { backingName, chainFiles } from "./qcow2-chain.ts";
 import { createQcow2Overlay } from "./qcow2-overlay.ts";
 import { qemuImg } from "./qemu-img.ts";
 
@@ -22,24 +32,6 @@ async function rebaseUnsafe(file: string, backing: string) {
   if (await setQcow2Backing(file, backing)) return;
   await qemuImg(["rebase", "-q", "-u", "-F", "qcow2", "-b", backing, file]);
 }
-
-/** qemu-img's `--image-opts` value: commas in a value are doubled. */
-const optionValue = (v: string) => v.replaceAll(",", ",,");
-
-/**
- * `delta` with `base` as its backing file, whatever its header names. The delta is opened without
- * a lock: a commit only reads it (-d), and a duplicate run of the same job reads it at once.
- */
-const commitOptions = (delta: string, base: string) =>
-  [
-    "driver=qcow2",
-    "file.driver=file",
-    "file.locking=off",
-    `file.filename=${optionValue(delta)}`,
-    "backing.driver=qcow2",
-    "backing.file.driver=file",
-    `backing.file.filename=${optionValue(base)}`,
-  ].join(",");
 
 /** A second name for a file; a copy where the filesystem has no hard links. */
 async function linkOrCopy(from: string, to: string) {
@@ -59,11 +51,40 @@ async function linkOrCopy(from: string, to: string) {
 /** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
 
+/** `path` (with its chain) as one new file at `target`, unless `target` is there already. */
+async function flattenTo(path: string, target: string) {
+  if (await exists(target)) return;
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = tmpName(target);
+  try {
+    await qemuImg(["convert", "-q", "-f", "qcow2", path, "-O", "qcow2", tmp]);
+    await rename(tmp, target);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** A version's file name; versions name their predecessor so, relative to their own folder. */
+const diskName = (version: number) => `disk-v${version}.qcow2`;
+const versionOfName = (name: string | undefined) => {
+  const n = name === undefined ? undefined : /^disk-v(\d+)\.qcow2$/.exec(name)?.[1];
+  return n === undefined ? undefined : Number(n);
+};
+
+/**
+ * Versions deeper than this many files are flattened (after they are recorded and acknowledged,
+ * off the replication path): each read of the guest walks the chain, and a flat version lets the
+ * older ones go.
+ */
+export const flattenDepth = 8;
+
 export function userDataPaths(root: string) {
   const user = (r: UserDataRef) => pathUnder(root, r.tenantId, r.userId);
   return {
     user,
-    disk: (r: UserDataRef, version: number) => join(user(r), `disk-v${version}.qcow2`),
+    disk: (r: UserDataRef, version: number) => join(user(r), diskName(version)),
+    /** The version's region digests (content-checksum.ts), kept so a change costs its regions. */
+    digests: (r: UserDataRef, version: number) => join(user(r), `disk-v${version}.digests`),
     overlay: (r: UserDataRef, sessionId: string) => pathUnder(user(r), "sessions", `${sessionId}.qcow2`),
     delta: (r: UserDataRef, version: number) => join(user(r), "deltas", `v${version}.qcow2`),
     fork: (r: UserDataRef, forkId: string) => pathUnder(user(r), "forks", `${forkId}.qcow2`),
@@ -74,9 +95,12 @@ export function userDataPaths(root: string) {
 }
 
 /**
- * Users' data disks as qcow2 under `<root>/<tenant>/<user>/`. Disk versions are immutable files
- * (`disk-v<n>.qcow2`): a commit or an apply builds version n+1 in a temporary copy of version n
- * and renames it into place, so a crash or a second run can never apply a delta twice to one file.
+ * Users' data disks as qcow2 under `<root>/<tenant>/<user>/`. Version files are immutable: version
+ * n+1 is the delta that made it (the session's overlay, or the delta shipped from the peer region)
+ * on version n, which it names as its backing file. A version so costs its change, not the disk:
+ * no copy of version n, and its content checksum rehashes only the regions the delta touches
+ * (from version n's region digests, kept beside it). Chains deeper than `flattenDepth` are
+ * flattened later. A crash or a second run at any point builds the same version again.
  */
 export function qcow2UserDataStore(root: string): UserDataStore {
   const paths = userDataPaths(root);
@@ -108,24 +132,37 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     return made;
   }
 
+  /** A version's region digests: kept beside it, or computed from the whole disk (and kept). */
+  async function digestsOf(ref: UserDataRef, version: number): Promise<RegionDigests> {
+    const kept = await readRegionDigests(paths.digests(ref, version));
+    if (kept) return kept;
+    const computed = await allRegionDigests(paths.disk(ref, version));
+    await writeRegionDigests(paths.digests(ref, version), computed);
+    return computed;
+  }
+
   /**
-   * Builds `target` = the disk `from` + `delta` in a temporary file, verifies nothing, returns its
-   * content checksum. The delta is only read: qemu-img is told the copy is its backing file
-   * (instead of that being written into the delta's header), so the delta stays as it was, and
-   * runs of the same build at once each write their own copy.
+   * Version `version` from `delta` (a file under a temporary name in the user's folder or below
+   * it), whose backing file becomes version version-1 by its relative name: its digests are
+   * computed from the predecessor's, then kept, then the file is renamed into place. A version
+   * already there with the same content (built by an earlier run, perhaps flattened since) stays.
    */
-  async function buildDisk(from: string, delta: string, target: string) {
-    const tmp = tmpName(target);
-    try {
-      await cloneFile(from, tmp);
-      // -d keeps the delta intact: it is the artifact that is shipped to the peer region.
-      await qemuImg(["commit", "-q", "-d", "--image-opts", commitOptions(delta, tmp)]);
-      const sha256 = await contentSha256(tmp);
-      return { tmp, target, sha256 };
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
+  async function buildVersion(ref: UserDataRef, version: number, delta: string) {
+    const from = version - 1;
+    const base = await digestsOf(ref, from);
+    await rebaseUnsafe(delta, diskName(from));
+    const digests = await withChanges(delta, base, paths.disk(ref, from));
+    const sha256 = contentChecksum(digests);
+    return {
+      sha256,
+      async install() {
+        const target = paths.disk(ref, version);
+        const there = await readRegionDigests(paths.digests(ref, version));
+        if (there && contentChecksum(there) === sha256 && (await exists(target))) return;
+        await writeRegionDigests(paths.digests(ref, version), digests);
+        await rename(delta, target);
+      },
+    };
   }
 
   return {
@@ -172,38 +209,43 @@ export function qcow2UserDataStore(root: string): UserDataStore {
 
     async commitOverlay(ref, sessionId, fromVersion) {
       const to = fromVersion + 1;
-      const base = paths.disk(ref, fromVersion);
-      const overlay = paths.overlay(ref, sessionId);
       const delta = paths.delta(ref, to);
       await mkdir(dirname(delta), { recursive: true });
-      const built = await buildDisk(base, overlay, paths.disk(ref, to));
-      // The session's overlay, which nothing writes any more, is the delta: a second name for the
-      // same file rather than a copy. It points at the version it applies to, a valid chain here.
+      // The session's overlay, which nothing writes any more, is the new version and the shipped
+      // delta: second names for the same file rather than copies.
+      const tmp = tmpName(paths.disk(ref, to));
       const deltaTmp = tmpName(delta);
       try {
-        await linkOrCopy(overlay, deltaTmp);
-        await rebaseUnsafe(deltaTmp, base);
+        await linkOrCopy(paths.overlay(ref, sessionId), tmp);
+        const built = await buildVersion(ref, to, tmp);
+        await linkOrCopy(tmp, deltaTmp);
         await rename(deltaTmp, delta);
-        await rename(built.tmp, built.target);
+        await built.install();
         return { sha256: built.sha256, deltaBytes: (await stat(delta)).size };
-      } catch (err) {
-        await rm(built.tmp, { force: true });
-        throw err;
       } finally {
-        await rm(deltaTmp, { force: true });
+        await Promise.all([rm(tmp, { force: true }), rm(deltaTmp, { force: true })]);
       }
     },
 
     async applyDelta(ref, fromVersion, deltaFile, sizeBytes) {
-      const base = paths.disk(ref, fromVersion);
       // Version 0 is a blank disk: qemu-img makes it byte-identical here, so it is never shipped.
       if (fromVersion === 0) await this.ensureBlank(ref, sizeBytes);
-      const built = await buildDisk(base, deltaFile, paths.disk(ref, fromVersion + 1));
-      return {
-        sha256: built.sha256,
-        install: () => rename(built.tmp, built.target),
-        discard: () => rm(built.tmp, { force: true }),
-      };
+      const built = await buildVersion(ref, fromVersion + 1, deltaFile);
+      return { sha256: built.sha256, install: built.install, discard: async () => {} };
+    },
+
+    async flattenIfDeep(ref, version) {
+      const disk = paths.disk(ref, version);
+      if ((await chainFiles(disk)).length <= flattenDepth) return false;
+      const tmp = tmpName(disk);
+      try {
+        // The same content in one file: versions above keep reading it by its name.
+        await qemuImg(["convert", "-q", "-f", "qcow2", disk, "-O", "qcow2", tmp]);
+        await rename(tmp, disk);
+      } finally {
+        await rm(tmp, { force: true });
+      }
+      return true;
     },
 
     async hasVersion(ref, version) {
@@ -220,32 +262,29 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     },
     async removeVersion(ref, version) {
       await rm(paths.disk(ref, version), { force: true });
+      await rm(paths.digests(ref, version), { force: true });
     },
     async listVersions(ref) {
       const names = await readdir(paths.user(ref)).catch(() => [] as string[]);
-      return names.flatMap((n) => /^disk-v(\d+)\.qcow2$/.exec(n)?.[1] ?? []).map(Number);
+      const versions = names.flatMap((n) => versionOfName(n) ?? []);
+      return Promise.all(
+        versions.map(async (version) => {
+          const backing = versionOfName(await backingName(paths.disk(ref, version)).catch(() => undefined));
+          return backing === undefined ? { version } : { version, backingVersion: backing };
+        }),
+      );
     },
 
     async keepVersionAsFork(ref, version, forkId) {
-      const target = paths.fork(ref, forkId);
-      if (await exists(target)) return;
-      await mkdir(dirname(target), { recursive: true });
-      const tmp = tmpName(target);
-      try {
-        await cloneFile(paths.disk(ref, version), tmp);
-        await rename(tmp, target);
-      } finally {
-        await rm(tmp, { force: true });
-      }
+      await flattenTo(paths.disk(ref, version), paths.fork(ref, forkId));
     },
 
     async keepOverlayAsFork(ref, sessionId, fromVersion, forkId) {
       const target = paths.fork(ref, forkId);
       if (await exists(target)) return contentSha256(target);
-      await mkdir(dirname(target), { recursive: true });
-      const built = await buildDisk(paths.disk(ref, fromVersion), paths.overlay(ref, sessionId), target);
-      await rename(built.tmp, target);
-      return built.sha256;
+      const overlay = paths.overlay(ref, sessionId);
+      await flattenTo(overlay, target);
+      return contentChecksum(await withChanges(overlay, await digestsOf(ref, fromVersion)));
     },
 
     async overlayFromFork(ref, forkId, sessionId, version) {
