@@ -7,7 +7,7 @@
  * divided by it is what the control plane adds.
  */
 import { execFile } from "node:child_process";
-import { copyFile, mkdir, rm } from "node:fs/promises";
+import { copyFile, mkdir, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { qcow2UserDataStore } from "../../shared/adapters/storage/user-data-store.ts";
@@ -41,21 +41,37 @@ export async function dataPathBaseline(
   const first = refs[0];
   if (!first) return { totalMs: 0, eachMs: [] };
   await source.ensureBlank(first, opts.sizeBytes);
-  const firstDisk = join(opts.dir, "primary", tenantId, first.userId, "disk-v0.qcow2");
-  if (opts.priorWrites) await run("qemu-io", ["-f", "qcow2", ...opts.priorWrites, firstDisk]);
-  const change = await source.ensureOverlay(first, "s", 0);
+  // Prior data is a version the store committed (with its region digests), as a user's would be.
+  let base = 0;
+  if (opts.priorWrites) {
+    const prior = await source.ensureOverlay(first, "prior", 0);
+    await run("qemu-io", ["-f", "qcow2", ...opts.priorWrites, prior]);
+    await source.commitOverlay(first, "prior", 0);
+    await source.removeOverlay(first, "prior");
+    await source.removeDelta(first, 1);
+    base = 1;
+  }
+  const change = await source.ensureOverlay(first, "s", base);
   await run("qemu-io", ["-f", "qcow2", ...opts.writes, change]);
+  const firstDir = join(opts.dir, "primary", tenantId, first.userId);
+  const versionFiles = (await readdir(firstDir)).filter((f) => f.startsWith("disk-v"));
   for (const ref of refs) {
-    // Every user's version 0 on both sides is the first one's (blank, or holding the prior data);
-    // every session's overlay holds the first one's change.
+    // Every user's versions on both sides are the first one's (blank, or holding the prior
+    // data); every session's overlay holds the first one's change.
     const copies: [string, string][] = [
-      [firstDisk, join(opts.dir, "dr", tenantId, ref.userId, "disk-v0.qcow2")],
+      ...versionFiles.map((f): [string, string] => [
+        join(firstDir, f),
+        join(opts.dir, "dr", tenantId, ref.userId, f),
+      ]),
       ...(ref === first
         ? []
-        : ([
-            [firstDisk, join(opts.dir, "primary", tenantId, ref.userId, "disk-v0.qcow2")],
-            [change, source.overlayPath(ref, "s")],
-          ] as [string, string][])),
+        : [
+            ...versionFiles.map((f): [string, string] => [
+              join(firstDir, f),
+              join(opts.dir, "primary", tenantId, ref.userId, f),
+            ]),
+            [change, source.overlayPath(ref, "s")] as [string, string],
+          ]),
     ];
     for (const [from, to] of copies) {
       await mkdir(dirname(to), { recursive: true });
@@ -66,12 +82,12 @@ export async function dataPathBaseline(
   const started = performance.now();
   await runLimited(refs, opts.concurrency, async (ref) => {
     const t = performance.now();
-    const { sha256 } = await source.commitOverlay(ref, "s", 0);
-    const key = `bench-baseline/${ref.userId}/v1.qcow2`;
-    await opts.peer.putFile(key, source.deltaPath(ref, 1));
-    const fetched = await opts.inbox.fetchFile(key, target.incomingDeltaPath(ref, 1), { sync: false });
+    const { sha256 } = await source.commitOverlay(ref, "s", base);
+    const key = `bench-baseline/${ref.userId}/v${base + 1}.qcow2`;
+    await opts.peer.putFile(key, source.deltaPath(ref, base + 1));
+    const fetched = await opts.inbox.fetchFile(key, target.incomingDeltaPath(ref, base + 1), { sync: false });
     try {
-      const built = await target.applyDelta(ref, 0, fetched.path, opts.sizeBytes);
+      const built = await target.applyDelta(ref, base, fetched.path, opts.sizeBytes);
       if (built.sha256 !== sha256) throw new Error(`baseline: ${ref.userId}'s checksum differs`);
       await built.install();
     } finally {

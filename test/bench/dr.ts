@@ -201,8 +201,8 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     const dataPath = await throughDataPath("data-path", N);
     const dataPathCpu = new Map<string, number>();
     await treeCpuMs(process.pid, dataPathCpu);
-    // BENCH_DR_PRIOR_MIB: the same change on disks already holding that much data, which a commit
-    // and an apply copy (where the filesystem has no reflinks) and checksum whole.
+    // BENCH_DR_PRIOR_MIB: the same change on disks already holding that much data (a version
+    // committed before), which should cost no more: a version is its delta, checksummed by region.
     const priorMiB = Number(process.env.BENCH_DR_PRIOR_MIB ?? 0);
     const withPrior =
       priorMiB > 0
