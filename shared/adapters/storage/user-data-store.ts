@@ -173,6 +173,9 @@ export function qcow2UserDataStore(root: string): UserDataStore {
         const tmp = tmpName(target);
         try {
           await cloneFile(await blankTemplate(sizeBytes), tmp);
+          // Blank: no region holds data (digests beside it, so its first change reads nothing more).
+          const { virtualSize } = await qcow2Header(tmp);
+          await writeRegionDigests(paths.digests(ref, 0), { virtualSize, regions: new Map() });
           await rename(tmp, target);
         } finally {
           await rm(tmp, { force: true });
