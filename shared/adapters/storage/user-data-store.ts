@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { UserDataRef } from "../../domain/dr-model.ts";
 import type { UserDataStore } from "../../ports/index.ts";
 import {
@@ -16,7 +16,7 @@ import {
 } from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
 import { setQcow2Backing } from "./qcow2-backing.ts";
-import { backingName, chainFiles } from "./qcow2-chain.ts";
+import { backingName, backingPathOf, chainFiles } from "./qcow2-chain.ts";
 import { createQcow2Overlay } from "./qcow2-overlay.ts";
 import { qemuImg } from "./qemu-img.ts";
 
@@ -64,7 +64,7 @@ async function flattenTo(path: string, target: string) {
   }
 }
 
-/** A version's file name; versions name their predecessor so, relative to their own folder. */
+/** A version's file name. */
 const diskName = (version: number) => `disk-v${version}.qcow2`;
 const versionOfName = (name: string | undefined) => {
   const n = name === undefined ? undefined : /^disk-v(\d+)\.qcow2$/.exec(name)?.[1];
@@ -143,14 +143,17 @@ export function qcow2UserDataStore(root: string): UserDataStore {
 
   /**
    * Version `version` from `delta` (a file under a temporary name in the user's folder or below
-   * it), whose backing file becomes version version-1 by its relative name: its digests are
-   * computed from the predecessor's, then kept, then the file is renamed into place. A version
-   * already there with the same content (built by an earlier run, perhaps flattened since) stays.
+   * it), which reads version version-1 as its backing file: its digests are computed from the
+   * predecessor's, then kept, then the file is renamed into place. A version already there with
+   * the same content (built by an earlier run, perhaps flattened since) stays.
    */
   async function buildVersion(ref: UserDataRef, version: number, delta: string) {
     const from = version - 1;
     const base = await digestsOf(ref, from);
-    await rebaseUnsafe(delta, diskName(from));
+    // A session's overlay already names it (and is left as it is: a retry may still read it by
+    // its own name); a delta from the peer names the peer's file, and is pointed here.
+    if ((await backingName(delta)) !== paths.disk(ref, from))
+      await rebaseUnsafe(delta, paths.disk(ref, from));
     const digests = await withChanges(delta, base, paths.disk(ref, from));
     const sha256 = contentChecksum(digests);
     return {
@@ -272,8 +275,17 @@ export function qcow2UserDataStore(root: string): UserDataStore {
       const versions = names.flatMap((n) => versionOfName(n) ?? []);
       return Promise.all(
         versions.map(async (version) => {
-          const backing = versionOfName(await backingName(paths.disk(ref, version)).catch(() => undefined));
-          return backing === undefined ? { version } : { version, backingVersion: backing };
+          const disk = paths.disk(ref, version);
+          const backing = backingPathOf({
+            path: disk,
+            backingName: await backingName(disk).catch(() => undefined),
+          });
+          // Only the user's own versions count (anything else is not this store's to prune).
+          const backingVersion =
+            backing && resolve(dirname(backing)) === resolve(paths.user(ref))
+              ? versionOfName(basename(backing))
+              : undefined;
+          return backingVersion === undefined ? { version } : { version, backingVersion };
         }),
       );
     },
