@@ -8,7 +8,7 @@ import { qemuImg } from "./qemu-img.ts";
 
 const block = 64 * 1024;
 /** A region's bytes: its digest is recomputed whole when a change touches any of it. */
-export const regionBytes = 16 * block;
+const regionBytes = 16 * block;
 /**
  * Read buffers, kept for the next checksum: a new buffer per checksum is memory outside the heap
  * that V8 answers with full garbage collections (13% of the DR bench's data path once).
@@ -186,7 +186,7 @@ async function viaConvert(top: string, topBacking?: string): Promise<RegionDiges
 }
 
 /** qemu-img's `--image-opts` value: commas in a value are doubled. */
-export const optionValue = (v: string) => v.replaceAll(",", ",,");
+const optionValue = (v: string) => v.replaceAll(",", ",,");
 
 /**
  * What a checksum needs of a qcow2's header (big-endian: backing file offset at byte 8, virtual

@@ -51,9 +51,8 @@ async function linkOrCopy(from: string, to: string) {
 /** Copies with a reflink where the filesystem can (XFS, btrfs): a disk copy then costs nothing. */
 const cloneFile = (from: string, to: string) => copyFile(from, to, constants.COPYFILE_FICLONE);
 
-/** `path` (with its chain) as one new file at `target`, unless `target` is there already. */
+/** `path` (with its chain) as one new file, renamed to `target` (which it may replace). */
 async function flattenTo(path: string, target: string) {
-  if (await exists(target)) return;
   await mkdir(dirname(target), { recursive: true });
   const tmp = tmpName(target);
   try {
@@ -243,14 +242,8 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     async flattenIfDeep(ref, version) {
       const disk = paths.disk(ref, version);
       if ((await chainFiles(disk)).length <= flattenDepth) return false;
-      const tmp = tmpName(disk);
-      try {
-        // The same content in one file: versions above keep reading it by its name.
-        await qemuImg(["convert", "-q", "-f", "qcow2", disk, "-O", "qcow2", tmp]);
-        await rename(tmp, disk);
-      } finally {
-        await rm(tmp, { force: true });
-      }
+      // The same content in one file: versions above keep reading it by its name.
+      await flattenTo(disk, disk);
       return true;
     },
 
@@ -291,7 +284,8 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     },
 
     async keepVersionAsFork(ref, version, forkId) {
-      await flattenTo(paths.disk(ref, version), paths.fork(ref, forkId));
+      const target = paths.fork(ref, forkId);
+      if (!(await exists(target))) await flattenTo(paths.disk(ref, version), target);
     },
 
     async keepOverlayAsFork(ref, sessionId, fromVersion, forkId) {
