@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { channel } from "node:diagnostics_channel";
-import { type FileHandle, open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { type FileHandle, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openChain, type Qcow2Chain, UnsupportedQcow2 } from "./qcow2-chain.ts";
@@ -187,23 +187,6 @@ async function viaConvert(top: string, topBacking?: string): Promise<RegionDiges
 
 /** qemu-img's `--image-opts` value: commas in a value are doubled. */
 const optionValue = (v: string) => v.replaceAll(",", ",,");
-
-/**
- * What a checksum needs of a qcow2's header (big-endian: backing file offset at byte 8, virtual
- * size at 24), read here rather than by a qemu-img run, which costs a process start.
- */
-export async function qcow2Header(path: string): Promise<{ virtualSize: number; hasBacking: boolean }> {
-  const file = await open(path, "r");
-  try {
-    const header = Buffer.alloc(32);
-    const { bytesRead } = await file.read(header, 0, 32, 0);
-    if (bytesRead < 32 || header.readUInt32BE(0) !== 0x514649fb)
-      throw new Error(`${path} is not a qcow2 image`);
-    return { virtualSize: Number(header.readBigUInt64BE(24)), hasBacking: header.readBigUInt64BE(8) !== 0n };
-  } finally {
-    await file.close();
-  }
-}
 
 const digestsMagic = "pcdig002";
 const entryBytes = 4 + 32;

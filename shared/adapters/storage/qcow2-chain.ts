@@ -168,19 +168,23 @@ export async function openChain(top: string, topBacking?: string): Promise<Qcow2
   };
 }
 
-/** The backing file's name a qcow2's header records (undefined: none), its header only read. */
-export async function backingName(path: string): Promise<string | undefined> {
+/**
+ * What a qcow2's header says of its virtual size and backing file (big-endian: the name's offset
+ * at byte 8 and size at 16, the virtual size at 24), the header only read: no qemu-img process.
+ */
+export async function qcow2Header(path: string): Promise<{ virtualSize: number; backingName?: string }> {
   const file = await open(path, "r");
   try {
-    const h = Buffer.alloc(20);
-    const { bytesRead } = await file.read(h, 0, 20, 0);
-    if (bytesRead < 20 || h.readUInt32BE(0) !== magic) throw new Error(`${path} is not a qcow2 image`);
+    const h = Buffer.alloc(32);
+    const { bytesRead } = await file.read(h, 0, 32, 0);
+    if (bytesRead < 32 || h.readUInt32BE(0) !== magic) throw new Error(`${path} is not a qcow2 image`);
+    const virtualSize = Number(h.readBigUInt64BE(24));
     const nameOffset = Number(h.readBigUInt64BE(8));
     const nameSize = h.readUInt32BE(16);
-    if (nameOffset === 0 || nameSize === 0) return undefined;
+    if (nameOffset === 0 || nameSize === 0) return { virtualSize };
     const name = Buffer.alloc(Math.min(nameSize, 1023));
     await file.read(name, 0, name.length, nameOffset);
-    return name.toString("utf8");
+    return { virtualSize, backingName: name.toString("utf8") };
   } finally {
     await file.close();
   }
@@ -190,7 +194,7 @@ export async function backingName(path: string): Promise<string | undefined> {
 export async function chainFiles(top: string): Promise<string[]> {
   const files = [top];
   for (let path: string | undefined = top; files.length <= 256; ) {
-    path = backingPathOf({ path, backingName: await backingName(path) });
+    path = backingPathOf({ path, ...(await qcow2Header(path)) });
     if (path === undefined) return files;
     files.push(path);
   }

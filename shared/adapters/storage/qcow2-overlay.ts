@@ -10,8 +10,8 @@ import { randomBytes } from "node:crypto";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { qcow2Header } from "./content-checksum.ts";
 import { patchQcow2Backing } from "./qcow2-backing.ts";
+import { qcow2Header } from "./qcow2-chain.ts";
 import { qemuImg } from "./qemu-img.ts";
 
 const templates = new Map<number, Promise<Buffer>>();

@@ -8,7 +8,6 @@ import {
   allRegionDigests,
   contentChecksum,
   contentSha256,
-  qcow2Header,
   type RegionDigests,
   readRegionDigests,
   withChanges,
@@ -16,7 +15,7 @@ import {
 } from "./content-checksum.ts";
 import { pathUnder } from "./paths.ts";
 import { setQcow2Backing } from "./qcow2-backing.ts";
-import { backingName, backingPathOf, chainFiles } from "./qcow2-chain.ts";
+import { backingPathOf, chainFiles, qcow2Header } from "./qcow2-chain.ts";
 import { createQcow2Overlay } from "./qcow2-overlay.ts";
 import { qemuImg } from "./qemu-img.ts";
 
@@ -151,7 +150,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
     const base = await digestsOf(ref, from);
     // A session's overlay already names it (and is left as it is: a retry may still read it by
     // its own name); a delta from the peer names the peer's file, and is pointed here.
-    if ((await backingName(delta)) !== paths.disk(ref, from))
+    if ((await qcow2Header(delta)).backingName !== paths.disk(ref, from))
       await rebaseUnsafe(delta, paths.disk(ref, from));
     const digests = await withChanges(delta, base, paths.disk(ref, from));
     const sha256 = contentChecksum(digests);
@@ -269,10 +268,8 @@ export function qcow2UserDataStore(root: string): UserDataStore {
       return Promise.all(
         versions.map(async (version) => {
           const disk = paths.disk(ref, version);
-          const backing = backingPathOf({
-            path: disk,
-            backingName: await backingName(disk).catch(() => undefined),
-          });
+          const header = await qcow2Header(disk).catch(() => undefined);
+          const backing = backingPathOf({ path: disk, ...header });
           // Only the user's own versions count (anything else is not this store's to prune).
           const backingVersion =
             backing && resolve(dirname(backing)) === resolve(paths.user(ref))
