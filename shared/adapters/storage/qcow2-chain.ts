@@ -55,14 +55,7 @@ export async function openLayer(path: string): Promise<Qcow2Layer> {
     const perL2 = clusterBytes / 8;
     const l1 = Buffer.alloc(h.readUInt32BE(36) * 8);
     await file.read(l1, 0, l1.length, Number(h.readBigUInt64BE(40)));
-    const nameOffset = Number(h.readBigUInt64BE(8));
-    const nameSize = h.readUInt32BE(16);
-    let backingName: string | undefined;
-    if (nameOffset !== 0 && nameSize !== 0) {
-      const name = Buffer.alloc(nameSize);
-      await file.read(name, 0, nameSize, nameOffset);
-      backingName = name.toString("utf8");
-    }
+    const backingName = await backingNameOf(file, h);
     const tables = new Map<number, Promise<Buffer | undefined>>();
     const l2Table = (index: number) => {
       let table = tables.get(index);
@@ -168,6 +161,17 @@ export async function openChain(top: string, topBacking?: string): Promise<Qcow2
   };
 }
 
+/** The backing file's name the header `h` (read from `file`) records, if any. */
+async function backingNameOf(file: FileHandle, h: Buffer): Promise<string | undefined> {
+  const nameOffset = Number(h.readBigUInt64BE(8));
+  const nameSize = h.readUInt32BE(16);
+  if (nameOffset === 0 || nameSize === 0) return undefined;
+  // QEMU refuses names longer than 1023 bytes.
+  const name = Buffer.alloc(Math.min(nameSize, 1023));
+  await file.read(name, 0, name.length, nameOffset);
+  return name.toString("utf8");
+}
+
 /**
  * What a qcow2's header says of its virtual size and backing file (big-endian: the name's offset
  * at byte 8 and size at 16, the virtual size at 24), the header only read: no qemu-img process.
@@ -179,12 +183,8 @@ export async function qcow2Header(path: string): Promise<{ virtualSize: number; 
     const { bytesRead } = await file.read(h, 0, 32, 0);
     if (bytesRead < 32 || h.readUInt32BE(0) !== magic) throw new Error(`${path} is not a qcow2 image`);
     const virtualSize = Number(h.readBigUInt64BE(24));
-    const nameOffset = Number(h.readBigUInt64BE(8));
-    const nameSize = h.readUInt32BE(16);
-    if (nameOffset === 0 || nameSize === 0) return { virtualSize };
-    const name = Buffer.alloc(Math.min(nameSize, 1023));
-    await file.read(name, 0, name.length, nameOffset);
-    return { virtualSize, backingName: name.toString("utf8") };
+    const backingName = await backingNameOf(file, h);
+    return backingName === undefined ? { virtualSize } : { virtualSize, backingName };
   } finally {
     await file.close();
   }
