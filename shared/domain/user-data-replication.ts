@@ -119,7 +119,6 @@ export async function applyUserData(ports: ReplicationPorts, m: Msg<"apply-user-
   try {
     const built = await ports.userDataStore.applyDelta(ref, applied, fetched.path, m.sizeBytes);
     if (built.sha256 !== m.sha256) {
-      await built.discard();
       throw new Error(`v${m.version} of ${m.userId}: checksum ${built.sha256} != source ${m.sha256}`);
     }
     await built.install();

@@ -107,7 +107,7 @@ export interface UserDataStore {
     fromVersion: number,
     deltaFile: string,
     sizeBytes: number,
-  ): Promise<{ sha256: string; install(): Promise<void>; discard(): Promise<void> }>;
+  ): Promise<{ sha256: string; install(): Promise<void> }>;
   hasVersion(ref: UserDataRef, version: number): Promise<boolean>;
   contentSha256(ref: UserDataRef, version: number): Promise<string>;
   deltaPath(ref: UserDataRef, version: number): string;

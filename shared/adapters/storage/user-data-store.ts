@@ -235,7 +235,7 @@ export function qcow2UserDataStore(root: string): UserDataStore {
       // Version 0 is a blank disk: qemu-img makes it byte-identical here, so it is never shipped.
       if (fromVersion === 0) await this.ensureBlank(ref, sizeBytes);
       const built = await buildVersion(ref, fromVersion + 1, deltaFile);
-      return { sha256: built.sha256, install: built.install, discard: async () => {} };
+      return built;
     },
 
     async flattenIfDeep(ref, version) {
