@@ -17,7 +17,7 @@ import { detectAccel, QemuHypervisor } from "../../shared/adapters/hypervisor/qe
 import { VmNotRunningError } from "../../shared/ports/hypervisor.ts";
 import { testGuest } from "../support/guest.ts";
 import { vncLogin } from "../support/rfb.ts";
-import { ConsoleSession, decodePng, differingPixels, Recorder } from "../support/vm.ts";
+import { ConsoleSession, decodePng, differingPixels, pollUntil, Recorder } from "../support/vm.ts";
 import { websocketHandshake } from "../support/websocket.ts";
 
 const run = promisify(execFile);
@@ -241,6 +241,30 @@ describe("a desktop on QEMU", () => {
     expect(await hv.status("desktop-b")).toBe("stopped");
     expect(await hv.list()).toEqual([]);
     await expect(hv.send("desktop-b", { type: "ping" })).rejects.toThrow(VmNotRunningError);
+  });
+
+  it("a VM killed while it starts (before its start answers) is reported as an unexpected exit too", async () => {
+    // Killed as soon as it is listed: some starts still answer, some fail their init because the
+    // VM died; either way the exit is the kill, not the clean-up stop of a failed start.
+    const disk = join(work, "starting.qcow2");
+    await run("qemu-img", ["create", "-q", "-f", "qcow2", disk, "64M"]);
+    for (let i = 0; i < 6; i++) {
+      const vmId = `starting-${i}`;
+      const started = hv.start({ vmId, diskPath: disk, memoryMiB }).then(
+        () => "answered",
+        () => "failed",
+      );
+      const pid = await pollUntil(
+        async () => (await hv.list()).find((v) => v.vmId === vmId)?.pid,
+        10_000,
+        `${vmId} listed`,
+        1,
+      );
+      process.kill(pid, "SIGKILL");
+      const outcome = await started;
+      const exit = await rec.waitForExit(vmId, 10_000);
+      expect(exit.value, `${vmId} (start ${outcome})`).toMatchObject({ expected: false, reason: "killed" });
+    }
   });
 
   it("websocket: true serves the screen as VNC over WebSocket: the HTTP Upgrade answers 101, then RFB", async () => {

@@ -29,7 +29,7 @@ import { selfIdentity } from "./host-process.ts";
 import { maxSocketPath, type QemuPaths, qemuArgs, vmPaths } from "./qemu-command.ts";
 import { assertDiskId } from "./qemu-disks.ts";
 import { endLeftover, findLeftovers, runningQemu, writeOwner } from "./qemu-reclaim.ts";
-import { assertVncPassword, QemuVm, type VmHooks } from "./qemu-vm.ts";
+import { assertVncPassword, QemuVm, type VmHooks, within } from "./qemu-vm.ts";
 
 export { type Accel, chooseAccel, detectAccel } from "./accel.ts";
 export { type QemuPaths, qemuArgs, vmPaths } from "./qemu-command.ts";
@@ -224,6 +224,10 @@ export class QemuHypervisor implements Hypervisor {
       );
       return vm.info;
     } catch (err) {
+      // A VM killed while it starts fails its init (its sockets close) a moment before its exit
+      // is seen: that exit is reported as what it was, not as the stop below, which would make it
+      // expected and leave its desktop STARTING until the boot deadline. One still running stops.
+      await within(vm.exited, 1000);
       await this.stop(spec.vmId, { graceMs: 0 });
       throw err;
     }
