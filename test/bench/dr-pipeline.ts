@@ -29,17 +29,18 @@ export interface DataPathOptions {
   priorWrites?: string[];
 }
 
-/** Answers the wall time (ms) of `users` changes through the data path, and each one's own (ms). */
-export async function dataPathBaseline(
-  opts: DataPathOptions,
-): Promise<{ totalMs: number; eachMs: number[] }> {
+/**
+ * Every user's versions on both sides and session overlay on the source, as the first user's
+ * (written once with qemu-io, then copied; not timed).
+ */
+async function prepareUsers(opts: DataPathOptions) {
   const source = qcow2UserDataStore(join(opts.dir, "primary"));
   const target = qcow2UserDataStore(join(opts.dir, "dr"));
   const tenantId = "baseline";
   const refs = Array.from({ length: opts.users }, (_, i) => ({ tenantId, userId: `user-${i}` }));
   // One session's change, written once and copied to every user's overlay (not timed).
   const first = refs[0];
-  if (!first) return { totalMs: 0, eachMs: [] };
+  if (!first) throw new Error("the data path needs at least one user");
   await source.ensureBlank(first, opts.sizeBytes);
   // Prior data is a version the store committed (with its region digests), as a user's would be.
   let base = 0;
@@ -78,25 +79,110 @@ export async function dataPathBaseline(
       await copyFile(from, to);
     }
   }
+  return { source, target, refs, base };
+}
+
+type Ref = { tenantId: string; userId: string };
+
+/**
+ * A change's way through the data path, step by step (commit, upload, download, apply), each a
+ * function of the user: the pipelined run calls them in turn for each change, the run by phase
+ * calls each one for every change before the next.
+ */
+function dataPathSteps(opts: DataPathOptions, prepared: Awaited<ReturnType<typeof prepareUsers>>) {
+  const { source, target, base } = prepared;
+  const key = (ref: Ref) => `bench-baseline/${ref.userId}/v${base + 1}.qcow2`;
+  const committed = new Map<string, string>();
+  const fetched = new Map<string, Awaited<ReturnType<ReplicaInbox["fetchFile"]>>>();
+  return [
+    [
+      "commit (overlay becomes the version, checksum)",
+      async (ref: Ref) => {
+        committed.set(ref.userId, (await source.commitOverlay(ref, "s", base)).sha256);
+      },
+    ],
+    [
+      "upload delta (S3 PutObject)",
+      async (ref: Ref) => {
+        await opts.peer.putFile(key(ref), source.deltaPath(ref, base + 1));
+      },
+    ],
+    [
+      "download delta (S3 GetObject to the store)",
+      async (ref: Ref) => {
+        const file = await opts.inbox.fetchFile(key(ref), target.incomingDeltaPath(ref, base + 1), {
+          sync: false,
+        });
+        fetched.set(ref.userId, file);
+      },
+    ],
+    [
+      "apply (delta becomes the version, verify)",
+      async (ref: Ref) => {
+        const file = fetched.get(ref.userId);
+        if (!file) throw new Error(`baseline: ${ref.userId}'s delta was not downloaded`);
+        try {
+          const built = await target.applyDelta(ref, base, file.path, opts.sizeBytes);
+          if (built.sha256 !== committed.get(ref.userId))
+            throw new Error(`baseline: ${ref.userId}'s checksum differs`);
+          await built.install();
+        } finally {
+          await file.done();
+          await opts.inbox.remove(key(ref));
+        }
+      },
+    ],
+  ] as const;
+}
+
+/** Answers the wall time (ms) of `users` changes through the data path, and each one's own (ms). */
+export async function dataPathBaseline(
+  opts: DataPathOptions,
+): Promise<{ totalMs: number; eachMs: number[] }> {
+  const prepared = await prepareUsers(opts);
+  const steps = dataPathSteps(opts, prepared);
   const eachMs: number[] = [];
   const started = performance.now();
-  await runLimited(refs, opts.concurrency, async (ref) => {
+  await runLimited(prepared.refs, opts.concurrency, async (ref) => {
     const t = performance.now();
-    const { sha256 } = await source.commitOverlay(ref, "s", base);
-    const key = `bench-baseline/${ref.userId}/v${base + 1}.qcow2`;
-    await opts.peer.putFile(key, source.deltaPath(ref, base + 1));
-    const fetched = await opts.inbox.fetchFile(key, target.incomingDeltaPath(ref, base + 1), { sync: false });
-    try {
-      const built = await target.applyDelta(ref, base, fetched.path, opts.sizeBytes);
-      if (built.sha256 !== sha256) throw new Error(`baseline: ${ref.userId}'s checksum differs`);
-      await built.install();
-    } finally {
-      await fetched.done();
-      await opts.inbox.remove(key);
-    }
+    for (const [, step] of steps) await step(ref);
     eachMs.push(performance.now() - t);
   });
   const totalMs = performance.now() - started;
   await rm(opts.dir, { recursive: true, force: true });
   return { totalMs, eachMs };
+}
+
+/**
+ * The CPU a change costs in each step of the data path, by process (ms per change): each step
+ * runs for every change (`concurrency` at a time) before the next, between two readings of the
+ * process tree. Their sum, over the machine's cores, is the shortest time the data path of N
+ * changes can take here even with nothing else running.
+ */
+export async function dataPathCpuByStep(
+  opts: DataPathOptions,
+  cpu: (into: Map<string, number>) => Promise<number>,
+): Promise<{ step: string; wallMs: number; cpuMsPerChange: Record<string, number> }[]> {
+  const prepared = await prepareUsers(opts);
+  const out = [];
+  for (const [step, run] of dataPathSteps(opts, prepared)) {
+    const before = new Map<string, number>();
+    await cpu(before);
+    const started = performance.now();
+    await runLimited(prepared.refs, opts.concurrency, run);
+    const wallMs = performance.now() - started;
+    const after = new Map<string, number>();
+    await cpu(after);
+    const cpuMsPerChange = Object.fromEntries(
+      [...after]
+        .map(([name, ms]): [string, number] => [
+          name,
+          Math.round((ms - (before.get(name) ?? 0)) / opts.users),
+        ])
+        .filter(([, ms]) => ms > 0),
+    );
+    out.push({ step, wallMs: Math.round(wallMs), cpuMsPerChange });
+  }
+  await rm(opts.dir, { recursive: true, force: true });
+  return out;
 }

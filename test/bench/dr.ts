@@ -6,13 +6,13 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { waitFor } from "../../local/emulators.ts";
 import { type Region, startRegion } from "../../local/region.ts";
 import { countCalls } from "./calls.ts";
-import { dataPathBaseline } from "./dr-pipeline.ts";
+import { dataPathBaseline, dataPathCpuByStep } from "./dr-pipeline.ts";
 import { treeCpuMs, watchStages } from "./dr-stages.ts";
 import type { BenchEnv } from "./env.ts";
 import { median, percentile, printJson, printTable, round, runLimited } from "./report.ts";
@@ -187,20 +187,31 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     // The same changes through the data path alone, with the emulators warm: RPO's floor here.
     const dataPathCpuBefore = new Map<string, number>();
     await treeCpuMs(process.pid, dataPathCpuBefore);
+    const dataPathOptions = (dir: string, users: number, priorWrites?: string[]) => ({
+      dir,
+      peer: primary.app.ports.peer as NonNullable<typeof primary.app.ports.peer>,
+      inbox: dr.app.ports.inbox,
+      users,
+      concurrency: Number(process.env.BENCH_DR_DATA_PATH_CONCURRENCY ?? 8),
+      sizeBytes: primary.app.config.dr?.userDataSizeBytes ?? 1024 ** 3,
+      writes: sessionWrites,
+      ...(priorWrites ? { priorWrites } : {}),
+    });
     const throughDataPath = (name: string, users: number, priorWrites?: string[]) =>
-      dataPathBaseline({
-        dir: join(dataDir, name),
-        peer: primary.app.ports.peer as NonNullable<typeof primary.app.ports.peer>,
-        inbox: dr.app.ports.inbox,
-        users,
-        concurrency: Number(process.env.BENCH_DR_DATA_PATH_CONCURRENCY ?? 8),
-        sizeBytes: primary.app.config.dr?.userDataSizeBytes ?? 1024 ** 3,
-        writes: sessionWrites,
-        ...(priorWrites ? { priorWrites } : {}),
-      });
+      dataPathBaseline(dataPathOptions(join(dataDir, name), users, priorWrites));
     const dataPath = await throughDataPath("data-path", N);
     const dataPathCpu = new Map<string, number>();
     await treeCpuMs(process.pid, dataPathCpu);
+    // The same changes once more, step by step, for the CPU each step costs: their sum over the
+    // cores is the floor of the data path's time here, whatever the control plane does.
+    const bySteps = await dataPathCpuByStep(dataPathOptions(join(dataDir, "data-path-steps"), N), (into) =>
+      treeCpuMs(process.pid, into),
+    );
+    const dataPathCpuMsPerChange = bySteps.reduce(
+      (sum, s) => sum + Object.values(s.cpuMsPerChange).reduce((a, b) => a + b, 0),
+      0,
+    );
+    const cores = availableParallelism();
     // BENCH_DR_PRIOR_MIB: the same change on disks already holding that much data (a version
     // committed before), which should cost no more: a version is its delta, checksummed by region.
     const priorMiB = Number(process.env.BENCH_DR_PRIOR_MIB ?? 0);
@@ -228,6 +239,12 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       dataPathMs: Math.round(dataPath.totalMs),
       dataPathEachP50Ms: Math.round(median(dataPath.eachMs)),
       dataPathCpuPerChangeByProcess: perChange(dataPathCpu, dataPathCpuBefore),
+      // Step by step: each step's CPU per change by process; the sum of all; that sum for N
+      // changes over the cores (the data path's floor here); and what the storm spent besides.
+      dataPathCpuByStep: Object.fromEntries(bySteps.map((s) => [s.step, s.cpuMsPerChange])),
+      dataPathCpuMsPerChange,
+      dataPathFloorMs: Math.round((N * dataPathCpuMsPerChange) / cores),
+      cpuMsPerChangeBesideDataPath: Math.round(windowCpuMs / N - dataPathCpuMsPerChange),
       ...(withPrior
         ? {
             priorMiB,
@@ -252,6 +269,14 @@ export async function benchDr(env: BenchEnv): Promise<void> {
         ["  one change through it alone, p50 (ms)", figures.dataPathEachP50Ms],
         ["RPO p99 / data path alone (what the control plane adds)", figures.rpoP99ToDataPathRatio],
         [
+          `data path's floor: its CPU for ${N} changes over ${cores} cores (ms)`,
+          `${figures.dataPathFloorMs} (${dataPathCpuMsPerChange} ms of CPU per change)`,
+        ],
+        [
+          "storm CPU per change beside the data path (control plane, desktops' refresh)",
+          figures.cpuMsPerChangeBesideDataPath,
+        ],
+        [
           `drill: ${N}-desktop pool, first / all users on with data (ms)`,
           `${report.rtoFirstLogonMs} / ${report.rtoAllLogonsMs}`,
         ],
@@ -269,6 +294,15 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     printTable(
       "Stages of a change's way, logoff -> verified in DR: p50 / p99 (ms)",
       stages.table().map(([label, p50, p99]) => [label, `${p50} / ${p99}`]),
+    );
+    printTable(
+      "The data path's CPU per change, by step and process (ms; each step run for every change in turn)",
+      bySteps.map((s) => [
+        s.step,
+        Object.entries(s.cpuMsPerChange)
+          .map(([name, ms]) => `${name} ${ms}`)
+          .join(", "),
+      ]),
     );
     printTable(
       "Calls per change in the storm, by region and command (DynamoDB, SQS)",
