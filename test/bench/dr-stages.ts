@@ -166,9 +166,14 @@ export function watchStages(primary: Region, dr: Region) {
 /**
  * CPU time (ms) of this process and every process under it (emulators, the launcher, and through
  * its children's totals the qemu-img runs that ended): what a stretch of the bench cost the
- * machine, whatever else shares it.
+ * machine, whatever else shares it. With `peakRssMiB`, each process's peak resident memory so far
+ * too (the largest of a name's processes).
  */
-export async function treeCpuMs(pid = process.pid, byName?: Map<string, number>): Promise<number> {
+export async function treeCpuMs(
+  pid = process.pid,
+  byName?: Map<string, number>,
+  peakRssMiB?: Map<string, number>,
+): Promise<number> {
   const tick = 10; // USER_HZ is 100 on Linux.
   const read = async (p: number): Promise<number> => {
     try {
@@ -190,6 +195,11 @@ export async function treeCpuMs(pid = process.pid, byName?: Map<string, number>)
                   ? "dynamodb-local"
                   : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       byName?.set(name, (byName.get(name) ?? 0) + own);
+      if (peakRssMiB) {
+        const status = await readFile(`/proc/${p}/status`, "utf8").catch(() => "");
+        const kib = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+        peakRssMiB.set(name, Math.max(peakRssMiB.get(name) ?? 0, Math.round(kib / 1024)));
+      }
       const tasks = await readdir(`/proc/${p}/task`);
       const kids = (
         await Promise.all(tasks.map((t) => readFile(`/proc/${p}/task/${t}/children`, "utf8").catch(() => "")))

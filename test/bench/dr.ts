@@ -153,7 +153,8 @@ export async function benchDr(env: BenchEnv): Promise<void> {
 
     const windowMs = performance.now() - windowStarted;
     const cpuByName = new Map<string, number>();
-    const windowCpuMs = (await treeCpuMs(process.pid, cpuByName)) - cpuBefore;
+    const peakRssMiB = new Map<string, number>();
+    const windowCpuMs = (await treeCpuMs(process.pid, cpuByName, peakRssMiB)) - cpuBefore;
     const callsPerChange = calls.perChange(N);
     const replicated = (await userData.list(tenantId)).filter((u) => u.replicatedVersion >= 1).length;
     if (replicated !== N) throw new Error(`${replicated} of ${N} users replicated in the table`);
@@ -235,6 +236,8 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       cpuMsPerChange: Math.round(windowCpuMs / N),
       coresUsed: round(windowCpuMs / windowMs, 2),
       cpuPerChangeByProcess,
+      // Each process's peak resident memory by the storm's end (MiB): what the V8 flags cost.
+      peakRssMiB: Object.fromEntries(peakRssMiB),
       // All N changes through the data path alone (no control plane), and RPO p99 against it.
       dataPathMs: Math.round(dataPath.totalMs),
       dataPathEachP50Ms: Math.round(median(dataPath.eachMs)),
@@ -283,6 +286,10 @@ export async function benchDr(env: BenchEnv): Promise<void> {
         [
           "CPU per change, all processes (ms) / cores used in the storm",
           `${figures.cpuMsPerChange} / ${figures.coresUsed}`,
+        ],
+        [
+          "peak memory by the storm's end (MiB)",
+          [...peakRssMiB].map(([name, mib]) => `${name} ${mib}`).join(", "),
         ],
         ["drill users verified / failed", `${report.usersVerified} / ${report.usersFailed?.length}`],
         ["drill state", report.state],
