@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { qcow2UserDataStore } from "../../shared/adapters/storage/user-data-store.ts";
 import type { PeerRegion, ReplicaInbox } from "../../shared/ports/index.ts";
+import { cpuPerChange } from "./dr-stages.ts";
 import { runLimited } from "./report.ts";
 
 const run = promisify(execFile);
@@ -86,7 +87,7 @@ type Ref = { tenantId: string; userId: string };
 
 /**
  * A change's way through the data path, step by step (commit, upload, download, apply), each a
- * function of the user: the pipelined run calls them in turn for each change, the run by phase
+ * function of the user: the pipelined run calls them in turn for each change, the run by step
  * calls each one for every change before the next.
  */
 function dataPathSteps(opts: DataPathOptions, prepared: Awaited<ReturnType<typeof prepareUsers>>) {
@@ -162,26 +163,16 @@ export async function dataPathBaseline(
 export async function dataPathCpuByStep(
   opts: DataPathOptions,
   cpu: (into: Map<string, number>) => Promise<number>,
-): Promise<{ step: string; wallMs: number; cpuMsPerChange: Record<string, number> }[]> {
+): Promise<{ step: string; cpuMsPerChange: Record<string, number> }[]> {
   const prepared = await prepareUsers(opts);
   const out = [];
   for (const [step, run] of dataPathSteps(opts, prepared)) {
     const before = new Map<string, number>();
     await cpu(before);
-    const started = performance.now();
     await runLimited(prepared.refs, opts.concurrency, run);
-    const wallMs = performance.now() - started;
     const after = new Map<string, number>();
     await cpu(after);
-    const cpuMsPerChange = Object.fromEntries(
-      [...after]
-        .map(([name, ms]): [string, number] => [
-          name,
-          Math.round((ms - (before.get(name) ?? 0)) / opts.users),
-        ])
-        .filter(([, ms]) => ms > 0),
-    );
-    out.push({ step, wallMs: Math.round(wallMs), cpuMsPerChange });
+    out.push({ step, cpuMsPerChange: cpuPerChange(after, before, opts.users) });
   }
   await rm(opts.dir, { recursive: true, force: true });
   return out;

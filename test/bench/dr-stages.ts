@@ -163,6 +163,12 @@ export function watchStages(primary: Region, dr: Region) {
   };
 }
 
+/** CPU (ms) per change by process, between two readings of the process tree over `changes` changes. */
+export const cpuPerChange = (after: Map<string, number>, before: Map<string, number>, changes: number) =>
+  Object.fromEntries(
+    [...after].map(([name, ms]) => [name, Math.round((ms - (before.get(name) ?? 0)) / changes)]),
+  ) as Record<string, number>;
+
 /**
  * CPU time (ms) of this process and every process under it (emulators, the launcher, and through
  * its children's totals the qemu-img runs that ended): what a stretch of the bench cost the

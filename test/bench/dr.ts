@@ -13,7 +13,7 @@ import { waitFor } from "../../local/emulators.ts";
 import { type Region, startRegion } from "../../local/region.ts";
 import { countCalls } from "./calls.ts";
 import { dataPathBaseline, dataPathCpuByStep } from "./dr-pipeline.ts";
-import { treeCpuMs, watchStages } from "./dr-stages.ts";
+import { cpuPerChange, treeCpuMs, watchStages } from "./dr-stages.ts";
 import type { BenchEnv } from "./env.ts";
 import { median, percentile, printJson, printTable, round, runLimited } from "./report.ts";
 
@@ -39,10 +39,6 @@ const sessionWrites = Array.from({ length: 8 }, (_, i) => [
   "-c",
   `write -P ${(i % 250) + 1} ${i * 64}M 1M`,
 ]).flat();
-
-/** CPU per change by process, between two readings of the process tree. */
-const perChange = (after: Map<string, number>, before: Map<string, number>) =>
-  Object.fromEntries([...after].map(([name, ms]) => [name, Math.round((ms - (before.get(name) ?? 0)) / N)]));
 
 /** The size of one full desktop: a golden image holding 2 GiB of written data. */
 async function desktopBytes(dir: string): Promise<number> {
@@ -158,7 +154,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     const callsPerChange = calls.perChange(N);
     const replicated = (await userData.list(tenantId)).filter((u) => u.replicatedVersion >= 1).length;
     if (replicated !== N) throw new Error(`${replicated} of ${N} users replicated in the table`);
-    const cpuPerChangeByProcess = perChange(cpuByName, cpuByNameBefore);
+    const cpuPerChangeByProcess = cpuPerChange(cpuByName, cpuByNameBefore, N);
     const shipped = (await userData.listChanges(tenantId)).filter((c) => c.origin === primary.name);
     const applied = (await dr.app.ports.userData.listChanges(tenantId)).filter((c) => c.replicatedAt);
     const rpos = applied
@@ -241,7 +237,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       // All N changes through the data path alone (no control plane), and RPO p99 against it.
       dataPathMs: Math.round(dataPath.totalMs),
       dataPathEachP50Ms: Math.round(median(dataPath.eachMs)),
-      dataPathCpuPerChangeByProcess: perChange(dataPathCpu, dataPathCpuBefore),
+      dataPathCpuPerChangeByProcess: cpuPerChange(dataPathCpu, dataPathCpuBefore, N),
       // Step by step: each step's CPU per change by process; the sum of all; that sum for N
       // changes over the cores (the data path's floor here); and what the storm spent besides.
       dataPathCpuByStep: Object.fromEntries(bySteps.map((s) => [s.step, s.cpuMsPerChange])),
@@ -307,6 +303,7 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       bySteps.map((s) => [
         s.step,
         Object.entries(s.cpuMsPerChange)
+          .filter(([, ms]) => ms > 0)
           .map(([name, ms]) => `${name} ${ms}`)
           .join(", "),
       ]),
