@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { qcow2UserDataStore } from "../../shared/adapters/storage/user-data-store.ts";
 import type { PeerRegion, ReplicaInbox } from "../../shared/ports/index.ts";
-import { cpuPerChange } from "./dr-stages.ts";
+import { perChange } from "./dr-stages.ts";
 import { runLimited } from "./report.ts";
 
 const run = promisify(execFile);
@@ -172,7 +172,7 @@ export async function dataPathCpuByStep(
     await runLimited(prepared.refs, opts.concurrency, run);
     const after = new Map<string, number>();
     await cpu(after);
-    out.push({ step, cpuMsPerChange: cpuPerChange(after, before, opts.users) });
+    out.push({ step, cpuMsPerChange: perChange(after, before, opts.users) });
   }
   await rm(opts.dir, { recursive: true, force: true });
   return out;

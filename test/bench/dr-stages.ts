@@ -163,22 +163,28 @@ export function watchStages(primary: Region, dr: Region) {
   };
 }
 
-/** CPU (ms) per change by process, between two readings of the process tree over `changes` changes. */
-export const cpuPerChange = (after: Map<string, number>, before: Map<string, number>, changes: number) =>
+/**
+ * A figure per change by process (CPU ms, page faults) between two readings of the process tree
+ * over `changes` changes.
+ */
+export const perChange = (after: Map<string, number>, before: Map<string, number>, changes: number) =>
   Object.fromEntries(
-    [...after].map(([name, ms]) => [name, Math.round((ms - (before.get(name) ?? 0)) / changes)]),
+    [...after].map(([name, n]) => [name, Math.round((n - (before.get(name) ?? 0)) / changes)]),
   ) as Record<string, number>;
 
 /**
  * CPU time (ms) of this process and every process under it (emulators, the launcher, and through
  * its children's totals the qemu-img runs that ended): what a stretch of the bench cost the
  * machine, whatever else shares it. With `peakRssMiB`, each process's peak resident memory so far
- * too (the largest of a name's processes).
+ * too (the largest of a name's processes); with `kernel`, by name, the part of that CPU spent in
+ * the kernel and the minor page faults so far (on a machine where a page fault is dear, what
+ * fresh memory costs).
  */
 export async function treeCpuMs(
   pid = process.pid,
   byName?: Map<string, number>,
   peakRssMiB?: Map<string, number>,
+  kernel?: { cpuMs: Map<string, number>; pageFaults: Map<string, number> },
 ): Promise<number> {
   const tick = 10; // USER_HZ is 100 on Linux.
   const read = async (p: number): Promise<number> => {
@@ -201,6 +207,12 @@ export async function treeCpuMs(
                   ? "dynamodb-local"
                   : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       byName?.set(name, (byName.get(name) ?? 0) + own);
+      if (kernel) {
+        // stime and cstime; minflt and cminflt (the 10th and 11th fields).
+        const add = (into: Map<string, number>, n: number) => into.set(name, (into.get(name) ?? 0) + n);
+        add(kernel.cpuMs, (Number(f[12]) + Number(f[14])) * tick);
+        add(kernel.pageFaults, Number(f[7]) + Number(f[8]));
+      }
       if (peakRssMiB) {
         const status = await readFile(`/proc/${p}/status`, "utf8").catch(() => "");
         const kib = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);

@@ -13,7 +13,7 @@ import { waitFor } from "../../local/emulators.ts";
 import { type Region, startRegion } from "../../local/region.ts";
 import { countCalls } from "./calls.ts";
 import { dataPathBaseline, dataPathCpuByStep } from "./dr-pipeline.ts";
-import { cpuPerChange, treeCpuMs, watchStages } from "./dr-stages.ts";
+import { perChange, treeCpuMs, watchStages } from "./dr-stages.ts";
 import type { BenchEnv } from "./env.ts";
 import { median, percentile, printJson, printTable, round, runLimited } from "./report.ts";
 
@@ -124,7 +124,8 @@ export async function benchDr(env: BenchEnv): Promise<void> {
 
     const attachedMs = performance.now() - logonStarted;
     const cpuByNameBefore = new Map<string, number>();
-    const cpuBefore = await treeCpuMs(process.pid, cpuByNameBefore);
+    const kernelBefore = { cpuMs: new Map<string, number>(), pageFaults: new Map<string, number>() };
+    const cpuBefore = await treeCpuMs(process.pid, cpuByNameBefore, undefined, kernelBefore);
     const windowStarted = performance.now();
     calls.mark();
     // The storm's end is seen in memory (the primary recording each acknowledgement), not by
@@ -150,11 +151,12 @@ export async function benchDr(env: BenchEnv): Promise<void> {
     const windowMs = performance.now() - windowStarted;
     const cpuByName = new Map<string, number>();
     const peakRssMiB = new Map<string, number>();
-    const windowCpuMs = (await treeCpuMs(process.pid, cpuByName, peakRssMiB)) - cpuBefore;
+    const kernel = { cpuMs: new Map<string, number>(), pageFaults: new Map<string, number>() };
+    const windowCpuMs = (await treeCpuMs(process.pid, cpuByName, peakRssMiB, kernel)) - cpuBefore;
     const callsPerChange = calls.perChange(N);
     const replicated = (await userData.list(tenantId)).filter((u) => u.replicatedVersion >= 1).length;
     if (replicated !== N) throw new Error(`${replicated} of ${N} users replicated in the table`);
-    const cpuPerChangeByProcess = cpuPerChange(cpuByName, cpuByNameBefore, N);
+    const cpuPerChangeByProcess = perChange(cpuByName, cpuByNameBefore, N);
     const shipped = (await userData.listChanges(tenantId)).filter((c) => c.origin === primary.name);
     const applied = (await dr.app.ports.userData.listChanges(tenantId)).filter((c) => c.replicatedAt);
     const rpos = applied
@@ -232,12 +234,16 @@ export async function benchDr(env: BenchEnv): Promise<void> {
       cpuMsPerChange: Math.round(windowCpuMs / N),
       coresUsed: round(windowCpuMs / windowMs, 2),
       cpuPerChangeByProcess,
+      // Of that, the kernel's part, and the minor page faults per change (the memory each
+      // process touched fresh): on this machine a 4 KiB page fault costs 6-8 us.
+      kernelCpuPerChangeByProcess: perChange(kernel.cpuMs, kernelBefore.cpuMs, N),
+      pageFaultsPerChangeByProcess: perChange(kernel.pageFaults, kernelBefore.pageFaults, N),
       // Each process's peak resident memory by the storm's end (MiB): what the V8 flags cost.
       peakRssMiB: Object.fromEntries(peakRssMiB),
       // All N changes through the data path alone (no control plane), and RPO p99 against it.
       dataPathMs: Math.round(dataPath.totalMs),
       dataPathEachP50Ms: Math.round(median(dataPath.eachMs)),
-      dataPathCpuPerChangeByProcess: cpuPerChange(dataPathCpu, dataPathCpuBefore, N),
+      dataPathCpuPerChangeByProcess: perChange(dataPathCpu, dataPathCpuBefore, N),
       // Step by step: each step's CPU per change by process; the sum of all; that sum for N
       // changes over the cores (the data path's floor here); and what the storm spent besides.
       dataPathCpuByStep: Object.fromEntries(bySteps.map((s) => [s.step, s.cpuMsPerChange])),
@@ -282,6 +288,15 @@ export async function benchDr(env: BenchEnv): Promise<void> {
         [
           "CPU per change, all processes (ms) / cores used in the storm",
           `${figures.cpuMsPerChange} / ${figures.coresUsed}`,
+        ],
+        [
+          "of which in the kernel (ms per change) / minor page faults per change",
+          [...kernel.cpuMs]
+            .map(
+              ([name]) =>
+                `${name} ${figures.kernelCpuPerChangeByProcess[name]} / ${figures.pageFaultsPerChangeByProcess[name]}`,
+            )
+            .join(", "),
         ],
         [
           "peak memory by the storm's end (MiB)",
