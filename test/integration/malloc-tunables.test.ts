@@ -61,7 +61,6 @@ describe("glibc malloc tunables", () => {
   it("the npm scripts that run Pristine's processes and the local fauxqs process carry them", async () => {
     const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
       scripts: Record<string, string>;
-      config: { glibcTunables: string };
     };
     for (const script of ["start", "test", "bench"])
       expect(pkg.scripts[script], script).toMatch(
