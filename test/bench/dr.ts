@@ -20,6 +20,8 @@ import { median, percentile, printJson, printTable, round, runLimited } from "./
 const run = promisify(execFile);
 const N = Number(process.env.BENCH_DR_USERS ?? 100);
 const changeBytes = 8 * 1024 * 1024;
+/** Issue 12's target for this storm: RPO p99, logoff to verified in DR. */
+const rpoP99TargetMs = 5000;
 /** Users of the data path's run on disks already holding data (BENCH_DR_PRIOR_MIB): two rounds of 8. */
 const priorUsers = 16;
 
@@ -258,6 +260,8 @@ export async function benchDr(env: BenchEnv): Promise<void> {
           }
         : {}),
       rpoP99ToDataPathRatio: round(percentile(rpos, 99) / dataPath.totalMs, 2),
+      // Above 1, the data path alone (no control plane) takes longer here than RPO p99 may.
+      dataPathToRpoTargetRatio: round(dataPath.totalMs / rpoP99TargetMs, 2),
       drillToProvisionRatio: round((report.rtoAllLogonsMs as number) / provisionMs, 2),
       stagesMs: Object.fromEntries(stages.table().map(([label, p50, p99]) => [label, [p50, p99]])),
     };
@@ -269,10 +273,14 @@ export async function benchDr(env: BenchEnv): Promise<void> {
         ["shipped / change (target <= 1.2)", figures.shippedToChangeRatio],
         ["full desktop, 2 GiB written (bytes)", figures.desktopBytes],
         ["desktop / shipped (target >= 100)", figures.desktopToShippedRatio],
-        ["RPO logoff -> verified in DR p50 / p99 (ms)", `${figures.rpoP50Ms} / ${figures.rpoP99Ms}`],
+        [
+          `RPO logoff -> verified in DR p50 / p99 (ms; target p99 <= ${rpoP99TargetMs})`,
+          `${figures.rpoP50Ms} / ${figures.rpoP99Ms}`,
+        ],
         [`data path alone: ${N} changes committed, shipped, applied (ms)`, figures.dataPathMs],
         ["  one change through it alone, p50 (ms)", figures.dataPathEachP50Ms],
         ["RPO p99 / data path alone (what the control plane adds)", figures.rpoP99ToDataPathRatio],
+        ["data path alone / RPO p99 target (above 1: out of reach here)", figures.dataPathToRpoTargetRatio],
         [
           `data path's floor: its CPU for ${N} changes over ${cores} cores (ms)`,
           `${figures.dataPathFloorMs} (${dataPathCpuMsPerChange} ms of CPU per change)`,
