@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
-import { lambdaContext } from "./lambda-context.ts";
+import { invokeLocally } from "./lambda-context.ts";
 
 export type HttpApiHandler = (
   event: APIGatewayProxyEventV2,
@@ -95,7 +95,8 @@ export function startApiServer(opts: {
       }
       const local = await opts.localRoute?.(req, body);
       if (local) return send(local);
-      send(await opts.handler(toHttpApiEvent(req, body), lambdaContext("api", 30_000)));
+      const event = toHttpApiEvent(req, body);
+      send(await invokeLocally("api", 30_000, (context) => opts.handler(event, context)));
     } catch (err) {
       console.error(`[api] ${(err as Error).stack ?? err}`);
       res.writeHead(500, { "content-type": "application/json" });

@@ -28,7 +28,7 @@ import { reconcilerHandler } from "../shared/workers/reconciler.ts";
 import { startApiServer } from "./api-server.ts";
 import { type DrResources, drWorkers, ensureDrResources, type PeerOptions } from "./dr-region.ts";
 import { type LocalHost, startLocalHost } from "./host.ts";
-import { lambdaContext } from "./lambda-context.ts";
+import { invokeLocally } from "./lambda-context.ts";
 import { ensureQueueWithDlq, type QueueRef } from "./queues.ts";
 import { type Poller, type PollerOptions, startSqsPoller } from "./sqs-poller.ts";
 
@@ -225,7 +225,9 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   const reconciler =
     reconcileEveryMs > 0
       ? setInterval(() => {
-          reconciling ??= reconcileOnce({}, lambdaContext(`${opts.name}-reconciler`))
+          reconciling ??= invokeLocally(`${opts.name}-reconciler`, 60_000, (context) =>
+            reconcileOnce({}, context),
+          )
             .catch((err: Error) => console.error(`[reconciler] ${err.message}`))
             .finally(() => {
               reconciling = undefined;
@@ -239,7 +241,9 @@ export async function startRegion(opts: RegionOptions): Promise<Region> {
   const readiness =
     readinessEveryMs > 0
       ? setInterval(() => {
-          checking ??= reconcileOnce({ task: "readiness" }, lambdaContext(`${opts.name}-reconciler`))
+          checking ??= invokeLocally(`${opts.name}-reconciler`, 60_000, (context) =>
+            reconcileOnce({ task: "readiness" }, context),
+          )
             .catch((err: Error) => console.error(`[readiness] ${err.message}`))
             .finally(() => {
               checking = undefined;

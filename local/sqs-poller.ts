@@ -12,7 +12,7 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
-import { lambdaContext } from "./lambda-context.ts";
+import { invokeLocally } from "./lambda-context.ts";
 
 export type SqsHandler = (
   event: SQSEvent,
@@ -117,7 +117,10 @@ export function startSqsPoller(opts: PollerOptions): Poller {
       let failedIds: Set<string>;
       try {
         const started = Date.now();
-        const invoke = () => opts.handler({ Records: records }, lambdaContext(opts.functionName, timeoutMs));
+        const invoke = () =>
+          invokeLocally(opts.functionName, timeoutMs, (context) =>
+            opts.handler({ Records: records }, context),
+          );
         // A duplicate delivery fails the batch's records if either copy reports them failed.
         const invocation = opts.duplicateDeliveries
           ? Promise.all([invoke(), invoke()]).then(([a, b]) => ({

@@ -56,8 +56,6 @@ export function sqsWorker<S extends z.ZodType>(
   },
 ) {
   const fifo = opts.fifo ?? false;
-  const processor = new BatchProcessor(EventType.SQS);
-  const fifoProcessor = new SqsFifoPartialProcessorAsync();
   const recordHandler = async (record: SQSRecord) => {
     const attempt = record.attributes.ApproximateReceiveCount;
     const parsed = schema.safeParse(JSON.parse(record.body));
@@ -84,12 +82,19 @@ export function sqsWorker<S extends z.ZodType>(
       throw err;
     }
   };
-  return middy<SQSEvent, SQSBatchResponse>()
-    .use(injectLambdaContext(logger, { resetKeys: true }))
-    .use(flushMetrics(opts.metrics))
-    .handler((event: SQSEvent, context: Context) =>
-      fifo
-        ? processPartialResponse(event, recordHandler, fifoProcessor, { context, skipGroupOnError: true })
-        : processPartialResponse(event, recordHandler, processor, { context }),
-    );
+  return (
+    middy<SQSEvent, SQSBatchResponse>()
+      .use(injectLambdaContext(logger, { resetKeys: true }))
+      .use(flushMetrics(opts.metrics))
+      // A processor per invocation: its records and failures are the invocation's own even where
+      // one process runs several at once (the local runtime), and none is made outside one.
+      .handler((event: SQSEvent, context: Context) =>
+        fifo
+          ? processPartialResponse(event, recordHandler, new SqsFifoPartialProcessorAsync(), {
+              context,
+              skipGroupOnError: true,
+            })
+          : processPartialResponse(event, recordHandler, new BatchProcessor(EventType.SQS), { context }),
+      )
+  );
 }

@@ -5,7 +5,8 @@
 
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
+import type { APIGatewayProxyEventV2 } from "aws-lambda";
+import { invokeLocally } from "../../local/lambda-context.ts";
 import { documentClient, ensureTable } from "../../shared/adapters/dynamodb/client.ts";
 import { apiHandler } from "../../shared/http/api.ts";
 import { type BenchEnv, readyPool } from "./env.ts";
@@ -170,20 +171,18 @@ interface StormResult {
 
 /** One storm of N logons on a fresh N-desktop pool (made by readyPool), through the api handler. */
 async function logonStorm(env: BenchEnv, pool: Awaited<ReturnType<typeof readyPool>>): Promise<StormResult> {
-  const handler = apiHandler(env.region.app);
-  const context = { awsRequestId: "bench", functionName: "api" } as Context;
+  const api = apiHandler(env.region.app);
+  const handler = (event: APIGatewayProxyEventV2) =>
+    invokeLocally("api", 30_000, (context) => api(event, context));
   // Warm the key cache and the connections as a warm Lambda would be.
-  await handler(
-    {
-      ...logonEvent(pool.poolId, pool.key, "x"),
-      rawPath: `/v1/pools/${pool.poolId}`,
-      requestContext: { http: { method: "GET" } },
-    } as never,
-    context,
-  );
+  await handler({
+    ...logonEvent(pool.poolId, pool.key, "x"),
+    rawPath: `/v1/pools/${pool.poolId}`,
+    requestContext: { http: { method: "GET" } },
+  } as never);
   const results: { status: number; body: any }[] = [];
   const rate = await storm(async (i) => {
-    const res = await handler(logonEvent(pool.poolId, pool.key, `user-${i}`), context);
+    const res = await handler(logonEvent(pool.poolId, pool.key, `user-${i}`));
     results.push({ status: res.statusCode ?? 0, body: JSON.parse(res.body ?? "{}") });
   });
   const ok = results.filter((r) => r.status === 200);

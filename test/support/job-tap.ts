@@ -4,7 +4,7 @@
  * region's queue; they run through the same handler the worker runs, as a batch of one.
  */
 import { DeleteMessageCommand, type Message, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import { lambdaContext } from "../../local/lambda-context.ts";
+import { invokeLocally } from "../../local/lambda-context.ts";
 import type { Region, WorkerName } from "../../local/region.ts";
 import { toRecord } from "../../local/sqs-poller.ts";
 
@@ -43,9 +43,8 @@ export function jobTap(region: Region, worker: WorkerName) {
     },
     /** Runs one delivery of a job; answers whether the handler reported it failed. */
     async run(job: Job): Promise<"done" | "failed"> {
-      const out = await spec.handler(
-        { Records: [toRecord(job.message, spec)] },
-        lambdaContext(spec.functionName),
+      const out = await invokeLocally(spec.functionName, 60_000, (context) =>
+        spec.handler({ Records: [toRecord(job.message, spec)] }, context),
       );
       return (out?.batchItemFailures ?? []).length > 0 ? "failed" : "done";
     },

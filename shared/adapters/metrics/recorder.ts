@@ -38,7 +38,10 @@ export function metricRecorder(
   const now = opts.now ?? Date.now;
   // POWERTOOLS_METRICS_DISABLED=true turns the EMF lines off (the local runtime does).
   const emf = new Metrics({ namespace: "Pristine", serviceName: opts.serviceName });
-  let emfPending = false;
+  // Handed to Powertools only as they are written, in the flush's own context: where a process
+  // runs invocations at once (AWS_LAMBDA_MAX_CONCURRENCY, the local runtime and the host agent),
+  // Powertools keeps each invocation's metrics apart, and a background flush would find none.
+  let emfValues: [MetricName, number][] = [];
   let pending = new Map<string, Step>();
   let flushing: Promise<void> = Promise.resolve();
 
@@ -60,8 +63,10 @@ export function metricRecorder(
     }
     // A gauge recorded again meanwhile keeps its newer value.
     for (const p of failed) if (p.poolId === undefined || !pending.has(keyOf(p))) merge(p);
-    if (emfPending) {
-      emfPending = false;
+    if (emfValues.length > 0) {
+      const values = emfValues;
+      emfValues = [];
+      for (const [name, value] of values) emf.addMetric(name, MetricUnit[metricCatalogue[name].unit], value);
       emf.publishStoredMetrics();
     }
   };
@@ -89,8 +94,7 @@ export function metricRecorder(
       if (!Number.isFinite(value)) return;
       merge({ tenantId, name, poolId, bucket: Math.floor(now() / step) * step, count: 1, sum: value });
       if (poolId === undefined) {
-        emf.addMetric(name, MetricUnit[metricCatalogue[name].unit], value);
-        emfPending = true;
+        emfValues.push([name, value]);
         return;
       }
       // Its own EMF line (written at once): the pool is a dimension of this figure only.
